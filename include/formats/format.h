@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/*
+ * The image-format engine interface of the datapath (ngdp-server).
+ *
+ * A format (raw, qcow2, vhd) is a *mapper and metadata manager*: it turns a
+ * guest byte range into a list of extents on host files, keeps its metadata
+ * (L1/L2/refcounts, BAT/bitmaps) in memory and writes it back on flush.
+ * Data I/O itself is not done here: the server submits the DATA extents
+ * asynchronously (libaio / io_uring, O_DIRECT).  Metadata I/O inside a format
+ * is synchronous (pread/pwrite), and rare: at open, at allocation when a
+ * copy-on-write fill is needed, and at flush.
+ *
+ * Threading: one image chain is used by one thread at a time.
+ * Errors: every int-returning function returns 0 or -errno.
+ */
+#ifndef FORMATS_FORMAT_H
+#define FORMATS_FORMAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum extent_kind {
+	EXTENT_DATA,	/* bytes live in host file 'fd' at 'host_offset' */
+	EXTENT_ZERO,	/* reads as zeros, no I/O needed */
+	EXTENT_FILLED,	/* the format already put the bytes in the caller's
+			 * buffer (e.g. a decompressed qcow2 cluster) */
+};
+
+/* Extents cover the guest range in order, without gaps. */
+struct extent {
+	enum extent_kind kind;
+	int fd;			/* EXTENT_DATA: the host file */
+	uint64_t host_offset;	/* EXTENT_DATA: byte offset in fd */
+	uint64_t length;	/* guest bytes covered */
+	/*
+	 * For block status (NBD base:allocation): true when the range is not
+	 * allocated anywhere in the chain (a hole that reads as zero).
+	 * EXTENT_ZERO with hole=false is an allocated "zero" cluster.
+	 */
+	bool hole;
+};
+
+struct extent_list {
+	struct extent *v;
+	size_t n, cap;
+};
+
+/* Append an extent, merging with the previous one when contiguous. */
+int extent_list_push(struct extent_list *l, const struct extent *e);
+void extent_list_clear(struct extent_list *l);	/* n = 0, keeps memory */
+void extent_list_release(struct extent_list *l);
+
+struct image;
+
+struct image_format {
+	const char *name;	/* "raw", "qcow2", "vpc" (qemu's name for VHD) */
+
+	/* Required.  Does this header (first bytes of the file) belong to us? */
+	bool (*probe)(const uint8_t *head, size_t len);
+
+	/*
+	 * Required.  Parse and validate the headers of img->fd and fill
+	 * img->virtual_size and img->priv.  If the image names a backing
+	 * file, set *ret_backing to its path exactly as written in the image
+	 * (malloc'ed; the caller resolves and confines it) and, when the
+	 * image says so, *ret_backing_format ("qcow2", "raw", "vpc"...).
+	 * Must reject anything it does not fully understand with -ENOTSUP
+	 * (unknown incompatible features, encryption, external data files)
+	 * and corrupt or hostile headers with -EINVAL, never crash.
+	 */
+	int (*open)(struct image *img, char **ret_backing,
+		    char **ret_backing_format);
+
+	/*
+	 * Required.  Map a guest read of [offset, offset+length) into extents.
+	 * Unallocated ranges are resolved through img->backing (call
+	 * image_map_read() on it) or reported as EXTENT_ZERO with hole=true.
+	 * 'buf' is where the caller will place the bytes: a format that must
+	 * produce bytes itself (compression) writes them at
+	 * buf + (extent guest offset - offset) and emits EXTENT_FILLED.
+	 * buf may be NULL (block status): then emit EXTENT_FILLED without
+	 * filling anything.
+	 */
+	int (*map_read)(struct image *img, uint64_t offset, uint64_t length,
+			void *buf, struct extent_list *out);
+
+	/*
+	 * Required unless read-only.  Map a guest write.  Allocates clusters /
+	 * blocks as needed (in memory, persisted by flush()), performs any
+	 * copy-on-write fill of the parts of a new cluster outside the range
+	 * (synchronously), and returns EXTENT_DATA extents where the caller
+	 * must write the data.  After it returns, map_read() of the range
+	 * maps to the same host locations.
+	 */
+	int (*map_write)(struct image *img, uint64_t offset, uint64_t length,
+			 struct extent_list *out);
+
+	/*
+	 * Optional.  Make the range read as zeros.  'may_unmap' allows
+	 * deallocation (NBD TRIM / WRITE_ZEROES without NO_HOLE).  A format
+	 * that cannot do better may return -ENOTSUP and the server writes
+	 * zeros through map_write().
+	 */
+	int (*zero)(struct image *img, uint64_t offset, uint64_t length,
+		    bool may_unmap);
+
+	/* Optional.  Discard (NBD TRIM): may do nothing, must not corrupt. */
+	int (*discard)(struct image *img, uint64_t offset, uint64_t length);
+
+	/*
+	 * Required unless read-only.  Make every completed data write and all
+	 * metadata durable, in crash-safe order (see each format's comment).
+	 * Called by the server only when no data write is in flight.
+	 */
+	int (*flush)(struct image *img);
+
+	/* Required.  Free img->priv.  Writes nothing (flush first). */
+	void (*close)(struct image *img);
+
+	/*
+	 * Optional (added after the first version; leave NULL if unneeded).
+	 * Block status only: like map_read(buf = NULL) but may be more
+	 * precise (raw: SEEK_DATA/SEEK_HOLE holes are reported hole=true).
+	 * Used by image_block_status() and for backing files.
+	 */
+	int (*block_status)(struct image *img, uint64_t offset,
+			    uint64_t length, struct extent_list *out);
+};
+
+struct image {
+	const struct image_format *fmt;
+	char *path;			/* as opened (resolved) */
+	int fd;				/* O_DIRECT when possible */
+	int buffered_fd;		/* same file without O_DIRECT, for
+					 * unaligned metadata I/O */
+	bool readonly;
+	bool direct;			/* fd has O_DIRECT */
+	unsigned int dio_align;		/* offset/length alignment fd needs */
+	uint64_t virtual_size;
+	struct image *backing;		/* next in chain, or NULL */
+	unsigned int depth;		/* 0 for the top image */
+	void *priv;			/* format private state */
+};
+
+struct image_open_options {
+	bool readonly;			/* open the top read-only too */
+	bool no_direct;			/* do not try O_DIRECT */
+	/*
+	 * Backing files must resolve (realpath) to a file inside this
+	 * directory; NULL means the directory of the top image.  A chain
+	 * longer than max_depth (default 64) or with a loop is refused.
+	 */
+	const char *confine_dir;
+	unsigned int max_depth;
+	const char *format;		/* force a format for the top, or NULL
+					 * to probe */
+};
+
+/* Open a whole chain.  On error *ret is untouched and a message is logged. */
+int image_open(const char *path, const struct image_open_options *opt,
+	       struct image **ret);
+void image_close(struct image *img);	/* closes the whole chain */
+
+/* Dispatch helpers (clip to virtual_size is the caller's job). */
+int image_map_read(struct image *img, uint64_t offset, uint64_t length,
+		   void *buf, struct extent_list *out);
+int image_map_write(struct image *img, uint64_t offset, uint64_t length,
+		    struct extent_list *out);
+int image_flush(struct image *img);
+
+/* Block status of [offset, offset+length): fmt->block_status or map_read. */
+int image_block_status(struct image *img, uint64_t offset, uint64_t length,
+		       struct extent_list *out);
+
+/*
+ * For formats: map [offset, offset+length) of img through img->backing,
+ * clipped to the backing's virtual size; the rest (or everything, without
+ * a backing file) is EXTENT_ZERO hole=true.  'buf' as in map_read.
+ */
+int image_map_backing_read(struct image *img, uint64_t offset,
+			   uint64_t length, void *buf, struct extent_list *out);
+
+/*
+ * Synchronous read of guest bytes through the whole chain (map_read, then
+ * pread of the DATA extents).  Beyond virtual_size reads zeros.  Used for
+ * copy-on-write fills and by tools; not for the fast path.
+ */
+int image_read(struct image *img, uint64_t offset, uint64_t length,
+	       void *buf);
+
+/*
+ * Synchronous helpers for formats' metadata I/O: full-length pread/pwrite
+ * that handle O_DIRECT alignment (through buffered_fd when unaligned).
+ * Return 0 or -errno (-EIO on a short read past EOF is reported as -EINVAL:
+ * a header that points beyond the file is corrupt).
+ */
+int image_pread(struct image *img, void *buf, size_t len, uint64_t offset);
+int image_pwrite(struct image *img, const void *buf, size_t len,
+		 uint64_t offset);
+int image_datasync(struct image *img);
+
+extern const struct image_format format_raw;
+extern const struct image_format format_qcow2;
+extern const struct image_format format_vhd;
+
+#endif

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/*
+ * Running helper programs (qemu-img, mkfs.*, mount): posix_spawn with an argv
+ * array, a fixed PATH and LC_ALL=C, stdin from /dev/null, stdout and stderr
+ * captured.  Never a shell.
+ */
+#ifndef PROC_H
+#define PROC_H
+
+#include <stddef.h>
+
+#define PROC_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+struct proc_result {
+	int status;	/* exit code; 128+N when killed by signal N */
+	char *out;	/* captured stdout, NUL-terminated (never NULL) */
+	char *err;	/* captured stderr, NUL-terminated (never NULL) */
+};
+
+/*
+ * Run argv[0] (looked up in PROC_PATH) to completion.  Returns 0 when the
+ * program ran (whatever its exit status, see ret->status) or -errno when it
+ * could not be started.  ret is always initialised; release it.
+ */
+int proc_run(const char *const argv[], struct proc_result *ret);
+void proc_result_release(struct proc_result *r);
+
+/*
+ * proc_run() and require exit status 0.  On failure logs the command, the
+ * status and the last line of stderr, and returns -EIO (-ENOSPC when stderr
+ * says the disk is full, -ENOENT when the program is missing).
+ * 'err_line' (optional, size len) receives the last stderr line.
+ */
+int proc_run_checked(const char *const argv[], char *err_line, size_t len);
+
+#endif

@@ -1,0 +1,484 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/* QCOW2 engine: open (all L1/L2 in memory), read mapping, decompression. */
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "qcow2.h"
+
+static bool qcow2_probe(const uint8_t *head, size_t len)
+{
+	return len >= 4 && head[0] == 'Q' && head[1] == 'F' &&
+	       head[2] == 'I' && head[3] == 0xfb;
+}
+
+static int file_size_of(int fd, uint64_t *ret)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISBLK(st.st_mode))
+		return ioctl(fd, BLKGETSIZE64, ret) < 0 ? -errno : 0;
+	*ret = (uint64_t)st.st_size;
+	return 0;
+}
+
+static void *aligned_zalloc(size_t len)
+{
+	void *p;
+
+	len = (len + 4095) & ~(size_t)4095;
+	if (posix_memalign(&p, 4096, len))
+		return NULL;
+	memset(p, 0, len);
+	return p;
+}
+
+/* Read the header cluster (or the whole file when smaller) and parse it. */
+static int read_header(struct image *img, struct qcow2 *q, uint8_t **ret_buf,
+		       size_t *ret_len)
+{
+	uint8_t small[QCOW2_V3_HEADER_LEN + 8];
+	uint64_t cs;
+	size_t len;
+	uint8_t *buf;
+	int r;
+
+	if (q->file_size < QCOW2_V2_HEADER_LEN) {
+		log_error("qcow2: '%s' is too small", img->path);
+		return -EINVAL;
+	}
+	len = q->file_size < sizeof(small) ? (size_t)q->file_size : sizeof(small);
+	r = image_pread(img, small, len, 0);
+	if (r < 0)
+		return r;
+	memcpy(&q->h.cluster_bits, small + 20, 4);
+	q->h.cluster_bits = be32toh(q->h.cluster_bits);
+	if (q->h.cluster_bits < 9 || q->h.cluster_bits > 21) {
+		log_error("qcow2: bad cluster_bits %u", q->h.cluster_bits);
+		return -EINVAL;
+	}
+	cs = (uint64_t)1 << q->h.cluster_bits;
+	len = q->file_size < cs ? (size_t)q->file_size : (size_t)cs;
+	buf = aligned_zalloc(len);
+	if (!buf)
+		return -ENOMEM;
+	r = image_pread(img, buf, len, 0);
+	if (r == 0)
+		r = qcow2_header_parse(buf, len, q->file_size, img->readonly,
+				       &q->h);
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	*ret_buf = buf;
+	*ret_len = len;
+	return 0;
+}
+
+static void setup_geometry(struct qcow2 *q)
+{
+	q->g.cluster_bits = q->h.cluster_bits;
+	q->g.version = q->h.version;
+	q->g.extended_l2 = q->h.incompatible_features & QCOW2_INCOMPAT_EXTL2;
+	q->cluster_size = (uint64_t)1 << q->h.cluster_bits;
+	q->l2_bits = q->h.cluster_bits - (q->g.extended_l2 ? 4 : 3);
+	q->l2_entries = (uint64_t)1 << q->l2_bits;
+	q->sc_bits = q->g.extended_l2 ? q->h.cluster_bits - 5 : q->h.cluster_bits;
+	q->page = q->cluster_size < 4096 ? (size_t)q->cluster_size : 4096;
+	q->l2_pages = (size_t)(q->cluster_size / q->page);
+	q->l2_words = (q->l2_pages + 63) / 64;
+}
+
+/* Validate one L2 entry against the file; 0 or -EINVAL. */
+static int check_entry(struct qcow2 *q, uint64_t entry, uint64_t bitmap)
+{
+	struct qcow2_entry e;
+
+	if (qcow2_entry_decode(&q->g, entry, bitmap, &e) < 0)
+		return -EINVAL;
+	if (e.type == QCOW2_UNALLOCATED || e.type == QCOW2_ZERO_PLAIN)
+		return 0;
+	return e.host < q->file_size ? 0 : -EINVAL;
+}
+
+static int load_l2(struct image *img, struct qcow2 *q, uint64_t l1i,
+		   uint64_t l2_off)
+{
+	uint64_t i, n = q->l2_entries;
+	uint64_t *t = aligned_zalloc(q->cluster_size);
+	int r;
+
+	if (!t)
+		return -ENOMEM;
+	q->l2[l1i] = t;
+	r = image_pread(img, t, q->cluster_size, l2_off);
+	if (r < 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		uint64_t bitmap, entry = qcow2_l2_get(q, l1i, i, &bitmap);
+
+		if (check_entry(q, entry, bitmap) < 0) {
+			log_error("qcow2: '%s': bad L2 entry 0x%" PRIx64 " (table 0x%" PRIx64 " index %" PRIu64 ")",
+				  img->path, entry, l2_off, i);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int load_tables(struct image *img, struct qcow2 *q)
+{
+	uint64_t l1_bytes = (uint64_t)q->h.l1_size * 8, loaded = 0, i;
+	int r;
+
+	q->l1 = aligned_zalloc(l1_bytes ? l1_bytes : 8);
+	q->l2 = calloc(q->h.l1_size ? q->h.l1_size : 1, sizeof(*q->l2));
+	q->l2_dirty = calloc((size_t)(q->h.l1_size ? q->h.l1_size : 1) * q->l2_words,
+			     sizeof(uint64_t));
+	q->l1_dirty = calloc((l1_bytes / 4096 + 64) / 64, sizeof(uint64_t));
+	if (!q->l1 || !q->l2 || !q->l2_dirty || !q->l1_dirty)
+		return -ENOMEM;
+	r = image_pread(img, q->l1, l1_bytes, q->h.l1_table_offset);
+	if (r < 0)
+		return r;
+	for (i = 0; i < q->h.l1_size; i++) {
+		uint64_t e = be64toh(q->l1[i]), off = e & QCOW2_OFFSET_MASK;
+
+		if (!off)
+			continue;
+		if ((e & QCOW2_L1_RESERVED) || off % q->cluster_size ||
+		    off > q->file_size - q->cluster_size ||
+		    q->file_size < q->cluster_size) {
+			log_error("qcow2: '%s': bad L1 entry %" PRIu64 ": 0x%" PRIx64,
+				  img->path, i, e);
+			return -EINVAL;
+		}
+		/* Distinct tables all lie in the file: bound memory by it. */
+		loaded += q->cluster_size;
+		if (loaded > q->file_size) {
+			log_error("qcow2: '%s': more L2 tables than the file holds",
+				  img->path);
+			return -EINVAL;
+		}
+		r = load_l2(img, q, i, off);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static void qcow2_free_priv(struct qcow2 *q, struct image *img)
+{
+	uint64_t i;
+
+	if (!q)
+		return;
+	qcow2_release_alloc(img, q);
+	if (q->l2)
+		for (i = 0; i < q->h.l1_size; i++)
+			free(q->l2[i]);
+	free(q->l2);
+	free(q->l1);
+	free(q->l2_dirty);
+	free(q->l1_dirty);
+	if (q->zs_ready)
+		inflateEnd(&q->zs);
+	free(q->cbuf);
+	free(q->dbuf);
+	free(q->cow_buf);
+	free(q->zero_buf);
+	extent_list_release(&q->tmp);
+	free(q);
+}
+
+static int qcow2_open(struct image *img, char **ret_backing,
+		      char **ret_backing_format)
+{
+	struct qcow2 *q = calloc(1, sizeof(*q));
+	uint8_t *hbuf = NULL;
+	size_t hlen = 0;
+	char *backing = NULL;
+	int r;
+
+	if (!q)
+		return -ENOMEM;
+	r = file_size_of(img->fd, &q->file_size);
+	if (r == 0)
+		r = read_header(img, q, &hbuf, &hlen);
+	if (r < 0)
+		goto out_free;
+	setup_geometry(q);
+	r = qcow2_header_backing(hbuf, hlen, &q->h, &backing);
+	if (r < 0)
+		goto out_free;
+	r = load_tables(img, q);
+	if (r < 0)
+		goto out_free;
+	q->cbuf = aligned_zalloc(2 * q->cluster_size);
+	q->dbuf = aligned_zalloc(q->cluster_size);
+	q->cow_buf = aligned_zalloc(q->cluster_size);
+	q->zero_buf = aligned_zalloc(q->cluster_size);
+	if (!q->cbuf || !q->dbuf || !q->cow_buf || !q->zero_buf) {
+		r = -ENOMEM;
+		goto out_free;
+	}
+	if (!img->readonly) {
+		r = qcow2_refcounts_load(img, q);
+		if (r < 0)
+			goto out_free;
+	}
+	if (backing && q->h.backing_format[0]) {
+		*ret_backing_format = strdup(q->h.backing_format);
+		if (!*ret_backing_format) {
+			r = -ENOMEM;
+			goto out_free;
+		}
+	}
+	free(hbuf);
+	img->virtual_size = q->h.size;
+	img->priv = q;
+	*ret_backing = backing;
+	return 0;
+
+out_free:
+	free(backing);
+	free(hbuf);
+	qcow2_free_priv(q, img);
+	return r;
+}
+
+static void qcow2_close(struct image *img)
+{
+	qcow2_free_priv(img->priv, img);
+	img->priv = NULL;
+}
+
+/* ------------------------------------------------------------ reading */
+
+static int decompress(struct image *img, struct qcow2 *q,
+		      const struct qcow2_entry *e)
+{
+	uint64_t clen = e->csize;
+	int r;
+
+	if (q->dbuf_host == e->host)
+		return 0;
+	if (e->host >= q->file_size)
+		return -EINVAL;
+	if (clen > q->file_size - e->host)
+		clen = q->file_size - e->host;	/* last cluster may end early */
+	if (clen > 2 * q->cluster_size)
+		return -EINVAL;
+	r = image_pread(img, q->cbuf, clen, e->host);
+	if (r < 0)
+		return r;
+	if (!q->zs_ready) {
+		memset(&q->zs, 0, sizeof(q->zs));
+		if (inflateInit2(&q->zs, -15) != Z_OK)
+			return -ENOMEM;
+		q->zs_ready = true;
+	} else if (inflateReset(&q->zs) != Z_OK) {
+		return -EIO;
+	}
+	q->zs.next_in = q->cbuf;
+	q->zs.avail_in = (uInt)clen;
+	q->zs.next_out = q->dbuf;
+	q->zs.avail_out = (uInt)q->cluster_size;
+	r = inflate(&q->zs, Z_FINISH);
+	if ((r != Z_STREAM_END && r != Z_BUF_ERROR) || q->zs.avail_out) {
+		log_error("qcow2: '%s': corrupt compressed cluster at 0x%" PRIx64,
+			  img->path, e->host);
+		q->dbuf_host = 0;
+		return -EIO;
+	}
+	q->dbuf_host = e->host;
+	return 0;
+}
+
+struct rmap {
+	struct image *img;
+	struct qcow2 *q;
+	uint64_t start;
+	uint8_t *buf;
+	struct extent_list *out;
+	uint64_t bk_off, bk_len;	/* pending run through the backing */
+};
+
+static int rmap_flush_backing(struct rmap *m)
+{
+	uint64_t off = m->bk_off, len = m->bk_len;
+
+	if (!len)
+		return 0;
+	m->bk_len = 0;
+	return image_map_backing_read(m->img, off, len,
+				      m->buf ? m->buf + (off - m->start) : NULL,
+				      m->out);
+}
+
+static int rmap_backing(struct rmap *m, uint64_t off, uint64_t len)
+{
+	int r;
+
+	if (m->bk_len && m->bk_off + m->bk_len == off) {
+		m->bk_len += len;
+		return 0;
+	}
+	r = rmap_flush_backing(m);
+	m->bk_off = off;
+	m->bk_len = len;
+	return r;
+}
+
+static int rmap_push(struct rmap *m, enum extent_kind kind, uint64_t host,
+		     uint64_t len, bool hole)
+{
+	struct extent e = {
+		.kind = kind,
+		.fd = kind == EXTENT_DATA ? m->img->fd : -1,
+		.host_offset = kind == EXTENT_DATA ? host : 0,
+		.length = len,
+		.hole = hole,
+	};
+	int r = rmap_flush_backing(m);
+
+	if (r < 0)
+		return r;
+	/* A read-only image's last cluster may end before the cluster does. */
+	if (kind == EXTENT_DATA && host + len > m->q->file_size) {
+		uint64_t in = host < m->q->file_size ? m->q->file_size - host : 0;
+
+		e.length = in;
+		r = extent_list_push(m->out, &e);
+		if (r < 0)
+			return r;
+		e.kind = EXTENT_ZERO;
+		e.fd = -1;
+		e.host_offset = 0;
+		e.length = len - in;
+	}
+	return extent_list_push(m->out, &e);
+}
+
+static int rmap_compressed(struct rmap *m, const struct qcow2_entry *e,
+			   uint64_t off, uint64_t inoff, uint64_t n)
+{
+	int r;
+
+	if (m->buf) {
+		r = decompress(m->img, m->q, e);
+		if (r < 0)
+			return r;
+		memcpy(m->buf + (off - m->start), m->q->dbuf + inoff, n);
+	}
+	return rmap_push(m, EXTENT_FILLED, 0, n, false);
+}
+
+/* Extended L2: walk the subclusters of one cluster. */
+static int rmap_subclusters(struct rmap *m, const struct qcow2_entry *e,
+			    uint64_t off, uint64_t inoff, uint64_t n)
+{
+	uint64_t scs = (uint64_t)1 << m->q->sc_bits;
+	int r = 0;
+
+	while (n && r == 0) {
+		unsigned int sc = (unsigned int)(inoff >> m->q->sc_bits);
+		uint64_t piece = scs - (inoff & (scs - 1));
+
+		if (piece > n)
+			piece = n;
+		switch (qcow2_subcluster_type(e, sc)) {
+		case QCOW2_NORMAL:
+			r = rmap_push(m, EXTENT_DATA, e->host + inoff, piece,
+				      false);
+			break;
+		case QCOW2_UNALLOCATED:
+			r = rmap_backing(m, off, piece);
+			break;
+		default:
+			r = rmap_push(m, EXTENT_ZERO, 0, piece, false);
+			break;
+		}
+		off += piece;
+		inoff += piece;
+		n -= piece;
+	}
+	return r;
+}
+
+static int rmap_cluster(struct rmap *m, uint64_t l1i, uint64_t off,
+			uint64_t n)
+{
+	struct qcow2 *q = m->q;
+	uint64_t inoff = off & (q->cluster_size - 1), bitmap, entry;
+	uint64_t l2i = (off >> q->h.cluster_bits) & (q->l2_entries - 1);
+	struct qcow2_entry e;
+
+	entry = qcow2_l2_get(q, l1i, l2i, &bitmap);
+	if (qcow2_entry_decode(&q->g, entry, bitmap, &e) < 0)
+		return -EIO;	/* validated at open / written by us */
+	if (e.type == QCOW2_COMPRESSED)
+		return rmap_compressed(m, &e, off, inoff, n);
+	if (q->g.extended_l2)
+		return rmap_subclusters(m, &e, off, inoff, n);
+	switch (e.type) {
+	case QCOW2_NORMAL:
+		return rmap_push(m, EXTENT_DATA, e.host + inoff, n, false);
+	case QCOW2_UNALLOCATED:
+		return rmap_backing(m, off, n);
+	default:
+		return rmap_push(m, EXTENT_ZERO, 0, n, false);
+	}
+}
+
+static int qcow2_map_read(struct image *img, uint64_t offset, uint64_t length,
+			  void *buf, struct extent_list *out)
+{
+	struct qcow2 *q = img->priv;
+	struct rmap m = {
+		.img = img, .q = q, .start = offset, .buf = buf, .out = out,
+	};
+	unsigned int l1_shift = q->h.cluster_bits + q->l2_bits;
+	uint64_t cover = (uint64_t)1 << l1_shift;
+	int r = 0;
+
+	while (length && r == 0) {
+		uint64_t l1i = offset >> l1_shift, n;
+
+		if (l1i >= q->h.l1_size || !q->l2[l1i]) {
+			n = cover - (offset & (cover - 1));
+			if (n > length)
+				n = length;
+			r = rmap_backing(&m, offset, n);
+		} else {
+			n = q->cluster_size - (offset & (q->cluster_size - 1));
+			if (n > length)
+				n = length;
+			r = rmap_cluster(&m, l1i, offset, n);
+		}
+		offset += n;
+		length -= n;
+	}
+	if (r == 0)
+		r = rmap_flush_backing(&m);
+	return r;
+}
+
+const struct image_format format_qcow2 = {
+	.name = "qcow2",
+	.probe = qcow2_probe,
+	.open = qcow2_open,
+	.map_read = qcow2_map_read,
+	.map_write = qcow2_map_write,
+	.zero = qcow2_zero,
+	.discard = qcow2_discard,
+	.flush = qcow2_flush,
+	.close = qcow2_close,
+};

@@ -1,0 +1,989 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/* VHD on-disk layout (parse, build, validate) and image creation. */
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "formats/vhd.h"
+#include "log.h"
+
+#define VHD_COOKIE		"conectix"
+#define VHD_DYN_COOKIE		"cxsparse"
+#define VHD_VERSION		0x00010000u
+#define VHD_FEATURES_RESERVED	0x00000002u
+/* Seconds from the Unix epoch to 2000-01-01 00:00:00 UTC. */
+#define VHD_EPOCH_OFFSET	946684800ll
+/* Longest parent locator we accept (a path, so PATH_MAX in UTF-16). */
+#define VHD_LOC_MAX_LEN		(PATH_MAX * 2)
+
+static inline uint64_t round_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return be32toh(v);
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return be64toh(v);
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	v = htobe32(v);
+	memcpy(p, &v, 4);
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	v = htobe64(v);
+	memcpy(p, &v, 8);
+}
+
+uint32_t vhd_checksum(const uint8_t *buf, size_t len, size_t skip_off)
+{
+	uint32_t sum = 0;
+
+	for (size_t i = 0; i < len; i++)
+		if (i < skip_off || i >= skip_off + 4)
+			sum += buf[i];
+	return ~sum;
+}
+
+/* The CHS algorithm of the VHD specification, appendix "CHS calculation". */
+uint32_t vhd_geometry(uint64_t size)
+{
+	uint64_t total = size / VHD_SECTOR;
+	uint32_t spt, heads, cyl_x_heads, cyl;
+
+	if (total > 65535ull * 16 * 255)
+		total = 65535ull * 16 * 255;
+	if (total >= 65535ull * 16 * 63) {
+		spt = 255;
+		heads = 16;
+		cyl_x_heads = (uint32_t)(total / spt);
+	} else {
+		spt = 17;
+		cyl_x_heads = (uint32_t)(total / spt);
+		heads = (cyl_x_heads + 1023) / 1024;
+		if (heads < 4)
+			heads = 4;
+		if (cyl_x_heads >= heads * 1024 || heads > 16) {
+			spt = 31;
+			heads = 16;
+			cyl_x_heads = (uint32_t)(total / spt);
+		}
+		if (cyl_x_heads >= heads * 1024) {
+			spt = 63;
+			heads = 16;
+			cyl_x_heads = (uint32_t)(total / spt);
+		}
+	}
+	cyl = cyl_x_heads / heads;
+	return (cyl << 16) | (heads << 8) | spt;
+}
+
+int vhd_footer_parse(const uint8_t *buf, struct vhd_footer *ret)
+{
+	struct vhd_footer f;
+
+	if (memcmp(buf, VHD_COOKIE, 8))
+		return -EINVAL;
+	if (get_be32(buf + 64) != vhd_checksum(buf, VHD_FOOTER_SIZE, 64))
+		return -EINVAL;
+	memset(&f, 0, sizeof(f));
+	f.features = get_be32(buf + 8);
+	f.version = get_be32(buf + 12);
+	f.data_offset = get_be64(buf + 16);
+	f.timestamp = get_be32(buf + 24);
+	memcpy(f.creator_app, buf + 28, 4);
+	f.creator_version = get_be32(buf + 32);
+	f.creator_os = get_be32(buf + 36);
+	f.original_size = get_be64(buf + 40);
+	f.current_size = get_be64(buf + 48);
+	f.geometry = get_be32(buf + 56);
+	f.type = get_be32(buf + 60);
+	memcpy(f.uuid, buf + 68, 16);
+	f.saved_state = buf[84];
+
+	if ((f.version >> 16) != 1)
+		return -ENOTSUP;
+	if (f.type != VHD_TYPE_FIXED && f.type != VHD_TYPE_DYNAMIC &&
+	    f.type != VHD_TYPE_DIFF)
+		return -ENOTSUP;
+	if (f.current_size == 0 || f.current_size > VHD_MAX_SIZE ||
+	    f.current_size % VHD_SECTOR)
+		return -EINVAL;
+	if (f.type == VHD_TYPE_FIXED && f.data_offset != UINT64_MAX)
+		return -EINVAL;
+	if (f.type != VHD_TYPE_FIXED &&
+	    (f.data_offset < VHD_FOOTER_SIZE || f.data_offset % VHD_SECTOR ||
+	     f.data_offset > UINT64_MAX / 2))
+		return -EINVAL;
+	*ret = f;
+	return 0;
+}
+
+void vhd_footer_build(const struct vhd_footer *f, uint8_t *buf)
+{
+	memset(buf, 0, VHD_FOOTER_SIZE);
+	memcpy(buf, VHD_COOKIE, 8);
+	put_be32(buf + 8, f->features);
+	put_be32(buf + 12, f->version);
+	put_be64(buf + 16, f->data_offset);
+	put_be32(buf + 24, f->timestamp);
+	memcpy(buf + 28, f->creator_app, 4);
+	put_be32(buf + 32, f->creator_version);
+	put_be32(buf + 36, f->creator_os);
+	put_be64(buf + 40, f->original_size);
+	put_be64(buf + 48, f->current_size);
+	put_be32(buf + 56, f->geometry);
+	put_be32(buf + 60, f->type);
+	memcpy(buf + 68, f->uuid, 16);
+	buf[84] = f->saved_state;
+	put_be32(buf + 64, vhd_checksum(buf, VHD_FOOTER_SIZE, 64));
+}
+
+int vhd_dyn_header_parse(const uint8_t *buf, struct vhd_dyn_header *ret)
+{
+	struct vhd_dyn_header h;
+
+	if (memcmp(buf, VHD_DYN_COOKIE, 8))
+		return -EINVAL;
+	if (get_be32(buf + 36) != vhd_checksum(buf, VHD_DYN_HEADER_SIZE, 36))
+		return -EINVAL;
+	if ((get_be32(buf + 24) >> 16) != 1)
+		return -ENOTSUP;
+	memset(&h, 0, sizeof(h));
+	h.table_offset = get_be64(buf + 16);
+	h.max_table_entries = get_be32(buf + 28);
+	h.block_size = get_be32(buf + 32);
+	memcpy(h.parent_uuid, buf + 40, 16);
+	h.parent_timestamp = get_be32(buf + 56);
+	memcpy(h.parent_name, buf + 64, 512);
+	for (int i = 0; i < 8; i++) {
+		const uint8_t *l = buf + 576 + 24 * i;
+
+		h.loc[i].code = get_be32(l);
+		h.loc[i].data_space = get_be32(l + 4);
+		h.loc[i].data_len = get_be32(l + 8);
+		h.loc[i].data_offset = get_be64(l + 16);
+	}
+	/* Power of two in [512, 256 MiB]. */
+	if (h.block_size < VHD_MIN_BLOCK_SIZE ||
+	    h.block_size > VHD_MAX_BLOCK_SIZE ||
+	    (h.block_size & (h.block_size - 1)))
+		return -EINVAL;
+	if (h.max_table_entries == 0 || h.table_offset % VHD_SECTOR ||
+	    h.table_offset < VHD_FOOTER_SIZE || h.table_offset > UINT64_MAX / 2)
+		return -EINVAL;
+	*ret = h;
+	return 0;
+}
+
+void vhd_dyn_header_build(const struct vhd_dyn_header *h, uint8_t *buf)
+{
+	memset(buf, 0, VHD_DYN_HEADER_SIZE);
+	memcpy(buf, VHD_DYN_COOKIE, 8);
+	put_be64(buf + 8, UINT64_MAX);
+	put_be64(buf + 16, h->table_offset);
+	put_be32(buf + 24, VHD_VERSION);
+	put_be32(buf + 28, h->max_table_entries);
+	put_be32(buf + 32, h->block_size);
+	memcpy(buf + 40, h->parent_uuid, 16);
+	put_be32(buf + 56, h->parent_timestamp);
+	memcpy(buf + 64, h->parent_name, 512);
+	for (int i = 0; i < 8; i++) {
+		uint8_t *l = buf + 576 + 24 * i;
+
+		put_be32(l, h->loc[i].code);
+		put_be32(l + 4, h->loc[i].data_space);
+		put_be32(l + 8, h->loc[i].data_len);
+		put_be64(l + 16, h->loc[i].data_offset);
+	}
+	put_be32(buf + 36, vhd_checksum(buf, VHD_DYN_HEADER_SIZE, 36));
+}
+
+int vhd_utf8_to_utf16(const char *s, uint8_t *out, size_t out_len,
+		      bool big_endian)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = 0;
+
+	while (*p) {
+		uint32_t c;
+		int extra;
+		uint16_t units[2];
+		int nu;
+
+		if (*p < 0x80) {
+			c = *p;
+			extra = 0;
+		} else if ((*p & 0xe0) == 0xc0) {
+			c = *p & 0x1f;
+			extra = 1;
+		} else if ((*p & 0xf0) == 0xe0) {
+			c = *p & 0x0f;
+			extra = 2;
+		} else if ((*p & 0xf8) == 0xf0) {
+			c = *p & 0x07;
+			extra = 3;
+		} else {
+			return -EILSEQ;
+		}
+		p++;
+		for (int i = 0; i < extra; i++, p++) {
+			if ((*p & 0xc0) != 0x80)
+				return -EILSEQ;
+			c = (c << 6) | (*p & 0x3f);
+		}
+		if (c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+			return -EILSEQ;
+		if (c >= 0x10000) {
+			c -= 0x10000;
+			units[0] = (uint16_t)(0xd800 | (c >> 10));
+			units[1] = (uint16_t)(0xdc00 | (c & 0x3ff));
+			nu = 2;
+		} else {
+			units[0] = (uint16_t)c;
+			nu = 1;
+		}
+		for (int i = 0; i < nu; i++) {
+			if (n + 2 > out_len)
+				return -ENAMETOOLONG;
+			out[n + (big_endian ? 0 : 1)] = (uint8_t)(units[i] >> 8);
+			out[n + (big_endian ? 1 : 0)] = (uint8_t)units[i];
+			n += 2;
+		}
+	}
+	return (int)n;
+}
+
+char *vhd_utf16_to_utf8(const uint8_t *in, size_t len, bool big_endian)
+{
+	/* Worst case: 3 UTF-8 bytes per UTF-16 unit. */
+	char *out = malloc(len / 2 * 3 + 1);
+	size_t n = 0;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i + 1 < len; i += 2) {
+		uint32_t c = big_endian ? (uint32_t)(in[i] << 8 | in[i + 1]) :
+					  (uint32_t)(in[i + 1] << 8 | in[i]);
+
+		if (c == 0)
+			break;
+		if (c >= 0xd800 && c <= 0xdbff) {
+			uint32_t lo;
+
+			if (i + 3 >= len)
+				goto bad;
+			lo = big_endian ? (uint32_t)(in[i + 2] << 8 | in[i + 3]) :
+					  (uint32_t)(in[i + 3] << 8 | in[i + 2]);
+			if (lo < 0xdc00 || lo > 0xdfff)
+				goto bad;
+			c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
+			i += 2;
+		} else if (c >= 0xdc00 && c <= 0xdfff) {
+			goto bad;
+		}
+		if (c < 0x80) {
+			out[n++] = (char)c;
+		} else if (c < 0x800) {
+			out[n++] = (char)(0xc0 | (c >> 6));
+			out[n++] = (char)(0x80 | (c & 0x3f));
+		} else if (c < 0x10000) {
+			out[n++] = (char)(0xe0 | (c >> 12));
+			out[n++] = (char)(0x80 | ((c >> 6) & 0x3f));
+			out[n++] = (char)(0x80 | (c & 0x3f));
+		} else {
+			/* 4 bytes from 2 units: still within the 3-per-unit bound. */
+			out[n++] = (char)(0xf0 | (c >> 18));
+			out[n++] = (char)(0x80 | ((c >> 12) & 0x3f));
+			out[n++] = (char)(0x80 | ((c >> 6) & 0x3f));
+			out[n++] = (char)(0x80 | (c & 0x3f));
+		}
+	}
+	out[n] = '\0';
+	return out;
+bad:
+	free(out);
+	return NULL;
+}
+
+/* Turn a decoded locator into a plain relative or absolute POSIX path. */
+static char *normalize_locator_path(char *s)
+{
+	char *p = s;
+	char *r;
+
+	if (!s)
+		return NULL;
+	for (char *q = s; *q; q++)
+		if (*q == '\\')
+			*q = '/';
+	while (p[0] == '.' && p[1] == '/')
+		p += 2;
+	if (!*p || strlen(p) >= PATH_MAX) {
+		free(s);
+		return NULL;
+	}
+	r = strdup(p);
+	free(s);
+	return r;
+}
+
+char *vhd_locator_decode(uint32_t code, const uint8_t *data, size_t len)
+{
+	char *s;
+
+	switch (code) {
+	case VHD_LOC_W2RU:
+	case VHD_LOC_W2KU:
+		return normalize_locator_path(vhd_utf16_to_utf8(data, len, false));
+	case VHD_LOC_MACX:
+		s = strndup((const char *)data, len);
+		if (!s)
+			return NULL;
+		if (!strncmp(s, "file://", 7)) {
+			char *t = strdup(s + 7);
+
+			free(s);
+			s = t;
+		}
+		/* We write no %-escapes; a path needing them is refused. */
+		if (s && strchr(s, '%')) {
+			free(s);
+			return NULL;
+		}
+		return normalize_locator_path(s);
+	default:
+		return NULL;
+	}
+}
+
+uint32_t vhd_bit_run(const uint8_t *bm, uint32_t i, uint32_t max)
+{
+	bool v = vhd_bit_test(bm, i);
+	uint8_t full = v ? 0xff : 0x00;
+	uint32_t n = 0;
+
+	while (n < max) {
+		uint32_t j = i + n;
+
+		if ((j & 7) == 0 && max - n >= 8 && bm[j >> 3] == full) {
+			n += 8;
+			continue;
+		}
+		if (vhd_bit_test(bm, j) != v)
+			break;
+		n++;
+	}
+	return n;
+}
+
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t r = pread(fd, (char *)buf + done, len - done,
+				  (off_t)(off + done));
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EINVAL;	/* short: points beyond EOF */
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t r = pwrite(fd, (const char *)buf + done, len - done,
+				   (off_t)(off + done));
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+static bool range_in_file(uint64_t off, uint64_t len, uint64_t file_size)
+{
+	return off <= file_size && len <= file_size - off;
+}
+
+static int read_parent_locator(int fd, const struct vhd_meta *m, char **ret)
+{
+	/* Preference: relative forms first, they survive moving the SR. */
+	static const uint32_t order[] = { VHD_LOC_W2RU, VHD_LOC_MACX,
+					  VHD_LOC_W2KU };
+	const struct vhd_dyn_header *h = &m->header;
+
+	for (size_t o = 0; o < sizeof(order) / sizeof(order[0]); o++) {
+		for (int i = 0; i < 8; i++) {
+			const struct vhd_locator *l = &h->loc[i];
+			CLEANUP_FREE uint8_t *data = NULL;
+			char *path;
+			int r;
+
+			if (l->code != order[o])
+				continue;
+			if (l->data_len == 0 || l->data_len > VHD_LOC_MAX_LEN ||
+			    !range_in_file(l->data_offset, l->data_len,
+					   m->file_size)) {
+				log_warn("vhd: invalid parent locator %d", i);
+				continue;
+			}
+			data = malloc(l->data_len);
+			if (!data)
+				return -ENOMEM;
+			r = pread_full(fd, data, l->data_len, l->data_offset);
+			if (r < 0)
+				return r;
+			path = vhd_locator_decode(l->code, data, l->data_len);
+			if (!path) {
+				log_warn("vhd: undecodable parent locator %d", i);
+				continue;
+			}
+			*ret = path;
+			return 0;
+		}
+	}
+	/* Fall back on the bare parent name. */
+	{
+		char *name = vhd_utf16_to_utf8(h->parent_name,
+					       sizeof(h->parent_name), true);
+
+		name = normalize_locator_path(name);
+		if (name) {
+			*ret = name;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+void vhd_meta_release(struct vhd_meta *m)
+{
+	if (!m)
+		return;
+	free(m->parent);
+	m->parent = NULL;
+}
+
+int vhd_meta_read(int fd, struct vhd_meta *ret)
+{
+	uint8_t buf[VHD_DYN_HEADER_SIZE];
+	struct vhd_footer copy, end;
+	struct vhd_meta m;
+	struct stat st;
+	int r_copy = -EINVAL, r_end = -EINVAL, r;
+	uint64_t entries, bat_len;
+
+	memset(&m, 0, sizeof(m));
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return -EINVAL;
+	m.file_size = (uint64_t)st.st_size;
+	if (S_ISBLK(st.st_mode)) {
+		off_t e = lseek(fd, 0, SEEK_END);
+
+		if (e < 0)
+			return -errno;
+		m.file_size = (uint64_t)e;
+	}
+	if (m.file_size < VHD_FOOTER_SIZE)
+		return -EINVAL;
+
+	r = pread_full(fd, buf, VHD_FOOTER_SIZE, 0);
+	if (r < 0)
+		return r;
+	r_copy = vhd_footer_parse(buf, &copy);
+	r = pread_full(fd, buf, VHD_FOOTER_SIZE, m.file_size - VHD_FOOTER_SIZE);
+	if (r < 0)
+		return r;
+	r_end = vhd_footer_parse(buf, &end);
+	if (r_end == 0) {
+		m.footer = end;
+	} else if (r_copy == 0 && copy.type != VHD_TYPE_FIXED) {
+		/* A crash while the file grew: the copy is authoritative. */
+		log_warn("vhd: footer at end of file invalid, using the copy");
+		m.footer = copy;
+		m.footer_from_copy = true;
+	} else {
+		return r_copy == -ENOTSUP || r_end == -ENOTSUP ? -ENOTSUP :
+								 -EINVAL;
+	}
+	m.copy_bad = r_copy != 0;
+	if (r_copy == 0 && r_end == 0 &&
+	    (copy.type != end.type || copy.current_size != end.current_size ||
+	     memcmp(copy.uuid, end.uuid, 16))) {
+		log_error("vhd: footer and its copy disagree");
+		return -EINVAL;
+	}
+
+	if (m.footer.type == VHD_TYPE_FIXED) {
+		if (m.footer.current_size > m.file_size - VHD_FOOTER_SIZE)
+			return -EINVAL;
+		m.meta_end = m.footer.current_size;
+		*ret = m;
+		return 0;
+	}
+
+	if (m.copy_bad && !m.footer_from_copy)
+		log_warn("vhd: footer copy at offset 0 invalid");
+	if (!range_in_file(m.footer.data_offset, VHD_DYN_HEADER_SIZE,
+			   m.file_size))
+		return -EINVAL;
+	r = pread_full(fd, buf, VHD_DYN_HEADER_SIZE, m.footer.data_offset);
+	if (r < 0)
+		return r;
+	r = vhd_dyn_header_parse(buf, &m.header);
+	if (r < 0)
+		return r;
+
+	entries = (m.footer.current_size + m.header.block_size - 1) /
+		  m.header.block_size;
+	if (m.header.max_table_entries < entries)
+		return -EINVAL;
+	/*
+	 * Only the entries that map the disk are used, but the whole table
+	 * the header declares must be in the file.
+	 */
+	if (!range_in_file(m.header.table_offset,
+			   (uint64_t)m.header.max_table_entries * 4, m.file_size))
+		return -EINVAL;
+	bat_len = round_up(entries * 4, VHD_SECTOR);
+	if (!range_in_file(m.header.table_offset, bat_len, m.file_size))
+		return -EINVAL;
+	/* The BAT must not overlap the footer copy or the dynamic header. */
+	if (m.header.table_offset < m.footer.data_offset + VHD_DYN_HEADER_SIZE &&
+	    m.header.table_offset + bat_len > m.footer.data_offset)
+		return -EINVAL;
+	m.meta_end = m.footer.data_offset + VHD_DYN_HEADER_SIZE;
+	if (m.header.table_offset + bat_len > m.meta_end)
+		m.meta_end = m.header.table_offset + bat_len;
+
+	if (m.footer.type == VHD_TYPE_DIFF) {
+		for (int i = 0; i < 8; i++) {
+			const struct vhd_locator *l = &m.header.loc[i];
+			uint64_t space;
+
+			if (!l->code)
+				continue;
+			/*
+			 * data_space is sectors in the spec but bytes in
+			 * what Windows and blktap write: take the larger
+			 * reading that stays inside the file.
+			 */
+			space = round_up(l->data_len, VHD_SECTOR);
+			if ((uint64_t)l->data_space * VHD_SECTOR > space &&
+			    range_in_file(l->data_offset,
+					  (uint64_t)l->data_space * VHD_SECTOR,
+					  m.file_size))
+				space = (uint64_t)l->data_space * VHD_SECTOR;
+			else if (l->data_space > space &&
+				 range_in_file(l->data_offset, l->data_space,
+					       m.file_size))
+				space = round_up(l->data_space, VHD_SECTOR);
+			if (range_in_file(l->data_offset, space, m.file_size) &&
+			    l->data_offset + space > m.meta_end)
+				m.meta_end = l->data_offset + space;
+		}
+		r = read_parent_locator(fd, &m, &m.parent);
+		if (r < 0) {
+			log_error("vhd: differencing image without a usable parent locator");
+			return r;
+		}
+	}
+	*ret = m;
+	return 0;
+}
+
+int vhd_read_info(const char *path, struct vhd_info *ret)
+{
+	CLEANUP_CLOSE int fd = -1;
+	struct vhd_meta m;
+	struct vhd_info info;
+	int r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = vhd_meta_read(fd, &m);
+	if (r < 0)
+		return r;
+	memset(&info, 0, sizeof(info));
+	info.type = (enum vhd_type)m.footer.type;
+	info.size = m.footer.current_size;
+	memcpy(info.uuid, m.footer.uuid, 16);
+	info.timestamp = m.footer.timestamp;
+	if (m.footer.type != VHD_TYPE_FIXED)
+		info.block_size = m.header.block_size;
+	if (m.footer.type == VHD_TYPE_DIFF) {
+		memcpy(info.parent_uuid, m.header.parent_uuid, 16);
+		info.parent_timestamp = m.header.parent_timestamp;
+		info.parent = TAKE_PTR(m.parent);
+	}
+	vhd_meta_release(&m);
+	*ret = info;
+	return 0;
+}
+
+void vhd_info_release(struct vhd_info *info)
+{
+	if (!info)
+		return;
+	free(info->parent);
+	info->parent = NULL;
+}
+
+char *vhd_relative_path(const char *from_dir, const char *to)
+{
+	size_t common = 0, i, ups = 0, len;
+	const char *rest;
+	char *out, *p;
+
+	if (from_dir[0] != '/' || to[0] != '/')
+		return NULL;
+	/* Longest common prefix ending on a directory boundary. */
+	for (i = 0; from_dir[i] && from_dir[i] == to[i]; i++)
+		if (from_dir[i] == '/')
+			common = i;
+	if (!from_dir[i] && to[i] == '/')
+		common = i;
+	else if (!from_dir[i] && i == 1)
+		common = 0;	/* from_dir is "/" */
+	for (const char *q = from_dir + common; *q; q++)
+		if (*q == '/' && q[1])
+			ups++;
+	rest = to + common + 1;
+	len = 2 + ups * 3 + strlen(rest) + 1;
+	out = malloc(len);
+	if (!out)
+		return NULL;
+	p = out;
+	if (!ups) {
+		memcpy(p, "./", 2);
+		p += 2;
+	}
+	for (i = 0; i < ups; i++, p += 3)
+		memcpy(p, "../", 3);
+	strcpy(p, rest);
+	return out;
+}
+
+/* ---------------------------------------------------------- creation */
+
+struct vhd_locator_data {
+	uint32_t code;
+	uint8_t *data;
+	size_t len;
+};
+
+static void random_uuid(uint8_t *uuid)
+{
+	size_t done = 0;
+
+	while (done < 16) {
+		ssize_t r = getrandom(uuid + done, 16 - done, 0);
+
+		if (r > 0)
+			done += (size_t)r;
+		else if (r < 0 && errno != EINTR)
+			break;
+	}
+	if (done < 16) {
+		/* No entropy source: still unique enough with time + pid. */
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		memcpy(uuid, &ts, 16 < sizeof(ts) ? 16 : sizeof(ts));
+		uuid[0] ^= (uint8_t)getpid();
+	}
+	uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40);	/* version 4 */
+	uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);	/* RFC 4122 variant */
+}
+
+static uint32_t vhd_now(void)
+{
+	time_t t = time(NULL);
+
+	return t > VHD_EPOCH_OFFSET ? (uint32_t)(t - VHD_EPOCH_OFFSET) : 0;
+}
+
+static int fsync_dir_of(const char *path)
+{
+	CLEANUP_FREE char *copy = strdup(path);
+	CLEANUP_CLOSE int dfd = -1;
+
+	if (!copy)
+		return -ENOMEM;
+	dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	if (fsync(dfd) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * Write a dynamic or differencing image: footer copy, dynamic header, BAT
+ * (all unused), locator data, footer.  Temporary file + fsync + rename.
+ */
+static int write_image(const char *path, const struct vhd_footer *f,
+		       struct vhd_dyn_header *h,
+		       const struct vhd_locator_data *locs, int nlocs)
+{
+	CLEANUP_FREE char *tmp = NULL;
+	CLEANUP_FREE char *copy = strdup(path);
+	CLEANUP_FREE uint8_t *bat = NULL;
+	CLEANUP_CLOSE int fd = -1;
+	uint8_t fbuf[VHD_FOOTER_SIZE], hbuf[VHD_DYN_HEADER_SIZE];
+	uint64_t entries, bat_len, off;
+	int r;
+
+	if (!copy)
+		return -ENOMEM;
+	entries = (f->current_size + h->block_size - 1) / h->block_size;
+	if (entries > UINT32_MAX)
+		return -EFBIG;
+	h->max_table_entries = (uint32_t)entries;
+	h->table_offset = VHD_FOOTER_SIZE + VHD_DYN_HEADER_SIZE;
+	bat_len = round_up(entries * 4, VHD_SECTOR);
+	off = h->table_offset + bat_len;
+	for (int i = 0; i < nlocs; i++) {
+		uint64_t space = round_up(locs[i].len, VHD_SECTOR);
+
+		h->loc[i].code = locs[i].code;
+		/* Bytes, as Windows and blktap write (the spec says sectors). */
+		h->loc[i].data_space = (uint32_t)space;
+		h->loc[i].data_len = (uint32_t)locs[i].len;
+		h->loc[i].data_offset = off;
+		off += space;
+	}
+
+	if (asprintf(&tmp, "%s/.%s.XXXXXX", dirname(copy),
+		     strrchr(path, '/') ? strrchr(path, '/') + 1 : path) < 0) {
+		tmp = NULL;
+		return -ENOMEM;
+	}
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+
+	vhd_footer_build(f, fbuf);
+	vhd_dyn_header_build(h, hbuf);
+	bat = malloc(bat_len);
+	if (!bat) {
+		r = -ENOMEM;
+		goto out_unlink_tmp;
+	}
+	memset(bat, 0xff, bat_len);
+	r = pwrite_full(fd, fbuf, sizeof(fbuf), 0);
+	if (!r)
+		r = pwrite_full(fd, hbuf, sizeof(hbuf), f->data_offset);
+	if (!r)
+		r = pwrite_full(fd, bat, bat_len, h->table_offset);
+	for (int i = 0; !r && i < nlocs; i++) {
+		uint8_t *sec = calloc(1, h->loc[i].data_space);
+
+		if (!sec) {
+			r = -ENOMEM;
+			break;
+		}
+		memcpy(sec, locs[i].data, locs[i].len);
+		r = pwrite_full(fd, sec, h->loc[i].data_space,
+				h->loc[i].data_offset);
+		free(sec);
+	}
+	if (!r)
+		r = pwrite_full(fd, fbuf, sizeof(fbuf), off);
+	if (!r && fchmod(fd, 0644) < 0)
+		r = -errno;
+	if (!r && fsync(fd) < 0)
+		r = -errno;
+	if (!r && rename(tmp, path) < 0)
+		r = -errno;
+	if (r)
+		goto out_unlink_tmp;
+	return fsync_dir_of(path);
+
+out_unlink_tmp:
+	unlink(tmp);
+	return r;
+}
+
+static int check_block_size(uint32_t bs)
+{
+	if (bs < VHD_MIN_BLOCK_SIZE || bs > VHD_MAX_BLOCK_SIZE ||
+	    (bs & (bs - 1)))
+		return -EINVAL;
+	return 0;
+}
+
+static void init_footer(struct vhd_footer *f, uint64_t size, uint32_t type)
+{
+	memset(f, 0, sizeof(*f));
+	f->features = VHD_FEATURES_RESERVED;
+	f->version = VHD_VERSION;
+	f->data_offset = VHD_FOOTER_SIZE;
+	f->timestamp = vhd_now();
+	/*
+	 * "tap\0" (blktap/XenServer) tells qemu and other readers that
+	 * current_size, not the CHS geometry, is the disk size.
+	 */
+	memcpy(f->creator_app, "tap", 4);
+	f->creator_version = 0x00010003;
+	f->creator_os = 0x4c6e7578;	/* "Lnux" */
+	f->original_size = size;
+	f->current_size = size;
+	f->geometry = vhd_geometry(size);
+	f->type = type;
+	random_uuid(f->uuid);
+}
+
+int vhd_create_dynamic(const char *path, uint64_t size, uint32_t block_size)
+{
+	struct vhd_footer f;
+	struct vhd_dyn_header h;
+	int r;
+
+	if (!block_size)
+		block_size = VHD_DEFAULT_BLOCK_SIZE;
+	r = check_block_size(block_size);
+	if (r)
+		return r;
+	if (size == 0 || size % VHD_SECTOR)
+		return -EINVAL;
+	if (size > VHD_MAX_SIZE)
+		return -EFBIG;
+	init_footer(&f, size, VHD_TYPE_DYNAMIC);
+	memset(&h, 0, sizeof(h));
+	h.block_size = block_size;
+	return write_image(path, &f, &h, NULL, 0);
+}
+
+static uint8_t *utf16_dup(const char *s, size_t *ret_len)
+{
+	size_t cap = strlen(s) * 4 + 2;
+	uint8_t *out = malloc(cap);
+	int n;
+
+	if (!out)
+		return NULL;
+	n = vhd_utf8_to_utf16(s, out, cap, false);
+	if (n < 0) {
+		free(out);
+		return NULL;
+	}
+	*ret_len = (size_t)n;
+	return out;
+}
+
+int vhd_create_differencing(const char *path, const char *parent_path)
+{
+	CLEANUP_FREE char *parent_abs = NULL;
+	CLEANUP_FREE char *child_copy = strdup(path);
+	CLEANUP_FREE char *child_dir = NULL;
+	CLEANUP_FREE char *rel = NULL;
+	CLEANUP_FREE char *w2ru = NULL;
+	CLEANUP_FREE char *macx = NULL;
+	CLEANUP_FREE uint8_t *w2ru16 = NULL;
+	CLEANUP_FREE uint8_t *w2ku16 = NULL;
+	CLEANUP_CLOSE int pfd = -1;
+	struct vhd_locator_data locs[3];
+	struct vhd_footer f;
+	struct vhd_dyn_header h;
+	struct vhd_meta pm;
+	size_t w2ru_len = 0, w2ku_len = 0;
+	const char *base;
+	int r;
+
+	if (!child_copy)
+		return -ENOMEM;
+	parent_abs = realpath(parent_path, NULL);
+	if (!parent_abs)
+		return -errno;
+	child_dir = realpath(dirname(child_copy), NULL);
+	if (!child_dir)
+		return -errno;
+	pfd = open(parent_abs, O_RDONLY | O_CLOEXEC);
+	if (pfd < 0)
+		return -errno;
+	r = vhd_meta_read(pfd, &pm);
+	if (r < 0) {
+		log_error("vhd: parent %s is not a valid VHD", parent_abs);
+		return r;
+	}
+	vhd_meta_release(&pm);
+
+	init_footer(&f, pm.footer.current_size, VHD_TYPE_DIFF);
+	f.original_size = pm.footer.original_size;
+	f.geometry = pm.footer.geometry;
+	memset(&h, 0, sizeof(h));
+	h.block_size = pm.footer.type == VHD_TYPE_FIXED ?
+			       VHD_DEFAULT_BLOCK_SIZE : pm.header.block_size;
+	memcpy(h.parent_uuid, pm.footer.uuid, 16);
+	h.parent_timestamp = pm.footer.timestamp;
+	base = strrchr(parent_abs, '/') + 1;
+	r = vhd_utf8_to_utf16(base, h.parent_name, sizeof(h.parent_name), true);
+	if (r < 0)
+		return r;
+
+	rel = vhd_relative_path(child_dir, parent_abs);
+	if (!rel)
+		return -ENOMEM;
+	/* Windows relative form: ".\name" with backslashes. */
+	w2ru = strdup(rel);
+	if (!w2ru || asprintf(&macx, "file://%s", rel) < 0) {
+		macx = NULL;
+		return -ENOMEM;
+	}
+	for (char *q = w2ru; *q; q++)
+		if (*q == '/')
+			*q = '\\';
+	w2ru16 = utf16_dup(w2ru, &w2ru_len);
+	w2ku16 = utf16_dup(parent_abs, &w2ku_len);
+	if (!w2ru16 || !w2ku16)
+		return -EINVAL;
+	locs[0] = (struct vhd_locator_data){ VHD_LOC_W2RU, w2ru16, w2ru_len };
+	locs[1] = (struct vhd_locator_data){ VHD_LOC_MACX, (uint8_t *)macx,
+					     strlen(macx) };
+	locs[2] = (struct vhd_locator_data){ VHD_LOC_W2KU, w2ku16, w2ku_len };
+	return write_image(path, &f, &h, locs, 3);
+}

@@ -1,0 +1,400 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/* ngdp-imgio: synchronous image I/O through the format layer, for tests. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "formats/format.h"
+#include "log.h"
+
+#define CHUNK (1u << 20)
+
+static const char usage_text[] =
+"usage: ngdp-imgio [OPTIONS] IMAGE COMMAND [ARGS...]\n"
+"       ngdp-imgio [OPTIONS] IMAGE -        (script: one command per line on stdin)\n"
+"\n"
+"Opens the chain of IMAGE with image_open() and runs one command (or a\n"
+"script of commands) with synchronous pread/pwrite on the mapped extents.\n"
+"\n"
+"Commands (offsets and lengths in bytes; decimal, 0x hex, or K/M/G suffix):\n"
+"  read OFF LEN               write the guest bytes to stdout\n"
+"  write OFF LEN              write LEN bytes read from stdin (not in scripts)\n"
+"  write-pattern OFF LEN BYTE fill the range with BYTE\n"
+"  zero OFF LEN [unmap]       make the range read as zeros\n"
+"  discard OFF LEN            discard (the range may then read as anything\n"
+"                             the format decides, e.g. zeros or backing data)\n"
+"  map [OFF LEN]              one line per extent: OFFSET LENGTH KIND HOLE\n"
+"                             (KIND data|zero|filled, HOLE true|false)\n"
+"  info                       format, virtual size, the chain\n"
+"  flush                      make everything durable\n"
+"A script may also contain blank lines and # comments.  A writing session\n"
+"always flushes before exit.\n"
+"\n"
+"Options:\n"
+"  --readonly     open the top image read-only\n"
+"  --format F     force the format of the top image (raw, qcow2, vpc)\n"
+"  --no-direct    do not use O_DIRECT\n"
+"  --confine DIR  backing files must live inside DIR (default: the\n"
+"                 directory of IMAGE)\n"
+"Exit status: 0 success, 1 operation failed, 2 usage error.\n";
+
+struct ctx {
+	struct image *img;
+	struct extent_list el;
+	void *buf;		/* CHUNK bytes, aligned */
+	bool script;
+	bool wrote;
+};
+
+static int parse_u64(const char *s, uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mult = 1;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno)
+		return -errno;
+	switch (*end) {
+	case 'K': case 'k': mult = 1ull << 10; end++; break;
+	case 'M': case 'm': mult = 1ull << 20; end++; break;
+	case 'G': case 'g': mult = 1ull << 30; end++; break;
+	case 'T': case 't': mult = 1ull << 40; end++; break;
+	default: break;
+	}
+	if (*end || (v && mult > UINT64_MAX / v))
+		return -EINVAL;
+	*ret = v * mult;
+	return 0;
+}
+
+/* Parse OFF LEN and check the range against the virtual size. */
+static int parse_range(struct ctx *c, char **argv, int argc, uint64_t *off,
+		       uint64_t *len)
+{
+	if (argc < 2 || parse_u64(argv[0], off) || parse_u64(argv[1], len)) {
+		fprintf(stderr, "ngdp-imgio: expected OFF LEN\n");
+		return -EINVAL;
+	}
+	if (*off > c->img->virtual_size ||
+	    *len > c->img->virtual_size - *off) {
+		fprintf(stderr, "ngdp-imgio: range %" PRIu64 "+%" PRIu64
+			" beyond the virtual size %" PRIu64 "\n", *off, *len,
+			c->img->virtual_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static struct image *owner_of(struct image *img, int fd)
+{
+	for (; img; img = img->backing)
+		if (img->fd == fd)
+			return img;
+	return NULL;
+}
+
+/* Write buf to [off, off+len) through map_write. */
+static int do_write_buf(struct ctx *c, uint64_t off, uint64_t len,
+			const void *buf)
+{
+	uint64_t pos = 0;
+	size_t i;
+	int r;
+
+	extent_list_clear(&c->el);
+	r = image_map_write(c->img, off, len, &c->el);
+	if (r < 0)
+		return r;
+	c->wrote = true;
+	for (i = 0; i < c->el.n; i++) {
+		const struct extent *e = &c->el.v[i];
+		struct image *o;
+
+		if (e->kind != EXTENT_DATA)
+			return -EIO;	/* map_write must give data extents */
+		o = owner_of(c->img, e->fd);
+		if (o != c->img)
+			return -EIO;
+		r = image_pwrite(o, (const char *)buf + pos, e->length,
+				 e->host_offset);
+		if (r < 0)
+			return r;
+		pos += e->length;
+	}
+	return pos == len ? 0 : -EIO;
+}
+
+static int cmd_read(struct ctx *c, uint64_t off, uint64_t len)
+{
+	while (len) {
+		size_t n = len < CHUNK ? (size_t)len : CHUNK;
+		int r = image_read(c->img, off, n, c->buf);
+
+		if (r < 0)
+			return r;
+		if (fwrite(c->buf, 1, n, stdout) != n)
+			return -EIO;
+		off += n;
+		len -= n;
+	}
+	return fflush(stdout) ? -errno : 0;
+}
+
+static int cmd_write_stdin(struct ctx *c, uint64_t off, uint64_t len)
+{
+	while (len) {
+		size_t n = len < CHUNK ? (size_t)len : CHUNK;
+		int r;
+
+		if (fread(c->buf, 1, n, stdin) != n) {
+			fprintf(stderr, "ngdp-imgio: short input on stdin\n");
+			return -EIO;
+		}
+		r = do_write_buf(c, off, n, c->buf);
+		if (r < 0)
+			return r;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int cmd_write_pattern(struct ctx *c, uint64_t off, uint64_t len,
+			     int byte)
+{
+	memset(c->buf, byte, CHUNK);
+	while (len) {
+		size_t n = len < CHUNK ? (size_t)len : CHUNK;
+		int r = do_write_buf(c, off, n, c->buf);
+
+		if (r < 0)
+			return r;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int cmd_zero(struct ctx *c, uint64_t off, uint64_t len, bool unmap)
+{
+	int r = -ENOTSUP;
+
+	if (c->img->readonly)
+		return -EROFS;
+	c->wrote = true;
+	if (c->img->fmt->zero)
+		r = c->img->fmt->zero(c->img, off, len, unmap);
+	if (r == -ENOTSUP)
+		r = cmd_write_pattern(c, off, len, 0);
+	return r;
+}
+
+static int cmd_discard(struct ctx *c, uint64_t off, uint64_t len)
+{
+	if (c->img->readonly)
+		return -EROFS;
+	c->wrote = true;
+	if (!c->img->fmt->discard)
+		return 0;
+	return c->img->fmt->discard(c->img, off, len);
+}
+
+static const char *kind_name(enum extent_kind k)
+{
+	switch (k) {
+	case EXTENT_DATA: return "data";
+	case EXTENT_ZERO: return "zero";
+	case EXTENT_FILLED: return "filled";
+	}
+	return "?";
+}
+
+static int cmd_map(struct ctx *c, uint64_t off, uint64_t len)
+{
+	struct extent cur = { .length = 0 };
+	uint64_t cur_off = off;
+
+	while (len) {
+		uint64_t n = len < (1ull << 30) ? len : (1ull << 30);
+		size_t i;
+		int r;
+
+		extent_list_clear(&c->el);
+		r = image_block_status(c->img, off, n, &c->el);
+		if (r < 0)
+			return r;
+		for (i = 0; i < c->el.n; i++) {
+			const struct extent *e = &c->el.v[i];
+
+			if (cur.length && (cur.kind != e->kind ||
+					   cur.hole != e->hole)) {
+				printf("%" PRIu64 " %" PRIu64 " %s %s\n",
+				       cur_off, cur.length, kind_name(cur.kind),
+				       cur.hole ? "true" : "false");
+				cur_off += cur.length;
+				cur.length = 0;
+			}
+			if (!cur.length) {
+				cur.kind = e->kind;
+				cur.hole = e->hole;
+			}
+			cur.length += e->length;
+		}
+		off += n;
+		len -= n;
+	}
+	if (cur.length)
+		printf("%" PRIu64 " %" PRIu64 " %s %s\n", cur_off, cur.length,
+		       kind_name(cur.kind), cur.hole ? "true" : "false");
+	return fflush(stdout) ? -errno : 0;
+}
+
+static int cmd_info(struct ctx *c)
+{
+	const struct image *i;
+
+	printf("format: %s\nvirtual-size: %" PRIu64 "\n", c->img->fmt->name,
+	       c->img->virtual_size);
+	for (i = c->img; i; i = i->backing)
+		printf("chain: %u %s %s%s\n", i->depth, i->fmt->name, i->path,
+		       i->direct ? "" : " (buffered)");
+	return fflush(stdout) ? -errno : 0;
+}
+
+static int run_command(struct ctx *c, int argc, char **argv)
+{
+	const char *cmd = argv[0];
+	uint64_t off, len, v;
+	int r;
+
+	if (!strcmp(cmd, "info"))
+		return cmd_info(c);
+	if (!strcmp(cmd, "flush"))
+		return image_flush(c->img);
+	if (!strcmp(cmd, "map")) {
+		if (argc == 1)
+			return cmd_map(c, 0, c->img->virtual_size);
+		r = parse_range(c, argv + 1, argc - 1, &off, &len);
+		return r < 0 ? r : cmd_map(c, off, len);
+	}
+	r = parse_range(c, argv + 1, argc - 1, &off, &len);
+	if (r < 0)
+		return r;
+	if (!strcmp(cmd, "read"))
+		return cmd_read(c, off, len);
+	if (!strcmp(cmd, "write")) {
+		if (c->script) {
+			fprintf(stderr, "ngdp-imgio: 'write' needs stdin, not allowed in a script\n");
+			return -EINVAL;
+		}
+		return cmd_write_stdin(c, off, len);
+	}
+	if (!strcmp(cmd, "write-pattern")) {
+		if (argc < 4 || parse_u64(argv[3], &v) || v > 255) {
+			fprintf(stderr, "ngdp-imgio: expected BYTE 0..255\n");
+			return -EINVAL;
+		}
+		return cmd_write_pattern(c, off, len, (int)v);
+	}
+	if (!strcmp(cmd, "zero"))
+		return cmd_zero(c, off, len, argc > 3 && !strcmp(argv[3], "unmap"));
+	if (!strcmp(cmd, "discard"))
+		return cmd_discard(c, off, len);
+	fprintf(stderr, "ngdp-imgio: unknown command '%s'\n", cmd);
+	return -EINVAL;
+}
+
+static int run_script(struct ctx *c)
+{
+	char line[1024];
+	unsigned long lineno = 0;
+
+	while (fgets(line, sizeof(line), stdin)) {
+		char *argv[8], *save = NULL, *tok;
+		int argc = 0, r;
+
+		lineno++;
+		for (tok = strtok_r(line, " \t\r\n", &save); tok && argc < 8;
+		     tok = strtok_r(NULL, " \t\r\n", &save))
+			argv[argc++] = tok;
+		if (argc == 0 || argv[0][0] == '#')
+			continue;
+		r = run_command(c, argc, argv);
+		if (r < 0) {
+			fprintf(stderr, "ngdp-imgio: line %lu (%s): %s\n",
+				lineno, argv[0], strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "readonly", no_argument, NULL, 'r' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "no-direct", no_argument, NULL, 'D' },
+		{ "confine", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	struct image_open_options opt = { 0 };
+	struct ctx c = { 0 };
+	int o, r, fr;
+
+	log_init("ngdp-imgio", true);
+	while ((o = getopt_long(argc, argv, "+rf:Dc:h", longopts, NULL)) != -1) {
+		switch (o) {
+		case 'r': opt.readonly = true; break;
+		case 'f': opt.format = optarg; break;
+		case 'D': opt.no_direct = true; break;
+		case 'c': opt.confine_dir = optarg; break;
+		case 'h': fputs(usage_text, stdout); return 0;
+		default: fputs(usage_text, stderr); return 2;
+		}
+	}
+	if (argc - optind < 2) {
+		fputs(usage_text, stderr);
+		return 2;
+	}
+	r = image_open(argv[optind], &opt, &c.img);
+	if (r < 0) {
+		fprintf(stderr, "ngdp-imgio: cannot open '%s': %s\n",
+			argv[optind], strerror(-r));
+		return 1;
+	}
+	if (posix_memalign(&c.buf, 4096, CHUNK)) {
+		image_close(c.img);
+		return 1;
+	}
+	if (!strcmp(argv[optind + 1], "-")) {
+		c.script = true;
+		r = run_script(&c);
+	} else {
+		r = run_command(&c, argc - optind - 1, argv + optind + 1);
+		if (r < 0)
+			fprintf(stderr, "ngdp-imgio: %s: %s\n", argv[optind + 1],
+				strerror(-r));
+	}
+	if (!c.img->readonly) {
+		fr = image_flush(c.img);
+		if (fr < 0) {
+			fprintf(stderr, "ngdp-imgio: flush: %s\n", strerror(-fr));
+			if (r == 0)
+				r = fr;
+		}
+	}
+	image_close(c.img);
+	extent_list_release(&c.el);
+	free(c.buf);
+	return r < 0 ? 1 : 0;
+}

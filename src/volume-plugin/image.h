@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/* Making, chaining and resizing image files (qemu-img, and our VHD writer). */
+#ifndef VOLUME_IMAGE_H
+#define VOLUME_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sr.h"
+
+/* A new empty image images/<id>.<ext> of 'size' bytes, durable. */
+int image_create(struct sr *sr, enum image_fmt fmt, const char *id,
+		 uint64_t size, const char *preallocation, char *msg,
+		 size_t len);
+/*
+ * A new image images/<id>.<ext> whose backing file is the parent image.
+ * The overlay's format: VHD over VHD, qcow2 over qcow2 and raw.
+ * *ret_fmt says which was made.
+ */
+int image_create_overlay(struct sr *sr, const char *id, const char *parent_id,
+			 enum image_fmt parent_fmt, enum image_fmt *ret_fmt,
+			 char *msg, size_t len);
+int image_resize(struct sr *sr, const char *id, enum image_fmt fmt,
+		 uint64_t new_size, char *msg, size_t len);
+/* qemu-img info: the virtual size in bytes. */
+int image_virtual_size(struct sr *sr, const char *id, enum image_fmt fmt,
+		       uint64_t *ret);
+void image_path(struct sr *sr, const char *id, enum image_fmt fmt, char *out,
+		size_t len);
+
+#endif

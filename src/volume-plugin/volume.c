@@ -1,0 +1,753 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/*
+ * Volume.* : volumes are records in meta/ pointing at image files.
+ *
+ * Crash safety: new image files are made durable before any record points
+ * at them; records are published with staged writes committed by renames
+ * in an order where every prefix is a consistent SR (see each handler).
+ * Unreferenced images and files are collected under the exclusive lock.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "active.h"
+#include "control.h"
+#include "image.h"
+#include "json-io.h"
+#include "log.h"
+#include "vp.h"
+
+#define SUSPEND_TIMEOUT_MS 30000
+
+int vp_open_sr(struct call *c, enum sr_lock_mode mode, struct sr *ret)
+{
+	const char *handle;
+	int r = arg_string(c, "sr", &handle);
+
+	if (r < 0)
+		return r;
+	r = sr_open(handle, vp_plugin(c)->type, mode, ret);
+	if (r == -ENOENT)
+		return call_fail(c, r, "Sr_not_attached",
+				 "the SR '%.200s' is not attached on this host",
+				 handle);
+	if (r == -EMEDIUMTYPE)
+		return call_fail(c, r, "SR_does_not_exist",
+				 "'%.200s' is not an SR of type %s", handle,
+				 vp_plugin(c)->type);
+	if (r == -ETIMEDOUT)
+		return call_fail(c, r, "Busy",
+				 "the SR is busy: another operation held its "
+				 "lock for %d s", SR_LOCK_TIMEOUT_MS / 1000);
+	if (r < 0)
+		return call_fail(c, r, "SR_corrupt",
+				 "the SR at %.200s cannot be opened: %s",
+				 handle, strerror(-r));
+	return 0;
+}
+
+int vp_arg_key(struct call *c, const char **ret)
+{
+	int r = arg_string(c, "key", ret);
+
+	if (r < 0)
+		return r;
+	if (!volume_key_is_valid(*ret))
+		return call_fail(c, -EINVAL, "Invalid_argument",
+				 "'%.64s%s' is not a volume key of this SR "
+				 "(keys are lower-case UUIDs)", *ret,
+				 strlen(*ret) > 64 ? "..." : "");
+	return 0;
+}
+
+int vp_load_volume(struct call *c, struct sr *sr, const char *key,
+		   json_object **ret)
+{
+	int r = sr_volume_load(sr, key, ret);
+
+	if (r == -ENOENT)
+		return call_fail(c, r, "Volume_does_not_exist",
+				 "there is no volume %s in SR %s", key,
+				 sr->uuid);
+	if (r < 0)
+		return call_fail(c, r, "SR_corrupt",
+				 "the metadata of volume %s cannot be read: %s",
+				 key, strerror(-r));
+	return 0;
+}
+
+int vp_fail_errno(struct call *c, int err, const char *what)
+{
+	if (err == -ENOSPC || err == -EDQUOT)
+		return call_fail(c, err, "No_space",
+				 "%s: the SR is out of space", what);
+	if (err == -EFBIG)
+		return call_fail(c, err, "Invalid_argument",
+				 "%s: the filesystem cannot hold a file that "
+				 "large", what);
+	return call_fail(c, err, "Storage_error", "%s: %s", what,
+			 strerror(-err));
+}
+
+json_object *vp_volume_to_xapi(struct sr *sr, json_object *vol)
+{
+	json_object *out = json_new_object(), *uris = json_new_array(), *keys;
+	char uri[PATH_MAX + 64], rel[80], name[64];
+	enum image_fmt fmt;
+
+	json_add_string(out, "key", rec_str(vol, "key"));
+	json_add_string(out, "uuid", rec_str(vol, "key"));
+	json_add_string(out, "name", rec_str(vol, "name"));
+	json_add_string(out, "description", rec_str(vol, "description"));
+	json_add_bool(out, "read_write", rec_bool(vol, "read_write"));
+	json_add_bool(out, "sharable", rec_bool(vol, "sharable"));
+	json_add_int64(out, "virtual_size", rec_int(vol, "virtual_size"));
+	if (image_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
+		fmt = FMT_QCOW2;
+	sr_image_filename(rec_str(vol, "image"), fmt, name, sizeof(name));
+	snprintf(rel, sizeof(rel), "images/%s", name);
+	json_add_int64(out, "physical_utilisation",
+		       sr_file_allocated(sr, rel));
+	/* ngdp://<SR mount>/<key>: stable for the life of the volume (xapi
+	 * re-reads it before every datapath call), whatever the chain */
+	snprintf(uri, sizeof(uri), DATAPATH_SCHEME "://%s/%s", sr->path,
+		 rec_str(vol, "key"));
+	json_object_array_add(uris, json_new_string(uri));
+	json_add(out, "uri", uris);
+	if (json_object_object_get_ex(vol, "keys", &keys) && keys)
+		json_add(out, "keys", json_object_get(keys));
+	else
+		json_add(out, "keys", json_new_object());
+	return out;
+}
+
+static json_object *new_volume_record(const char *key, const char *name,
+				      const char *description,
+				      const char *image, enum image_fmt fmt,
+				      uint64_t size, bool rw, bool sharable)
+{
+	json_object *v = json_new_object();
+
+	json_add_string(v, "key", key);
+	json_add_string(v, "name", name);
+	json_add_string(v, "description", description);
+	json_add_string(v, "image", image);
+	json_add_string(v, "image-format", image_fmt_name(fmt));
+	json_add_int64(v, "virtual_size", (int64_t)size);
+	json_add_bool(v, "read_write", rw);
+	json_add_bool(v, "sharable", sharable);
+	json_add_int64(v, "created", (int64_t)time(NULL));
+	json_add(v, "keys", json_new_object());
+	return v;
+}
+
+static json_object *new_image_record(const char *id, enum image_fmt fmt,
+				     const char *parent, uint64_t size)
+{
+	json_object *i = json_new_object();
+
+	json_add_string(i, "id", id);
+	json_add_string(i, "format", image_fmt_name(fmt));
+	if (parent)
+		json_add_string(i, "parent", parent);
+	json_add_int64(i, "virtual_size", (int64_t)size);
+	return i;
+}
+
+/* Stage records in order and commit them with one directory fsync. */
+static int publish(struct call *c, struct sr *sr, json_object *const *recs,
+		   size_t n)
+{
+	struct staged_file f[4];
+	size_t i;
+	int r = 0;
+
+	for (i = 0; i < n && r == 0; i++) {
+		bool is_vol = json_object_object_get_ex(recs[i], "key", NULL);
+
+		r = is_vol ? sr_stage_volume(sr, recs[i], &f[i]) :
+			     sr_stage_image(sr, recs[i], &f[i]);
+	}
+	if (r < 0) {
+		sr_abort(sr, f, i - 1);
+		return vp_fail_errno(c, r, "cannot write the volume metadata");
+	}
+	r = sr_commit(sr, f, n);
+	if (r < 0)
+		return vp_fail_errno(c, r, "cannot write the volume metadata");
+	return 0;
+}
+
+static int arg_size(struct call *c, const char *key, enum image_fmt fmt,
+		    uint64_t *ret)
+{
+	int64_t size;
+	int r = arg_int64(c, key, &size);
+
+	if (r < 0)
+		return r;
+	if (size <= 0)
+		return call_fail(c, -EINVAL, "Invalid_argument",
+				 "the size must be a positive number of bytes, "
+				 "not %" PRId64, size);
+	/* images are made of 512-byte sectors: round up (no overflow:
+	 * size <= INT64_MAX) */
+	if ((((uint64_t)size + 511) & ~(uint64_t)511) > image_fmt_max_size(fmt))
+		return call_fail(c, -EFBIG, "Invalid_argument",
+				 "%" PRId64 " bytes is larger than the %" PRIu64
+				 " GiB a %s volume can hold%s", size,
+				 image_fmt_max_size(fmt) >> 30,
+				 image_fmt_name(fmt),
+				 fmt == FMT_VHD ? " (use an SR with "
+				 "image-format=qcow2 for larger disks)" : "");
+	*ret = ((uint64_t)size + 511) & ~(uint64_t)511;
+	return 0;
+}
+
+int volume_create(struct call *c, json_object **ret)
+{
+	const char *name, *description, *prealloc;
+	char key[UUID_STR_LEN], id[UUID_STR_LEN], msg[512];
+	json_object *recs[2];
+	enum image_fmt fmt;
+	struct sr sr;
+	uint64_t size;
+	bool sharable;
+	int r;
+
+	if ((r = arg_text(c, "name", TEXT_MAX, &name)) < 0 ||
+	    (r = arg_text(c, "description", TEXT_MAX, &description)) < 0 ||
+	    (r = arg_bool(c, "sharable", &sharable)) < 0)
+		return r;
+	r = vp_open_sr(c, SR_LOCK_EXCLUSIVE, &sr);
+	if (r < 0)
+		return r;
+	fmt = sr_default_format(&sr);
+	r = arg_size(c, "size", fmt, &size);
+	if (r < 0)
+		goto out;
+	if (uuid_generate(key) < 0 || uuid_generate(id) < 0) {
+		r = call_fail(c, -EIO, "Storage_error", "no random numbers");
+		goto out;
+	}
+	prealloc = rec_str(sr.info, "preallocation");
+	r = image_create(&sr, fmt, id, size, prealloc[0] ? prealloc : NULL,
+			 msg, sizeof(msg));
+	if (r < 0) {
+		r = r == -ENOSPC ? vp_fail_errno(c, r, "cannot create the image")
+				 : call_fail(c, r, "Storage_error",
+					     "cannot create the image: %s", msg);
+		goto out;
+	}
+	if (fmt == FMT_VHD)	/* VHD rounds to its own geometry rules */
+		(void)image_virtual_size(&sr, id, fmt, &size);
+	/* image record first: a crash before the volume record leaves an
+	 * unreferenced image, which garbage collection removes */
+	recs[0] = new_image_record(id, fmt, NULL, size);
+	recs[1] = new_volume_record(key, name, description, id, fmt, size,
+				    true, sharable);
+	r = publish(c, &sr, recs, 2);
+	if (r < 0)
+		(void)sr_collect_garbage(&sr, id, false);
+	else
+		*ret = vp_volume_to_xapi(&sr, recs[1]);
+	log_info("created volume %s (%s, %" PRIu64 " bytes)%s", key,
+		 image_fmt_name(fmt), size, r < 0 ? ": failed" : "");
+	json_object_put(recs[0]);
+	json_object_put(recs[1]);
+out:
+	sr_close(&sr);
+	return r;
+}
+
+int volume_stat(struct call *c, json_object **ret)
+{
+	json_object *vol;
+	const char *key;
+	struct sr sr;
+	int r;
+
+	if ((r = vp_arg_key(c, &key)) < 0 ||
+	    (r = vp_open_sr(c, SR_LOCK_SHARED, &sr)) < 0)
+		return r;
+	r = vp_load_volume(c, &sr, key, &vol);
+	if (r == 0) {
+		*ret = vp_volume_to_xapi(&sr, vol);
+		json_object_put(vol);
+	}
+	sr_close(&sr);
+	return r;
+}
+
+static int refuse_if_active(struct call *c, struct sr *sr, const char *key,
+			    const char *what)
+{
+	json_object *rec;
+	int r = sr_volume_active(sr, key, &rec);
+
+	if (r <= 0)
+		return r;
+	r = call_fail(c, -EBUSY, "Volume_in_use",
+		      "cannot %s volume %s: it is active (datapath server pid "
+		      "%" PRId64 " on host %s); deactivate it first", what, key,
+		      rec_int(rec, "pid"), rec_str(rec, "host"));
+	json_object_put(rec);
+	return r;
+}
+
+int volume_destroy(struct call *c, json_object **ret)
+{
+	json_object *vol;
+	const char *key;
+	char name[64];
+	struct sr sr;
+	int r;
+
+	(void)ret;
+	if ((r = vp_arg_key(c, &key)) < 0 ||
+	    (r = vp_open_sr(c, SR_LOCK_EXCLUSIVE, &sr)) < 0)
+		return r;
+	r = vp_load_volume(c, &sr, key, &vol);
+	if (r < 0)
+		goto out;
+	json_object_put(vol);
+	r = refuse_if_active(c, &sr, key, "destroy");
+	if (r < 0)
+		goto out;
+	snprintf(name, sizeof(name), "v-%s.json", key);
+	r = unlink_durable_at(sr.metafd, name);
+	if (r < 0) {
+		r = vp_fail_errno(c, r, "cannot remove the volume record");
+		goto out;
+	}
+	/* images still needed by other volumes stay, hidden, until their
+	 * last dependant goes; the rest is freed now */
+	r = sr_collect_garbage(&sr, NULL, false);
+	if (r < 0)
+		log_warn("volume %s destroyed; freeing its images failed: %s "
+			 "(retried by the next destroy or attach)", key,
+			 strerror(-r));
+	r = 0;
+	log_info("destroyed volume %s", key);
+out:
+	sr_close(&sr);
+	return r;
+}
+
+/*
+ * While the volume is served, its server must not write to the old top
+ * after we turned it into a snapshot: suspend (drain + flush) first, and
+ * resume on the new top afterwards.
+ */
+static int suspend_server(struct call *c, json_object *active)
+{
+	json_object *req = json_new_object(), *reply = NULL;
+	int r;
+
+	json_add_string(req, "op", "suspend");
+	json_add_int64(req, "timeout_ms", SUSPEND_TIMEOUT_MS);
+	r = control_call(rec_str(active, "control"), req, SUSPEND_TIMEOUT_MS,
+			 &reply);
+	json_object_put(req);
+	if (r < 0)
+		r = call_fail(c, r, "Datapath_error",
+			      "cannot pause the datapath server (pid %" PRId64
+			      ") to take the snapshot: %s",
+			      rec_int(active, "pid"),
+			      reply ? rec_str(reply, "error") : strerror(-r));
+	json_object_put(reply);
+	return r;
+}
+
+static int resume_server(struct call *c, json_object *active,
+			 const char *image_path)
+{
+	json_object *req = json_new_object(), *reply = NULL;
+	int r;
+
+	json_add_string(req, "op", "resume");
+	if (image_path)
+		json_add_string(req, "image", image_path);
+	r = control_call(rec_str(active, "control"), req, SUSPEND_TIMEOUT_MS,
+			 &reply);
+	json_object_put(req);
+	if (r < 0)
+		r = call_fail(c, r, "Datapath_error",
+			      "the datapath server (pid %" PRId64 ") did not "
+			      "resume on %s: %s; the VM's disk is paused",
+			      rec_int(active, "pid"),
+			      image_path ? image_path : "its image",
+			      reply ? rec_str(reply, "error") : strerror(-r));
+	json_object_put(reply);
+	return r;
+}
+
+/*
+ * Give a writable volume a new leaf on top of its current image, which
+ * becomes immutable.  Returns the new leaf id and format.
+ */
+static int new_leaf(struct call *c, struct sr *sr, json_object *vol,
+		    char id[UUID_STR_LEN], enum image_fmt *fmt)
+{
+	enum image_fmt parent_fmt;
+	char msg[512];
+	int r;
+
+	if (image_fmt_parse(rec_str(vol, "image-format"), &parent_fmt) < 0)
+		return call_fail(c, -EUCLEAN, "SR_corrupt",
+				 "volume %s has an unknown image format",
+				 rec_str(vol, "key"));
+	if (uuid_generate(id) < 0)
+		return call_fail(c, -EIO, "Storage_error", "no random numbers");
+	r = image_create_overlay(sr, id, rec_str(vol, "image"), parent_fmt,
+				 fmt, msg, sizeof(msg));
+	if (r == -ENOSPC)
+		return vp_fail_errno(c, r, "cannot create the overlay image");
+	if (r < 0)
+		return call_fail(c, r, "Storage_error",
+				 "cannot create the overlay image: %s", msg);
+	return 0;
+}
+
+static void point_volume_at(json_object *vol, const char *id,
+			    enum image_fmt fmt)
+{
+	json_add_string(vol, "image", id);
+	json_add_string(vol, "image-format", image_fmt_name(fmt));
+}
+
+/* Snapshot (read_only_copy) or clone (writable copy) of a volume. */
+static int copy_volume(struct call *c, json_object **ret, bool clone)
+{
+	json_object *vol = NULL, *copy = NULL, *active = NULL, *recs[4];
+	char newkey[UUID_STR_LEN], leaf[UUID_STR_LEN], leaf2[UUID_STR_LEN];
+	enum image_fmt leaf_fmt, leaf2_fmt, fmt;
+	bool suspended = false;
+	const char *key;
+	size_t n = 0;
+	struct sr sr;
+	int r;
+
+	if ((r = vp_arg_key(c, &key)) < 0 ||
+	    (r = vp_open_sr(c, SR_LOCK_EXCLUSIVE, &sr)) < 0)
+		return r;
+	r = vp_load_volume(c, &sr, key, &vol);
+	if (r < 0)
+		goto out;
+	if (uuid_generate(newkey) < 0) {
+		r = call_fail(c, -EIO, "Storage_error", "no random numbers");
+		goto out;
+	}
+	if (image_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
+		fmt = FMT_QCOW2;
+	copy = new_volume_record(newkey, rec_str(vol, "name"),
+				 rec_str(vol, "description"),
+				 rec_str(vol, "image"), fmt,
+				 (uint64_t)rec_int(vol, "virtual_size"),
+				 clone, false);
+
+	if (!rec_bool(vol, "read_write")) {
+		/* the source's image is immutable already */
+		if (clone) {
+			r = new_leaf(c, &sr, vol, leaf, &leaf_fmt);
+			if (r < 0)
+				goto out;
+			recs[n++] = new_image_record(leaf, leaf_fmt,
+						     rec_str(vol, "image"),
+						     (uint64_t)rec_int(vol,
+						     "virtual_size"));
+			point_volume_at(copy, leaf, leaf_fmt);
+		}
+		/* a snapshot of a snapshot shares its image: no file work */
+		recs[n++] = json_object_get(copy);
+		r = publish(c, &sr, recs, n);
+		goto published;
+	}
+
+	r = sr_volume_active(&sr, key, &active);
+	if (r < 0)
+		goto out;
+	if (r == 1 && strcmp(rec_str(active, "host"), sr_paths()->host_uuid)) {
+		r = call_fail(c, -EBUSY, "Activated_on_another_host",
+			      "volume %s is active on host %s", key,
+			      rec_str(active, "host"));
+		snprintf(c->err_param, sizeof(c->err_param), "%s",
+			 rec_str(active, "host"));
+		goto out;
+	}
+	if (r == 1) {
+		r = suspend_server(c, active);
+		if (r < 0)
+			goto out;
+		suspended = true;
+	}
+	/* The current image becomes immutable: the volume moves to a new
+	 * leaf on top of it; a snapshot keeps the old image, a clone gets a
+	 * leaf of its own on it. */
+	r = new_leaf(c, &sr, vol, leaf, &leaf_fmt);
+	if (r < 0)
+		goto out;
+	recs[n++] = new_image_record(leaf, leaf_fmt, rec_str(vol, "image"),
+				     (uint64_t)rec_int(vol, "virtual_size"));
+	if (clone) {
+		r = new_leaf(c, &sr, vol, leaf2, &leaf2_fmt);
+		if (r < 0) {
+			(void)sr_collect_garbage(&sr, NULL, true);
+			goto out_recs;
+		}
+		recs[n++] = new_image_record(leaf2, leaf2_fmt,
+					     rec_str(vol, "image"),
+					     (uint64_t)rec_int(vol,
+					     "virtual_size"));
+		point_volume_at(copy, leaf2, leaf2_fmt);
+	}
+	/* Order: new images, then the source volume moves to its new leaf,
+	 * then the copy appears.  A crash after any rename leaves every
+	 * existing volume intact; the old image is then only hidden. */
+	point_volume_at(vol, leaf, leaf_fmt);
+	recs[n++] = json_object_get(vol);
+	recs[n++] = json_object_get(copy);
+	r = publish(c, &sr, recs, n);
+	if (r < 0)
+		(void)sr_collect_garbage(&sr, NULL, true);
+published:
+	if (r == 0) {
+		*ret = vp_volume_to_xapi(&sr, copy);
+		log_info("%s of %s is %s", clone ? "clone" : "snapshot", key,
+			 newkey);
+	}
+out_recs:
+	while (n > 0)
+		json_object_put(recs[--n]);
+out:
+	if (suspended) {
+		char path[PATH_MAX];
+		enum image_fmt f;
+
+		/* on failure the volume still points at the old image */
+		if (image_fmt_parse(rec_str(vol, "image-format"), &f) < 0)
+			f = FMT_QCOW2;
+		image_path(&sr, rec_str(vol, "image"), f, path, sizeof(path));
+		if (resume_server(c, active, r == 0 ? path : NULL) < 0 &&
+		    r == 0) {
+			json_object_put(*ret);
+			*ret = NULL;
+			r = -EIO;
+		}
+	}
+	json_object_put(active);
+	json_object_put(copy);
+	json_object_put(vol);
+	sr_close(&sr);
+	return r;
+}
+
+int volume_snapshot(struct call *c, json_object **ret)
+{
+	return copy_volume(c, ret, false);
+}
+
+int volume_clone(struct call *c, json_object **ret)
+{
+	return copy_volume(c, ret, true);
+}
+
+int volume_resize(struct call *c, json_object **ret)
+{
+	json_object *vol = NULL, *img = NULL, *recs[2];
+	enum image_fmt fmt;
+	const char *key;
+	uint64_t size, cur;
+	char msg[512];
+	struct sr sr;
+	int r;
+
+	(void)ret;
+	if ((r = vp_arg_key(c, &key)) < 0 ||
+	    (r = vp_open_sr(c, SR_LOCK_EXCLUSIVE, &sr)) < 0)
+		return r;
+	r = vp_load_volume(c, &sr, key, &vol);
+	if (r < 0)
+		goto out;
+	if (image_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
+		fmt = FMT_QCOW2;
+	r = arg_size(c, "new_size", fmt, &size);
+	if (r < 0)
+		goto out;
+	cur = (uint64_t)rec_int(vol, "virtual_size");
+	if (!rec_bool(vol, "read_write")) {
+		r = call_fail(c, -EROFS, "Invalid_argument",
+			      "volume %s is a read-only snapshot and cannot be "
+			      "resized", key);
+		goto out;
+	}
+	if (size < cur) {
+		r = call_fail(c, -EINVAL, "VDI_invalid_size",
+			      "shrinking volume %s from %" PRIu64 " to %" PRIu64
+			      " bytes is not supported: data past the new end "
+			      "would be lost", key, cur, size);
+		goto out;
+	}
+	if (size == cur)
+		goto out;
+	if (fmt == FMT_VHD) {
+		r = call_fail(c, -ENOTSUP, "Unimplemented",
+			      "VHD volumes cannot be resized; qcow2 volumes "
+			      "can (SR device-config image-format=qcow2)");
+		goto out;
+	}
+	r = refuse_if_active(c, &sr, key, "resize");
+	if (r < 0)
+		goto out;
+	r = image_resize(&sr, rec_str(vol, "image"), fmt, size, msg,
+			 sizeof(msg));
+	if (r < 0) {
+		r = r == -ENOSPC ? vp_fail_errno(c, r, "cannot resize") :
+			call_fail(c, r, "Storage_error", "cannot resize volume "
+				  "%s: %s", key, msg);
+		goto out;
+	}
+	json_add_int64(vol, "virtual_size", (int64_t)size);
+	recs[0] = vol;
+	if (sr_image_load(&sr, rec_str(vol, "image"), &img) == 0) {
+		json_add_int64(img, "virtual_size", (int64_t)size);
+		recs[0] = img;
+		recs[1] = vol;
+		r = publish(c, &sr, recs, 2);
+	} else {
+		r = publish(c, &sr, recs, 1);
+	}
+	log_info("resized volume %s to %" PRIu64 " bytes", key, size);
+out:
+	json_object_put(img);
+	json_object_put(vol);
+	sr_close(&sr);
+	return r;
+}
+
+/* Load, let 'edit' change the record, write it back. */
+static int update_volume(struct call *c,
+			 int (*edit)(struct call *c, json_object *vol))
+{
+	json_object *vol;
+	const char *key;
+	struct sr sr;
+	int r;
+
+	if ((r = vp_arg_key(c, &key)) < 0 ||
+	    (r = vp_open_sr(c, SR_LOCK_EXCLUSIVE, &sr)) < 0)
+		return r;
+	r = vp_load_volume(c, &sr, key, &vol);
+	if (r == 0) {
+		r = edit(c, vol);
+		if (r == 0)
+			r = publish(c, &sr, &vol, 1);
+		json_object_put(vol);
+	}
+	sr_close(&sr);
+	return r;
+}
+
+static int edit_name(struct call *c, json_object *vol)
+{
+	const char *v;
+	int r = arg_text(c, "new_name", TEXT_MAX, &v);
+
+	if (r == 0)
+		json_add_string(vol, "name", v);
+	return r;
+}
+
+static int edit_description(struct call *c, json_object *vol)
+{
+	const char *v;
+	int r = arg_text(c, "new_description", TEXT_MAX, &v);
+
+	if (r == 0)
+		json_add_string(vol, "description", v);
+	return r;
+}
+
+static json_object *keys_of(json_object *vol)
+{
+	json_object *keys;
+
+	if (!json_object_object_get_ex(vol, "keys", &keys) || !keys ||
+	    !json_object_is_type(keys, json_type_object)) {
+		keys = json_new_object();
+		json_add(vol, "keys", keys);
+	}
+	return keys;
+}
+
+static int arg_key_name(struct call *c, const char **ret)
+{
+	const char *why;
+	int r = arg_string(c, "k", ret);
+
+	if (r < 0)
+		return r;
+	why = key_name_check(*ret, strlen(*ret));
+	if (why)
+		return call_fail(c, -EINVAL, "Invalid_argument",
+				 "the key name %s (at most %d printable ASCII "
+				 "characters)", why, KEY_NAME_MAX);
+	return 0;
+}
+
+/* Enough for xapi's keys (vdi-type, snapshot_*, tags, sm-config...). */
+#define MAX_KEYS 256
+
+static int edit_set(struct call *c, json_object *vol)
+{
+	json_object *keys = keys_of(vol);
+	const char *k, *v;
+	int r;
+
+	if ((r = arg_key_name(c, &k)) < 0 ||
+	    (r = arg_text(c, "v", TEXT_MAX, &v)) < 0)
+		return r;
+	if (!json_object_object_get_ex(keys, k, NULL) &&
+	    json_object_object_length(keys) >= MAX_KEYS)
+		return call_fail(c, -E2BIG, "Invalid_argument",
+				 "volume already has %d keys", MAX_KEYS);
+	json_add_string(keys, k, v);
+	return 0;
+}
+
+static int edit_unset(struct call *c, json_object *vol)
+{
+	const char *k;
+	int r = arg_key_name(c, &k);
+
+	if (r == 0)
+		json_object_object_del(keys_of(vol), k);
+	return r;
+}
+
+int volume_set_name(struct call *c, json_object **ret)
+{
+	(void)ret;
+	return update_volume(c, edit_name);
+}
+
+int volume_set_description(struct call *c, json_object **ret)
+{
+	(void)ret;
+	return update_volume(c, edit_description);
+}
+
+int volume_set(struct call *c, json_object **ret)
+{
+	(void)ret;
+	return update_volume(c, edit_set);
+}
+
+int volume_unset(struct call *c, json_object **ret)
+{
+	(void)ret;
+	return update_volume(c, edit_unset);
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/* Shared pieces of the volume plugin's handlers. */
+#ifndef VOLUME_VP_H
+#define VOLUME_VP_H
+
+#include "call.h"
+#include "sr.h"
+#include "volume-plugin.h"
+
+#define DATAPATH_SCHEME "ngdp"
+
+static inline const struct volume_plugin *vp_plugin(struct call *c)
+{
+	return c->plugin;
+}
+
+/* Open the SR named by the "sr" parameter; fails with Sr_not_attached. */
+int vp_open_sr(struct call *c, enum sr_lock_mode mode, struct sr *ret);
+/* Read and check the "key" parameter; fails with Invalid_argument. */
+int vp_arg_key(struct call *c, const char **ret);
+/* Load a volume record; fails with Volume_does_not_exist. */
+int vp_load_volume(struct call *c, struct sr *sr, const char *key,
+		   json_object **ret);
+/* Word a metadata/image error (ENOSPC, EIO...) for the administrator. */
+int vp_fail_errno(struct call *c, int err, const char *what);
+/* The xapi "volume" record for one of our volume records. */
+json_object *vp_volume_to_xapi(struct sr *sr, json_object *vol);
+
+/* Handlers (sr.c, volume.c, plugin.c). */
+int sr_probe(struct call *c, json_object **ret);
+int sr_create(struct call *c, json_object **ret);
+int sr_attach(struct call *c, json_object **ret);
+int sr_detach(struct call *c, json_object **ret);
+int sr_destroy(struct call *c, json_object **ret);
+int sr_stat(struct call *c, json_object **ret);
+int sr_set_name(struct call *c, json_object **ret);
+int sr_set_description(struct call *c, json_object **ret);
+int sr_ls(struct call *c, json_object **ret);
+int volume_create(struct call *c, json_object **ret);
+int volume_destroy(struct call *c, json_object **ret);
+int volume_snapshot(struct call *c, json_object **ret);
+int volume_clone(struct call *c, json_object **ret);
+int volume_resize(struct call *c, json_object **ret);
+int volume_stat(struct call *c, json_object **ret);
+int volume_set_name(struct call *c, json_object **ret);
+int volume_set_description(struct call *c, json_object **ret);
+int volume_set(struct call *c, json_object **ret);
+int volume_unset(struct call *c, json_object **ret);
+int plugin_query(struct call *c, json_object **ret);
+int plugin_diagnostics(struct call *c, json_object **ret);
+int plugin_ls(struct call *c, json_object **ret);
+
+#endif

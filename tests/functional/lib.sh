@@ -1,0 +1,135 @@
+# SPDX-License-Identifier: LGPL-2.1-only
+# Helpers for functional tests: they run the INSTALLED plugin executables the
+# way xapi-storage-script does (argv = [full path of the method file,
+# "--json"], the parameters object on stdin without a newline, stdout = one
+# JSON value) against SRs on loop devices, and clean up everything they make.
+#
+# Environment from run.sh: INSTALL_ROOT (a `make install DESTDIR=` tree),
+# PLUGIN (ext4-ng or xfs-ng).
+set -u
+: "${IMGIO:=$SRCDIR/build/ngdp-imgio}"
+
+XSS=${INSTALL_ROOT:?}/usr/libexec/xapi-storage-script
+T=$(mktemp -d /tmp/xsng-test.XXXXXX)
+export XSNG_MOUNT_ROOT=$T/mnt XSNG_RUN_DIR=$T/run
+mkdir -p "$XSNG_MOUNT_ROOT" "$XSNG_RUN_DIR"
+PASS=0 FAIL=0 SKIP=0
+PIDS=()
+TEST_NAME=$(basename "$0" .sh)${PLUGIN:+[$PLUGIN]}
+
+cleanup() {
+	local m p l
+	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do
+		while kill -0 "$p" 2>/dev/null; do sleep 0.05; done
+	done
+	# deepest first: everything mounted under our temp dir
+	for m in $(findmnt -rn -o TARGET | grep "^$T/" | sort -r); do
+		umount "$m" 2>/dev/null || umount -l "$m"
+	done
+	# every loop device backed by a file of ours (mk_loop runs in
+	# subshells, so an array could not track them)
+	for l in $(losetup -l -n -O NAME,BACK-FILE | awk -v t="$T/" 'index($2, t) == 1 {print $1}'); do
+		losetup -d "$l" 2>/dev/null
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+pass() { PASS=$((PASS + 1)); echo "  ok: $*"; }
+fail() { FAIL=$((FAIL + 1)); echo "  FAIL: $*"; }
+skip() { SKIP=$((SKIP + 1)); echo "  skip: $*"; }
+check() { # check "description" command...
+	local what=$1; shift
+	if "$@"; then pass "$what"; else fail "$what"; fi
+}
+finish() {
+	echo "$TEST_NAME: $PASS passed, $FAIL failed, $SKIP skipped"
+	[ -n "${RESULTS:-}" ] && echo "$PASS $FAIL $SKIP" >> "$RESULTS"
+	[ "$FAIL" -eq 0 ]
+}
+
+# call KIND PLUGIN METHOD JSON: sets OUT (stdout) and RC (exit status)
+call() {
+	local dir=$XSS/$1/$2
+	[ "$1" = volume ] && dir=$XSS/volume/org.xen.xapi.storage.$2
+	OUT=$(printf '%s' "$4" | "$dir/$3" --json 2>"$T/stderr")
+	RC=$?
+}
+vcall() { call volume "$PLUGIN" "$@"; }
+dcall() { call datapath ngdp "$@"; }
+
+# The result must be valid JSON and the call must have succeeded.
+expect_ok() {
+	local what=$1
+	if [ "$RC" -eq 0 ] && printf '%s' "$OUT" | jq -e . >/dev/null 2>&1 ||
+	   { [ "$RC" -eq 0 ] && [ "$OUT" = null ]; }; then
+		pass "$what"
+	else
+		fail "$what (rc=$RC out=$(printf '%.300s' "$OUT") err=$(tail -c 300 "$T/stderr"))"
+	fi
+}
+
+# The call must fail with a well-formed error record named $2.
+expect_err() {
+	local what=$1 name=$2
+	if [ "$RC" -ne 0 ] && printf '%s' "$OUT" | jq -e --arg n "$name" '
+		(.code | type == "string") and (.params | type == "array") and
+		(.params | all(type == "string")) and .params[0] == $n and
+		(.backtrace.error | type == "string") and
+		(.backtrace.files | type == "array") and
+		(.backtrace.lines | type == "array") and
+		(.backtrace.files | length) == (.backtrace.lines | length)' \
+		>/dev/null 2>&1; then
+		pass "$what -> $name"
+	else
+		fail "$what: expected error $name, got rc=$RC $(printf '%.300s' "$OUT")"
+	fi
+}
+
+jqr() { printf '%s' "$OUT" | jq -r "$@"; }
+
+# A sparse file on a loop device.  mk_loop SIZE [extra losetup args]
+mk_loop() {
+	local f dev
+	f=$(mktemp "$T/disk.XXXXXX")
+	truncate -s "$1" "$f"
+	shift
+	losetup -f --show "$@" "$f"
+}
+
+# mk_sr [extra device-config as JSON object members]: sets DEV SR SR_UUID
+mk_sr() {
+	local extra=${1:-}
+	DEV=$(mk_loop 1G)
+	SR_UUID=$(cat /proc/sys/kernel/random/uuid)
+	vcall SR.create "{\"dbg\":\"test\",\"uuid\":\"$SR_UUID\",\"name\":\"test SR\",\"description\":\"made by $TEST_NAME\",\"configuration\":{\"device\":\"$DEV\"$extra}}"
+	[ "$RC" -eq 0 ] || { echo "SR.create failed: $OUT"; return 1; }
+	CONFIG=$OUT
+	vcall SR.attach "{\"dbg\":\"test\",\"configuration\":$CONFIG}"
+	[ "$RC" -eq 0 ] || { echo "SR.attach failed: $OUT"; return 1; }
+	SR=$(jqr .)
+}
+
+# vol_create SIZE: sets KEY (and VOL, the result)
+vol_create() {
+	vcall Volume.create "{\"dbg\":\"test\",\"sr\":\"$SR\",\"name\":\"${2:-disk}\",\"description\":\"\",\"size\":$1,\"sharable\":false}"
+	VOL=$OUT
+	KEY=$(jqr .key 2>/dev/null)
+}
+
+# The image file behind a volume (internal layout, for qemu-io/qemu-img).
+vol_image() {
+	local rec id fmt
+	rec=$SR/meta/v-$1.json
+	id=$(jq -r .image "$rec")
+	fmt=$(jq -r '."image-format"' "$rec")
+	echo "$SR/images/$id.$fmt"
+}
+vol_qemu_fmt() {
+	case $(jq -r '."image-format"' "$SR/meta/v-$1.json") in
+	vhd) echo vpc ;; *) jq -r '."image-format"' "$SR/meta/v-$1.json" ;;
+	esac
+}
+# jqt FILTER [args] <<<"$json": true when the filter holds (no output)
+jqt() { jq -e "$@" >/dev/null 2>&1; }

@@ -1,0 +1,105 @@
+#!/bin/bash
+# Snapshot and clone keep content: data written through qemu-io before and
+# after is where it should be; destroying a parent never breaks dependants;
+# images are freed once nothing needs them.
+# per-plugin
+. "$(dirname "$0")/lib.sh"
+
+# Pattern I/O on a volume's image, offline, through qemu-io (qcow2, raw)
+# or our ngdp-imgio ($IMGIO: qemu cannot read VHD differencing images).
+to_bytes() { numfmt --from=iec "$1"; }
+write() { # write KEY PATTERN OFFSET LEN
+	local img fmt
+	img=$(vol_image "$1"); fmt=$(vol_qemu_fmt "$1")
+	if [ "$fmt" = vpc ]; then
+		"$IMGIO" --format vpc "$img" write-pattern "$(to_bytes $3)" "$(to_bytes $4)" "$2" >/dev/null
+	else
+		qemu-io -f "$fmt" -c "write -P $2 $3 $4" "$img" >/dev/null 2>&1
+	fi
+}
+reads() { # reads KEY PATTERN OFFSET LEN: every byte has the pattern
+	local img fmt out
+	img=$(vol_image "$1"); fmt=$(vol_qemu_fmt "$1")
+	if [ "$fmt" = vpc ]; then
+		cmp -s <("$IMGIO" --readonly --format vpc "$img" read "$(to_bytes $3)" "$(to_bytes $4)") \
+		       <(head -c "$(to_bytes $4)" /dev/zero | tr '\0' "\\$(printf '%03o' "$2")")
+		return
+	fi
+	out=$(qemu-io -f "$fmt" -c "read -P $2 $3 $4" "$img" 2>&1) &&
+	! grep -q 'verification failed' <<<"$out" && grep -q '^read ' <<<"$out"
+}
+stat_vol() { vcall Volume.stat "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$1\"}"; }
+destroy() { vcall Volume.destroy "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$1\"}"; }
+check_images() {
+	local f ok=0
+	for f in "$SR"/images/*.qcow2; do
+		[ -e "$f" ] || continue
+		qemu-img check -q -f qcow2 "$f" || ok=1
+	done
+	for f in "$SR"/images/*.vhd; do
+		[ -e "$f" ] || continue
+		vhdiinfo "$f" >/dev/null 2>&1 || ok=1
+	done
+	return $ok
+}
+export IMGIO
+
+for fmt in qcow2 raw vhd; do
+	mk_sr ",\"image-format\":\"$fmt\"" || { fail "SR setup ($fmt)"; continue; }
+	vol_create $((1024 * 1024 * 1024)) "base $fmt"
+	V=$KEY
+	check "$fmt: write A at 0 and C at 512M" bash -c "$(declare -f to_bytes write vol_image vol_qemu_fmt); SR=$SR; write $V 0xa1 0 1M && write $V 0xc3 512M 64K"
+
+	vcall Volume.snapshot "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$V\"}"
+	expect_ok "$fmt: Volume.snapshot"
+	S=$(jqr .key)
+	check "$fmt: snapshot is read-only, same size, new key" jqt --arg v "$V" \
+		'.read_write==false and .virtual_size==1073741824 and .key!=$v' <<<"$OUT"
+	stat_vol "$V"
+	check "$fmt: the original keeps its key and stays writable" jqt '.read_write==true' <<<"$OUT"
+	check "$fmt: write B over A in the original" write "$V" 0xb2 0 1M
+	check "$fmt: snapshot still reads A" reads "$S" 0xa1 0 1M
+	check "$fmt: original reads B" reads "$V" 0xb2 0 1M
+	check "$fmt: (control) snapshot does not read B" bash -c "! { $(declare -f to_bytes reads vol_image vol_qemu_fmt); SR=$SR; reads $S 0xb2 0 1M; }"
+	check "$fmt: both read C" bash -c "$(declare -f to_bytes reads vol_image vol_qemu_fmt); SR=$SR; reads $S 0xc3 512M 64K && reads $V 0xc3 512M 64K"
+	check "$fmt: qemu-img check clean on every image" check_images
+
+	vcall Volume.clone "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$V\"}"
+	expect_ok "$fmt: Volume.clone of a writable volume"
+	C=$(jqr .key)
+	check "$fmt: clone is writable" jqt '.read_write==true' <<<"$OUT"
+	check "$fmt: clone reads B" reads "$C" 0xb2 0 1M
+	check "$fmt: write D into the clone" write "$C" 0xd4 0 1M
+	check "$fmt: original still reads B" reads "$V" 0xb2 0 1M
+	check "$fmt: snapshot still reads A" reads "$S" 0xa1 0 1M
+
+	vcall Volume.clone "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$S\"}"
+	expect_ok "$fmt: Volume.clone of a snapshot"
+	C2=$(jqr .key)
+	check "$fmt: clone of the snapshot reads A" reads "$C2" 0xa1 0 1M
+	vcall Volume.snapshot "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$S\"}"
+	expect_ok "$fmt: snapshot of a snapshot"
+	S2=$(jqr .key)
+	check "$fmt: it reads A" reads "$S2" 0xa1 0 1M
+
+	# destroying parents must never break dependants
+	destroy "$V"
+	expect_ok "$fmt: destroy the snapshot's parent volume"
+	check "$fmt: snapshot still reads A after its parent went" reads "$S" 0xa1 0 1M
+	check "$fmt: clone still reads D and C" bash -c "$(declare -f to_bytes reads vol_image vol_qemu_fmt); SR=$SR; reads $C 0xd4 0 1M && reads $C 0xc3 512M 64K"
+	destroy "$S"
+	expect_ok "$fmt: destroy the snapshot"
+	check "$fmt: snapshot of the snapshot still reads A" reads "$S2" 0xa1 0 1M
+	check "$fmt: clone of the snapshot still reads A" reads "$C2" 0xa1 0 1M
+	check "$fmt: images still clean" check_images
+	vcall SR.ls "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
+	check "$fmt: SR.ls shows exactly the 3 live volumes" jqt --arg a "$C" --arg b "$C2" --arg c "$S2" \
+		'map(.key) | sort == ([$a,$b,$c] | sort)' <<<"$OUT"
+	vcall Plugin.diagnostics '{"dbg":"t"}'
+	check "$fmt: diagnostics counts hidden images" jqt 'test("hidden images")' <<<"$OUT"
+	for k in "$C" "$C2" "$S2"; do destroy "$k"; done
+	check "$fmt: everything freed once no volume needs it" \
+		[ -z "$(ls -A "$SR/images")" -a -z "$(ls -A "$SR/meta")" ]
+	vcall SR.detach "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
+done
+finish
