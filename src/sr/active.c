@@ -34,7 +34,11 @@ int64_t process_starttime(pid_t pid)
 	/* the command name may hold spaces and parentheses: skip past the
 	 * last ')' and count fields from there (state is field 3) */
 	p = strrchr(buf, ')');
-	if (!p)
+	if (!p || strlen(p) < 3)
+		return -1;
+	/* a zombie has exited: it serves nothing (our parent may not have
+	 * reaped it yet) */
+	if (p[2] == 'Z' || p[2] == 'X')
 		return -1;
 	for (field = 2; *p && field < 22; p++)
 		if (*p == ' ')

@@ -8,10 +8,12 @@
  * Unreferenced images and files are collected under the exclusive lock.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "active.h"
 #include "control.h"
@@ -21,6 +23,8 @@
 #include "vp.h"
 
 #define SUSPEND_TIMEOUT_MS 30000
+/* images/.np-<key>.qcow2: the datapath's reset-on-boot overlay */
+#define OVERLAY_PREFIX ".np-"
 
 int vp_open_sr(struct call *c, enum sr_lock_mode mode, struct sr *ret)
 {
@@ -77,6 +81,19 @@ int vp_load_volume(struct call *c, struct sr *sr, const char *key,
 				 "the metadata of volume %s cannot be read: %s",
 				 key, strerror(-r));
 	return 0;
+}
+
+int vp_open_volume(struct call *c, enum sr_lock_mode mode, struct sr *sr,
+		   const char **key, json_object **vol)
+{
+	int r;
+
+	if ((r = vp_arg_key(c, key)) < 0 || (r = vp_open_sr(c, mode, sr)) < 0)
+		return r;
+	r = vp_load_volume(c, sr, *key, vol);
+	if (r < 0)
+		sr_close(sr);
+	return r;
 }
 
 int vp_fail_errno(struct call *c, int err, const char *what)
@@ -270,16 +287,13 @@ int volume_stat(struct call *c, json_object **ret)
 	struct sr sr;
 	int r;
 
-	if ((r = vp_arg_key(c, &key)) < 0 ||
-	    (r = vp_open_sr(c, SR_LOCK_SHARED, &sr)) < 0)
+	r = vp_open_volume(c, SR_LOCK_SHARED, &sr, &key, &vol);
+	if (r < 0)
 		return r;
-	r = vp_load_volume(c, &sr, key, &vol);
-	if (r == 0) {
-		*ret = vp_volume_to_xapi(&sr, vol);
-		json_object_put(vol);
-	}
+	*ret = vp_volume_to_xapi(&sr, vol);
+	json_object_put(vol);
 	sr_close(&sr);
-	return r;
+	return 0;
 }
 
 static int refuse_if_active(struct call *c, struct sr *sr, const char *key,
@@ -307,16 +321,16 @@ int volume_destroy(struct call *c, json_object **ret)
 	int r;
 
 	(void)ret;
-	if ((r = vp_arg_key(c, &key)) < 0 ||
-	    (r = vp_open_sr(c, SR_LOCK_EXCLUSIVE, &sr)) < 0)
-		return r;
-	r = vp_load_volume(c, &sr, key, &vol);
+	r = vp_open_volume(c, SR_LOCK_EXCLUSIVE, &sr, &key, &vol);
 	if (r < 0)
-		goto out;
+		return r;
 	json_object_put(vol);
 	r = refuse_if_active(c, &sr, key, "destroy");
 	if (r < 0)
 		goto out;
+	/* a reset-on-boot overlay left by an epoch that never closed */
+	snprintf(name, sizeof(name), OVERLAY_PREFIX "%s.qcow2", key);
+	(void)unlinkat(sr.imagesfd, name, 0);
 	snprintf(name, sizeof(name), "v-%s.json", key);
 	r = unlink_durable_at(sr.metafd, name);
 	if (r < 0) {
@@ -385,6 +399,16 @@ static int resume_server(struct call *c, json_object *active,
 	return r;
 }
 
+/* Is the volume's server running on its reset-on-boot overlay? */
+static bool serves_overlay(struct sr *sr, const char *key, json_object *active)
+{
+	char overlay[PATH_MAX];
+
+	snprintf(overlay, sizeof(overlay), "%s/images/" OVERLAY_PREFIX
+		 "%s.qcow2", sr->path, key);
+	return !strcmp(rec_str(active, "image"), overlay);
+}
+
 /*
  * Give a writable volume a new leaf on top of its current image, which
  * becomes immutable.  Returns the new leaf id and format.
@@ -431,12 +455,9 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 	struct sr sr;
 	int r;
 
-	if ((r = vp_arg_key(c, &key)) < 0 ||
-	    (r = vp_open_sr(c, SR_LOCK_EXCLUSIVE, &sr)) < 0)
-		return r;
-	r = vp_load_volume(c, &sr, key, &vol);
+	r = vp_open_volume(c, SR_LOCK_EXCLUSIVE, &sr, &key, &vol);
 	if (r < 0)
-		goto out;
+		return r;
 	if (uuid_generate(newkey) < 0) {
 		r = call_fail(c, -EIO, "Storage_error", "no random numbers");
 		goto out;
@@ -478,7 +499,9 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 			 rec_str(active, "host"));
 		goto out;
 	}
-	if (r == 1) {
+	/* A reset-on-boot (non-persistent) server writes to its throwaway
+	 * overlay, never to the volume's leaf: nothing to pause there. */
+	if (r == 1 && !serves_overlay(&sr, key, active)) {
 		r = suspend_server(c, active);
 		if (r < 0)
 			goto out;
@@ -566,12 +589,9 @@ int volume_resize(struct call *c, json_object **ret)
 	int r;
 
 	(void)ret;
-	if ((r = vp_arg_key(c, &key)) < 0 ||
-	    (r = vp_open_sr(c, SR_LOCK_EXCLUSIVE, &sr)) < 0)
-		return r;
-	r = vp_load_volume(c, &sr, key, &vol);
+	r = vp_open_volume(c, SR_LOCK_EXCLUSIVE, &sr, &key, &vol);
 	if (r < 0)
-		goto out;
+		return r;
 	if (image_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
 		fmt = FMT_QCOW2;
 	r = arg_size(c, "new_size", fmt, &size);
@@ -637,16 +657,13 @@ static int update_volume(struct call *c,
 	struct sr sr;
 	int r;
 
-	if ((r = vp_arg_key(c, &key)) < 0 ||
-	    (r = vp_open_sr(c, SR_LOCK_EXCLUSIVE, &sr)) < 0)
+	r = vp_open_volume(c, SR_LOCK_EXCLUSIVE, &sr, &key, &vol);
+	if (r < 0)
 		return r;
-	r = vp_load_volume(c, &sr, key, &vol);
-	if (r == 0) {
-		r = edit(c, vol);
-		if (r == 0)
-			r = publish(c, &sr, &vol, 1);
-		json_object_put(vol);
-	}
+	r = edit(c, vol);
+	if (r == 0)
+		r = publish(c, &sr, &vol, 1);
+	json_object_put(vol);
 	sr_close(&sr);
 	return r;
 }

@@ -21,6 +21,10 @@ int vp_arg_key(struct call *c, const char **ret);
 /* Load a volume record; fails with Volume_does_not_exist. */
 int vp_load_volume(struct call *c, struct sr *sr, const char *key,
 		   json_object **ret);
+/* "key" and "sr" parameters: open the SR and load the volume (on failure
+ * nothing stays open). */
+int vp_open_volume(struct call *c, enum sr_lock_mode mode, struct sr *sr,
+		   const char **key, json_object **vol);
 /* Word a metadata/image error (ENOSPC, EIO...) for the administrator. */
 int vp_fail_errno(struct call *c, int err, const char *what);
 /* The xapi "volume" record for one of our volume records. */
