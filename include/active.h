@@ -10,6 +10,9 @@
 
 struct sr;
 
+/* A record of another host whose heartbeat is older than this is stale. */
+#define ACTIVE_STALE_S 60
+
 /* Field 22 of /proc/PID/stat (start time in clock ticks), or -1. */
 int64_t process_starttime(pid_t pid);
 bool active_record_is_live(json_object *rec);

@@ -25,13 +25,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+COLOR=; [ -t 1 ] && COLOR=-C
+say() { if [ -t 1 ]; then printf '\n\033[1m== %s\033[0m\n' "$*"; else printf '\n== %s\n' "$*"; fi; }
 # call DIR METHOD JSON: as xapi-storage-script does (stdin without newline)
 call() {
 	local out
 	echo "\$ $2 <<< $3" | cut -c1-160
 	out=$(printf '%s' "$3" | "$1/$2" --json) || { echo "FAILED: $out"; exit 1; }
-	echo "$out" | jq -C . 2>/dev/null | head -25 || echo "$out"
+	echo "$out" | jq $COLOR . 2>/dev/null | head -25 || echo "$out"
 	OUT=$out
 }
 
@@ -70,7 +71,7 @@ qemu-io -f raw -c 'write -P 0xbb 0 64M' "$NBD" | head -1
 say "random 4k I/O for 5 s (fio over NBD, verified)"
 fio --name=demo --ioengine=nbd --uri="$(sed -E 's|^nbd:unix:(.*):exportname=(.*)$|nbd+unix:///\2?socket=\1|' <<<"$NBD")" \
 	--rw=randrw --bs=4k --iodepth=32 --size=1G --offset=1G --time_based --runtime=5 \
-	--verify=crc32c --output-format=terse --terse-version=3 | awk -F';' '{printf "read %s IOPS, write %s IOPS\n", $8, $49}'
+	--verify=crc32c --verify_state_save=0 --output-format=terse --terse-version=3 | awk -F';' '$8 != "" {printf "read %s IOPS, write %s IOPS\n", $8, $49}'
 
 say "xe vdi-clone of the snapshot"
 call "$vol" Volume.clone "{\"dbg\":\"demo\",\"sr\":\"$SR\",\"key\":\"$SNAP\"}"

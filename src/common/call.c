@@ -3,6 +3,7 @@
  * the one error record. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -143,6 +144,8 @@ int call_main(int argc, char **argv, const char *plugin_name,
 	int r;
 
 	base = base ? base + 1 : argv[0];
+	/* a peer closing a socket must give EPIPE, not kill the call */
+	signal(SIGPIPE, SIG_IGN);
 	snprintf(ident, sizeof(ident), "%s/%s", plugin_name, base);
 	log_init(ident, false);
 	for (i = 0; i < n; i++)

@@ -47,11 +47,18 @@ int control_call(const char *path, json_object *req, int timeout_ms,
 		return -errno;
 	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
 		return -errno;
-	r = write_all(fd, text, strlen(text));
-	if (r == 0)
-		r = write_all(fd, "\n", 1);
-	if (r < 0)
-		return r;
+	/* one send, no SIGPIPE: the server may answer and close as soon as
+	 * it has parsed a whole object */
+	{
+		CLEANUP_FREE char *line = NULL;
+		size_t len_line;
+
+		if (asprintf(&line, "%s\n", text) < 0)
+			return -ENOMEM;
+		len_line = strlen(line);
+		if (send(fd, line, len_line, MSG_NOSIGNAL) != (ssize_t)len_line)
+			return -errno ? -errno : -EIO;
+	}
 	shutdown(fd, SHUT_WR);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {

@@ -623,7 +623,6 @@ static int zero_by_write(struct image *img, struct qcow2 *q, uint64_t off,
 			 uint64_t len)
 {
 	size_t i;
-	uint64_t pos = 0;
 	int r;
 
 	if (len == 0)
@@ -638,10 +637,19 @@ static int zero_by_write(struct image *img, struct qcow2 *q, uint64_t off,
 		return 0;
 	extent_list_clear(&q->tmp);
 	r = qcow2_map_write(img, off, len, &q->tmp);
+	/* map_write merges contiguous clusters into one extent, which may be
+	 * longer than zero_buf (one cluster): write it piece by piece */
 	for (i = 0; r == 0 && i < q->tmp.n; i++) {
-		r = image_pwrite(img, q->zero_buf, q->tmp.v[i].length,
-				 q->tmp.v[i].host_offset);
-		pos += q->tmp.v[i].length;
+		uint64_t done = 0, n = q->tmp.v[i].length;
+
+		while (r == 0 && done < n) {
+			uint64_t k = n - done > q->cluster_size ?
+					     q->cluster_size : n - done;
+
+			r = image_pwrite(img, q->zero_buf, (size_t)k,
+					 q->tmp.v[i].host_offset + done);
+			done += k;
+		}
 	}
 	return r;
 }

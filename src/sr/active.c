@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "active.h"
@@ -51,8 +53,11 @@ bool active_record_is_live(json_object *rec)
 	const char *host = rec_str(rec, "host");
 	int64_t pid = rec_int(rec, "pid");
 
+	/* Another host: its server refreshes the record's mtime every 5 s
+	 * (--heartbeat).  Silence for a minute means that host is gone, and
+	 * its lock must not block the volume forever (xen-api#5521). */
 	if (strcmp(host, sr_paths()->host_uuid))
-		return true;	/* another host: we cannot tell, assume live */
+		return time(NULL) - rec_int(rec, "_mtime") < ACTIVE_STALE_S;
 	return pid > 0 && process_starttime((pid_t)pid) == rec_int(rec,
 								   "starttime");
 }
@@ -75,6 +80,14 @@ int active_load(struct sr *sr, const char *key, json_object **ret)
 		json_object_put(*ret);
 		r = -EINVAL;
 	}
+	if (r == 0) {
+		struct stat st;
+
+		/* the heartbeat: not stored, read from the file */
+		json_add_int64(*ret, "_mtime",
+			       fstatat(sr->dirfd, name, &st, 0) == 0 ?
+			       (int64_t)st.st_mtime : 0);
+	}
 	if (r < 0)
 		log_warn("activation record of %s is unreadable; ignoring it",
 			 key);
@@ -85,11 +98,13 @@ int active_save(struct sr *sr, const char *key, json_object *rec)
 {
 	CLEANUP_CLOSE int fd = openat(sr->dirfd, ".sr/active",
 				      O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	const char *text = json_to_text(rec);
+	const char *text;
 	char name[64];
 
 	if (fd < 0)
 		return -errno;
+	json_object_object_del(rec, "_mtime");
+	text = json_to_text(rec);
 	snprintf(name, sizeof(name), "%s.json", key);
 	return write_file_atomic_at(fd, name, text, strlen(text));
 }

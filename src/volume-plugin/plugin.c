@@ -24,7 +24,7 @@ static const char *const features[] = {
 	"SR_UPDATE", "SR_SCAN", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH",
 	"VDI_DETACH", "VDI_ACTIVATE", "VDI_DEACTIVATE", "VDI_UPDATE",
 	"VDI_CLONE", "VDI_SNAPSHOT", "VDI_RESIZE", "THIN_PROVISIONING",
-	"LARGE_VDI", NULL,
+	"LARGE_VDI", "VDI_ACTIVATE_READONLY", NULL,
 };
 
 int plugin_query(struct call *c, json_object **ret)

@@ -131,5 +131,8 @@ vol_qemu_fmt() {
 	vhd) echo vpc ;; *) jq -r '."image-format"' "$SR/meta/v-$1.json" ;;
 	esac
 }
+# alive PID: running (a zombie has exited; our PID 1 may not reap it)
+alive() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$s" ] && [ "${s:0:1}" != Z ]; }
+
 # jqt FILTER [args] <<<"$json": true when the filter holds (no output)
 jqt() { jq -e "$@" >/dev/null 2>&1; }

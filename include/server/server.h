@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/*
+ * ngdp-server internals: one process serves one image chain to any number
+ * of NBD connections from a single epoll thread.  Requests flow
+ *
+ *   conn (parse) -> srv.waitq -> start (map extents) -> srv.submitq
+ *   -> engine ops -> completion -> [flush barrier for FUA] -> conn output
+ *
+ * FLUSH, FUA, TRIM, WRITE_ZEROES and any I/O that needs the unaligned slow
+ * path are barriers: they wait until no data I/O is in flight, then run
+ * synchronously in the loop thread, so nothing can overlap them.
+ */
+#ifndef SERVER_SERVER_H
+#define SERVER_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "formats/format.h"
+#include "server/nbd-proto.h"
+
+struct io_engine;
+struct io_op;
+struct conn;
+
+struct server_config {
+	const char *image;
+	const char *format;		/* NULL: probe */
+	bool readonly;
+	bool no_direct;
+	const char *confine;
+	const char *export_name;	/* "" by default */
+	const char *engine;		/* auto, aio, uring */
+	unsigned int queue_depth;
+	unsigned int flush_interval_ms;	/* idle periodic flush, 0 = off */
+	const char *heartbeat;		/* file whose mtime we refresh, or NULL */
+};
+
+enum req_state {
+	REQ_FREE,
+	REQ_PAYLOAD,		/* receiving the write payload */
+	REQ_WAITING,		/* in srv.waitq */
+	REQ_ACTIVE,		/* extents being submitted / in flight */
+	REQ_FLUSHWAIT,		/* FLUSH or FUA: waits for the barrier */
+	REQ_REPLY,		/* in the connection's output queue */
+};
+
+struct req {
+	struct req *next;		/* waitq / submitq / flushq / free */
+	struct req *out_next;		/* connection output queue */
+	struct conn *conn;
+	enum req_state state;
+	struct nbd_request h;
+	uint32_t wire_err;		/* NBD error to reply with */
+	bool excl;			/* must run with no I/O in flight */
+
+	void *buf;			/* pooled, 4096-aligned */
+	unsigned int buf_class;
+	size_t payload_got;
+
+	struct extent_list el;		/* mapping of the request */
+	size_t next_ext;		/* next extent to submit */
+	uint64_t next_pos;		/* its byte position in buf */
+	unsigned int ops_pending;
+	int io_err;			/* first -errno of the data ops */
+
+	/* reply: headers in rbuf, data slices point into buf */
+	uint8_t *rbuf;
+	size_t rbuf_cap;
+	struct iovec *iov;
+	int niov, iov_cap, iov_idx;
+};
+
+struct buf_pool {
+	void *free[26][32];		/* by log2(size), 4 KiB .. 32 MiB */
+	unsigned int nfree[26];
+};
+
+struct ctl_conn;
+
+/* epoll tags: pointers to these identify the fd kind */
+enum ev_kind { EV_LISTEN, EV_CONN, EV_ENGINE, EV_SIGNAL, EV_CTL_LISTEN, EV_CTL };
+struct ev_tag {
+	enum ev_kind kind;
+};
+
+struct server {
+	struct server_config cfg;
+	struct image *img;
+	uint64_t size;
+	unsigned int align;		/* largest dio_align of the chain */
+	bool fast_zero;			/* top format has ->zero */
+	struct io_engine *eng;
+	int epfd;
+	int sigfd;
+	/* unix, tcp, read-only unix; -1 when unused.  Connections accepted on
+	 * LISTEN_RO get a read-only view whatever export they ask for. */
+	int listen_fd[3];
+	int ctl_fd;
+
+	struct conn *conns;		/* doubly linked */
+	unsigned int nconns;
+	struct conn *out_dirty;		/* connections with replies to send */
+	struct conn *zombies;		/* dead, freed at the end of an
+					 * iteration */
+	struct ctl_conn *ctl_conns;
+
+	struct req *free_reqs;
+	struct req *waitq, *waitq_tail;
+	struct req *submitq, *submitq_tail;
+	struct req *flushq, *flushq_tail;
+	unsigned int active;		/* requests in REQ_ACTIVE */
+	bool flush_wanted;		/* internal barrier flush requested */
+
+	struct io_op *ops;		/* engine op pool */
+	struct io_op *free_ops;
+	struct buf_pool pool;
+	void *zero_buf;			/* 1 MiB of zeros, aligned */
+
+	bool dirty;			/* unflushed writes or metadata */
+	uint64_t dirty_since_ms;
+
+	/* suspend / resume (control socket) */
+	bool suspended;
+	bool suspend_expired;
+	uint64_t suspend_deadline_ms;	/* 0: no timeout */
+	struct ctl_conn *suspend_waiters;
+
+	bool stopping;
+	bool stop_flushed;
+	int exit_status;
+	bool exit_when_idle;		/* fuzzing: stop when no connection */
+	bool quit;
+
+	struct ev_tag tag_listen, tag_engine, tag_signal, tag_ctl_listen;
+	uint64_t heartbeat_ms;		/* last refresh of cfg.heartbeat */
+
+	/* counters for status */
+	uint64_t n_reads, n_writes, n_flushes, n_trims, n_zeroes,
+		 n_block_status, n_errors, n_slow, bytes_read, bytes_written,
+		 n_conns_total;
+};
+
+/* server.c */
+int server_init(struct server *srv, const struct server_config *cfg);
+void server_release(struct server *srv);
+int server_run(struct server *srv);
+void server_request_stop(struct server *srv);
+int server_setup_signals(struct server *srv);
+uint64_t server_now_ms(void);
+int server_epoll_add(struct server *srv, int fd, uint32_t events, void *tag);
+int server_epoll_mod(struct server *srv, int fd, uint32_t events, void *tag);
+/* Hand a request (validated, payload received) to the scheduler. */
+void server_submit(struct server *srv, struct req *req);
+struct req *server_req_get(struct server *srv);
+void server_req_put(struct server *srv, struct req *req);
+int server_buf_get(struct server *srv, struct req *req, size_t len);
+int server_suspend(struct server *srv, uint64_t timeout_ms);
+int server_resume(struct server *srv, const char *image);
+const char *server_engine_name(const struct server *srv);
+unsigned int server_in_flight(const struct server *srv);
+
+/* conn.c */
+#define LISTEN_RO 2
+int conn_new(struct server *srv, int fd, bool readonly);
+void conn_on_event(struct conn *c, uint32_t events);
+/* The request is finished: send its reply (or drop it if the
+ * connection is gone). */
+void conn_reply(struct req *req);
+void conn_flush_dirty(struct server *srv);
+void conn_free_all(struct server *srv);
+/* Stop reading new requests (shutdown). */
+void conn_stop_reading(struct server *srv);
+
+/* control.c */
+int control_listen(struct server *srv, const char *path);
+void control_on_accept(struct server *srv);
+void control_on_event(struct ctl_conn *cc, uint32_t events);
+void control_suspend_done(struct server *srv, int err);
+void control_close_all(struct server *srv);
+
+/* listen.c */
+int listen_unix(const char *path, int *ret_fd);
+int listen_tcp(const char *addr, int *ret_fd);
+
+
+#endif

@@ -1,0 +1,293 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/* Starting and stopping the ngdp-server process that serves one volume. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "active.h"
+#include "cleanup.h"
+#include "control.h"
+#include "dp.h"
+#include "fileio.h"
+#include "json-io.h"
+#include "log.h"
+#include "proc.h"
+
+#define READY_TIMEOUT_MS (60 * 1000)
+#define STOP_TIMEOUT_MS (120 * 1000)
+
+void dp_overlay_path(struct sr *sr, const char *key, char *out, size_t len)
+{
+	snprintf(out, len, "%s/images/.np-%s.qcow2", sr->path, key);
+}
+
+int dp_volume_image(struct call *c, struct sr *sr, const char *key,
+		    char *out, size_t len, bool *nonpersistent)
+{
+	json_object *vol;
+	enum image_fmt fmt;
+	char name[64];
+	int r;
+
+	dp_overlay_path(sr, key, out, len);
+	*nonpersistent = access(out, F_OK) == 0;
+	if (*nonpersistent)
+		return 0;
+	r = sr_volume_load(sr, key, &vol);
+	if (r == -ENOENT)
+		return call_fail(c, r, "Volume_does_not_exist",
+				 "there is no volume %s in SR %s", key,
+				 sr->uuid);
+	if (r < 0)
+		return call_fail(c, r, "SR_corrupt", "volume %s: %s", key,
+				 strerror(-r));
+	if (image_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
+		fmt = FMT_QCOW2;
+	sr_image_filename(rec_str(vol, "image"), fmt, name, sizeof(name));
+	snprintf(out, len, "%s/images/%s", sr->path, name);
+	json_object_put(vol);
+	return 0;
+}
+
+/* ngdp-server lives next to this program (the plugin's real binary). */
+static int server_program(char *out, size_t len)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n < 0)
+		return -errno;
+	self[n] = '\0';
+	snprintf(out, len, "%s/ngdp-server", dirname(self));
+	return access(out, X_OK) == 0 ? 0 : -ENOENT;
+}
+
+/* The last line the server logged, for the error message. */
+static void last_log_line(const char *path, char *out, size_t len)
+{
+	CLEANUP_FREE char *buf = NULL;
+	char *end, *start;
+
+	out[0] = '\0';
+	if (read_file_at(AT_FDCWD, path, 1 << 20, &buf, NULL) < 0)
+		return;
+	end = buf + strlen(buf);
+	while (end > buf && end[-1] == '\n')
+		*--end = '\0';
+	start = strrchr(buf, '\n');
+	snprintf(out, len, "%s", start ? start + 1 : buf);
+}
+
+static int wait_ready(int fd, pid_t pid, int *ret_status)
+{
+	struct timespec t0, now;
+	char buf[16];
+	size_t got = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		long left;
+		ssize_t n;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = READY_TIMEOUT_MS - ((now.tv_sec - t0.tv_sec) * 1000 +
+					   (now.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+			return -errno;
+		n = read(fd, buf + got, sizeof(buf) - 1 - got);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		buf[got] = '\0';
+		if (strstr(buf, "ready"))
+			return 0;
+		if (got == sizeof(buf) - 1)
+			break;
+	}
+	/* closed without "ready": the server exited; reap it */
+	if (waitpid(pid, ret_status, 0) < 0)
+		*ret_status = -1;
+	return -EIO;
+}
+
+int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
+		    const char *image_path, bool readonly, json_object **ret_rec)
+{
+	char prog[PATH_MAX], rw[PATH_MAX], ro[PATH_MAX], ctl[PATH_MAX];
+	char logp[PATH_MAX], confine[PATH_MAX], line[512], heartbeat[PATH_MAX];
+	const char *engine = getenv("XSNG_DATAPATH_ENGINE");
+	const char *argv[32];
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	int pipefd[2], argc = 0, r, status = 0;
+	json_object *rec;
+	pid_t pid;
+
+	r = server_program(prog, sizeof(prog));
+	if (r < 0)
+		return call_fail(c, r, "Datapath_error",
+				 "the datapath server %s is not installed", prog);
+	r = mkdir_p(t->run_dir, 0700);
+	if (r < 0)
+		return call_fail(c, r, "Datapath_error", "cannot create %s: %s",
+				 t->run_dir, strerror(-r));
+	snprintf(rw, sizeof(rw), "%s/rw.sock", t->run_dir);
+	snprintf(ro, sizeof(ro), "%s/ro.sock", t->run_dir);
+	snprintf(ctl, sizeof(ctl), "%s/ctl.sock", t->run_dir);
+	snprintf(logp, sizeof(logp), "%s/server.log", t->run_dir);
+	snprintf(confine, sizeof(confine), "%s/images", sr->path);
+	snprintf(heartbeat, sizeof(heartbeat), "%s/.sr/active/%s.json",
+		 sr->path, t->key);
+	/* whatever a dead server left */
+	unlink(rw);
+	unlink(ro);
+	unlink(ctl);
+
+	argv[argc++] = prog;
+	argv[argc++] = "--image";
+	argv[argc++] = image_path;
+	argv[argc++] = "--socket";
+	argv[argc++] = rw;
+	argv[argc++] = "--ro-socket";
+	argv[argc++] = ro;
+	argv[argc++] = "--control";
+	argv[argc++] = ctl;
+	argv[argc++] = "--export-name";
+	argv[argc++] = t->key;
+	argv[argc++] = "--confine";
+	argv[argc++] = confine;
+	argv[argc++] = "--ready-fd";
+	argv[argc++] = "3";
+	argv[argc++] = "--log-stderr";
+	argv[argc++] = "--heartbeat";
+	argv[argc++] = heartbeat;
+	if (readonly)
+		argv[argc++] = "--readonly";
+	if (engine && (!strcmp(engine, "aio") || !strcmp(engine, "uring"))) {
+		argv[argc++] = "--engine";
+		argv[argc++] = engine;
+	}
+	argv[argc] = NULL;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return call_fail(c, -errno, "Datapath_error", "pipe: %m");
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	/* never let the server write into our stdout: that is xapi's JSON */
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 2, logp,
+					 O_WRONLY | O_CREAT | O_APPEND, 0600);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 3);
+	posix_spawnattr_init(&attr);
+	/* its own session: it outlives this call and ignores our signals */
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+	{
+		static const char *const envp[] = { "PATH=" PROC_PATH,
+						    "LC_ALL=C", NULL };
+
+		r = -posix_spawn(&pid, prog, &fa, &attr, (char *const *)argv,
+				 (char *const *)envp);
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(pipefd[1]);
+	if (r < 0) {
+		close(pipefd[0]);
+		return call_fail(c, r, "Datapath_error",
+				 "cannot start %s: %s", prog, strerror(-r));
+	}
+	r = wait_ready(pipefd[0], pid, &status);
+	close(pipefd[0]);
+	if (r < 0) {
+		if (r == -ETIMEDOUT)
+			kill(pid, SIGKILL);
+		last_log_line(logp, line, sizeof(line));
+		return call_fail(c, r, "Datapath_error",
+				 "the datapath server for %s did not start%s: %s",
+				 t->key, r == -ETIMEDOUT ? " in time" : "",
+				 line[0] ? line : "no message");
+	}
+	rec = json_new_object();
+	json_add_string(rec, "host", sr_paths()->host_uuid);
+	json_add_int64(rec, "pid", pid);
+	json_add_int64(rec, "starttime", process_starttime(pid));
+	json_add_string(rec, "image", image_path);
+	json_add_string(rec, "socket", rw);
+	json_add_string(rec, "ro_socket", ro);
+	json_add_string(rec, "control", ctl);
+	json_add_string(rec, "export", t->key);
+	json_add_bool(rec, "readonly", readonly);
+	json_add(rec, "domains", json_new_object());
+	json_add_int64(rec, "started", (int64_t)time(NULL));
+	log_info("started datapath server pid %d for %s (%s)", (int)pid,
+		 t->key, image_path);
+	*ret_rec = rec;
+	return 0;
+}
+
+static bool still_running(json_object *rec)
+{
+	return process_starttime((pid_t)rec_int(rec, "pid")) ==
+	       rec_int(rec, "starttime");
+}
+
+static bool wait_gone(json_object *rec, int timeout_ms)
+{
+	struct timespec nap = { 0, 10 * 1000 * 1000 };
+	int waited = 0;
+
+	while (still_running(rec)) {
+		if (waited >= timeout_ms)
+			return false;
+		nanosleep(&nap, NULL);
+		waited += 10;
+	}
+	return true;
+}
+
+int dp_server_stop(struct call *c, json_object *rec)
+{
+	json_object *req, *reply = NULL;
+	pid_t pid = (pid_t)rec_int(rec, "pid");
+	int r;
+
+	if (!active_record_is_live(rec))
+		return 0;
+	/* "stop" flushes everything before the server exits */
+	req = json_new_object();
+	json_add_string(req, "op", "stop");
+	r = control_call(rec_str(rec, "control"), req, STOP_TIMEOUT_MS, &reply);
+	json_object_put(req);
+	json_object_put(reply);
+	if (r < 0 && still_running(rec)) {
+		log_warn("control socket of pid %d: %s; sending SIGTERM",
+			 (int)pid, strerror(-r));
+		kill(pid, SIGTERM);
+	}
+	if (!wait_gone(rec, STOP_TIMEOUT_MS)) {
+		kill(pid, SIGKILL);
+		wait_gone(rec, 5000);
+		return call_fail(c, -ETIMEDOUT, "Datapath_error",
+				 "the datapath server pid %d did not stop in "
+				 "time and was killed; its last writes may "
+				 "not be flushed", (int)pid);
+	}
+	log_info("stopped datapath server pid %d", (int)pid);
+	return 0;
+}

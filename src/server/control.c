@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/*
+ * Control socket: one JSON request per connection, one JSON reply.
+ * Ops: status, suspend {timeout_ms}, resume {image?}, stop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server/server.h"
+
+#define CTL_MAX_REQUEST	(64 * 1024)
+
+struct ctl_conn {
+	struct ev_tag tag;
+	struct server *srv;
+	int fd;
+	struct ctl_conn *next;		/* all control connections */
+	struct ctl_conn *wait_next;	/* srv->suspend_waiters */
+	size_t len;
+	char buf[CTL_MAX_REQUEST];
+};
+
+int control_listen(struct server *srv, const char *path)
+{
+	int r = listen_unix(path, &srv->ctl_fd);
+
+	if (r < 0)
+		return r;
+	return server_epoll_add(srv, srv->ctl_fd, EPOLLIN,
+				&srv->tag_ctl_listen);
+}
+
+static void ctl_close(struct ctl_conn *cc)
+{
+	struct ctl_conn **pp;
+
+	for (pp = &cc->srv->ctl_conns; *pp; pp = &(*pp)->next) {
+		if (*pp == cc) {
+			*pp = cc->next;
+			break;
+		}
+	}
+	for (pp = &cc->srv->suspend_waiters; *pp; pp = &(*pp)->wait_next) {
+		if (*pp == cc) {
+			*pp = cc->wait_next;
+			break;
+		}
+	}
+	epoll_ctl(cc->srv->epfd, EPOLL_CTL_DEL, cc->fd, NULL);
+	close(cc->fd);
+	free(cc);
+}
+
+static void ctl_send(struct ctl_conn *cc, json_object *reply)
+{
+	struct timeval tv = { .tv_sec = 1 };
+	const char *s = json_object_to_json_string_ext(reply,
+						       JSON_C_TO_STRING_PLAIN);
+	size_t len = strlen(s), done = 0;
+
+	/* tiny replies: a blocking send bounded by a timeout is simplest */
+	fcntl(cc->fd, F_SETFL, fcntl(cc->fd, F_GETFL) & ~O_NONBLOCK);
+	setsockopt(cc->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	while (done < len) {
+		ssize_t w = send(cc->fd, s + done, len - done, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		done += (size_t)w;
+	}
+	send(cc->fd, "\n", 1, MSG_NOSIGNAL);
+	json_object_put(reply);
+	ctl_close(cc);
+}
+
+static json_object *reply_error(int err, const char *what)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "ok", json_object_new_boolean(0));
+	json_object_object_add(o, "error", json_object_new_string(what));
+	json_object_object_add(o, "errno", json_object_new_int(-err));
+	return o;
+}
+
+static json_object *reply_ok(void)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	return o;
+}
+
+static void add_u64(json_object *o, const char *k, uint64_t v)
+{
+	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
+}
+
+static json_object *status(struct server *srv)
+{
+	json_object *o = reply_ok();
+
+	add_u64(o, "pid", (uint64_t)getpid());
+	json_object_object_add(o, "image",
+			       json_object_new_string(srv->img->path));
+	json_object_object_add(o, "format",
+			       json_object_new_string(srv->img->fmt->name));
+	json_object_object_add(o, "engine",
+			       json_object_new_string(server_engine_name(srv)));
+	add_u64(o, "size", srv->size);
+	json_object_object_add(o, "readonly",
+			       json_object_new_boolean(srv->cfg.readonly));
+	add_u64(o, "connections", srv->nconns);
+	add_u64(o, "in_flight", server_in_flight(srv));
+	json_object_object_add(o, "suspended",
+			       json_object_new_boolean(srv->suspended));
+	json_object_object_add(o, "suspend_expired",
+			       json_object_new_boolean(srv->suspend_expired));
+	json_object_object_add(o, "dirty", json_object_new_boolean(srv->dirty));
+	add_u64(o, "connections_total", srv->n_conns_total);
+	add_u64(o, "reads", srv->n_reads);
+	add_u64(o, "writes", srv->n_writes);
+	add_u64(o, "flushes", srv->n_flushes);
+	add_u64(o, "trims", srv->n_trims);
+	add_u64(o, "write_zeroes", srv->n_zeroes);
+	add_u64(o, "block_status", srv->n_block_status);
+	add_u64(o, "errors", srv->n_errors);
+	add_u64(o, "slow_path", srv->n_slow);
+	add_u64(o, "bytes_read", srv->bytes_read);
+	add_u64(o, "bytes_written", srv->bytes_written);
+	return o;
+}
+
+static void ctl_handle(struct ctl_conn *cc, json_object *req)
+{
+	struct server *srv = cc->srv;
+	json_object *v;
+	const char *op;
+	int r;
+
+	if (!json_object_is_type(req, json_type_object) ||
+	    !json_object_object_get_ex(req, "op", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
+		ctl_send(cc, reply_error(-EINVAL, "expected {\"op\": ...}"));
+		return;
+	}
+	op = json_object_get_string(v);
+	if (!strcmp(op, "status")) {
+		ctl_send(cc, status(srv));
+	} else if (!strcmp(op, "suspend")) {
+		int64_t t = 0;
+
+		if (json_object_object_get_ex(req, "timeout_ms", &v)) {
+			if (!json_object_is_type(v, json_type_int) ||
+			    (t = json_object_get_int64(v)) < 0) {
+				ctl_send(cc, reply_error(-EINVAL,
+							 "bad timeout_ms"));
+				return;
+			}
+		}
+		if (srv->stopping) {
+			ctl_send(cc, reply_error(-ESHUTDOWN, "stopping"));
+			return;
+		}
+		server_suspend(srv, (uint64_t)t);
+		/* the reply comes from control_suspend_done() */
+		epoll_ctl(srv->epfd, EPOLL_CTL_DEL, cc->fd, NULL);
+		cc->wait_next = srv->suspend_waiters;
+		srv->suspend_waiters = cc;
+	} else if (!strcmp(op, "resume")) {
+		const char *img = NULL;
+
+		if (json_object_object_get_ex(req, "image", &v)) {
+			if (!json_object_is_type(v, json_type_string)) {
+				ctl_send(cc, reply_error(-EINVAL, "bad image"));
+				return;
+			}
+			img = json_object_get_string(v);
+		}
+		r = server_resume(srv, img);
+		ctl_send(cc, r < 0 ? reply_error(r, strerror(-r)) : status(srv));
+	} else if (!strcmp(op, "stop")) {
+		server_request_stop(srv);
+		ctl_send(cc, reply_ok());
+	} else {
+		ctl_send(cc, reply_error(-EINVAL, "unknown op"));
+	}
+}
+
+void control_on_accept(struct server *srv)
+{
+	for (;;) {
+		int fd = accept4(srv->ctl_fd, NULL, NULL,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct ctl_conn *cc;
+
+		if (fd < 0)
+			return;
+		cc = malloc(sizeof(*cc));
+		if (!cc) {
+			close(fd);
+			continue;
+		}
+		cc->tag.kind = EV_CTL;
+		cc->srv = srv;
+		cc->fd = fd;
+		cc->len = 0;
+		cc->wait_next = NULL;
+		if (server_epoll_add(srv, fd, EPOLLIN, cc) < 0) {
+			close(fd);
+			free(cc);
+			continue;
+		}
+		cc->next = srv->ctl_conns;
+		srv->ctl_conns = cc;
+	}
+}
+
+void control_on_event(struct ctl_conn *cc, uint32_t events)
+{
+	struct json_tokener *tok;
+	json_object *req;
+	ssize_t n;
+
+	(void)events;
+	n = recv(cc->fd, cc->buf + cc->len, sizeof(cc->buf) - cc->len - 1, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		ctl_close(cc);
+		return;
+	}
+	cc->len += (size_t)n;
+	tok = json_tokener_new();
+	if (!tok) {
+		ctl_close(cc);
+		return;
+	}
+	req = json_tokener_parse_ex(tok, cc->buf, (int)cc->len);
+	if (!req && json_tokener_get_error(tok) == json_tokener_continue &&
+	    cc->len < sizeof(cc->buf) - 1) {
+		json_tokener_free(tok);
+		return;	/* wait for the rest */
+	}
+	json_tokener_free(tok);
+	if (!req) {
+		ctl_send(cc, reply_error(-EINVAL, "bad JSON request"));
+		return;
+	}
+	ctl_handle(cc, req);
+	json_object_put(req);
+}
+
+void control_suspend_done(struct server *srv, int err)
+{
+	struct ctl_conn *cc;
+
+	while ((cc = srv->suspend_waiters)) {
+		srv->suspend_waiters = cc->wait_next;
+		cc->wait_next = NULL;
+		if (err < 0) {
+			ctl_send(cc, reply_error(err, "flush failed"));
+		} else {
+			json_object *o = status(srv);
+
+			ctl_send(cc, o);
+		}
+	}
+}
+
+void control_close_all(struct server *srv)
+{
+	while (srv->ctl_conns)
+		ctl_close(srv->ctl_conns);
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/*
+ * Asynchronous I/O engines of ngdp-server (libaio, io_uring).  The server
+ * queues any number of operations during one loop iteration, submits them
+ * all with one system call, and reaps completions when the engine's eventfd
+ * becomes readable in epoll.
+ */
+#ifndef SERVER_IO_ENGINE_H
+#define SERVER_IO_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct io_op {
+	int fd;
+	bool write;
+	void *buf;
+	size_t len;
+	uint64_t off;
+	void *owner;		/* the request this operation belongs to */
+	struct io_op *next;	/* free list / pending list link */
+};
+
+typedef void (*io_complete_fn)(struct io_op *op, int res, void *opaque);
+
+struct io_engine;
+
+struct io_engine_ops {
+	const char *name;
+	/* Set up for at most 'depth' operations in flight.  0 or -errno. */
+	int (*init)(struct io_engine *e, unsigned int depth);
+	/*
+	 * Queue one operation (no system call).  The caller guarantees at
+	 * most 'depth' operations queued or in flight.
+	 */
+	void (*queue)(struct io_engine *e, struct io_op *op);
+	/* Submit everything queued.  Returns 0 or -errno (ops not taken
+	 * are completed with the error through the next reap). */
+	int (*submit)(struct io_engine *e);
+	/* Reap all available completions, calling fn for each. */
+	int (*reap)(struct io_engine *e, io_complete_fn fn, void *opaque);
+	void (*release)(struct io_engine *e);
+};
+
+struct io_engine {
+	const struct io_engine_ops *ops;
+	int event_fd;		/* readable when completions are ready */
+	unsigned int depth;
+	unsigned int queued;	/* queued, not yet submitted */
+	unsigned int in_flight;	/* submitted, not yet reaped */
+	void *priv;
+};
+
+extern const struct io_engine_ops io_engine_aio;
+extern const struct io_engine_ops io_engine_uring;
+
+/*
+ * Create an engine by name: "aio", "uring" or "auto" (io_uring when the
+ * kernel allows it, else libaio).  Returns 0 or -errno; *ret untouched on
+ * error.
+ */
+int io_engine_create(const char *name, unsigned int depth,
+		     struct io_engine **ret);
+void io_engine_free(struct io_engine *e);
+
+#endif

@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/* ngdp-server: serve one disk image chain over NBD (options, lifecycle). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server/server.h"
+
+static const char usage[] =
+"Usage: ngdp-server --image PATH --socket PATH [options]\n"
+"Serve one image chain (raw, qcow2, vpc) over NBD (fixed newstyle).\n"
+"\n"
+"  --image PATH          top image of the chain (backing files are followed)\n"
+"  --format FMT          raw|qcow2|vpc: require this format for the top image\n"
+"  --readonly            export read-only (writes fail with EPERM)\n"
+"  --socket PATH         Unix socket to listen on (mode 0600; a stale socket\n"
+"                        file nobody listens on is replaced)\n"
+"  --tcp ADDR:PORT       also listen on TCP at this address\n"
+"  --ro-socket PATH      also listen on this Unix socket; its connections\n"
+"                        get a read-only view of any export\n"
+"  --heartbeat PATH      refresh PATH's mtime every 5 s while running\n"
+"  --export-name NAME    export name (default \"\"); any name ending in \"@ro\"\n"
+"                        gets a read-only view of the same chain\n"
+"  --engine E            auto|aio|uring (default auto: io_uring, else libaio)\n"
+"  --no-direct           do not use O_DIRECT\n"
+"  --confine DIR         backing files must resolve inside DIR\n"
+"  --control PATH        JSON control socket (status/suspend/resume/stop)\n"
+"  --pidfile PATH        write our PID there (atomically) once listening\n"
+"  --ready-fd N          write \"ready\\n\" to fd N and close it once listening\n"
+"  --log-stderr          copy log messages to stderr\n"
+"  --queue-depth N       maximum data I/O operations in flight (default 128)\n"
+"  --flush-interval MS   flush dirty state after MS ms (default 5000, 0 off)\n"
+"  --help                this text\n"
+"\n"
+"Writes larger than 32 MiB make the server drop the connection (their\n"
+"payload is not read); other invalid requests get an error reply.\n"
+"Exit status: 0 after SIGTERM/SIGINT/stop once all I/O is flushed,\n"
+"1 on startup or final flush errors, 2 on usage errors.\n";
+
+enum {
+	OPT_IMAGE = 256, OPT_FORMAT, OPT_READONLY, OPT_SOCKET, OPT_TCP,
+	OPT_EXPORT, OPT_ENGINE, OPT_NO_DIRECT, OPT_CONFINE, OPT_CONTROL,
+	OPT_PIDFILE, OPT_READY_FD, OPT_LOG_STDERR, OPT_QD, OPT_FLUSH_INT,
+	OPT_RO_SOCKET, OPT_HEARTBEAT, OPT_HELP,
+};
+
+static const struct option long_opts[] = {
+	{ "image", required_argument, NULL, OPT_IMAGE },
+	{ "format", required_argument, NULL, OPT_FORMAT },
+	{ "readonly", no_argument, NULL, OPT_READONLY },
+	{ "socket", required_argument, NULL, OPT_SOCKET },
+	{ "tcp", required_argument, NULL, OPT_TCP },
+	{ "export-name", required_argument, NULL, OPT_EXPORT },
+	{ "engine", required_argument, NULL, OPT_ENGINE },
+	{ "no-direct", no_argument, NULL, OPT_NO_DIRECT },
+	{ "confine", required_argument, NULL, OPT_CONFINE },
+	{ "control", required_argument, NULL, OPT_CONTROL },
+	{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+	{ "ready-fd", required_argument, NULL, OPT_READY_FD },
+	{ "log-stderr", no_argument, NULL, OPT_LOG_STDERR },
+	{ "queue-depth", required_argument, NULL, OPT_QD },
+	{ "flush-interval", required_argument, NULL, OPT_FLUSH_INT },
+	{ "ro-socket", required_argument, NULL, OPT_RO_SOCKET },
+	{ "heartbeat", required_argument, NULL, OPT_HEARTBEAT },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *ret)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v > max || s[0] == '-')
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+static int write_pidfile(const char *path)
+{
+	char tmp[PATH_MAX], buf[32];
+	int fd, n;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, getpid()) >=
+	    (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	n = snprintf(buf, sizeof(buf), "%d\n", getpid());
+	if (write(fd, buf, n) != n || fsync(fd) < 0 || close(fd) < 0) {
+		int r = -errno;
+
+		unlink(tmp);
+		return r ? r : -EIO;
+	}
+	if (rename(tmp, path) < 0) {
+		int r = -errno;
+
+		unlink(tmp);
+		return r;
+	}
+	return 0;
+}
+
+int main(int argc, char *argv[])
+{
+	struct server_config cfg = {
+		.export_name = "",
+		.engine = "auto",
+		.queue_depth = 128,
+		.flush_interval_ms = 5000,
+	};
+	const char *sock = NULL, *tcp = NULL, *control = NULL, *pidfile = NULL;
+	const char *ro_sock = NULL;
+	bool log_stderr = false;
+	long ready_fd = -1;
+	struct server srv;
+	unsigned long v;
+	int c, r, status = 1;
+
+	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_IMAGE: cfg.image = optarg; break;
+		case OPT_FORMAT: cfg.format = optarg; break;
+		case OPT_READONLY: cfg.readonly = true; break;
+		case OPT_SOCKET: sock = optarg; break;
+		case OPT_TCP: tcp = optarg; break;
+		case OPT_EXPORT: cfg.export_name = optarg; break;
+		case OPT_ENGINE: cfg.engine = optarg; break;
+		case OPT_NO_DIRECT: cfg.no_direct = true; break;
+		case OPT_CONFINE: cfg.confine = optarg; break;
+		case OPT_CONTROL: control = optarg; break;
+		case OPT_PIDFILE: pidfile = optarg; break;
+		case OPT_RO_SOCKET: ro_sock = optarg; break;
+		case OPT_HEARTBEAT: cfg.heartbeat = optarg; break;
+		case OPT_LOG_STDERR: log_stderr = true; break;
+		case OPT_READY_FD:
+			if (parse_uint(optarg, INT_MAX, &v) < 0)
+				goto bad_usage;
+			ready_fd = (long)v;
+			break;
+		case OPT_QD:
+			if (parse_uint(optarg, 4096, &v) < 0 || v < 1)
+				goto bad_usage;
+			cfg.queue_depth = (unsigned int)v;
+			break;
+		case OPT_FLUSH_INT:
+			if (parse_uint(optarg, 3600000, &v) < 0)
+				goto bad_usage;
+			cfg.flush_interval_ms = (unsigned int)v;
+			break;
+		case OPT_HELP:
+			fputs(usage, stdout);
+			return 0;
+		default:
+			goto bad_usage;
+		}
+	}
+	if (optind != argc || !cfg.image || !sock)
+		goto bad_usage;
+	if (cfg.format && strcmp(cfg.format, "raw") &&
+	    strcmp(cfg.format, "qcow2") && strcmp(cfg.format, "vpc"))
+		goto bad_usage;
+	if (strcmp(cfg.engine, "auto") && strcmp(cfg.engine, "aio") &&
+	    strcmp(cfg.engine, "uring"))
+		goto bad_usage;
+
+	log_init("ngdp-server", log_stderr);
+	signal(SIGPIPE, SIG_IGN);
+	r = server_init(&srv, &cfg);
+	if (r < 0) {
+		log_error("cannot serve '%s': %s", cfg.image, strerror(-r));
+		goto out;
+	}
+	r = server_setup_signals(&srv);
+	if (r < 0) {
+		log_error("cannot set up signals: %s", strerror(-r));
+		goto out;
+	}
+	r = listen_unix(sock, &srv.listen_fd[0]);
+	if (r == 0)
+		r = server_epoll_add(&srv, srv.listen_fd[0], EPOLLIN,
+				     &srv.tag_listen);
+	if (r == 0 && tcp) {
+		r = listen_tcp(tcp, &srv.listen_fd[1]);
+		if (r == 0)
+			r = server_epoll_add(&srv, srv.listen_fd[1], EPOLLIN,
+					     &srv.tag_listen);
+	}
+	if (r == 0 && ro_sock) {
+		r = listen_unix(ro_sock, &srv.listen_fd[LISTEN_RO]);
+		if (r == 0)
+			r = server_epoll_add(&srv, srv.listen_fd[LISTEN_RO],
+					     EPOLLIN, &srv.tag_listen);
+	}
+	if (r == 0 && control)
+		r = control_listen(&srv, control);
+	if (r < 0) {
+		log_error("cannot listen: %s", strerror(-r));
+		goto out_unlink;
+	}
+	if (pidfile) {
+		r = write_pidfile(pidfile);
+		if (r < 0) {
+			log_error("cannot write pidfile '%s': %s", pidfile,
+				  strerror(-r));
+			goto out_unlink;
+		}
+	}
+	if (ready_fd >= 0) {
+		if (write((int)ready_fd, "ready\n", 6) != 6)
+			log_warn("cannot write to --ready-fd %ld: %m", ready_fd);
+		close((int)ready_fd);
+	}
+	log_info("listening on '%s'%s%s", sock, tcp ? " and " : "",
+		 tcp ? tcp : "");
+	status = server_run(&srv) ? 1 : 0;
+	log_info("exiting with status %d", status);
+	if (pidfile)
+		unlink(pidfile);
+out_unlink:
+	if (srv.listen_fd[0] >= 0 || srv.stopping)
+		unlink(sock);
+	if (ro_sock && (srv.listen_fd[LISTEN_RO] >= 0 || srv.stopping))
+		unlink(ro_sock);
+	if (control && srv.ctl_fd >= 0)
+		unlink(control);
+out:
+	server_release(&srv);
+	return status;
+
+bad_usage:
+	fputs(usage, stderr);
+	return 2;
+}

@@ -1,0 +1,998 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/* ngdp-server core: request scheduling, data I/O, flush barriers, loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server/server.h"
+#include "io/engine.h"
+
+#define ZERO_BUF_SIZE		(1024 * 1024)
+#define BLOCK_STATUS_MAX	(1024ULL * 1024 * 1024)
+#define BUF_MIN_SHIFT		12
+#define BUF_MAX_SHIFT		25
+
+uint64_t server_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int server_epoll_add(struct server *srv, int fd, uint32_t events, void *tag)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = tag };
+
+	if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+int server_epoll_mod(struct server *srv, int fd, uint32_t events, void *tag)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = tag };
+
+	if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+const char *server_engine_name(const struct server *srv)
+{
+	return srv->eng->ops->name;
+}
+
+unsigned int server_in_flight(const struct server *srv)
+{
+	return srv->active;
+}
+
+/* ------------------------------------------------------------ pools */
+
+static unsigned int buf_class(size_t len)
+{
+	unsigned int c = BUF_MIN_SHIFT;
+
+	while (((size_t)1 << c) < len)
+		c++;
+	return c;
+}
+
+int server_buf_get(struct server *srv, struct req *req, size_t len)
+{
+	unsigned int c;
+	void *p;
+
+	req->buf = NULL;
+	if (len == 0)
+		return 0;
+	c = buf_class(len);
+	if (c > BUF_MAX_SHIFT)
+		return -EINVAL;
+	if (srv->pool.nfree[c]) {
+		p = srv->pool.free[c][--srv->pool.nfree[c]];
+	} else if (posix_memalign(&p, 4096, (size_t)1 << c)) {
+		return -ENOMEM;
+	}
+	req->buf = p;
+	req->buf_class = c;
+	return 0;
+}
+
+static void buf_put(struct server *srv, struct req *req)
+{
+	unsigned int c = req->buf_class;
+	/* keep many small buffers, few big ones */
+	unsigned int keep = c <= 20 ? 32 : 4;
+
+	if (!req->buf)
+		return;
+	if (srv->pool.nfree[c] < keep)
+		srv->pool.free[c][srv->pool.nfree[c]++] = req->buf;
+	else
+		free(req->buf);
+	req->buf = NULL;
+}
+
+struct req *server_req_get(struct server *srv)
+{
+	struct req *req = srv->free_reqs;
+
+	if (req) {
+		srv->free_reqs = req->next;
+	} else {
+		req = calloc(1, sizeof(*req));
+		if (!req)
+			return NULL;
+	}
+	req->next = req->out_next = NULL;
+	req->conn = NULL;
+	req->wire_err = 0;
+	req->excl = false;
+	req->buf = NULL;
+	req->payload_got = 0;
+	extent_list_clear(&req->el);
+	req->next_ext = 0;
+	req->next_pos = 0;
+	req->ops_pending = 0;
+	req->io_err = 0;
+	req->niov = req->iov_idx = 0;
+	return req;
+}
+
+void server_req_put(struct server *srv, struct req *req)
+{
+	buf_put(srv, req);
+	req->state = REQ_FREE;
+	req->next = srv->free_reqs;
+	srv->free_reqs = req;
+}
+
+static void req_free_all(struct server *srv)
+{
+	while (srv->free_reqs) {
+		struct req *req = srv->free_reqs;
+
+		srv->free_reqs = req->next;
+		extent_list_release(&req->el);
+		free(req->rbuf);
+		free(req->iov);
+		free(req);
+	}
+}
+
+/* ------------------------------------------------------------ queues */
+
+static void q_push(struct req **head, struct req **tail, struct req *req)
+{
+	req->next = NULL;
+	if (*tail)
+		(*tail)->next = req;
+	else
+		*head = req;
+	*tail = req;
+}
+
+static struct req *q_pop(struct req **head, struct req **tail)
+{
+	struct req *req = *head;
+
+	if (req) {
+		*head = req->next;
+		if (!*head)
+			*tail = NULL;
+		req->next = NULL;
+	}
+	return req;
+}
+
+static void q_push_front(struct req **head, struct req **tail,
+			 struct req *req)
+{
+	req->next = *head;
+	*head = req;
+	if (!*tail)
+		*tail = req;
+}
+
+static bool is_write_type(uint16_t type)
+{
+	return type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
+	       type == NBD_CMD_WRITE_ZEROES;
+}
+
+static void mark_dirty(struct server *srv)
+{
+	if (!srv->dirty) {
+		srv->dirty = true;
+		srv->dirty_since_ms = server_now_ms();
+	}
+}
+
+static void finish_req(struct server *srv, struct req *req, int err)
+{
+	req->wire_err = nbd_errno_to_wire(err);
+	if (err) {
+		srv->n_errors++;
+		log_debug("request type %u offset %llu length %u failed: %s",
+			  req->h.type, (unsigned long long)req->h.offset,
+			  req->h.length, strerror(-err));
+	}
+	if (!err && (req->h.flags & NBD_CMD_FLAG_FUA) &&
+	    is_write_type(req->h.type)) {
+		/* FUA: reply only after the barrier flush made it durable */
+		req->state = REQ_FLUSHWAIT;
+		q_push(&srv->flushq, &srv->flushq_tail, req);
+		return;
+	}
+	conn_reply(req);
+}
+
+void server_submit(struct server *srv, struct req *req)
+{
+	req->state = REQ_WAITING;
+	q_push(&srv->waitq, &srv->waitq_tail, req);
+}
+
+/* ------------------------------------------------------------ data I/O */
+
+static struct image *chain_owner(struct image *img, int fd)
+{
+	for (; img; img = img->backing)
+		if (img->fd == fd)
+			return img;
+	return NULL;
+}
+
+static bool needs_excl(const struct server *srv, const struct req *req)
+{
+	switch (req->h.type) {
+	case NBD_CMD_TRIM:
+	case NBD_CMD_WRITE_ZEROES:
+		return req->h.length != 0;
+	case NBD_CMD_READ:
+	case NBD_CMD_WRITE:
+		return req->excl || req->h.offset % srv->align ||
+		       req->h.length % srv->align;
+	default:
+		return false;
+	}
+}
+
+/* Synchronous path for requests that O_DIRECT cannot take as they are. */
+static int rw_sync(struct server *srv, struct req *req, bool write)
+{
+	uint64_t pos = 0;
+
+	srv->n_slow++;
+	for (size_t i = 0; i < req->el.n; i++) {
+		const struct extent *e = &req->el.v[i];
+		char *p = (char *)req->buf + pos;
+		struct image *owner;
+		int r = 0;
+
+		if (e->kind == EXTENT_DATA) {
+			owner = chain_owner(srv->img, e->fd);
+			if (!owner)
+				return -EIO;
+			r = write ? image_pwrite(owner, p, e->length,
+						 e->host_offset) :
+				    image_pread(owner, p, e->length,
+						e->host_offset);
+		} else if (write) {
+			r = -EIO;	/* map_write must return data extents */
+		} else if (e->kind == EXTENT_ZERO) {
+			memset(p, 0, e->length);
+		}
+		if (r < 0)
+			return r;
+		pos += e->length;
+	}
+	return pos == req->h.length ? 0 : -EIO;
+}
+
+static bool extents_aligned(const struct server *srv, const struct req *req,
+			    bool write)
+{
+	uint64_t pos = 0, a = srv->align;
+
+	for (size_t i = 0; i < req->el.n; i++) {
+		const struct extent *e = &req->el.v[i];
+
+		if (e->kind == EXTENT_DATA &&
+		    (e->host_offset % a || e->length % a || pos % a))
+			return false;
+		if (write && e->kind != EXTENT_DATA)
+			return false;
+		pos += e->length;
+	}
+	return pos == req->h.length;
+}
+
+/* Returns false when the request went back to the wait queue. */
+static bool start_rw(struct server *srv, struct req *req)
+{
+	bool write = req->h.type == NBD_CMD_WRITE;
+	uint64_t pos = 0;
+	int r;
+
+	if (req->h.length == 0) {
+		finish_req(srv, req, 0);
+		return true;
+	}
+	extent_list_clear(&req->el);
+	if (write) {
+		mark_dirty(srv);
+		r = image_map_write(srv->img, req->h.offset, req->h.length,
+				    &req->el);
+		srv->n_writes++;
+		srv->bytes_written += req->h.length;
+	} else {
+		r = image_map_read(srv->img, req->h.offset, req->h.length,
+				   req->buf, &req->el);
+		srv->n_reads++;
+		srv->bytes_read += req->h.length;
+	}
+	if (r < 0) {
+		finish_req(srv, req, r);
+		return true;
+	}
+	if (req->excl || !extents_aligned(srv, req, write)) {
+		if (srv->active) {
+			/* retry when nothing else is in flight */
+			req->excl = true;
+			req->state = REQ_WAITING;
+			q_push_front(&srv->waitq, &srv->waitq_tail, req);
+			return false;
+		}
+		finish_req(srv, req, rw_sync(srv, req, write));
+		return true;
+	}
+	for (size_t i = 0; i < req->el.n; i++) {
+		const struct extent *e = &req->el.v[i];
+
+		if (e->kind == EXTENT_ZERO)
+			memset((char *)req->buf + pos, 0, e->length);
+		pos += e->length;
+	}
+	req->state = REQ_ACTIVE;
+	req->next_ext = 0;
+	req->next_pos = 0;
+	srv->active++;
+	q_push(&srv->submitq, &srv->submitq_tail, req);
+	return true;
+}
+
+static void finish_active(struct server *srv, struct req *req)
+{
+	srv->active--;
+	finish_req(srv, req, req->io_err);
+}
+
+static void pump_submitq(struct server *srv)
+{
+	struct req *req;
+
+	while ((req = srv->submitq) && srv->free_ops) {
+		while (req->next_ext < req->el.n && srv->free_ops) {
+			const struct extent *e = &req->el.v[req->next_ext];
+
+			if (e->kind == EXTENT_DATA) {
+				struct io_op *op = srv->free_ops;
+
+				srv->free_ops = op->next;
+				op->fd = e->fd;
+				op->write = req->h.type == NBD_CMD_WRITE;
+				op->buf = (char *)req->buf + req->next_pos;
+				op->len = e->length;
+				op->off = e->host_offset;
+				op->owner = req;
+				req->ops_pending++;
+				srv->eng->ops->queue(srv->eng, op);
+			}
+			req->next_pos += e->length;
+			req->next_ext++;
+		}
+		if (req->next_ext < req->el.n)
+			break;
+		q_pop(&srv->submitq, &srv->submitq_tail);
+		if (req->ops_pending == 0)
+			finish_active(srv, req);
+	}
+}
+
+static void on_complete(struct io_op *op, int res, void *opaque)
+{
+	struct server *srv = opaque;
+	struct req *req = op->owner;
+
+	if (res < 0) {
+		if (!req->io_err)
+			req->io_err = res;
+		log_error("%s of %zu bytes at %llu failed: %s",
+			  op->write ? "write" : "read", op->len,
+			  (unsigned long long)op->off, strerror(-res));
+	} else if ((size_t)res < op->len) {
+		if (!op->write)	/* end of file: reads as zeros */
+			memset((char *)op->buf + res, 0, op->len - (size_t)res);
+		else if (!req->io_err)
+			req->io_err = -EIO;
+	}
+	op->next = srv->free_ops;
+	srv->free_ops = op;
+	if (--req->ops_pending == 0 && req->next_ext == req->el.n &&
+	    req->state == REQ_ACTIVE && srv->submitq != req)
+		finish_active(srv, req);
+}
+
+/* ------------------------------------------------------------ sync ops */
+
+static int write_zeros(struct server *srv, struct req *req)
+{
+	uint64_t off = req->h.offset, end = off + req->h.length;
+	int r = 0;
+
+	while (off < end && r == 0) {
+		uint64_t n = end - off < ZERO_BUF_SIZE ? end - off :
+							 ZERO_BUF_SIZE;
+
+		extent_list_clear(&req->el);
+		r = image_map_write(srv->img, off, n, &req->el);
+		for (size_t i = 0; r == 0 && i < req->el.n; i++) {
+			const struct extent *e = &req->el.v[i];
+			struct image *owner = chain_owner(srv->img, e->fd);
+
+			if (e->kind != EXTENT_DATA || !owner)
+				r = -EIO;
+			else
+				r = image_pwrite(owner, srv->zero_buf,
+						 e->length, e->host_offset);
+		}
+		off += n;
+	}
+	return r;
+}
+
+static int do_zero(struct server *srv, struct req *req)
+{
+	const struct image_format *f = srv->img->fmt;
+	int r;
+
+	srv->n_zeroes++;
+	mark_dirty(srv);
+	if (f->zero) {
+		r = f->zero(srv->img, req->h.offset, req->h.length,
+			    !(req->h.flags & NBD_CMD_FLAG_NO_HOLE));
+		if (r != -ENOTSUP)
+			return r;
+	}
+	if (req->h.flags & NBD_CMD_FLAG_FAST_ZERO)
+		return -ENOTSUP;
+	return write_zeros(srv, req);
+}
+
+static int do_trim(struct server *srv, struct req *req)
+{
+	const struct image_format *f = srv->img->fmt;
+	int r;
+
+	srv->n_trims++;
+	mark_dirty(srv);
+	if (f->discard) {
+		r = f->discard(srv->img, req->h.offset, req->h.length);
+		if (r != -ENOTSUP)
+			return r;
+	}
+	if (f->zero) {
+		r = f->zero(srv->img, req->h.offset, req->h.length, true);
+		if (r != -ENOTSUP)
+			return r;
+	}
+	return 0;	/* TRIM is only a hint */
+}
+
+static int do_block_status(struct server *srv, struct req *req)
+{
+	uint64_t len = req->h.length;
+
+	srv->n_block_status++;
+	if (len > BLOCK_STATUS_MAX)
+		len = BLOCK_STATUS_MAX;
+	extent_list_clear(&req->el);
+	return image_block_status(srv->img, req->h.offset, len, &req->el);
+}
+
+/* Start one request.  Returns false if it had to go back to the queue. */
+static bool start_req(struct server *srv, struct req *req)
+{
+	switch (req->h.type) {
+	case NBD_CMD_READ:
+	case NBD_CMD_WRITE:
+		return start_rw(srv, req);
+	case NBD_CMD_TRIM:
+		finish_req(srv, req, req->h.length ? do_trim(srv, req) : 0);
+		return true;
+	case NBD_CMD_WRITE_ZEROES:
+		finish_req(srv, req, req->h.length ? do_zero(srv, req) : 0);
+		return true;
+	case NBD_CMD_BLOCK_STATUS:
+		finish_req(srv, req, do_block_status(srv, req));
+		return true;
+	default:
+		finish_req(srv, req, -EINVAL);
+		return true;
+	}
+}
+
+/* ------------------------------------------------------------ barriers */
+
+static void flush_barrier(struct server *srv)
+{
+	struct req *req;
+	int r = 0;
+
+	if (srv->dirty || srv->flushq) {
+		r = image_flush(srv->img);
+		srv->n_flushes++;
+		if (r < 0)
+			log_error("flush of '%s' failed: %s", srv->img->path,
+				  strerror(-r));
+		else
+			srv->dirty = false;
+	}
+	srv->flush_wanted = false;
+	while ((req = q_pop(&srv->flushq, &srv->flushq_tail))) {
+		req->wire_err = nbd_errno_to_wire(r);
+		conn_reply(req);
+	}
+	if (srv->suspend_waiters)
+		control_suspend_done(srv, r);
+}
+
+static void fail_req(struct server *srv, struct req *req, int err)
+{
+	srv->n_errors++;
+	req->wire_err = nbd_errno_to_wire(err);
+	conn_reply(req);
+}
+
+static void schedule(struct server *srv)
+{
+	struct req *req;
+
+	for (;;) {
+		pump_submitq(srv);
+		if (srv->flushq || srv->flush_wanted) {
+			if (srv->active)
+				return;
+			flush_barrier(srv);
+			continue;
+		}
+		req = srv->waitq;
+		if (!req)
+			return;
+		if (srv->suspended && !srv->suspend_expired) {
+			if (!srv->stopping)
+				return;
+			/* shutting down while suspended: never write */
+			q_pop(&srv->waitq, &srv->waitq_tail);
+			fail_req(srv, req, -ESHUTDOWN);
+			continue;
+		}
+		if (srv->suspended && (is_write_type(req->h.type) ||
+				       req->h.type == NBD_CMD_FLUSH)) {
+			/* suspend timed out: the old top may be a snapshot */
+			q_pop(&srv->waitq, &srv->waitq_tail);
+			fail_req(srv, req, -EIO);
+			continue;
+		}
+		if (req->h.type == NBD_CMD_FLUSH) {
+			q_pop(&srv->waitq, &srv->waitq_tail);
+			req->state = REQ_FLUSHWAIT;
+			q_push(&srv->flushq, &srv->flushq_tail, req);
+			continue;
+		}
+		if (needs_excl(srv, req) && srv->active)
+			return;
+		if (srv->submitq || !srv->free_ops)
+			return;
+		q_pop(&srv->waitq, &srv->waitq_tail);
+		if (!start_req(srv, req))
+			return;
+	}
+}
+
+/* ------------------------------------------------------------ suspend */
+
+int server_suspend(struct server *srv, uint64_t timeout_ms)
+{
+	srv->suspended = true;
+	srv->suspend_expired = false;
+	srv->suspend_deadline_ms = timeout_ms ? server_now_ms() + timeout_ms :
+						0;
+	srv->flush_wanted = true;
+	log_info("suspending '%s' (timeout %llu ms)", srv->img->path,
+		 (unsigned long long)timeout_ms);
+	return 0;
+}
+
+static unsigned int chain_align(const struct image *img)
+{
+	unsigned int a = 1;
+
+	for (; img; img = img->backing)
+		if (img->direct && img->dio_align > a)
+			a = img->dio_align;
+	return a;
+}
+
+static void adopt_image(struct server *srv, struct image *img)
+{
+	srv->img = img;
+	srv->size = img->virtual_size;
+	srv->align = chain_align(img);
+	srv->fast_zero = !img->readonly && img->fmt->zero;
+}
+
+static int open_chain(const struct server *srv, const char *path,
+		      struct image **ret)
+{
+	struct image_open_options opt = {
+		.readonly = srv->cfg.readonly,
+		.no_direct = srv->cfg.no_direct,
+		.confine_dir = srv->cfg.confine,
+		.format = NULL,
+	};
+
+	return image_open(path, &opt, ret);
+}
+
+int server_resume(struct server *srv, const char *image)
+{
+	struct image *nimg = NULL;
+	char *old_path;
+	uint64_t old_size = srv->size;
+	int r;
+
+	if (!image) {
+		srv->suspended = false;
+		srv->suspend_expired = false;
+		log_info("resumed '%s'", srv->img->path);
+		return 0;
+	}
+	if (!srv->suspended) {
+		log_error("resume with a new image needs a suspend first");
+		return -EINVAL;
+	}
+	if (srv->active || srv->submitq || srv->flushq || srv->flush_wanted ||
+	    srv->dirty) {
+		log_error("resume: I/O still in flight, retry");
+		return -EBUSY;
+	}
+	old_path = strdup(srv->img->path);
+	if (!old_path)
+		return -ENOMEM;
+	image_close(srv->img);
+	srv->img = NULL;
+	r = open_chain(srv, image, &nimg);
+	if (r == 0 && nimg->virtual_size < old_size) {
+		log_error("resume: '%s' is smaller than the current image",
+			  image);
+		image_close(nimg);
+		r = -EINVAL;
+	}
+	if (r < 0) {
+		int r2 = open_chain(srv, old_path, &nimg);
+
+		if (r2 < 0) {
+			/* cannot serve anything any more */
+			log_error("cannot reopen '%s': %s", old_path,
+				  strerror(-r2));
+			free(old_path);
+			srv->exit_status = 1;
+			server_request_stop(srv);
+			return r;
+		}
+		adopt_image(srv, nimg);
+		free(old_path);
+		return r;
+	}
+	free(old_path);
+	adopt_image(srv, nimg);
+	srv->suspended = false;
+	srv->suspend_expired = false;
+	log_info("resumed on '%s'", image);
+	return 0;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+int server_init(struct server *srv, const struct server_config *cfg)
+{
+	struct image *img = NULL;
+	unsigned int depth;
+	int r;
+
+	memset(srv, 0, sizeof(*srv));
+	srv->cfg = *cfg;
+	srv->epfd = srv->sigfd = srv->ctl_fd = -1;
+	srv->listen_fd[0] = srv->listen_fd[1] = srv->listen_fd[2] = -1;
+	srv->tag_listen.kind = EV_LISTEN;
+	srv->tag_engine.kind = EV_ENGINE;
+	srv->tag_signal.kind = EV_SIGNAL;
+	srv->tag_ctl_listen.kind = EV_CTL_LISTEN;
+	depth = cfg->queue_depth ? cfg->queue_depth : 128;
+
+	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (srv->epfd < 0)
+		return -errno;
+	r = open_chain(srv, cfg->image, &img);
+	if (r < 0)
+		return r;
+	adopt_image(srv, img);
+	if (cfg->format && strcmp(cfg->format, img->fmt->name)) {
+		log_error("'%s' is %s, not %s", cfg->image, img->fmt->name,
+			  cfg->format);
+		return -EINVAL;
+	}
+	r = io_engine_create(cfg->engine ? cfg->engine : "auto", depth,
+			     &srv->eng);
+	if (r < 0) {
+		log_error("cannot set up the %s I/O engine: %s",
+			  cfg->engine ? cfg->engine : "auto", strerror(-r));
+		return r;
+	}
+	srv->ops = calloc(depth, sizeof(*srv->ops));
+	if (!srv->ops)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < depth; i++) {
+		srv->ops[i].next = srv->free_ops;
+		srv->free_ops = &srv->ops[i];
+	}
+	if (posix_memalign(&srv->zero_buf, 4096, ZERO_BUF_SIZE))
+		return -ENOMEM;
+	memset(srv->zero_buf, 0, ZERO_BUF_SIZE);
+	r = server_epoll_add(srv, srv->eng->event_fd, EPOLLIN,
+			     &srv->tag_engine);
+	if (r < 0)
+		return r;
+	log_info("serving '%s' (%s, %llu bytes, align %u, engine %s%s)",
+		 img->path, img->fmt->name, (unsigned long long)srv->size,
+		 srv->align, srv->eng->ops->name,
+		 cfg->readonly ? ", read-only" : "");
+	return 0;
+}
+
+int server_setup_signals(struct server *srv)
+{
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+		return -errno;
+	srv->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (srv->sigfd < 0)
+		return -errno;
+	return server_epoll_add(srv, srv->sigfd, EPOLLIN, &srv->tag_signal);
+}
+
+void server_request_stop(struct server *srv)
+{
+	if (srv->stopping)
+		return;
+	log_info("stopping: draining in-flight I/O");
+	srv->stopping = true;
+}
+
+void server_release(struct server *srv)
+{
+	conn_free_all(srv);
+	control_close_all(srv);
+	for (int i = 0; i < 3; i++)
+		if (srv->listen_fd[i] >= 0)
+			close(srv->listen_fd[i]);
+	if (srv->ctl_fd >= 0)
+		close(srv->ctl_fd);
+	if (srv->sigfd >= 0)
+		close(srv->sigfd);
+	io_engine_free(srv->eng);
+	if (srv->img)
+		image_close(srv->img);
+	if (srv->epfd >= 0)
+		close(srv->epfd);
+	req_free_all(srv);
+	for (unsigned int c = 0; c <= BUF_MAX_SHIFT; c++)
+		while (srv->pool.nfree[c])
+			free(srv->pool.free[c][--srv->pool.nfree[c]]);
+	free(srv->ops);
+	free(srv->zero_buf);
+}
+
+static void accept_all(struct server *srv, int lfd, bool readonly)
+{
+	int one = 1;
+
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_error("accept: %m");
+			return;
+		}
+		/* TCP: do not delay small replies (fails harmlessly on Unix) */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (conn_new(srv, fd, readonly) < 0)
+			close(fd);
+	}
+}
+
+static void on_signal(struct server *srv)
+{
+	struct signalfd_siginfo si;
+
+	while (read(srv->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		log_info("signal %u received", si.ssi_signo);
+		server_request_stop(srv);
+	}
+}
+
+static void stop_progress(struct server *srv)
+{
+	int r;
+
+	if (srv->listen_fd[0] >= 0 || srv->listen_fd[1] >= 0 ||
+	    srv->listen_fd[2] >= 0) {
+		for (int i = 0; i < 3; i++) {
+			if (srv->listen_fd[i] >= 0)
+				close(srv->listen_fd[i]);
+			srv->listen_fd[i] = -1;
+		}
+		conn_stop_reading(srv);
+	}
+	if (srv->waitq || srv->submitq || srv->flushq || srv->active ||
+	    srv->flush_wanted)
+		return;
+	if (!srv->stop_flushed) {
+		srv->stop_flushed = true;
+		r = srv->suspended ? 0 : image_flush(srv->img);
+		if (r < 0) {
+			log_error("final flush of '%s' failed: %s",
+				  srv->img->path, strerror(-r));
+			srv->exit_status = 1;
+		}
+	}
+	srv->quit = true;
+}
+
+/* Could schedule() start or finish something right now? */
+static bool can_progress(const struct server *srv)
+{
+	const struct req *req = srv->waitq;
+
+	if (srv->submitq && srv->free_ops)
+		return true;
+	if (srv->flushq || srv->flush_wanted)
+		return !srv->active;
+	if (!req)
+		return false;
+	if (srv->suspended && !srv->suspend_expired)
+		return srv->stopping;
+	if (srv->suspended && is_write_type(req->h.type))
+		return true;	/* failed right away */
+	if (req->h.type == NBD_CMD_FLUSH)
+		return true;
+	if (needs_excl(srv, req) && srv->active)
+		return false;
+	return !srv->submitq && srv->free_ops;
+}
+
+static int loop_timeout(struct server *srv)
+{
+	uint64_t now = server_now_ms(), t = 1000;
+
+	/* requests parsed after schedule() ran (a paused connection) */
+	if (can_progress(srv))
+		return 0;
+	if (srv->stopping)
+		return 50;
+	if (srv->dirty && srv->cfg.flush_interval_ms) {
+		uint64_t due = srv->dirty_since_ms + srv->cfg.flush_interval_ms;
+
+		t = due > now ? due - now : 0;
+	}
+	if (srv->suspended && !srv->suspend_expired &&
+	    srv->suspend_deadline_ms) {
+		uint64_t d = srv->suspend_deadline_ms > now ?
+			     srv->suspend_deadline_ms - now : 0;
+
+		if (d < t)
+			t = d;
+	}
+	return t > 1000 ? 1000 : (int)t;
+}
+
+/* Refresh the heartbeat file's mtime: another host reading an activation
+ * lock can tell a live server from one whose host died. */
+#define HEARTBEAT_MS 5000
+static void heartbeat(struct server *srv, uint64_t now)
+{
+	if (!srv->cfg.heartbeat || now < srv->heartbeat_ms + HEARTBEAT_MS)
+		return;
+	srv->heartbeat_ms = now;
+	if (utimensat(AT_FDCWD, srv->cfg.heartbeat, NULL, 0) < 0 &&
+	    errno != ENOENT)
+		log_warn("cannot refresh heartbeat %s: %m", srv->cfg.heartbeat);
+}
+
+static void timers(struct server *srv)
+{
+	uint64_t now = server_now_ms();
+
+	heartbeat(srv, now);
+	if (srv->dirty && srv->cfg.flush_interval_ms && !srv->flush_wanted &&
+	    !srv->suspended &&
+	    now >= srv->dirty_since_ms + srv->cfg.flush_interval_ms)
+		srv->flush_wanted = true;
+	if (srv->suspended && !srv->suspend_expired &&
+	    srv->suspend_deadline_ms && now >= srv->suspend_deadline_ms) {
+		log_warn("suspend not resumed in time: failing writes with EIO");
+		srv->suspend_expired = true;
+	}
+}
+
+int server_run(struct server *srv)
+{
+	struct epoll_event evs[64];
+
+	while (!srv->quit) {
+		int n = epoll_wait(srv->epfd, evs, 64, loop_timeout(srv));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("epoll_wait: %m");
+			return -errno;
+		}
+		for (int i = 0; i < n; i++) {
+			struct ev_tag *tag = evs[i].data.ptr;
+
+			switch (tag->kind) {
+			case EV_LISTEN:
+				for (int j = 0; j < 3; j++)
+					if (srv->listen_fd[j] >= 0)
+						accept_all(srv,
+							   srv->listen_fd[j],
+							   j == LISTEN_RO);
+				break;
+			case EV_CONN:
+				conn_on_event((struct conn *)tag,
+					      evs[i].events);
+				break;
+			case EV_ENGINE:
+				srv->eng->ops->reap(srv->eng, on_complete, srv);
+				break;
+			case EV_SIGNAL:
+				on_signal(srv);
+				break;
+			case EV_CTL_LISTEN:
+				control_on_accept(srv);
+				break;
+			case EV_CTL:
+				control_on_event((struct ctl_conn *)tag,
+						 evs[i].events);
+				break;
+			}
+		}
+		timers(srv);
+		schedule(srv);
+		if (srv->eng->queued) {
+			int r = srv->eng->ops->submit(srv->eng);
+
+			if (r < 0)
+				log_error("I/O submit: %s", strerror(-r));
+		}
+		conn_flush_dirty(srv);
+		if (srv->stopping)
+			stop_progress(srv);
+		if (srv->exit_when_idle && !srv->nconns && !srv->active &&
+		    !srv->waitq && !srv->flushq)
+			srv->quit = true;
+	}
+	return srv->exit_status;
+}
