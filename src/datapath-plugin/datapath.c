@@ -380,7 +380,7 @@ static int deactivate_domain(struct call *c, struct sr *sr,
 {
 	json_object *rec, *domains;
 	char link[PATH_MAX];
-	int r, index;
+	int r, rr, index;
 
 	domain_link(t, link, sizeof(link));
 	unlink(link);
@@ -409,17 +409,14 @@ static int deactivate_domain(struct call *c, struct sr *sr,
 	index = nbd_kernel_index(t);
 	if (index >= 0)
 		(void)nbd_kernel_disconnect(index);
+	/* even a server that had to be killed is gone: drop its record */
 	r = dp_server_stop(c, rec);
 	json_object_put(rec);
-	if (r == 0 || !c->err_name[0] ||
-	    strcmp(c->err_name, "Datapath_error") == 0) {
-		int rr = active_remove(sr, t->key);
-
-		if (rr < 0 && r == 0)
-			r = call_fail(c, rr, "Datapath_error",
-				      "cannot remove the activation record: "
-				      "%s", strerror(-rr));
-	}
+	rr = active_remove(sr, t->key);
+	if (rr < 0 && r == 0)
+		r = call_fail(c, rr, "Datapath_error",
+			      "cannot remove the activation record: %s",
+			      strerror(-rr));
 	clean_run_dir(t);
 	return r;
 }

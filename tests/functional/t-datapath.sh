@@ -31,6 +31,7 @@ for engine in aio uring; do
 	export XSNG_DATAPATH_ENGINE=$engine
 	dp Datapath.attach 7
 	expect_ok "[$engine] Datapath.attach"
+	ATT=$OUT
 	NBD=$(nbd_uri)
 	check "[$engine] attach returns an Nbd implementation" [ -n "$NBD" ]
 	if [ -e /sys/module/nbd ]; then
@@ -51,6 +52,15 @@ for engine in aio uring; do
 
 	check "[$engine] write through NBD" bash -c "qemu-io -f raw -c 'write -P 0xa1 0 4M' -c 'write -P 0xa2 512M 1M' '$NBD' >/dev/null"
 	check "[$engine] read back through NBD" pattern_ok "$NBD" 0xa1 0 4M
+	if [ -e /sys/module/nbd ]; then
+		# blkback's view: the block device handed to xapi
+		DEVN=$(jq -r '.implementations[] | select(.[0]=="BlockDevice") | .[1].path' <<<"$ATT")
+		check "[$engine] $DEVN writes reach the volume" bash -c \
+			"head -c 4M /dev/zero | tr '\\0' '\\134' | dd of=$DEVN bs=1M seek=700 oflag=direct status=none"
+		check "[$engine] ...and read back over NBD" pattern_ok "$NBD" 0x5c 700M 4M
+	else
+		skip "[$engine] I/O through /dev/nbdN: this kernel has no NBD client (nbd.ko)"
+	fi
 	check "[$engine] fio verify over NBD" fio --name=v --ioengine=nbd --uri="$(libnbd_uri "$NBD")" \
 		--rw=randwrite --bs=4k --iodepth=16 --size=64M --offset=100M --verify=crc32c \
 		--do_verify=1 --verify_state_save=0 --output=/dev/null
@@ -96,6 +106,9 @@ for engine in aio uring; do
 	expect_ok "[$engine] deactivate the last user"
 	check "[$engine] the server is gone" bash -c "$(declare -f alive); ! alive $PID"
 	check "[$engine] activation record removed" [ ! -e "$SR/.sr/active/$K.json" ]
+	if [ -e /sys/module/nbd ]; then
+		check "[$engine] $DEVN disconnected" [ ! -e "/sys/block/${DEVN#/dev/}/pid" ]
+	fi
 	dp Datapath.deactivate 7
 	expect_ok "[$engine] deactivate again (idempotent)"
 	dp Datapath.detach 7; expect_ok "[$engine] detach"
