@@ -95,6 +95,15 @@ int sr_scan(struct sr *sr, json_object **ret_volumes, json_object **ret_images);
  */
 int sr_collect_garbage(struct sr *sr, const char *id, bool sweep);
 
+/* "images/<id>.<ext>": the top image of a volume record, relative to the
+ * SR root. */
+void sr_volume_image(const json_object *vol, char *out, size_t len);
+
+struct call;
+/* sr_volume_load() with the error worded for xapi (Volume_does_not_exist). */
+int sr_call_load_volume(struct call *c, struct sr *sr, const char *key,
+			json_object **ret);
+
 /* Allocated bytes of a file under the SR root (st_blocks * 512). */
 int64_t sr_file_allocated(struct sr *sr, const char *relpath);
 

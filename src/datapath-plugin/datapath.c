@@ -122,14 +122,9 @@ static int check_chain(struct call *c, struct sr *sr, const char *key)
 	struct stat st;
 	int depth, r;
 
-	r = sr_volume_load(sr, key, &vol);
-	if (r == -ENOENT)
-		return call_fail(c, r, "Volume_does_not_exist",
-				 "there is no volume %s in SR %s", key,
-				 sr->uuid);
+	r = sr_call_load_volume(c, sr, key, &vol);
 	if (r < 0)
-		return call_fail(c, r, "SR_corrupt", "volume %s: %s", key,
-				 strerror(-r));
+		return r;
 	snprintf(id, sizeof(id), "%s", rec_str(vol, "image"));
 	json_object_put(vol);
 	for (depth = 0; id[0]; depth++) {

@@ -36,26 +36,18 @@ int dp_volume_image(struct call *c, struct sr *sr, const char *key,
 		    char *out, size_t len, bool *nonpersistent)
 {
 	json_object *vol;
-	enum image_fmt fmt;
-	char name[64];
+	char rel[80];
 	int r;
 
 	dp_overlay_path(sr, key, out, len);
 	*nonpersistent = access(out, F_OK) == 0;
 	if (*nonpersistent)
 		return 0;
-	r = sr_volume_load(sr, key, &vol);
-	if (r == -ENOENT)
-		return call_fail(c, r, "Volume_does_not_exist",
-				 "there is no volume %s in SR %s", key,
-				 sr->uuid);
+	r = sr_call_load_volume(c, sr, key, &vol);
 	if (r < 0)
-		return call_fail(c, r, "SR_corrupt", "volume %s: %s", key,
-				 strerror(-r));
-	if (image_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
-		fmt = FMT_QCOW2;
-	sr_image_filename(rec_str(vol, "image"), fmt, name, sizeof(name));
-	snprintf(out, len, "%s/images/%s", sr->path, name);
+		return r;
+	sr_volume_image(vol, rel, sizeof(rel));
+	snprintf(out, len, "%s/%s", sr->path, rel);
 	json_object_put(vol);
 	return 0;
 }

@@ -67,22 +67,6 @@ int vp_arg_key(struct call *c, const char **ret)
 	return 0;
 }
 
-int vp_load_volume(struct call *c, struct sr *sr, const char *key,
-		   json_object **ret)
-{
-	int r = sr_volume_load(sr, key, ret);
-
-	if (r == -ENOENT)
-		return call_fail(c, r, "Volume_does_not_exist",
-				 "there is no volume %s in SR %s", key,
-				 sr->uuid);
-	if (r < 0)
-		return call_fail(c, r, "SR_corrupt",
-				 "the metadata of volume %s cannot be read: %s",
-				 key, strerror(-r));
-	return 0;
-}
-
 int vp_open_volume(struct call *c, enum sr_lock_mode mode, struct sr *sr,
 		   const char **key, json_object **vol)
 {
@@ -90,7 +74,7 @@ int vp_open_volume(struct call *c, enum sr_lock_mode mode, struct sr *sr,
 
 	if ((r = vp_arg_key(c, key)) < 0 || (r = vp_open_sr(c, mode, sr)) < 0)
 		return r;
-	r = vp_load_volume(c, sr, *key, vol);
+	r = sr_call_load_volume(c, sr, *key, vol);
 	if (r < 0)
 		sr_close(sr);
 	return r;
@@ -112,8 +96,7 @@ int vp_fail_errno(struct call *c, int err, const char *what)
 json_object *vp_volume_to_xapi(struct sr *sr, json_object *vol)
 {
 	json_object *out = json_new_object(), *uris = json_new_array(), *keys;
-	char uri[PATH_MAX + 64], rel[80], name[64];
-	enum image_fmt fmt;
+	char uri[PATH_MAX + 64], rel[80];
 
 	json_add_string(out, "key", rec_str(vol, "key"));
 	json_add_string(out, "uuid", rec_str(vol, "key"));
@@ -122,10 +105,7 @@ json_object *vp_volume_to_xapi(struct sr *sr, json_object *vol)
 	json_add_bool(out, "read_write", rec_bool(vol, "read_write"));
 	json_add_bool(out, "sharable", rec_bool(vol, "sharable"));
 	json_add_int64(out, "virtual_size", rec_int(vol, "virtual_size"));
-	if (image_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
-		fmt = FMT_QCOW2;
-	sr_image_filename(rec_str(vol, "image"), fmt, name, sizeof(name));
-	snprintf(rel, sizeof(rel), "images/%s", name);
+	sr_volume_image(vol, rel, sizeof(rel));
 	json_add_int64(out, "physical_utilisation",
 		       sr_file_allocated(sr, rel));
 	/* ngdp://<SR mount>/<key>: stable for the life of the volume (xapi
@@ -547,13 +527,12 @@ out_recs:
 		json_object_put(recs[--n]);
 out:
 	if (suspended) {
-		char path[PATH_MAX];
-		enum image_fmt f;
+		char path[PATH_MAX], rel[80];
 
-		/* on failure the volume still points at the old image */
-		if (image_fmt_parse(rec_str(vol, "image-format"), &f) < 0)
-			f = FMT_QCOW2;
-		image_path(&sr, rec_str(vol, "image"), f, path, sizeof(path));
+		/* on success the new leaf; on failure the server resumes on
+		 * the image it had, which the volume still points at */
+		sr_volume_image(vol, rel, sizeof(rel));
+		snprintf(path, sizeof(path), "%s/%s", sr.path, rel);
 		if (resume_server(c, active, r == 0 ? path : NULL) < 0 &&
 		    r == 0) {
 			json_object_put(*ret);

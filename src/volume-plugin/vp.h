@@ -18,9 +18,6 @@ static inline const struct volume_plugin *vp_plugin(struct call *c)
 int vp_open_sr(struct call *c, enum sr_lock_mode mode, struct sr *ret);
 /* Read and check the "key" parameter; fails with Invalid_argument. */
 int vp_arg_key(struct call *c, const char **ret);
-/* Load a volume record; fails with Volume_does_not_exist. */
-int vp_load_volume(struct call *c, struct sr *sr, const char *key,
-		   json_object **ret);
 /* "key" and "sr" parameters: open the SR and load the volume (on failure
  * nothing stays open). */
 int vp_open_volume(struct call *c, enum sr_lock_mode mode, struct sr *sr,
