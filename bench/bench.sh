@@ -1,0 +1,757 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-only
+# bench.sh: datapath benchmark (fio limit vs qemu-dp's configuration vs ngdp).
+#
+# Usage: bench.sh INSTALL_ROOT
+#   INSTALL_ROOT  a `make install DESTDIR=` tree (volume plugins, and the
+#                 ngdp datapath plugin when it is installed)
+# Environment (see bench/README.md):
+#   BENCH_QUICK=1        short development run (< 5 min)
+#   BENCH_TINY=1         plumbing only: tiny images, 1 s runs (check-bench)
+#   BENCH_BACKING=ram|disk|DIR  where the loop files live (default ram:
+#                        /dev/shm; disk: /var/tmp; or a directory)
+#   BENCH_DEVICE=/dev/X  use this block device instead of loop files
+#                        (IT IS REFORMATTED)
+#   BENCH_FS="xfs ext4"  filesystems (first: full matrix, others: subset)
+#   BENCH_RESULTS=DIR    where results.md, chart.svg, raw.tsv go
+#   BENCH_REPS, BENCH_RUNTIME, BENCH_RAMP, BENCH_SIZE (MiB),
+#   BENCH_LS_COUNTS, BENCH_CTL_N, BENCH_PERF=0|1, BENCH_FORCE_DIRECT=1
+#   NGDP_SERVER          the ngdp-server binary for the direct-start fallback
+set -u
+export LC_ALL=C
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+TOP=$(cd "$HERE/.." && pwd)
+INSTALL_ROOT=$(cd "${1:?usage: bench.sh INSTALL_ROOT}" && pwd)
+XSS=$INSTALL_ROOT/usr/libexec/xapi-storage-script
+NGDP_SERVER=${NGDP_SERVER:-$TOP/build/ngdp-server}
+DP=$XSS/datapath/ngdp
+
+# ---------------------------------------------------------------- settings
+if [ "${BENCH_TINY:-0}" = 1 ]; then
+	MODE=tiny
+	d_size=32 d_reps=1 d_rt=1 d_ramp=0 d_ls="10 20" d_ctl=2
+	d_chain="1 3" d_scale="1 2" d_perf=0
+elif [ "${BENCH_QUICK:-0}" = 1 ]; then
+	MODE=quick
+	d_size=256 d_reps=1 d_rt=1 d_ramp=1 d_ls="100 1000" d_ctl=5
+	d_chain="1 10 30" d_scale="1 2 4" d_perf=0
+else
+	MODE=full
+	d_size=1024 d_reps=3 d_rt=3 d_ramp=1 d_ls="100 1000 10000" d_ctl=20
+	d_chain="1 10 30" d_scale="1 2 4" d_perf=1
+fi
+SIZE_MB=${BENCH_SIZE:-$d_size}
+REPS=${BENCH_REPS:-$d_reps}
+RUNTIME=${BENCH_RUNTIME:-$d_rt}
+RAMP=${BENCH_RAMP:-$d_ramp}
+LS_COUNTS=${BENCH_LS_COUNTS:-$d_ls}
+CTL_N=${BENCH_CTL_N:-$d_ctl}
+CHAIN_DEPTHS=${BENCH_CHAIN:-$d_chain}
+SCALE_NS=${BENCH_SCALE:-$d_scale}
+PERF=${BENCH_PERF:-$d_perf}
+FS_LIST=${BENCH_FS:-xfs ext4}
+BACKING=${BENCH_BACKING:-ram}
+RESULTS=${BENCH_RESULTS:-$HERE/results}
+SIZE=$((SIZE_MB * 1048576))
+# allocation writes: a fixed amount (not time-based), a quarter of the disk
+FRESH_IO=$((SIZE / 4))
+
+# Tests: name, fio options, metric (iops|mbps).  rw-fresh runs on a new
+# image with a fixed I/O count; the others are time-based on filled images.
+TESTS_FULL="rr-qd1 rr-qd32 rw-fresh rw-alloc seq-read seq-write"
+TESTS_SUBSET="rr-qd32 rw-fresh seq-read"
+test_opts() {
+	case $1 in
+	rr-qd1) echo "--rw=randread --bs=4k --iodepth=1" ;;
+	rr-qd32) echo "--rw=randread --bs=4k --iodepth=32" ;;
+	rw-fresh) echo "--rw=randwrite --bs=4k --iodepth=32 --io_size=$FRESH_IO" ;;
+	rw-alloc) echo "--rw=randwrite --bs=4k --iodepth=32" ;;
+	seq-read) echo "--rw=read --bs=1M --iodepth=8" ;;
+	seq-write) echo "--rw=write --bs=1M --iodepth=8" ;;
+	esac
+}
+test_dir() { case $1 in rr-* | seq-read) echo read ;; *) echo write ;; esac; }
+test_timed() { [ "$1" != rw-fresh ]; }
+
+# Contenders: the limit (fio on a raw file), the NBD transport ceiling
+# (nbdkit's null plugin: no I/O at all), qemu-dp's configuration
+# (qemu-nbd), qemu-storage-daemon io_uring, ngdp on qcow2/raw/vhd.
+CONT_FULL="limit nbd-null qemu-nbd qsd ngdp-aio ngdp-uring ngdp-raw ngdp-vhd"
+CONT_SUBSET="limit qemu-nbd ngdp-aio ngdp-uring"
+cont_sr() { case $1 in ngdp-raw) echo raw ;; ngdp-vhd) echo vhd ;; *) echo qcow2 ;; esac; }
+
+# ---------------------------------------------------------------- state
+mkdir -p "$TOP/bench/work"
+W=$(mktemp -d "$TOP/bench/work/run.XXXXXX")
+case $BACKING in
+ram) BDIR=$(mktemp -d /dev/shm/xsng-bench.XXXXXX) ;;
+disk) BDIR=$(mktemp -d /var/tmp/xsng-bench.XXXXXX) ;;
+*) BDIR=$(mktemp -d "$BACKING/xsng-bench.XXXXXX") || exit 1 ;;
+esac
+export XSNG_MOUNT_ROOT=$W/mnt XSNG_RUN_DIR=$W/run
+mkdir -p "$XSNG_MOUNT_ROOT" "$XSNG_RUN_DIR" "$W/fio" "$W/log"
+PIDS=()          # every server we started or the plugin started for us
+ACTIVE=()        # "sr key" pairs activated through the plugin
+TSV=$W/raw.tsv   # fs group contender test reps... (one line per run)
+CTL_TSV=$W/ctl.tsv
+: >"$TSV"
+: >"$CTL_TSV"
+TICK=$(getconf CLK_TCK)
+T_START=$(date +%s)
+
+log() { echo "[bench $(date +%T)] $*" >&2; }
+die() { log "FATAL: $*"; exit 1; }
+
+cleanup() {
+	local p a l m i
+	set +e
+	for a in "${ACTIVE[@]}"; do
+		# shellcheck disable=SC2086
+		dp_stop $a >/dev/null 2>&1
+	done
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do
+		for ((i = 0; i < 100; i++)); do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.05
+		done
+		kill -9 "$p" 2>/dev/null
+	done
+	for p in "${PIDS[@]}"; do
+		while kill -0 "$p" 2>/dev/null; do sleep 0.05; done
+	done
+	for m in $(findmnt -rn -o TARGET | grep "^$W/" | sort -r); do
+		umount "$m" 2>/dev/null || umount -l "$m"
+	done
+	for l in $(losetup -l -n -O NAME,BACK-FILE |
+		   awk -v t="$BDIR/" 'index($2, t) == 1 {print $1}'); do
+		losetup -d "$l"
+	done
+	rm -rf "$BDIR"
+	# keep the raw logs of a failed run for a look, drop a good one's
+	if [ "${BENCH_OK:-0}" = 1 ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
+		rm -rf "$W"
+	fi
+	leftovers
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Print (and count) anything of ours still around.
+leftovers() {
+	local n=0 p
+	for p in "${PIDS[@]}"; do
+		kill -0 "$p" 2>/dev/null && { log "left: process $p"; n=$((n + 1)); }
+	done
+	if findmnt -rn -o TARGET | grep -q "^$W/"; then
+		log "left: mounts under $W"; n=$((n + 1))
+	fi
+	if losetup -l -n -O BACK-FILE | grep -q "^$BDIR/"; then
+		log "left: loop devices on $BDIR"; n=$((n + 1))
+	fi
+	[ -e "$BDIR" ] && { log "left: $BDIR"; n=$((n + 1)); }
+	[ "$n" -eq 0 ] && log "clean: no processes, mounts, loop devices or files left"
+	return "$n"
+}
+
+now_ns() { date +%s%N; }
+
+# ---------------------------------------------------------------- plugins
+# vcall FS METHOD JSON: run a volume plugin method as xapi-storage-script
+# does; stdout is the JSON result, non-zero on failure.
+vcall() {
+	local dir=$XSS/volume/org.xen.xapi.storage.$1-ng
+	printf '%s' "$3" | "$dir/$2" --json 2>>"$W/log/plugin.err"
+}
+dpcall() {
+	printf '%s' "$2" | taskset -c 0 "$DP/$1" --json 2>>"$W/log/plugin.err"
+}
+FORCE_DIRECT=${BENCH_FORCE_DIRECT:-0}
+have_plugin() {
+	[ "$FORCE_DIRECT" != 1 ] && [ -x "$DP/Datapath.activate" ]
+}
+
+# mk_sr FS FMT: a loop device (or BENCH_DEVICE), SR.create + SR.attach;
+# prints the SR mount path.
+mk_sr() {
+	local fs=$1 fmt=$2 dev f cfg sr
+	# a given device holds the qcow2 SR (and the limit file); the raw
+	# and VHD SRs and the control-path SR stay on loop files
+	if [ -n "${BENCH_DEVICE:-}" ] && [ "$fmt" = qcow2 ] && [ -z "${3:-}" ]; then
+		dev=$BENCH_DEVICE
+	else
+		f=$BDIR/$fs-$fmt.img
+		truncate -s "${3:-$((SIZE_MB * 12 + 2048))}M" "$f"
+		dev=$(losetup -f --show --direct-io=on "$f") || return 1
+	fi
+	cfg=$(vcall "$fs" SR.create "{\"dbg\":\"bench\",\"uuid\":\"$(cat /proc/sys/kernel/random/uuid)\",\"name\":\"bench $fs $fmt\",\"description\":\"\",\"configuration\":{\"device\":\"$dev\",\"image-format\":\"$fmt\"}}") ||
+		{ log "SR.create $fs $fmt: $cfg"; return 1; }
+	sr=$(vcall "$fs" SR.attach "{\"dbg\":\"bench\",\"configuration\":$cfg}" | jq -r .) ||
+		return 1
+	[ -d "$sr" ] || return 1
+	echo "$sr"
+}
+
+rm_sr() { # FS SR: SR.detach (unmounts), then free its loop device and file
+	local dev back
+	dev=$(findmnt -rn -o SOURCE --target "$2" 2>/dev/null)
+	vcall "$1" SR.detach "{\"dbg\":\"bench\",\"sr\":\"$2\"}" >/dev/null
+	if findmnt -rn -o TARGET | grep -qx "$2"; then umount "$2"; fi
+	[ -n "$dev" ] || return 0
+	back=$(losetup -l -n -O BACK-FILE "$dev" 2>/dev/null)
+	case $back in "$BDIR"/*) losetup -d "$dev"; rm -f "$back" ;; esac
+	return 0
+}
+
+# vol_create FS SR NAME SIZE: prints the key
+vol_create() {
+	vcall "$1" Volume.create "{\"dbg\":\"bench\",\"sr\":\"$2\",\"name\":\"$3\",\"description\":\"\",\"size\":$4,\"sharable\":false}" |
+		jq -er .key
+}
+vol_destroy() {
+	vcall "$1" Volume.destroy "{\"dbg\":\"bench\",\"sr\":\"$2\",\"key\":\"$3\"}" >/dev/null
+}
+vol_snapshot() {
+	vcall "$1" Volume.snapshot "{\"dbg\":\"bench\",\"sr\":\"$2\",\"key\":\"$3\"}" >/dev/null
+}
+vol_image() { # SR KEY: the image file behind a volume
+	local rec=$1/meta/v-$2.json
+	echo "$1/images/$(jq -r .image "$rec").$(jq -r '."image-format"' "$rec")"
+}
+qemu_fmt() { case $1 in *.vhd) echo vpc ;; *.qcow2) echo qcow2 ;; *) echo raw ;; esac; }
+
+# fill IMG: random data over the whole virtual disk (read tests on
+# unallocated clusters would read nothing).  qemu-img is the independent
+# writer; fall back to nbdcopy through our own server.
+fill() {
+	local img=$1 fmt
+	fmt=$(qemu_fmt "$img")
+	if [ "$fmt" = raw ]; then
+		dd if="$BDIR/rand.raw" of="$img" bs=1M conv=notrunc,fsync \
+			oflag=direct status=none && return 0
+	fi
+	qemu-img convert -n -t none -f raw -O "$fmt" "$BDIR/rand.raw" "$img" \
+		2>>"$W/log/fill.err" && return 0
+	log "qemu-img could not fill $img; filling through ngdp-server"
+	start_direct fill "$img" uring || return 1
+	nbdcopy "$BDIR/rand.raw" "$URI" 2>>"$W/log/fill.err"
+	local r=$?
+	stop_pids "${SPIDS[@]}"
+	return $r
+}
+
+# ---------------------------------------------------------------- servers
+# Each start_* sets URI (libnbd form) and appends the server PIDs to SPIDS.
+SPIDS=()
+
+wait_nbd() { # URI PID: until the server answers (10 s)
+	local i
+	for ((i = 0; i < 200; i++)); do
+		nbdinfo --size "$1" >/dev/null 2>&1 && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.05
+	done
+	return 1
+}
+wait_pidfile() {
+	local i
+	for ((i = 0; i < 200; i++)); do
+		[ -s "$1" ] && { cat "$1"; return 0; }
+		sleep 0.05
+	done
+	return 1
+}
+
+start_qnbd() { # NAME IMG
+	local sock=$W/$1.sock pid
+	rm -f "$sock" "$W/$1.pid"
+	taskset -c 0 qemu-nbd -f qcow2 --cache=none --aio=native \
+		--discard=unmap -t -e 4 -k "$sock" --pid-file "$W/$1.pid" "$2" \
+		</dev/null >>"$W/log/$1.log" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	SPIDS+=("$pid")
+	URI="nbd+unix:///?socket=$sock"
+	wait_nbd "$URI" "$pid"
+}
+
+start_qsd() { # NAME IMG
+	local sock=$W/$1.sock pid
+	rm -f "$sock"
+	taskset -c 0 qemu-storage-daemon \
+		--blockdev "{\"driver\":\"file\",\"node-name\":\"f\",\"filename\":\"$2\",\"cache\":{\"direct\":true},\"aio\":\"io_uring\"}" \
+		--blockdev '{"driver":"qcow2","node-name":"q","file":"f","discard":"unmap"}' \
+		--nbd-server "addr.type=unix,addr.path=$sock" \
+		--export type=nbd,id=e,node-name=q,name=d,writable=on \
+		</dev/null >>"$W/log/$1.log" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	SPIDS+=("$pid")
+	URI="nbd+unix:///d?socket=$sock"
+	wait_nbd "$URI" "$pid"
+}
+
+start_null() { # NAME: nbdkit null plugin, the transport's ceiling
+	local sock=$W/$1.sock pid
+	rm -f "$sock"
+	taskset -c 0 nbdkit -f -U "$sock" null size="$SIZE" \
+		</dev/null >>"$W/log/$1.log" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	SPIDS+=("$pid")
+	URI="nbd+unix:///?socket=$sock"
+	wait_nbd "$URI" "$pid"
+}
+
+start_direct() { # NAME IMG ENGINE: ngdp-server without the plugin
+	local sock=$W/$1.sock pid
+	rm -f "$sock" "$W/$1.pid"
+	taskset -c 0 "$NGDP_SERVER" --image "$2" --socket "$sock" \
+		--engine "$3" --pidfile "$W/$1.pid" \
+		</dev/null >>"$W/log/$1.log" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	SPIDS+=("$pid")
+	URI="nbd+unix:///?socket=$sock"
+	wait_nbd "$URI" "$pid"
+}
+
+# Datapath plugin: attach + activate as xapi does; the Nbd implementation's
+# nbd:unix:<socket>:exportname=<name> becomes libnbd's URI.
+dp_args() { echo "{\"dbg\":\"bench\",\"uri\":\"ngdp://$1/$2\",\"domain\":\"0\"}"; }
+start_plugin() { # SR KEY ENGINE
+	local args out nbd sock name pid
+	args=$(dp_args "$1" "$2")
+	out=$(XSNG_DATAPATH_ENGINE=$3 dpcall Datapath.attach "$args") ||
+		{ log "Datapath.attach: $out"; return 1; }
+	nbd=$(jq -r '.implementations[] | select(.[0] == "Nbd") | .[1].uri' <<<"$out" | head -1)
+	ACTIVE+=("$1 $2")
+	out=$(XSNG_DATAPATH_ENGINE=$3 dpcall Datapath.activate "$args") ||
+		{ log "Datapath.activate: $out"; DP_ERR=$(jq -r '.params[1] // .' <<<"$out" 2>/dev/null); return 1; }
+	pid=$(jq -r .pid "$1/.sr/active/$2.json" 2>/dev/null)
+	[[ $pid =~ ^[0-9]+$ ]] || { log "no server pid for $2"; return 1; }
+	PIDS+=("$pid")
+	SPIDS+=("$pid")
+	sock=${nbd#nbd:unix:}
+	name=${sock##*:exportname=}
+	sock=${sock%:exportname=*}
+	[ "$name" = "$nbd" ] && name=
+	URI="nbd+unix:///$name?socket=$sock"
+	wait_nbd "$URI" "$pid"
+}
+dp_stop() { # SR KEY
+	local args
+	args=$(dp_args "$1" "$2")
+	dpcall Datapath.deactivate "$args" >/dev/null
+	dpcall Datapath.detach "$args" >/dev/null
+}
+
+stop_pids() { # PID...: TERM, wait until gone (KILL after 10 s)
+	local p i
+	for p in "$@"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "$@"; do
+		for ((i = 0; i < 200; i++)); do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.05
+		done
+		kill -0 "$p" 2>/dev/null && { log "pid $p ignored SIGTERM"; kill -9 "$p"; }
+		while kill -0 "$p" 2>/dev/null; do sleep 0.05; done
+	done
+	return 0
+}
+
+# start_cont CONTENDER SR KEY: serve one volume; sets URI, SPIDS (appends)
+start_cont() {
+	local c=$1 sr=$2 key=$3 img name
+	img=$(vol_image "$sr" "$key")
+	name=$c-${key:0:8}
+	case $c in
+	nbd-null) start_null "$name" ;;
+	qemu-nbd) start_qnbd "$name" "$img" ;;
+	qsd) start_qsd "$name" "$img" ;;
+	ngdp-*)
+		local eng=uring
+		[ "$c" = ngdp-aio ] && eng=aio
+		if have_plugin; then
+			start_plugin "$sr" "$key" "$eng"
+		else
+			start_direct "$name" "$img" "$eng"
+		fi
+		;;
+	esac
+}
+# stop every server in SPIDS (through the plugin for the ones it started)
+stop_all() {
+	local a
+	for a in "${ACTIVE[@]}"; do
+		# shellcheck disable=SC2086
+		dp_stop $a
+	done
+	ACTIVE=()
+	stop_pids "${SPIDS[@]}"
+	SPIDS=()
+}
+
+sys_ticks() { # "busy total" clock ticks of all CPUs, from /proc/stat
+	awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i
+		print t - $5 - $6, t; exit }' /proc/stat
+}
+cpu_ticks() { # PID...: utime+stime of all of them, in clock ticks
+	local p s=0 t
+	for p in "$@"; do
+		t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+		s=$((s + ${t:-0}))
+	done
+	echo "$s"
+}
+
+# ---------------------------------------------------------------- fio
+# run_fio TAG TEST TARGET...: TARGET is file:PATH or nbd:URI (one fio job
+# per target, reported as a group).  CPU of SPIDS is sampled from the end
+# of the ramp to the end of the run.  Prints "iops mbps lat_us p99_us
+# cpu_us_per_io fio_cpu_percent machine_busy_percent".
+run_fio() {
+	local tag=$1 t=$2 out=$W/fio/$1.json dir c0 c1 t0 t1 ios i=0 tgt
+	shift 2
+	local args=(--output-format=json --output="$out" --group_reporting
+		--norandommap --randrepeat=0 --thread)
+	# shellcheck disable=SC2207
+	args+=($(test_opts "$t"))
+	if test_timed "$t"; then
+		args+=(--time_based --runtime="$RUNTIME")
+		[ "$RAMP" -gt 0 ] && args+=(--ramp_time="$RAMP")
+	fi
+	for tgt in "$@"; do
+		args+=(--name="j$i")
+		case $tgt in
+		file:*) args+=(--ioengine=io_uring --direct=1
+			       --filename="${tgt#file:}" --size="$SIZE") ;;
+		nbd:*) args+=(--ioengine=nbd --uri="${tgt#nbd:}") ;;
+		esac
+		i=$((i + 1))
+	done
+	echo "fio ${args[*]}" >>"$W/log/fio-commands.txt"
+	local cpuf=$W/cpu0 sampler= s0 s1
+	rm -f "$cpuf"
+	# CPU of the servers and of the whole machine, from the end of the
+	# ramp (only wait for our own jobs: directly started servers are
+	# children of this shell too)
+	if test_timed "$t" && [ "$RAMP" -gt 0 ]; then
+		(sleep "$RAMP"; echo "$(cpu_ticks "${SPIDS[@]}") $(sys_ticks)" >"$cpuf") &
+		sampler=$!
+	else
+		echo "$(cpu_ticks "${SPIDS[@]}") $(sys_ticks)" >"$cpuf"
+	fi
+	if ! taskset -c 1 fio "${args[@]}" >>"$W/log/fio.err" 2>&1; then
+		log "fio failed ($tag)"
+		[ -n "$sampler" ] && wait "$sampler"
+		return 1
+	fi
+	[ -n "$sampler" ] && wait "$sampler"
+	# the nbd engine prints "fio: connected to NBD server" into --output
+	sed -i -n '/^{/,$p' "$out"
+	dir=$(test_dir "$t")
+	read -r c0 s0 t0 <"$cpuf"
+	read -r s1 t1 < <(sys_ticks)
+	c1=
+	[ ${#SPIDS[@]} -gt 0 ] && c1=$(cpu_ticks "${SPIDS[@]}")
+	[ ${#SPIDS[@]} -gt 0 ] || c0=
+	ios=$(jq ".jobs[0].$dir.total_ios" "$out")
+	jq -r --arg c0 "${c0:-}" --arg c1 "${c1:-}" --argjson tick "$TICK" \
+		--argjson sysb "$(awk -v a="$s0" -v b="$s1" -v c="$t0" -v d="$t1" \
+			'BEGIN { print (d > c) ? 100 * (b - a) / (d - c) : 0 }')" \
+		".jobs[0] as \$j | \$j.$dir | [.iops, .bw_bytes / 1e6, .lat_ns.mean / 1e3,
+		 ((.clat_ns.percentile[\"99.000000\"] // 0) / 1e3),
+		 (if \$c0 == \"\" or \$c1 == \"\" or .total_ios == 0 then \"-\"
+		  else ((\$c1 | tonumber) - (\$c0 | tonumber)) * 1e6 / \$tick / .total_ios end),
+		 (\$j.usr_cpu + \$j.sys_cpu), \$sysb]
+		 | map(if type == \"number\" then (. * 100 | round / 100) else . end) | @tsv" "$out"
+	[ "$ios" -gt 0 ] 2>/dev/null
+}
+
+# record FS GROUP CONTENDER TEST REP RESULT...
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$TSV"; }
+
+# one_run FS GROUP CONTENDER TEST REP VOLSPEC...: VOLSPEC "sr key" per
+# volume (limit: file paths).  Serves, runs fio, stops, records.
+one_run() {
+	local fs=$1 group=$2 c=$3 t=$4 rep=$5 tag res v targets=()
+	shift 5
+	tag=$fs-$group-$c-$t-$rep
+	SPIDS=()
+	for v in "$@"; do
+		if [ "$c" = limit ]; then
+			targets+=("file:$v")
+			continue
+		fi
+		# shellcheck disable=SC2086
+		start_cont "$c" $v || { log "$c did not start ($tag)"; stop_all; return 1; }
+		targets+=("nbd:$URI")
+	done
+	res=$(run_fio "$tag" "$t" "${targets[@]}")
+	local rc=$?
+	stop_all
+	[ $rc -eq 0 ] || return 1
+	record "$fs" "$group" "$c" "$t" "$rep" "$res"
+	log "$tag: $res"
+}
+
+# ---------------------------------------------------------------- matrix
+declare -A SRP   # fmt -> SR path (current filesystem)
+declare -A MAIN  # contender sr fmt -> main (filled) volume key
+
+setup_fs() { # FS
+	local fs=$1 fmt
+	for fmt in qcow2 raw vhd; do
+		SRP[$fmt]=$(mk_sr "$fs" "$fmt") || die "cannot make the $fs $fmt SR"
+		MAIN[$fmt]=$(vol_create "$fs" "${SRP[$fmt]}" "bench-main" "$SIZE") ||
+			die "Volume.create ($fs $fmt)"
+		fill "$(vol_image "${SRP[$fmt]}" "${MAIN[$fmt]}")" || die "fill $fmt"
+	done
+	# The plugin is the path xapi uses; if it is installed but cannot
+	# serve here, say so and measure the server started directly.
+	if have_plugin; then
+		SPIDS=()
+		DP_ERR=
+		if ! start_plugin "${SRP[qcow2]}" "${MAIN[qcow2]}" uring; then
+			FORCE_DIRECT=1
+			DP_MODE="direct start of ngdp-server: the datapath plugin is installed but Datapath.activate failed here (${DP_ERR:-no message})"
+			log "$DP_MODE"
+		fi
+		stop_all
+	fi
+	LIMIT_FILE=${SRP[qcow2]}/bench-limit.raw
+	truncate -s "$SIZE" "$LIMIT_FILE"
+	fill "$LIMIT_FILE" || die "fill limit file"
+	qemu-img check -q -f qcow2 "$(vol_image "${SRP[qcow2]}" "${MAIN[qcow2]}")" ||
+		die "the filled qcow2 image does not check"
+	qemu-img compare -q -f raw -F qcow2 "$BDIR/rand.raw" \
+		"$(vol_image "${SRP[qcow2]}" "${MAIN[qcow2]}")" ||
+		die "the filled qcow2 image differs from its source"
+}
+
+teardown_fs() {
+	local fmt
+	for fmt in qcow2 raw vhd; do rm_sr "$1" "${SRP[$fmt]}"; done
+}
+
+# matrix FS CONTENDERS TESTS: contenders interleaved inside each repetition
+matrix() {
+	local fs=$1 conts=$2 tests=$3 rep t c sr key f
+	for ((rep = 1; rep <= REPS; rep++)); do
+		for t in $tests; do
+			for c in $conts; do
+				sr=${SRP[$(cont_sr "$c")]}
+				if [ "$t" = rw-fresh ]; then
+					if [ "$c" = limit ]; then
+						f=${SRP[qcow2]}/bench-fresh.raw
+						rm -f "$f"; truncate -s "$SIZE" "$f"
+						one_run "$fs" matrix "$c" "$t" "$rep" "$f"
+						rm -f "$f"
+					else
+						key=$(vol_create "$fs" "$sr" fresh "$SIZE") ||
+							die "Volume.create fresh"
+						one_run "$fs" matrix "$c" "$t" "$rep" "$sr $key"
+						vol_destroy "$fs" "$sr" "$key"
+					fi
+				elif [ "$c" = limit ]; then
+					one_run "$fs" matrix "$c" "$t" "$rep" "$LIMIT_FILE"
+				else
+					one_run "$fs" matrix "$c" "$t" "$rep" \
+						"$sr ${MAIN[$(cont_sr "$c")]}"
+				fi
+			done
+		done
+	done
+}
+
+# scale FS: 1, 2, 4 volumes served at once (one server each)
+scale() {
+	local fs=$1 sr=${SRP[qcow2]} keys=("${MAIN[qcow2]}") n rep t c i specs
+	local max=0
+	for n in $SCALE_NS; do [ "$n" -gt "$max" ] && max=$n; done
+	for ((i = 1; i < max; i++)); do
+		keys+=("$(vol_create "$fs" "$sr" "bench-scale$i" "$SIZE")") || die scale
+		fill "$(vol_image "$sr" "${keys[$i]}")" || die "fill scale"
+	done
+	for ((rep = 1; rep <= REPS; rep++)); do
+		for t in rr-qd32 seq-read; do
+			for n in $SCALE_NS; do
+				for c in qemu-nbd ngdp-uring; do
+					specs=()
+					for ((i = 0; i < n; i++)); do specs+=("$sr ${keys[$i]}"); done
+					one_run "$fs" "scale$n" "$c" "$t" "$rep" "${specs[@]}"
+				done
+			done
+		done
+	done
+	for ((i = 1; i < max; i++)); do vol_destroy "$fs" "$sr" "${keys[$i]}"; done
+}
+
+# chain FS: reads through backing chains of depth 1, 10, 30 (filled base,
+# empty snapshots' leaves on top: Volume.snapshot as xapi calls it)
+chain() {
+	local fs=$1 sr=${SRP[qcow2]} d key rep t c i
+	declare -A ck
+	for d in $CHAIN_DEPTHS; do
+		if [ "$d" -eq 1 ]; then ck[$d]=${MAIN[qcow2]}; continue; fi
+		key=$(vol_create "$fs" "$sr" "bench-chain$d" "$SIZE") || die chain
+		fill "$(vol_image "$sr" "$key")" || die "fill chain"
+		for ((i = 1; i < d; i++)); do vol_snapshot "$fs" "$sr" "$key" || die snapshot; done
+		ck[$d]=$key
+	done
+	for ((rep = 1; rep <= REPS; rep++)); do
+		for t in rr-qd1 rr-qd32; do
+			for d in $CHAIN_DEPTHS; do
+				for c in qemu-nbd ngdp-uring; do
+					one_run "$fs" "chain$d" "$c" "$t" "$rep" "$sr ${ck[$d]}"
+				done
+			done
+		done
+	done
+}
+
+# perf_profile FS: where ngdp's time goes (qcow2, io_uring)
+perf_profile() {
+	local fs=$1 sr=${SRP[qcow2]} t out
+	command -v perf >/dev/null || { log "no perf: no profile"; return 0; }
+	for t in rr-qd32 seq-write; do
+		SPIDS=()
+		start_cont ngdp-uring "$sr" "${MAIN[qcow2]}" || { stop_all; continue; }
+		out=$W/perf-$t.data
+		(sleep "$RAMP"; perf record -q -g -o "$out" -p "${SPIDS[0]}" -- sleep "$RUNTIME" \
+			>/dev/null 2>&1) &
+		local perf_job=$!
+		run_fio "perf-$t" "$t" "nbd:$URI" >/dev/null
+		wait "$perf_job"
+		stop_all
+		perf report -i "$out" --stdio --no-children --sort symbol \
+			--percent-limit 1.5 2>/dev/null | grep -E '^ +[0-9.]+%' | head -25 |
+			sed 's/[ -]*$//' \
+			>"$W/perf-$t.txt"
+		rm -f "$out"
+	done
+}
+
+# ---------------------------------------------------------------- control
+ctl_time() { # NAME COMMAND...: time one call, record µs; output in $W/ctl.out
+	local t0 t1 r
+	t0=$(now_ns)
+	"${@:2}" >"$W/ctl.out"
+	r=$?
+	t1=$(now_ns)
+	[ $r -eq 0 ] || { log "control call $1 failed"; return 1; }
+	printf '%s\t%s\n' "$1" "$(( (t1 - t0) / 1000 ))" >>"$CTL_TSV"
+}
+
+control_path() { # FS: run after the matrix, on a fresh qcow2 SR
+	local fs=$1 sr key snap clone i n have=0 target args
+	sr=$(mk_sr "$fs" qcow2 4096) || die "control SR"
+	for ((i = 0; i < CTL_N; i++)); do
+		ctl_time Volume.create vcall "$fs" Volume.create \
+			"{\"dbg\":\"bench\",\"sr\":\"$sr\",\"name\":\"ctl\",\"description\":\"\",\"size\":$SIZE,\"sharable\":false}" ||
+			die Volume.create
+		key=$(jq -r .key "$W/ctl.out")
+		ctl_time Volume.snapshot vcall "$fs" Volume.snapshot \
+			"{\"dbg\":\"bench\",\"sr\":\"$sr\",\"key\":\"$key\"}" || die snapshot
+		ctl_time Volume.clone vcall "$fs" Volume.clone \
+			"{\"dbg\":\"bench\",\"sr\":\"$sr\",\"key\":\"$key\"}" || die clone
+		if have_plugin; then
+			args=$(dp_args "$sr" "$key")
+			local t0 t1 pid
+			t0=$(now_ns)
+			dpcall Datapath.attach "$args" >/dev/null &&
+				dpcall Datapath.activate "$args" >/dev/null
+			t1=$(now_ns)
+			ACTIVE+=("$sr $key")
+			pid=$(jq -r .pid "$sr/.sr/active/$key.json" 2>/dev/null)
+			[[ $pid =~ ^[0-9]+$ ]] && PIDS+=("$pid")
+			printf '%s\t%s\n' "Datapath.attach+activate" "$(( (t1 - t0) / 1000 ))" >>"$CTL_TSV"
+			ctl_time Volume.snapshot-active vcall "$fs" Volume.snapshot \
+				"{\"dbg\":\"bench\",\"sr\":\"$sr\",\"key\":\"$key\"}"
+			t0=$(now_ns)
+			dp_stop "$sr" "$key"
+			t1=$(now_ns)
+			ACTIVE=()
+			printf '%s\t%s\n' "Datapath.deactivate+detach" "$(( (t1 - t0) / 1000 ))" >>"$CTL_TSV"
+			[[ $pid =~ ^[0-9]+$ ]] && stop_pids "$pid"
+		fi
+	done
+	# SR.ls with N volumes: create up to each count, time 3 calls
+	n=$(vcall "$fs" SR.ls "{\"dbg\":\"bench\",\"sr\":\"$sr\"}" | jq length)
+	local t0 t1
+	for target in $LS_COUNTS; do
+		t0=$(now_ns)
+		local made=0
+		while [ "$n" -lt "$target" ]; do
+			vcall "$fs" Volume.create "{\"dbg\":\"bench\",\"sr\":\"$sr\",\"name\":\"ls$n\",\"description\":\"\",\"size\":1048576,\"sharable\":false}" \
+				>/dev/null || die "Volume.create ls$n"
+			n=$((n + 1)) made=$((made + 1))
+		done
+		t1=$(now_ns)
+		[ "$made" -gt 0 ] && printf '%s\t%s\n' "Volume.create-bulk($made)" \
+			"$(( (t1 - t0) / 1000 / made ))" >>"$CTL_TSV"
+		for i in 1 2 3; do
+			ctl_time "SR.ls($target)" vcall "$fs" SR.ls "{\"dbg\":\"bench\",\"sr\":\"$sr\"}"
+		done
+		log "SR.ls with $target volumes timed"
+	done
+	rm_sr "$fs" "$sr"
+}
+
+# ---------------------------------------------------------------- main
+command -v fio >/dev/null && command -v qemu-nbd >/dev/null &&
+	command -v jq >/dev/null && command -v nbdinfo >/dev/null ||
+	die "missing tools: run 'make deps'"
+command -v qemu-storage-daemon >/dev/null || die "no qemu-storage-daemon (qemu-system-common)"
+[ -x "$XSS/volume/org.xen.xapi.storage.xfs-ng/SR.create" ] || die "no volume plugins in $XSS"
+if have_plugin; then
+	DP_MODE="datapath plugin (Datapath.attach + activate, XSNG_DATAPATH_ENGINE)"
+else
+	[ -x "$NGDP_SERVER" ] || die "no datapath plugin and no $NGDP_SERVER"
+	DP_MODE="direct start of ngdp-server (datapath plugin not installed)"
+fi
+log "mode $MODE: ${SIZE_MB} MiB images, $REPS reps, ${RUNTIME}s + ${RAMP}s ramp, backing $BACKING${BENCH_DEVICE:+ device $BENCH_DEVICE}; ngdp via $DP_MODE"
+log "work dir $W, loop files in $BDIR"
+
+head -c "$SIZE" /dev/urandom >"$BDIR/rand.raw" || die "no room for the random source"
+first=1
+for fs in $FS_LIST; do
+	log "== $fs"
+	setup_fs "$fs"
+	if [ $first = 1 ]; then
+		matrix "$fs" "$CONT_FULL" "$TESTS_FULL"
+		scale "$fs"
+		chain "$fs"
+		[ "$PERF" = 1 ] && perf_profile "$fs"
+	else
+		matrix "$fs" "$CONT_SUBSET" "$TESTS_SUBSET"
+	fi
+	teardown_fs "$fs"
+	first=0
+done
+rm -f "$BDIR/rand.raw"
+control_path "$(set -- $FS_LIST; echo "$1")"
+T_END=$(date +%s)
+
+# ---------------------------------------------------------------- report
+export MODE SIZE_MB REPS RUNTIME RAMP BACKING DP_MODE FS_LIST
+export ELAPSED=$((T_END - T_START))
+export BENCH_DEVICE=${BENCH_DEVICE:-}
+mkdir -p "$RESULTS"
+# what report.sh needs, so a report can be redrawn from the results alone
+for v in MODE SIZE_MB REPS RUNTIME RAMP BACKING DP_MODE FS_LIST ELAPSED BENCH_DEVICE; do
+	printf '%s=%q\n' "$v" "${!v}"
+done >"$RESULTS/run.env"
+cp "$TSV" "$RESULTS/raw.tsv"
+cp "$CTL_TSV" "$RESULTS/control.tsv"
+cat "$W"/perf-*.txt >/dev/null 2>&1 && for f in "$W"/perf-*.txt; do cp "$f" "$RESULTS/"; done
+cp "$W/log/fio-commands.txt" "$RESULTS/fio-commands.txt"
+# the raw fio JSON, trimmed to the per-job numbers, compressed
+(cd "$W/fio" && for f in *.json; do
+	jq -c --arg f "$f" '{run: $f, jobs: [.jobs[] | {read: (.read | {io_bytes, iops, bw_bytes, lat_ns: (.lat_ns | {mean, stddev}), clat_ns: (.clat_ns | {percentile})}), write: (.write | {io_bytes, iops, bw_bytes, lat_ns: (.lat_ns | {mean, stddev}), clat_ns: (.clat_ns | {percentile})}), job_runtime, usr_cpu, sys_cpu}]}' "$f"
+done) | gzip -9 >"$RESULTS/fio-json.jsonl.gz"
+bash "$HERE/report.sh" "$RESULTS" || die "report failed"
+BENCH_OK=1
+log "done in $ELAPSED s: $RESULTS/results.md"

@@ -1,0 +1,334 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-only
+# report.sh: turn bench.sh's raw.tsv/control.tsv into results.md + chart.svg.
+#
+# Usage: report.sh RESULTS_DIR  (environment from bench.sh: MODE SIZE_MB
+# REPS RUNTIME RAMP BACKING DP_MODE FS_LIST ELAPSED BENCH_DEVICE)
+set -u
+export LC_ALL=C
+R=${1:?usage: report.sh RESULTS_DIR}
+HERE=$(cd "$(dirname "$0")" && pwd)
+TOP=$(cd "$HERE/.." && pwd)
+MD=$R/results.md
+# redrawing from a results folder: the run's settings are in run.env
+# shellcheck disable=SC1091
+[ -z "${MODE:-}" ] && [ -f "$R/run.env" ] && . "$R/run.env"
+MED=$R/medians.tsv
+
+# medians.tsv: fs group contender test n iops mbps lat_us p99_us cpu_us
+# metric_min metric_max fio_cpu_percent machine_busy_percent (metric: MB/s for seq-*, IOPS
+# otherwise)
+awk -F'\t' '
+function med(s,   a, n, i, j, t) {
+	n = split(s, a, " ")
+	for (i = 2; i <= n; i++) {
+		t = a[i]; j = i - 1
+		while (j > 0 && a[j] + 0 > t + 0) { a[j + 1] = a[j]; j-- }
+		a[j + 1] = t
+	}
+	if (n == 0) return "-"
+	return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function mm(s, want,   a, n, i, r) {
+	n = split(s, a, " "); r = a[1]
+	for (i = 2; i <= n; i++)
+		if ((want == "min" && a[i] + 0 < r + 0) || (want == "max" && a[i] + 0 > r + 0)) r = a[i]
+	return r
+}
+{
+	k = $1 "\t" $2 "\t" $3 "\t" $4
+	if (!(k in n)) order[++no] = k
+	n[k]++
+	iops[k] = iops[k] " " $6; mbps[k] = mbps[k] " " $7
+	lat[k] = lat[k] " " $8; p99[k] = p99[k] " " $9
+	if ($10 != "-") cpu[k] = cpu[k] " " $10
+	fcpu[k] = fcpu[k] " " $11
+	mcpu[k] = mcpu[k] " " $12
+	m = ($4 ~ /^seq/) ? $7 : $6
+	metric[k] = metric[k] " " m
+}
+END {
+	for (i = 1; i <= no; i++) {
+		k = order[i]
+		printf "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k, n[k], med(iops[k]),
+		       med(mbps[k]), med(lat[k]), med(p99[k]),
+		       (k in cpu) ? med(cpu[k]) : "-", mm(metric[k], "min"), mm(metric[k], "max"),
+		       med(fcpu[k]), med(mcpu[k])
+	}
+}' "$R/raw.tsv" >"$MED"
+
+# get FS GROUP CONTENDER TEST COLUMN(6=iops 7=mbps 8=lat 9=p99 10=cpu 11=min
+# 12=max 13=fio cpu% 14=machine busy %)
+get() {
+	awk -F'\t' -v f="$1" -v g="$2" -v c="$3" -v t="$4" -v col="$5" \
+		'$1 == f && $2 == g && $3 == c && $4 == t { print $col; exit }' "$MED"
+}
+metric_col() { case $1 in seq-*) echo 7 ;; *) echo 6 ;; esac; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+# server CPU busy % of one core = µs per I/O × I/Os per s / 1e4
+busy() { awk -v c="$1" -v i="$2" 'BEGIN { if (c == "" || c == "-" || i == "") print "-"; else printf "%.0f", c * i / 1e4 }'; }
+fmtn() { awk -v a="$1" 'BEGIN { if (a == "" || a == "-") print "-"; else if (a >= 1000) printf "%.0f", a; else if (a >= 10) printf "%.1f", a; else printf "%.2f", a }'; }
+unit() { case $1 in seq-*) echo MB/s ;; *) echo IOPS ;; esac; }
+
+read -r -a FSS <<<"${FS_LIST:-xfs}"
+FS1=${FSS[0]}
+TESTS="rr-qd1 rr-qd32 rw-fresh rw-alloc seq-read seq-write"
+CONTS="limit nbd-null qemu-nbd qsd ngdp-aio ngdp-uring ngdp-raw ngdp-vhd"
+
+desc_test() {
+	case $1 in
+	rr-qd1) echo "4k randread QD1" ;;
+	rr-qd32) echo "4k randread QD32" ;;
+	rw-fresh) echo "4k randwrite QD32, fresh image" ;;
+	rw-alloc) echo "4k randwrite QD32, allocated image" ;;
+	seq-read) echo "1M seq read QD8" ;;
+	seq-write) echo "1M seq write QD8" ;;
+	esac
+}
+desc_cont() {
+	case $1 in
+	limit) echo "limit: fio io_uring direct=1 on a raw file" ;;
+	nbd-null) echo "NBD transport ceiling: nbdkit null plugin (no I/O at all) behind the same fio nbd client" ;;
+	qemu-nbd) echo "qemu-dp config: qemu-nbd qcow2 --cache=none --aio=native" ;;
+	qsd) echo "qemu-storage-daemon qcow2, io_uring, O_DIRECT" ;;
+	ngdp-aio) echo "ngdp qcow2, libaio" ;;
+	ngdp-uring) echo "ngdp qcow2, io_uring" ;;
+	ngdp-raw) echo "ngdp raw, io_uring" ;;
+	ngdp-vhd) echo "ngdp VHD, io_uring" ;;
+	esac
+}
+
+matrix_table() { # FS
+	local fs=$1 t c v l q
+	echo "| test | contender | result | mean lat µs | p99 lat µs | × limit | × qemu-dp | server CPU µs/IO | server CPU % | fio CPU % | machine CPU % | min–max |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+	for t in $TESTS; do
+		local col
+		col=$(metric_col "$t")
+		l=$(get "$fs" matrix limit "$t" "$col")
+		q=$(get "$fs" matrix qemu-nbd "$t" "$col")
+		[ -n "$l$q" ] || continue
+		for c in $CONTS; do
+			v=$(get "$fs" matrix "$c" "$t" "$col")
+			[ -n "$v" ] || continue
+			echo "| $(desc_test "$t") | $c | $(fmtn "$v") $(unit "$t") | $(fmtn "$(get "$fs" matrix "$c" "$t" 8)") | $(fmtn "$(get "$fs" matrix "$c" "$t" 9)") | $(ratio "$v" "$l") | $(ratio "$v" "$q") | $(fmtn "$(get "$fs" matrix "$c" "$t" 10)") | $(busy "$(get "$fs" matrix "$c" "$t" 10)" "$(get "$fs" matrix "$c" "$t" 6)") | $(fmtn "$(get "$fs" matrix "$c" "$t" 13)") | $(fmtn "$(get "$fs" matrix "$c" "$t" 14)") | $(fmtn "$(get "$fs" matrix "$c" "$t" 11)")–$(fmtn "$(get "$fs" matrix "$c" "$t" 12)") |"
+		done
+	done
+}
+
+# target NAME VALUE OP THRESHOLD REFERENCE
+TARGET_MISSES=0
+target() {
+	local verdict
+	if [ -z "$2" ] || [ "$2" = - ]; then
+		verdict="not measured"
+	elif awk -v v="$2" -v th="$4" -v op="$3" 'BEGIN { exit !((op == ">=") ? v >= th : v <= th) }'; then
+		verdict="**met**"
+	else
+		verdict="**MISSED**"
+		TARGET_MISSES=$((TARGET_MISSES + 1))
+	fi
+	echo "| $1 | ${2:--} | $3 $4 | $5 | $verdict |"
+}
+
+ctl_stat() { # NAME: "median p95 n" in ms
+	awk -F'\t' -v k="$1" '$1 == k { v[++n] = $2 / 1000 }
+	END {
+		if (!n) { print "- - 0"; exit }
+		for (i = 2; i <= n; i++) { t = v[i]; j = i - 1
+			while (j > 0 && v[j] > t) { v[j + 1] = v[j]; j-- } v[j + 1] = t }
+		m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+		p = v[int(0.95 * n + 0.999)]; if (p == "") p = v[n]
+		printf "%.1f %.1f %d\n", m, p, n
+	}' "$R/control.tsv"
+}
+
+commit=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$TOP" diff --quiet HEAD -- src include plugins 2>/dev/null || commit="$commit + uncommitted changes in src/"
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+
+{
+echo "# xapi-storage-ng datapath benchmark results"
+echo
+echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $commit"
+echo "- Machine: $cpu, $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM; kernel $(uname -r); $(. /etc/os-release && echo "$PRETTY_NAME")"
+echo "- Tools: $(fio --version), $(qemu-nbd --version | head -1)"
+echo "- Mode **$MODE**: ${SIZE_MB} MiB images, $REPS repetitions (median shown), ${RUNTIME} s runs after a ${RAMP} s ramp; fresh-image writes: a fixed $((SIZE_MB / 4)) MiB of 4k writes"
+echo "- Backing: ${BENCH_DEVICE:-loop devices (losetup --direct-io=on) on $BACKING files}; filesystems: $FS_LIST (full matrix on $FS1, subset on the others)"
+echo "- Our datapath started by: $DP_MODE"
+echo "- Servers pinned to CPU 0 (taskset -c 0), fio to CPU 1; fio ioengine=nbd on a Unix socket for every server"
+echo "- Whole run: $((ELAPSED / 60)) min $((ELAPSED % 60)) s. Command: \`${BENCH_CMD:-make bench}\`"
+echo
+echo "![chart](chart.svg)"
+echo
+echo "## Targets (ratios from this run, $FS1)"
+echo
+echo "| target | measured | goal | qemu-dp config, this run | verdict |"
+echo "|---|---|---|---|---|"
+for c in ngdp-uring ngdp-aio; do
+	l=$(get "$FS1" matrix limit rr-qd32 6); q=$(get "$FS1" matrix qemu-nbd rr-qd32 6)
+	target "$c qcow2 4k randread QD32 / limit" "$(ratio "$(get "$FS1" matrix $c rr-qd32 6)" "$l")" ">=" 0.90 "$(ratio "$q" "$l")"
+	l=$(get "$FS1" matrix limit rw-fresh 6); q=$(get "$FS1" matrix qemu-nbd rw-fresh 6)
+	target "$c qcow2 4k randwrite QD32 fresh / limit" "$(ratio "$(get "$FS1" matrix $c rw-fresh 6)" "$l")" ">=" 0.80 "$(ratio "$q" "$l")"
+	for t in seq-read seq-write; do
+		l=$(get "$FS1" matrix limit $t 7); q=$(get "$FS1" matrix qemu-nbd $t 7)
+		target "$c qcow2 $(desc_test $t) / limit" "$(ratio "$(get "$FS1" matrix $c $t 7)" "$l")" ">=" 0.85 "$(ratio "$q" "$l")"
+	done
+	l=$(get "$FS1" matrix limit rr-qd1 8); q=$(get "$FS1" matrix qemu-nbd rr-qd1 8)
+	target "$c qcow2 4k randread QD1 mean latency / limit" "$(ratio "$(get "$FS1" matrix $c rr-qd1 8)" "$l")" "<=" 1.3 "$(ratio "$q" "$l")"
+done
+maxd=$(awk -F'\t' '$2 ~ /^chain/ { d = substr($2, 6) + 0; if (d > m) m = d } END { print m + 0 }' "$MED")
+for t in rr-qd32 rr-qd1; do
+	target "ngdp-uring $(desc_test $t): chain depth $maxd / depth 1" \
+		"$(ratio "$(get "$FS1" chain$maxd ngdp-uring $t 6)" "$(get "$FS1" chain1 ngdp-uring $t 6)")" ">=" 0.95 \
+		"$(ratio "$(get "$FS1" chain$maxd qemu-nbd $t 6)" "$(get "$FS1" chain1 qemu-nbd $t 6)")"
+done
+read -r m p n < <(ctl_stat Volume.snapshot)
+target "Volume.snapshot median (ms)" "$m" "<=" 20 "-"
+lsmax=$(awk -F'\t' '$1 ~ /^SR.ls\(/ { c = substr($1, 7) + 0; if (c > m) m = c } END { print m + 0 }' "$R/control.tsv")
+read -r m p n < <(ctl_stat "SR.ls($lsmax)")
+target "SR.ls with $lsmax volumes, median (ms)" "$m" "<=" 1000 "-"
+[ "$lsmax" -lt 10000 ] && echo "| SR.ls with 10,000 volumes | - | <= 1000 ms | - | not measured in this mode |"
+echo
+echo "Ratios: × limit = our result / the limit's (for QD1 latency: our mean latency / the limit's); the goal column is the issue's target. Targets missed: $TARGET_MISSES. The analysis of the committed run (what the misses are made of and what would close them) is in bench/README.md, section \"Analysis\"."
+echo
+echo "### Where the time goes (ngdp-uring qcow2, $FS1)"
+echo
+echo "| test | × limit | × transport ceiling (nbd-null) | server CPU µs/IO (qemu-nbd) | server CPU % | fio CPU % | machine CPU % | bound by |"
+echo "|---|---|---|---|---|---|---|---|"
+for t in $TESTS; do
+	col=$(metric_col "$t")
+	v=$(get "$FS1" matrix ngdp-uring "$t" "$col")
+	[ -n "$v" ] || continue
+	cu=$(get "$FS1" matrix ngdp-uring "$t" 10)
+	sb=$(busy "$cu" "$(get "$FS1" matrix ngdp-uring "$t" 6)")
+	fc=$(get "$FS1" matrix ngdp-uring "$t" 13)
+	mc=$(get "$FS1" matrix ngdp-uring "$t" 14)
+	nn=$(ratio "$v" "$(get "$FS1" matrix nbd-null "$t" "$col")")
+	why=$(awk -v s="$sb" -v f="$fc" -v m="$mc" -v n="$nn" 'BEGIN {
+		if (n != "-" && n + 0 >= 0.85) print "the NBD transport: within 15 % of a server that does no I/O"
+		else if (f + 0 >= 85) print "the client: fio (libnbd) uses all of CPU 1"
+		else if (s != "-" && s + 0 >= 85) print "the server: CPU 0 is saturated"
+		else if (m + 0 >= 85) print "the machine: both CPUs busy (server, fio, loop workers)"
+		else print "latency: no CPU saturated (round trips between fio, server and device)" }')
+	echo "| $(desc_test "$t") | $(ratio "$v" "$(get "$FS1" matrix limit "$t" "$col")") | $nn | $(fmtn "$cu") ($(fmtn "$(get "$FS1" matrix qemu-nbd "$t" 10)")) | $sb | $(fmtn "$fc") | $(fmtn "$mc") | $why |"
+done
+echo
+for fs in "${FSS[@]}"; do
+	echo "## I/O matrix on $fs"
+	echo
+	matrix_table "$fs"
+	echo
+done
+echo "Contenders: $(for c in $CONTS; do printf '%s = %s; ' "$c" "$(desc_cont $c)"; done)"
+echo "\"× qemu-dp\" is the ratio to qemu-nbd with qemu-dp's options on the same image. Server CPU µs/IO = (utime+stime of the server process(es), from /proc/PID/stat, from the end of the ramp to the end of the run) / I/Os completed; the limit has no server. 100 Hz ticks: short runs make it coarse. Server CPU % = share of CPU 0 the server kept busy (µs/IO × IOPS); fio CPU % = fio's own usr+sys on CPU 1 (libnbd client or io_uring submitter): near 100 % means the client, not the server, sets the pace. Machine CPU % = both CPUs' busy time (/proc/stat) over the run: it includes the loop devices' kernel workers and anything else running on the machine."
+echo
+echo "## Scale: volumes served at once ($FS1, qcow2, one server per volume, all servers on CPU 0)"
+echo
+echo "| test | contender | volumes | aggregate | × 1 volume | server CPU µs/IO |"
+echo "|---|---|---|---|---|---|"
+for t in rr-qd32 seq-read; do
+	for c in qemu-nbd ngdp-uring; do
+		col=$(metric_col $t)
+		one=$(get "$FS1" scale1 $c $t "$col")
+		for g in $(awk -F'\t' '$2 ~ /^scale/ { print substr($2, 6) }' "$MED" | sort -nu); do
+			v=$(get "$FS1" "scale$g" $c $t "$col")
+			[ -n "$v" ] && echo "| $(desc_test $t) | $c | $g | $(fmtn "$v") $(unit $t) | $(ratio "$v" "$one") | $(fmtn "$(get "$FS1" "scale$g" $c $t 10)") |"
+		done
+	done
+done
+echo
+echo "## Reads through backing chains ($FS1, qcow2: filled base, empty leaves made by Volume.snapshot)"
+echo
+echo "| test | contender | depth | IOPS | mean lat µs | × depth 1 | server CPU µs/IO |"
+echo "|---|---|---|---|---|---|---|"
+for t in rr-qd1 rr-qd32; do
+	for c in qemu-nbd ngdp-uring; do
+		one=$(get "$FS1" chain1 $c $t 6)
+		for d in $(awk -F'\t' '$2 ~ /^chain/ { print substr($2, 6) }' "$MED" | sort -nu); do
+			v=$(get "$FS1" "chain$d" $c $t 6)
+			[ -n "$v" ] && echo "| $(desc_test $t) | $c | $d | $(fmtn "$v") | $(fmtn "$(get "$FS1" "chain$d" $c $t 8)") | $(ratio "$v" "$one") | $(fmtn "$(get "$FS1" "chain$d" $c $t 10)") |"
+		done
+	done
+done
+echo
+echo "## Control path ($FS1 SR, qcow2; each call is an exec of the plugin with JSON on stdin, as xapi-storage-script does)"
+echo
+echo "| call | median ms | p95 ms | calls |"
+echo "|---|---|---|---|"
+for k in $(cut -f1 "$R/control.tsv" | awk '!s[$0]++'); do
+	read -r m p n < <(ctl_stat "$k")
+	echo "| $k | $m | $p | $n |"
+done
+have_dp=$(grep -c '^Datapath' "$R/control.tsv")
+[ "$have_dp" -eq 0 ] && echo "| Datapath.attach+activate | - | - | not measured: the datapath plugin was not usable in this run (see \"started by\" above) |"
+echo
+echo "Volume.create-bulk(N) is the mean time per Volume.create while filling the SR for SR.ls (N creates)."
+for f in "$R"/perf-*.txt; do
+	[ -s "$f" ] || continue
+	t=$(basename "$f" .txt); t=${t#perf-}
+	echo
+	echo "## Profile: ngdp-uring qcow2, $(desc_test "$t") (perf record -g -p PID, ${RUNTIME} s; self time by symbol)"
+	echo
+	echo '```'
+	cat "$f"
+	echo '```'
+done
+} >"$MD"
+
+# ---------------------------------------------------------------- chart
+CD=$R/chart.dat
+{
+	printf 'test'
+	for c in $CONTS; do printf '\t%s' "$c"; done
+	printf '\n'
+	for t in $TESTS; do
+		col=$(metric_col "$t")
+		l=$(get "$FS1" matrix limit "$t" "$col")
+		[ -n "$l" ] || continue
+		printf '%s' "$t"
+		for c in $CONTS; do
+			v=$(get "$FS1" matrix "$c" "$t" "$col")
+			printf '\t%s' "$(r=$(ratio "$v" "$l"); [ "$r" = - ] && echo 0 || echo "$r")"
+		done
+		printf '\n'
+	done
+} >"$CD"
+{
+	printf 'test'
+	for c in $CONTS; do [ $c = limit ] || printf '\t%s' "$c"; done
+	printf '\n'
+	for t in $TESTS; do
+		[ -n "$(get "$FS1" matrix qemu-nbd "$t" 10)" ] || continue
+		printf '%s' "$t"
+		for c in $CONTS; do
+			[ $c = limit ] && continue
+			v=$(get "$FS1" matrix "$c" "$t" 10)
+			printf '\t%s' "${v:-?}"
+		done
+		printf '\n'
+	done
+} >"$R/cpu.dat"
+if command -v gnuplot >/dev/null; then
+	gnuplot -e "datafile='$CD'; cpufile='$R/cpu.dat'; outfile='$R/chart.svg'; fsname='$FS1'; ncol=$(head -1 "$CD" | awk -F'\t' '{ print NF }'); ncpu=$(head -1 "$R/cpu.dat" | awk -F'\t' '{ print NF }')" \
+		"$HERE/chart.gp" || echo "gnuplot failed" >&2
+else
+	echo "no gnuplot: no chart" >&2
+fi
+# The README shows the latest results written into bench/results: their
+# header, the chart, the targets and the first filesystem's matrix.
+if [ "$(cd "$R" && pwd)" = "$HERE/results" ]; then
+	awk 'NR > 2 && /^## / && ++h == 3 { exit } NR > 2' "$MD" |
+		sed 's#(chart.svg)#(results/chart.svg)#' >"$R/.readme-snippet"
+	echo "Full results, scale, chains, control path and profile: [results/results.md](results/results.md)." \
+		>>"$R/.readme-snippet"
+	awk -v snip="$R/.readme-snippet" '
+		/^<!-- results:end -->/ { skip = 0 }
+		!skip { print }
+		/^<!-- results:begin -->/ {
+			while ((getline l < snip) > 0) print l
+			skip = 1
+		}' "$HERE/README.md" >"$R/.readme-new" && cat "$R/.readme-new" >"$HERE/README.md"
+	rm -f "$R/.readme-snippet" "$R/.readme-new"
+fi
+echo "report: $MD ($TARGET_MISSES targets missed)"

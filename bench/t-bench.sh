@@ -1,0 +1,157 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-only
+# t-bench.sh: the benchmark's plumbing on tiny images (make check-bench).
+#
+# Runs bench.sh with BENCH_TINY=1 (32 MiB images, 1 s runs, one repetition)
+# into a temporary results folder and checks that every contender, test,
+# scale and chain case produced numbers, that the report and the chart are
+# written, and that nothing is left behind.  Also checks report.sh's
+# arithmetic on a synthetic input.  No timing assertions.
+# Usage: t-bench.sh INSTALL_ROOT
+set -u
+export LC_ALL=C
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=${1:?usage: t-bench.sh INSTALL_ROOT}
+PASS=0 FAIL=0 SKIP=0
+T=$(mktemp -d /tmp/xsng-t-bench.XXXXXX)
+BENCH_PID=
+
+cleanup() {
+	# bench.sh cleans up after itself (its own EXIT trap) when stopped
+	if [ -n "$BENCH_PID" ] && kill -0 "$BENCH_PID" 2>/dev/null; then
+		kill -TERM "$BENCH_PID"
+		wait "$BENCH_PID"
+	fi
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+ok() { PASS=$((PASS + 1)); echo "  ok: $*"; }
+fail() { FAIL=$((FAIL + 1)); echo "  FAIL: $*"; }
+skip() { SKIP=$((SKIP + 1)); echo "  skip: $*"; }
+check() {
+	local what=$1
+	shift
+	if "$@"; then ok "$what"; else fail "$what"; fi
+}
+finish() {
+	echo "t-bench: $PASS passed, $FAIL failed, $SKIP skipped"
+	[ "$FAIL" -eq 0 ]
+	exit
+}
+
+# ---------------------------------------------------------------- report.sh
+# Synthetic runs: medians and ratios must come out as computed by hand.
+R=$T/synthetic
+mkdir -p "$R"
+{
+	printf 'xfs\tmatrix\tlimit\trr-qd32\t1\t1000\t4\t30\t60\t-\t50\t60\n'
+	printf 'xfs\tmatrix\tlimit\trr-qd32\t2\t3000\t12\t10\t20\t-\t50\t60\n'
+	printf 'xfs\tmatrix\tlimit\trr-qd32\t3\t2000\t8\t20\t40\t-\t50\t60\n'
+	printf 'xfs\tmatrix\tqemu-nbd\trr-qd32\t1\t500\t2\t60\t90\t10\t70\t60\n'
+	printf 'xfs\tmatrix\tngdp-uring\trr-qd32\t1\t1900\t7.6\t21\t30\t4\t90\t60\n'
+	printf 'xfs\tmatrix\tngdp-uring\trr-qd32\t2\t1700\t6.8\t23\t30\t6\t90\t60\n'
+} | awk -F'\t' 'NF == 12' >"$R/raw.tsv"
+printf 'Volume.snapshot\t%s\n' 10000 30000 20000 >"$R/control.tsv"
+printf 'SR.ls(100)\t%s\n' 5000 7000 6000 >>"$R/control.tsv"
+if MODE=synthetic SIZE_MB=1 REPS=3 RUNTIME=1 RAMP=0 BACKING=ram DP_MODE=test \
+	FS_LIST=xfs ELAPSED=1 bash "$HERE/report.sh" "$R" >"$T/report.out" 2>&1; then
+	ok "report.sh runs on synthetic data"
+else
+	fail "report.sh runs on synthetic data: $(tail -3 "$T/report.out")"
+fi
+med=$(awk -F'\t' '$3 == "limit" { print $5, $6, $8 }' "$R/medians.tsv" 2>/dev/null)
+check "median of 3 repetitions (n=3, 2000 IOPS, 20 µs)" [ "$med" = "3 2000 20" ]
+med=$(awk -F'\t' '$3 == "ngdp-uring" { print $6, $10 }' "$R/medians.tsv" 2>/dev/null)
+check "median of 2 repetitions is their mean (1800 IOPS, 5 µs/IO)" [ "$med" = "1800 5" ]
+check "ratio to the limit and to qemu-dp in the table" \
+	grep -q '| 4k randread QD32 | ngdp-uring | 1800 IOPS | .* | 0.90 | 3.60 |' "$R/results.md"
+check "target verdict from the ratio (0.90 >= 0.90 is met)" \
+	grep -q 'ngdp-uring qcow2 4k randread QD32 / limit | 0.90 | >= 0.90 | 0.25 | \*\*met\*\*' "$R/results.md"
+check "Volume.snapshot median 20 ms, p95 30 ms" \
+	grep -q '| Volume.snapshot | 20.0 | 30.0 | 3 |' "$R/results.md"
+check "unmeasured targets say so" grep -q 'SR.ls with 10,000 volumes | - | <= 1000 ms | - | not measured' "$R/results.md"
+
+# ---------------------------------------------------------------- tiny run
+if [ "$(id -u)" -ne 0 ]; then
+	skip "tiny benchmark run: needs root (loop devices, mounts)"
+	finish
+fi
+for tool in fio qemu-nbd qemu-storage-daemon qemu-img nbdinfo jq losetup; do
+	if ! command -v "$tool" >/dev/null; then
+		skip "tiny benchmark run: $tool is not installed (make deps)"
+		finish
+	fi
+done
+if [ "$(df --output=avail -k /dev/shm | tail -1)" -lt $((2 * 1024 * 1024)) ]; then
+	skip "tiny benchmark run: less than 2 GiB free in /dev/shm"
+	finish
+fi
+
+R=$T/results
+BENCH_TINY=1 BENCH_RESULTS=$R bash "$HERE/bench.sh" "$ROOT" >"$T/bench.log" 2>&1 &
+BENCH_PID=$!
+wait "$BENCH_PID"
+rc=$?
+BENCH_PID=
+if [ "$rc" -eq 0 ]; then
+	ok "bench.sh BENCH_TINY=1 runs end to end"
+else
+	fail "bench.sh BENCH_TINY=1 exit status $rc"
+	grep -v '^\[bench .*: [0-9]' "$T/bench.log" | tail -15 | sed 's/^/    /'
+fi
+W=$(sed -n 's/^.*work dir \([^ ,]*\),.*/\1/p' "$T/bench.log")
+BDIR=$(sed -n 's/^.*loop files in \(.*\)$/\1/p' "$T/bench.log")
+
+rows() { # FS GROUP TEST-REGEX CONTENDER-REGEX: lines with a positive result
+	awk -F'\t' -v f="$1" -v g="$2" -v t="$3" -v c="$4" \
+		'$1 == f && $2 == g && $4 ~ t && $3 ~ c && $6 > 0 && $7 > 0' \
+		"$R/raw.tsv" 2>/dev/null | wc -l
+}
+check "xfs matrix: 8 contenders x 6 tests have numbers" [ "$(rows xfs matrix . .)" -eq 48 ]
+check "ext4 subset: 4 contenders x 3 tests have numbers" [ "$(rows ext4 matrix . .)" -eq 12 ]
+check "server CPU time per I/O measured for every server run" \
+	[ "$(awk -F'\t' '$3 != "limit" && $10 == "-"' "$R/raw.tsv" | wc -l)" -eq 0 ]
+check "machine CPU % recorded for every run" \
+	[ "$(awk -F'\t' 'NF != 12 || $12 !~ /^[0-9.]+$/' "$R/raw.tsv" | wc -l)" -eq 0 ]
+check "scale: 1 and 2 volumes, 2 contenders, 2 tests" \
+	[ $(($(rows xfs scale1 . .) + $(rows xfs scale2 . .))) -eq 8 ]
+check "chain depth 1 and 3, 2 contenders, 2 tests" \
+	[ $(($(rows xfs chain1 . .) + $(rows xfs chain3 . .))) -eq 8 ]
+for k in Volume.create Volume.snapshot Volume.clone 'SR.ls(10)' 'SR.ls(20)'; do
+	check "control path: $k timed" grep -q "^$k	[0-9]" "$R/control.tsv"
+done
+if grep -q 'started by: datapath plugin' "$R/results.md" 2>/dev/null; then
+	check "control path: Datapath.attach+activate timed" \
+		grep -q '^Datapath.attach+activate	[0-9]' "$R/control.tsv"
+else
+	skip "Datapath.attach+activate: the datapath plugin could not serve here ($(grep -o 'started by: .*' "$R/results.md" | cut -c1-160))"
+fi
+check "results.md has the targets and every section" \
+	bash -c "grep -q '^## Targets' '$R/results.md' && grep -q '^## I/O matrix on xfs' '$R/results.md' &&
+		 grep -q '^## I/O matrix on ext4' '$R/results.md' && grep -q '^## Scale' '$R/results.md' &&
+		 grep -q '^## Reads through backing chains' '$R/results.md' && grep -q '^## Control path' '$R/results.md'"
+check "results.md names machine, kernel, date and commit" \
+	bash -c "grep -q 'kernel $(uname -r)' '$R/results.md' && grep -q '^- Date: .*commit' '$R/results.md'"
+if command -v gnuplot >/dev/null; then
+	check "chart.svg drawn" grep -q '<svg' "$R/chart.svg"
+else
+	skip "chart: gnuplot is not installed"
+fi
+check "fio JSON kept, compressed, one line per run" \
+	[ "$(gzip -dc "$R/fio-json.jsonl.gz" 2>/dev/null | wc -l)" -eq "$(wc -l <"$R/raw.tsv")" ]
+check "results stay small (< 1 MiB)" [ "$(du -sk "$R" | cut -f1)" -lt 1024 ]
+
+# nothing left behind: bench.sh's own check, and ours
+check "bench.sh reports a clean exit" grep -q 'clean: no processes, mounts, loop devices' "$T/bench.log"
+check "no mounts left under its work dir" \
+	bash -c "[ -n '$W' ] && ! findmnt -rn -o TARGET | grep -q '^$W/'"
+check "no loop devices left on its files" \
+	bash -c "[ -n '$BDIR' ] && ! losetup -l -n -O BACK-FILE | grep -q '^$BDIR'"
+check "its backing and work directories are gone" bash -c "[ ! -e '$BDIR' ] && [ ! -e '$W' ]"
+left=0
+for p in /proc/[0-9]*; do
+	tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "${W:-/nonexistent}/" && left=$((left + 1))
+done
+check "no server process left that uses its work dir" [ "$left" -eq 0 ]
+finish

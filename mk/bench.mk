@@ -1,0 +1,27 @@
+# SPDX-License-Identifier: LGPL-2.1-only
+# The datapath benchmark (bench/README.md).
+#
+#   make bench                 deps + build + the full run (< 30 min, root):
+#                              results in bench/results/
+#   make bench BENCH_QUICK=1   the same, short (< 5 min)
+#   make check-bench           the benchmark's plumbing on tiny images
+#                              (part of `make check`; no timing assertions)
+# BENCH_* variables (bench/README.md) pass through the environment.
+
+BENCH_ROOT = $(abspath $(B))/bench-root
+
+bench:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory all
+	@rm -rf $(BENCH_ROOT)
+	@$(MAKE) --no-print-directory install DESTDIR=$(BENCH_ROOT) >/dev/null
+	NGDP_SERVER=$(abspath $(B))/ngdp-server bash bench/bench.sh $(BENCH_ROOT)
+
+check-bench: all
+	@rm -rf $(BENCH_ROOT)-check
+	@$(MAKE) --no-print-directory install DESTDIR=$(BENCH_ROOT)-check >/dev/null
+	NGDP_SERVER=$(abspath $(B))/ngdp-server bash bench/t-bench.sh $(BENCH_ROOT)-check
+
+CHECK_TARGETS += check-bench
+
+.PHONY: bench check-bench
