@@ -89,11 +89,12 @@ bool rec_bool(json_object *rec, const char *key);
 int sr_scan(struct sr *sr, json_object **ret_volumes, json_object **ret_images);
 
 /*
- * Delete images nothing references any more (starting from 'id' and
- * walking up its parents), and with 'sweep' also image files that have no
- * record (left by a crash).  Call with the exclusive lock.
+ * Delete images nothing references any more (a parent goes once its last
+ * child has gone), and with 'sweep' also image files that have no record
+ * and temporary files, both left by crashed calls.  Call with the
+ * exclusive lock.
  */
-int sr_collect_garbage(struct sr *sr, const char *id, bool sweep);
+int sr_collect_garbage(struct sr *sr, bool sweep);
 
 /* "images/<id>.<ext>": the top image of a volume record, relative to the
  * SR root. */

@@ -441,14 +441,13 @@ static int delete_image(struct sr *sr, json_object *img)
 	return 0;
 }
 
-int sr_collect_garbage(struct sr *sr, const char *id, bool sweep)
+int sr_collect_garbage(struct sr *sr, bool sweep)
 {
 	json_object *vols = NULL, *imgs = NULL, *refs;
 	bool changed = true;
 	size_t i;
 	int r;
 
-	(void)id;	/* the full pass below covers it */
 	r = sr_scan(sr, &vols, &imgs);
 	if (r < 0)
 		return r;
@@ -496,6 +495,16 @@ int sr_collect_garbage(struct sr *sr, const char *id, bool sweep)
 			char idbuf[UUID_STR_LEN];
 			const char *dot = strchr(de->d_name, '.');
 
+			/* ".<id>.vhd.XXXXXX": the VHD writer's temp file */
+			if (de->d_name[0] == '.' && strlen(de->d_name) > 37 &&
+			    de->d_name[37] == '.') {
+				snprintf(idbuf, sizeof(idbuf), "%.36s",
+					 de->d_name + 1);
+				if (uuid_is_valid(idbuf))
+					(void)unlinkat(sr->imagesfd, de->d_name,
+						       0);
+				continue;
+			}
 			if (de->d_name[0] == '.' || !dot ||
 			    dot - de->d_name != 36)
 				continue;

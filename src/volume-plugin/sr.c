@@ -277,7 +277,7 @@ check:
 				 strerror(-r));
 	}
 	/* finish what crashed calls left: unreferenced images, temp files */
-	if (sr_collect_garbage(&sr, NULL, true) < 0)
+	if (sr_collect_garbage(&sr, true) < 0)
 		log_warn("SR %s: garbage collection failed", uuid);
 	sr_close(&sr);
 	log_info("attached SR %s (%s) at %s", uuid, dev, dir);

@@ -248,7 +248,7 @@ int volume_create(struct call *c, json_object **ret)
 				    true, sharable);
 	r = publish(c, &sr, recs, 2);
 	if (r < 0)
-		(void)sr_collect_garbage(&sr, id, false);
+		(void)sr_collect_garbage(&sr, true);
 	else
 		*ret = vp_volume_to_xapi(&sr, recs[1]);
 	log_info("created volume %s (%s, %" PRIu64 " bytes)%s", key,
@@ -319,7 +319,7 @@ int volume_destroy(struct call *c, json_object **ret)
 	}
 	/* images still needed by other volumes stay, hidden, until their
 	 * last dependant goes; the rest is freed now */
-	r = sr_collect_garbage(&sr, NULL, false);
+	r = sr_collect_garbage(&sr, false);
 	if (r < 0)
 		log_warn("volume %s destroyed; freeing its images failed: %s "
 			 "(retried by the next destroy or attach)", key,
@@ -498,7 +498,7 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 	if (clone) {
 		r = new_leaf(c, &sr, vol, leaf2, &leaf2_fmt);
 		if (r < 0) {
-			(void)sr_collect_garbage(&sr, NULL, true);
+			(void)sr_collect_garbage(&sr, true);
 			goto out_recs;
 		}
 		recs[n++] = new_image_record(leaf2, leaf2_fmt,
@@ -515,7 +515,7 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 	recs[n++] = json_object_get(copy);
 	r = publish(c, &sr, recs, n);
 	if (r < 0)
-		(void)sr_collect_garbage(&sr, NULL, true);
+		(void)sr_collect_garbage(&sr, true);
 published:
 	if (r == 0) {
 		*ret = vp_volume_to_xapi(&sr, copy);
