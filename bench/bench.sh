@@ -104,23 +104,13 @@ log() { echo "[bench $(date +%T)] $*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
 
 cleanup() {
-	local p a l m i
+	local a l m
 	set +e
 	for a in "${ACTIVE[@]}"; do
 		# shellcheck disable=SC2086
 		dp_stop $a >/dev/null 2>&1
 	done
-	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-	for p in "${PIDS[@]}"; do
-		for ((i = 0; i < 100; i++)); do
-			kill -0 "$p" 2>/dev/null || break
-			sleep 0.05
-		done
-		kill -9 "$p" 2>/dev/null
-	done
-	for p in "${PIDS[@]}"; do
-		while kill -0 "$p" 2>/dev/null; do sleep 0.05; done
-	done
+	[ ${#PIDS[@]} -gt 0 ] && stop_pids "${PIDS[@]}"
 	for m in $(findmnt -rn -o TARGET | grep "^$W/" | sort -r); do
 		umount "$m" 2>/dev/null || umount -l "$m"
 	done
