@@ -288,6 +288,7 @@ static int activate(struct call *c, bool readonly)
 	char link[PATH_MAX];
 	struct dp_target t;
 	struct sr sr;
+	bool started = false;
 	int r, index;
 
 	if ((r = dp_arg_target(c, true, &t)) < 0 ||
@@ -315,6 +316,7 @@ static int activate(struct call *c, bool readonly)
 		json_object_put(rec);
 		rec = NULL;
 		r = start_server(c, &sr, &t, &rec);
+		started = true;
 		if (r < 0)
 			goto out;
 	}
@@ -341,8 +343,14 @@ static int activate(struct call *c, bool readonly)
 			      strerror(-r));
 		goto out;
 	}
+	/* /dev/nbdN: connect once per server.  A repeated activate finds it
+	 * connected (idempotent); a new server replaces a dead one's
+	 * connection, which the kernel still holds. */
 	index = nbd_kernel_index(&t);
-	if (index >= 0 && !readonly) {
+	if (index >= 0 && !readonly &&
+	    (started || !nbd_kernel_connected(index))) {
+		if (started && nbd_kernel_connected(index))
+			(void)nbd_kernel_disconnect(index);
 		r = nbd_kernel_connect(&t, index, link, t.key, 4);
 		if (r < 0)
 			r = call_fail(c, r, "Datapath_error",
@@ -502,8 +510,10 @@ int dp_open(struct call *c, json_object **ret)
 		goto out;
 	base = strrchr(leaf, '/') + 1;
 	{
-		const char *fmt = strstr(base, ".vhd") ? "vpc" :
-				  strstr(base, ".raw") ? "raw" : "qcow2";
+		/* images/<id>.<ext>: the extension is the format */
+		const char *ext = strrchr(base, '.');
+		const char *fmt = !strcmp(ext, ".vhd") ? "vpc" :
+				  !strcmp(ext, ".raw") ? "raw" : "qcow2";
 		const char *const argv[] = { "qemu-img", "create", "-q", "-f",
 					     "qcow2", "-o", "compat=1.1", "-b",
 					     base, "-F", fmt, overlay, NULL };

@@ -49,6 +49,7 @@ int nbd_kernel_connect(const struct dp_target *t, int index,
 		       const char *socket_path, const char *export_name,
 		       unsigned int connections);
 int nbd_kernel_disconnect(int index);
+bool nbd_kernel_connected(int index);	/* the kernel has sockets for it */
 void nbd_kernel_release(const struct dp_target *t);
 int nbd_kernel_index(const struct dp_target *t);
 

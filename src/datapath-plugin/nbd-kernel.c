@@ -416,6 +416,14 @@ out:
 	return r;
 }
 
+bool nbd_kernel_connected(int index)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/sys/block/nbd%d/pid", index);
+	return access(path, F_OK) == 0;
+}
+
 int nbd_kernel_disconnect(int index)
 {
 	int sock = genl_socket(), family, r;
