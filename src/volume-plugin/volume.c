@@ -493,7 +493,7 @@ static void point_volume_at(json_object *vol, const char *id,
  * itself from the record when its suspend times out.
  */
 static void resume_on_record(struct sr *sr, const char *key,
-			     json_object *active)
+			     json_object *active, const char *served_rel)
 {
 	struct call quiet = { 0 };	/* errors here are logged, not returned */
 	json_object *vol = NULL;
@@ -508,7 +508,10 @@ static void resume_on_record(struct sr *sr, const char *key,
 	}
 	sr_volume_image(vol, rel, sizeof(rel));
 	snprintf(path, sizeof(path), "%s/%s", sr->path, rel);
-	if (resume_server(&quiet, active, path) < 0)
+	/* unchanged: a plain resume, which also ends a suspend whose flush
+	 * failed, without reopening the chain */
+	if (resume_server(&quiet, active, strcmp(rel, served_rel) ? path :
+			  NULL) < 0)
 		log_error("volume %s: %s", key, quiet.err_msg);
 	json_object_put(vol);
 }
@@ -552,6 +555,7 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 {
 	json_object *vol = NULL, *copy = NULL, *active = NULL, *recs[4];
 	char newkey[UUID_STR_LEN], leaf[UUID_STR_LEN], leaf2[UUID_STR_LEN];
+	char served[80];	/* the image the server is on: the leaf */
 	enum image_fmt leaf_fmt, leaf2_fmt, fmt;
 	bool suspended = false;
 	const char *key;
@@ -562,6 +566,7 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 	r = vp_open_volume(c, SR_LOCK_EXCLUSIVE, &sr, &key, &vol);
 	if (r < 0)
 		return r;
+	sr_volume_image(vol, served, sizeof(served));
 	if (uuid_generate(newkey) < 0) {
 		r = call_fail(c, -EIO, "Storage_error", "no random numbers");
 		goto out;
@@ -656,6 +661,8 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 		(void)sr_collect_garbage(&sr, true);
 	}
 published:
+	if (r == 0)
+		fault_point("snapshot-after-commit");
 	if (r == 0) {
 		*ret = vp_volume_to_xapi(&sr, copy);
 		log_info("%s of %s is %s", clone ? "clone" : "snapshot", key,
@@ -666,7 +673,7 @@ out_recs:
 		json_object_put(recs[--n]);
 out:
 	if (suspended)
-		resume_on_record(&sr, key, active);
+		resume_on_record(&sr, key, active, served);
 	json_object_put(active);
 	json_object_put(copy);
 	json_object_put(vol);
