@@ -25,8 +25,8 @@ reads() { # reads KEY PATTERN OFFSET LEN: every byte has the pattern
 		       <(head -c "$(to_bytes $4)" /dev/zero | tr '\0' "\\$(printf '%03o' "$2")")
 		return
 	fi
-	out=$(qemu-io -f "$fmt" -c "read -P $2 $3 $4" "$img" 2>&1) &&
-	! grep -q 'verification failed' <<<"$out" && grep -q '^read ' <<<"$out"
+	# qemu-io exits 1 on a pattern mismatch or a failed read
+	qio -r -f "$fmt" -c "read -P $2 $3 $4" "$img"
 }
 stat_vol() { vcall Volume.stat "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$1\"}"; }
 destroy() { vcall Volume.destroy "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$1\"}"; }

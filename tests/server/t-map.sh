@@ -35,6 +35,8 @@ compare_map() {
 	start_server "$name" --image "$img" --readonly || return 1
 	norm_nbd "$(uri "$name")" "$raw" >"$T/$name.nbd"
 	stop_server "$SERVER_PID" || return 1
+	# a failed qemu-img map or nbdinfo leaves its side empty
+	[ -s "$T/$name.qemu" ] && [ -s "$T/$name.nbd" ] || { echo "empty map"; return 1; }
 	diff -u "$T/$name.qemu" "$T/$name.nbd"
 }
 
