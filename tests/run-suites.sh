@@ -28,7 +28,7 @@ for s in "$@"; do
 		awk '{n++; p += $2; f += $3; k += $4} END {print n + 0, p + 0, f + 0, k + 0}')
 	if [ "$n" -eq 0 ]; then
 		read -r n p f k < <(sed -nE 's/.*\<([0-9]+) passed, ([0-9]+) failed(, ([0-9]+) skipped)?.*/1 \1 \2 \4/p' "$log" |
-			tail -1 | awk '{print $1 + 0, $2 + 0, $3 + 0, $4 + 0}')
+			awk '{ l = $0 } END { split(l, a, " "); print a[1] + 0, a[2] + 0, a[3] + 0, a[4] + 0 }')
 	fi
 	if [ "$n" -eq 0 ] && [ "$rc" -ne 0 ]; then
 		echo "$s: failed before running its tests (exit $rc)"
