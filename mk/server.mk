@@ -8,7 +8,7 @@ SERVER_UNIT_SRC := $(wildcard tests/unit/test-nbd-*.c)
 SERVER_UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(SERVER_UNIT_SRC))
 SERVER_FUZZ     := $(B)/fuzz/fuzz-nbd
 SERVER_FUZZ_CC  ?= clang
-SERVER_FUZZ_TIME ?= 120
+SERVER_FUZZ_TIME ?= $(FUZZ_TIME)
 SERVER_FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 
 $(B)/tests/server/%: tests/server/%.c include/server/nbd-proto.h

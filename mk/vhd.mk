@@ -4,7 +4,7 @@
 VHD_UNIT      := $(B)/tests/unit/test-vhd-layout
 VHD_TOOL      := $(B)/tests/formats/vhd-tool
 VHD_FUZZ      := $(B)/fuzz/fuzz-vhd-open
-VHD_FUZZ_TIME ?= 60
+VHD_FUZZ_TIME ?= $(FUZZ_TIME)
 VHD_FUZZ_CC   ?= clang
 
 CHECK_TARGETS += check-vhd
