@@ -34,10 +34,11 @@ check() {
 	shift
 	if "$@"; then ok "$what"; else fail "$what"; fi
 }
+# a test program (tests/README.md): exit 0 pass, 1 fail
 finish() {
-	echo "t-bench: $PASS passed, $FAIL failed, $SKIP skipped"
-	[ "$FAIL" -eq 0 ]
-	exit
+	echo "t-bench: checks: $PASS ok, $FAIL failed, $SKIP skipped"
+	[ "$FAIL" -eq 0 ] && exit 0
+	exit 1
 }
 
 # ---------------------------------------------------------------- report.sh

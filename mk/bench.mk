@@ -20,7 +20,7 @@ bench:
 check-bench: all
 	@rm -rf $(BENCH_ROOT)-check
 	@$(MAKE) --no-print-directory install DESTDIR=$(BENCH_ROOT)-check >/dev/null
-	NGDP_SERVER=$(abspath $(B))/ngdp-server bash bench/t-bench.sh $(BENCH_ROOT)-check
+	@$(RUN_TESTS) -s bench -t 1800 "NGDP_SERVER=$(abspath $(B))/ngdp-server bench/t-bench.sh $(BENCH_ROOT)-check"
 
 CHECK_TARGETS += check-bench
 

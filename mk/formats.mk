@@ -25,7 +25,7 @@ $(B)/tests/unit/test-qcow2-%: $(call obj,tests/unit/test-qcow2-%.c) $(LIBFORMATS
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_FORMATS)
 
 check-formats-unit: $(FORMATS_UNIT_BIN)
-	@set -e; for t in $(FORMATS_UNIT_BIN); do echo "== $$t"; $$t; done
+	@$(RUN_TESTS) -s formats-unit $(FORMATS_UNIT_BIN)
 
 # ---------------------------------------------------------------- fuzzing
 FUZZ_CC    ?= clang
@@ -39,21 +39,21 @@ $(FUZZ_QCOW2): tests/fuzz/fuzz-qcow2-open.c $(FORMATS_SRC) tests/fuzz/qcow2-fuzz
 		$(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-qcow2-open.c $(FORMATS_SRC) \
 		tests/fuzz/qcow2-fuzz-log.c -lz
 
+FUZZ_QCOW2_OPTS := -max_len=65536
+
 fuzz-qcow2: $(FUZZ_QCOW2)
-	@mkdir -p $(B)/fuzz/corpus-qcow2 $(B)/fuzz/artifacts/
-	$(FUZZ_QCOW2) -max_total_time=$(FUZZ_TIME) -max_len=65536 \
-		-artifact_prefix=$(B)/fuzz/artifacts/ \
-		$(B)/fuzz/corpus-qcow2 tests/fuzz/corpus/qcow2
+	$(RUN_FUZZ) fuzz qcow2 $(FUZZ_QCOW2) tests/fuzz/corpus/qcow2 $(FUZZ_TIME) $(FUZZ_QCOW2_OPTS)
+
+FUZZ_BINS += $(FUZZ_QCOW2)
+CHECK_FUZZ += "$(RUN_FUZZ) fuzz qcow2 $(FUZZ_QCOW2) tests/fuzz/corpus/qcow2 $(CHECK_FUZZ_TIME) $(FUZZ_QCOW2_OPTS)"
 
 # ---------------------------------------------------------------- check
-check-formats: $(IMGIO) $(FORMATS_UNIT_BIN)
-	@$(MAKE) --no-print-directory check-formats-unit
-	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory $(FUZZ_QCOW2) >/dev/null && \
-		echo "== fuzz corpus regression" && \
-		$(FUZZ_QCOW2) -runs=0 tests/fuzz/corpus/qcow2 2>&1 | tail -2; \
-	else echo "skip: fuzz corpus regression ($(FUZZ_CC) not found)"; fi
-	IMGIO=$(abspath $(IMGIO)) bash tests/formats/run.sh
+# Unit tests, the fuzz corpus regression (every seed once), run.sh (the
+# qcow2 engine against qemu) and any tests/formats/t-*.sh.
+check-formats: $(IMGIO) $(FORMATS_UNIT_BIN) fuzz-build
+	@$(RUN_TESTS) -s formats $(FORMATS_UNIT_BIN) \
+		"$(RUN_FUZZ) regress qcow2 $(FUZZ_QCOW2) tests/fuzz/corpus/qcow2 $(FUZZ_QCOW2_OPTS)" \
+		$(foreach t,tests/formats/run.sh $(wildcard tests/formats/t-*.sh),"IMGIO=$(abspath $(IMGIO)) B=$(B) $(t)")
 
 CHECK_TARGETS += check-formats
 FUZZ_TARGETS += fuzz-qcow2

@@ -8,7 +8,7 @@ SERVER_UNIT_SRC := $(wildcard tests/unit/test-nbd-*.c)
 SERVER_UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(SERVER_UNIT_SRC))
 SERVER_FUZZ     := $(B)/fuzz/fuzz-nbd
 SERVER_FUZZ_CC  ?= clang
-SERVER_FUZZ_TIME ?= 120
+SERVER_FUZZ_TIME ?= $(FUZZ_TIME)
 SERVER_FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 
 $(B)/tests/server/%: tests/server/%.c include/server/nbd-proto.h
@@ -26,30 +26,31 @@ $(SERVER_FUZZ): tests/fuzz/fuzz-nbd.c $(SERVER_SRC) $(FORMATS_SRC) src/common/lo
 	$(SERVER_FUZZ_CC) $(CPPFLAGS) $(if $(wildcard src/formats/vhd.c),-DHAVE_FORMAT_VHD) \
 		$(SERVER_FUZZ_FLAGS) -o $@ $^ $(LIBS_COMMON) $(LIBS_SERVER)
 
+SERVER_FUZZ_OPTS := -max_len=8192 -timeout=10
+
 fuzz-nbd: $(SERVER_FUZZ)
-	@mkdir -p $(B)/fuzz/corpus-nbd $(B)/fuzz/artifacts-nbd/
-	$(SERVER_FUZZ) -max_total_time=$(SERVER_FUZZ_TIME) -max_len=8192 \
-		-timeout=10 -artifact_prefix=$(B)/fuzz/artifacts-nbd/ \
-		$(B)/fuzz/corpus-nbd tests/fuzz/corpus/nbd
+	$(RUN_FUZZ) fuzz nbd $(SERVER_FUZZ) tests/fuzz/corpus/nbd $(SERVER_FUZZ_TIME) $(SERVER_FUZZ_OPTS)
+
+FUZZ_BINS += $(SERVER_FUZZ)
+CHECK_FUZZ += "$(RUN_FUZZ) fuzz nbd $(SERVER_FUZZ) tests/fuzz/corpus/nbd $(CHECK_FUZZ_TIME) $(SERVER_FUZZ_OPTS)"
 
 check-server-unit: $(SERVER_UNIT_BIN)
-	@set -e; for t in $(SERVER_UNIT_BIN); do echo "== $$t"; $$t; done
+	@$(RUN_TESTS) -s server-unit $(SERVER_UNIT_BIN)
 
-check-server-fuzz-corpus:
-	@if command -v $(SERVER_FUZZ_CC) >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory $(SERVER_FUZZ) >/dev/null && \
-		echo "== fuzz-nbd corpus regression" && \
-		$(SERVER_FUZZ) -runs=0 tests/fuzz/corpus/nbd 2>&1 | tail -1; \
-	else echo "skip: fuzz-nbd corpus regression ($(SERVER_FUZZ_CC) not found)"; fi
+check-server-fuzz-corpus: fuzz-build
+	@$(RUN_TESTS) -s server-fuzz \
+		"$(RUN_FUZZ) regress nbd $(SERVER_FUZZ) tests/fuzz/corpus/nbd $(SERVER_FUZZ_OPTS)"
 
-check-server: $(SERVER_BIN) $(SERVER_HELPERS) $(SERVER_UNIT_BIN)
-	@$(MAKE) --no-print-directory check-server-unit
-	@$(MAKE) --no-print-directory check-server-fuzz-corpus
+# Unit tests, the fuzz corpus regression and tests/server/t-*.sh once per
+# engine, in one run of tests/run-tests.sh.
+check-server: $(SERVER_BIN) $(SERVER_HELPERS) $(SERVER_UNIT_BIN) fuzz-build
 	@# the VHD engineer's tool creates differencing images (mk/vhd.mk)
 	@if [ -n "$(VHD_TOOL)" ]; then $(MAKE) --no-print-directory $(VHD_TOOL) >/dev/null; fi
-	NGDP_SERVER=$(abspath $(SERVER_BIN)) NGDP_HELPERS=$(abspath $(B)/tests/server) \
+	@NGDP_SERVER=$(abspath $(SERVER_BIN)) NGDP_HELPERS=$(abspath $(B)/tests/server) \
 		NGDP_VHD_TOOL=$(if $(VHD_TOOL),$(abspath $(VHD_TOOL))) \
-		bash tests/server/run.sh $(SERVER_TESTS)
+		bash tests/server/run.sh $(foreach t,$(SERVER_UNIT_BIN),--also $(t)) \
+		--also "$(RUN_FUZZ) regress nbd $(SERVER_FUZZ) tests/fuzz/corpus/nbd $(SERVER_FUZZ_OPTS)" \
+		$(SERVER_TESTS)
 
 CHECK_TARGETS += check-server
 FUZZ_TARGETS += fuzz-nbd

@@ -34,8 +34,12 @@ COMMON_UNIT_BIN := $(addprefix $(B)/tests/unit/,$(COMMON_UNIT))
 $(COMMON_UNIT_BIN): $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBCOMMON)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_COMMON)
 
+# Every suite runs its test programs through tests/run-tests.sh (protocol:
+# tests/README.md): exit 0 pass, 1 fail, 77 skip; one closing line.
+RUN_TESTS = bash tests/run-tests.sh
+
 check-unit: $(COMMON_UNIT_BIN)
-	@fail=0; for t in $(COMMON_UNIT_BIN); do $$t || fail=1; done; exit $$fail
+	@$(RUN_TESTS) -s unit $(COMMON_UNIT_BIN)
 
 # ---------------------------------------------------------------- functional
 TEST_ROOT = $(abspath $(B))/test-root
@@ -45,10 +49,34 @@ check-functional: all
 	@$(MAKE) --no-print-directory install DESTDIR=$(TEST_ROOT) >/dev/null
 	IMGIO=$(abspath $(B))/ngdp-imgio bash tests/functional/run.sh $(TEST_ROOT) $(TESTS)
 
+# ---------------------------------------------------------------- fuzz
+# The fuzzers run for CHECK_FUZZ_TIME seconds each in `make check` (0: the
+# suite is skipped).  Every crash, leak or timeout is a failure; logs,
+# the kept corpus and crashing inputs stay in $(B)/fuzz/ and the crashing
+# input's path is printed (tests/fuzz/run-fuzz.sh).  Each mk/*.mk adds its
+# fuzzer to FUZZ_BINS and one run-tests.sh spec to CHECK_FUZZ.
+CHECK_FUZZ_TIME ?= 60
+FUZZ_CC ?= clang
+RUN_FUZZ = FUZZ_DIR=$(B)/fuzz tests/fuzz/run-fuzz.sh
+
+# Build the fuzzers (clang) when clang is there; run-fuzz.sh skips (77)
+# when it is not, and fails when a fuzzer did not build (a build error
+# does not stop the suite's other tests: .DELETE_ON_ERROR removes the binary).
+fuzz-build:
+	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then \
+		$(MAKE) -k --no-print-directory $(FUZZ_BINS) >/dev/null || \
+		echo "a fuzzer did not build: its tests fail"; \
+	else echo "$(FUZZ_CC) not found: the fuzzers are not built"; fi
+
+check-fuzz: fuzz-build
+	@$(RUN_TESTS) -s fuzz -t $$(( $(CHECK_FUZZ_TIME) + 300 )) $(CHECK_FUZZ)
+
 # ---------------------------------------------------------------- all
 # Every suite runs even when one fails; tests/run-suites.sh prints each
 # suite's result and one closing "N passed, N failed, N skipped" line.
-SUITES = check-unit check-functional $(CHECK_TARGETS)
+# The fuzzers are built with ASan+UBSan in any case: the sanitizer pass
+# (SANITIZE=1) does not run them a second time.
+SUITES = check-unit check-functional $(CHECK_TARGETS) $(if $(filter 1,$(SANITIZE)),,check-fuzz)
 
 check:
 	@$(MAKE) --no-print-directory deps
@@ -62,4 +90,4 @@ demo:
 	@$(MAKE) --no-print-directory install DESTDIR=$(TEST_ROOT) >/dev/null
 	bash tests/demo.sh $(TEST_ROOT)
 
-.PHONY: deps check check-unit check-functional demo
+.PHONY: deps check check-unit check-functional check-fuzz fuzz-build demo

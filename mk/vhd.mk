@@ -4,7 +4,7 @@
 VHD_UNIT      := $(B)/tests/unit/test-vhd-layout
 VHD_TOOL      := $(B)/tests/formats/vhd-tool
 VHD_FUZZ      := $(B)/fuzz/fuzz-vhd-open
-VHD_FUZZ_TIME ?= 60
+VHD_FUZZ_TIME ?= $(FUZZ_TIME)
 VHD_FUZZ_CC   ?= clang
 
 CHECK_TARGETS += check-vhd
@@ -29,25 +29,22 @@ $(VHD_FUZZ): $(VHD_FUZZ_SRC) include/formats/format.h include/formats/vhd.h
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $(VHD_FUZZ_SRC) -lz
 
-check-vhd-unit: $(VHD_UNIT)
-	$(VHD_UNIT)
+VHD_FUZZ_OPTS := -max_len=65536
 
-check-vhd: $(VHD_UNIT) $(VHD_TOOL) $(B)/ngdp-imgio
-	$(VHD_UNIT)
-	@if command -v $(VHD_FUZZ_CC) >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory $(VHD_FUZZ) >/dev/null && \
-		echo "== vhd fuzz corpus regression" && \
-		{ $(VHD_FUZZ) -runs=0 tests/fuzz/corpus/vhd >$(B)/fuzz/vhd-corpus.log 2>&1 || \
-		  { cat $(B)/fuzz/vhd-corpus.log; exit 1; }; } && \
-		tail -1 $(B)/fuzz/vhd-corpus.log; \
-	else echo "skip: vhd fuzz corpus regression ($(VHD_FUZZ_CC) not found)"; fi
-	B=$(B) bash tests/formats/vhd-test.sh
+check-vhd-unit: $(VHD_UNIT)
+	@$(RUN_TESTS) -s vhd-unit $(VHD_UNIT)
+
+# Unit test, fuzz corpus regression and the shell scenarios, in one run of
+# tests/run-tests.sh.
+check-vhd: $(VHD_UNIT) $(VHD_TOOL) $(B)/ngdp-imgio fuzz-build
+	@$(RUN_TESTS) -s vhd $(VHD_UNIT) \
+		"$(RUN_FUZZ) regress vhd $(VHD_FUZZ) tests/fuzz/corpus/vhd $(VHD_FUZZ_OPTS)" \
+		"B=$(B) tests/formats/vhd-test.sh"
 
 fuzz-vhd: $(VHD_FUZZ)
-	@mkdir -p $(B)/fuzz/corpus-vhd
-	@mkdir -p $(B)/fuzz/artifacts/
-	$(VHD_FUZZ) -max_total_time=$(VHD_FUZZ_TIME) -max_len=65536 \
-		-artifact_prefix=$(B)/fuzz/artifacts/ \
-		$(B)/fuzz/corpus-vhd tests/fuzz/corpus/vhd
+	$(RUN_FUZZ) fuzz vhd $(VHD_FUZZ) tests/fuzz/corpus/vhd $(VHD_FUZZ_TIME) $(VHD_FUZZ_OPTS)
+
+FUZZ_BINS += $(VHD_FUZZ)
+CHECK_FUZZ += "$(RUN_FUZZ) fuzz vhd $(VHD_FUZZ) tests/fuzz/corpus/vhd $(CHECK_FUZZ_TIME) $(VHD_FUZZ_OPTS)"
 
 .PHONY: check-vhd check-vhd-unit fuzz-vhd

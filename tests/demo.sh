@@ -62,16 +62,18 @@ call "$dpp" Datapath.activate "{\"dbg\":\"demo\",\"uri\":\"$URI\",\"domain\":\"1
 echo "server: pid $(jq -r .pid "$SR/.sr/active/$KEY.json")"
 
 say "the guest writes 64 MiB over NBD ($NBD)"
-qemu-io -f raw -c 'write -P 0xaa 0 64M' "$NBD" | head -1
+# set -e: a failed write stops the demo (no pipe hides qemu-io's status)
+out=$(qemu-io -f raw -c 'write -P 0xaa 0 64M' "$NBD"); echo "${out%%$'\n'*}"
 say "xe vdi-snapshot while the disk is in use"
 call "$vol" Volume.snapshot "{\"dbg\":\"demo\",\"sr\":\"$SR\",\"key\":\"$KEY\"}"
 SNAP=$(jq -r .key <<<"$OUT")
 say "the guest keeps writing: 64 MiB of new data"
-qemu-io -f raw -c 'write -P 0xbb 0 64M' "$NBD" | head -1
+out=$(qemu-io -f raw -c 'write -P 0xbb 0 64M' "$NBD"); echo "${out%%$'\n'*}"
 say "random 4k I/O for 5 s (fio over NBD, verified)"
-fio --name=demo --ioengine=nbd --uri="$(sed -E 's|^nbd:unix:(.*):exportname=(.*)$|nbd+unix:///\2?socket=\1|' <<<"$NBD")" \
+out=$(fio --name=demo --ioengine=nbd --uri="$(sed -E 's|^nbd:unix:(.*):exportname=(.*)$|nbd+unix:///\2?socket=\1|' <<<"$NBD")" \
 	--rw=randrw --bs=4k --iodepth=32 --size=1G --offset=1G --time_based --runtime=5 \
-	--verify=crc32c --verify_state_save=0 --output-format=terse --terse-version=3 | awk -F';' '$8 != "" {printf "read %s IOPS, write %s IOPS\n", $8, $49}'
+	--verify=crc32c --verify_fatal=1 --verify_state_save=0 --output-format=terse --terse-version=3)
+awk -F';' '$8 != "" {printf "read %s IOPS, write %s IOPS\n", $8, $49}' <<<"$out"
 
 say "xe vdi-clone of the snapshot"
 call "$vol" Volume.clone "{\"dbg\":\"demo\",\"sr\":\"$SR\",\"key\":\"$SNAP\"}"
@@ -84,11 +86,15 @@ call "$dpp" Datapath.detach "{\"dbg\":\"demo\",\"uri\":\"$URI\",\"domain\":\"1\"
 say "check: the snapshot and the clone hold the first data, the disk the second"
 img() { jq -r '"'"$SR"'/images/" + .image + "." + ."image-format"' "$SR/meta/v-$1.json"; }
 for k in "$SNAP:0xaa" "$CLONE:0xaa" "$KEY:0xbb"; do
-	out=$(qemu-io -r -f qcow2 -c "read -P ${k#*:} 0 64M" "$(img "${k%%:*}")")
-	grep -q failed <<<"$out" && { echo "content check FAILED for ${k%%:*}"; exit 1; }
+	# qemu-io exits 1 on a pattern mismatch
+	qemu-io -r -f qcow2 -c "read -P ${k#*:} 0 64M" "$(img "${k%%:*}")" >/dev/null ||
+		{ echo "content check FAILED for ${k%%:*}"; exit 1; }
 	echo "${k%%:*}: 64 MiB of ${k#*:} ✓"
 done
-for f in "$SR"/images/*.qcow2; do qemu-img check -q "$f"; done && echo "qemu-img check: all images clean ✓"
+for f in "$SR"/images/*.qcow2; do
+	qemu-img check -q "$f" || { echo "qemu-img check FAILED for $f"; exit 1; }
+done
+echo "qemu-img check: all images clean ✓"
 
 say "SR.ls (what xe sr-scan sees)"
 call "$vol" SR.ls "{\"dbg\":\"demo\",\"sr\":\"$SR\"}" >/dev/null

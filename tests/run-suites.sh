@@ -1,33 +1,47 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-only
 # Run test suites (make targets) one after another, all of them even when
-# one fails; sum the "N passed, N failed[, N skipped]" lines they print
-# (and cmocka's PASSED/FAILED lines) into one closing line.
+# one fails, and sum their results into one closing line
+# "N passed, N failed, N skipped".  Each suite runs its test programs
+# through tests/run-tests.sh, which appends "SUITE PASSED FAILED SKIPPED"
+# to $RUN_TESTS_RESULTS.  A suite that fails without a result (a build
+# error) or whose make fails although its programs passed counts one
+# failure.  With RUN_SUITES_TOTAL set, the totals are appended there too
+# ("PASSED FAILED SKIPPED", for .ci/run).
+# A suite whose runner does not write $RUN_TESTS_RESULTS yet is counted
+# from the last "N passed, N failed[, N skipped]" line of its output.
 # Usage: run-suites.sh MAKE target...
 set -u
-make=$1; shift
+make=$1
+shift
+results=$(mktemp /tmp/run-suites.XXXXXX)
+log=$(mktemp /tmp/run-suites-log.XXXXXX)
+trap 'rm -f "$results" "$log"' EXIT
+export RUN_TESTS_RESULTS=$results
 tp=0 tf=0 ts=0 bad=()
 for s in "$@"; do
 	echo "=================== $s"
-	log=$(mktemp)
+	before=$(wc -l <"$results")
 	$make --no-print-directory "$s" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
-	# a suite's own closing lines, last one per runner
-	read -r p f k < <(awk '
-		/^\[  PASSED  \] [0-9]+ test/ { p += $4 }
-		/^\[  FAILED  \] [0-9]+ test/ { f += $4 }
-		/^[A-Za-z0-9_:.\[\]-]*:? ?[0-9]+ passed, [0-9]+ failed/ {
-			line = $0; sub(/^[^0-9]*/, "", line); split(line, a, /[ ,]+/)
-			lp = a[1]; lf = a[3]; ls = (a[5] != "" ? a[5] : 0)
-			if (FILENAME != last) last = FILENAME
-			sp = lp; sf = lf; sk = ls
-		}
-		END { print p + sp, f + sf, sk + 0 }' "$log")
-	rm -f "$log"
-	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-	[ "$rc" -ne 0 ] && bad+=("$s")
+	read -r n p f k < <(tail -n +"$((before + 1))" "$results" |
+		awk '{n++; p += $2; f += $3; k += $4} END {print n + 0, p + 0, f + 0, k + 0}')
+	if [ "$n" -eq 0 ]; then
+		read -r n p f k < <(sed -nE 's/.*\<([0-9]+) passed, ([0-9]+) failed(, ([0-9]+) skipped)?.*/1 \1 \2 \4/p' "$log" |
+			awk '{ l = $0 } END { split(l, a, " "); print a[1] + 0, a[2] + 0, a[3] + 0, a[4] + 0 }')
+	fi
+	if [ "$n" -eq 0 ] && [ "$rc" -ne 0 ]; then
+		echo "$s: failed before running its tests (exit $rc)"
+		f=1
+	elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "$s: make failed (exit $rc) although its tests passed"
+		f=1
+	fi
+	[ "$f" -ne 0 ] && bad+=("$s")
 	tp=$((tp + p)) tf=$((tf + f)) ts=$((ts + k))
 	echo "=================== $s: $p passed, $f failed, $k skipped (exit $rc)"
 done
 [ ${#bad[@]} -gt 0 ] && echo "failed suites: ${bad[*]}"
+[ -n "${RUN_SUITES_TOTAL:-}" ] && echo "$tp $tf $ts" >>"$RUN_SUITES_TOTAL"
 echo "$tp passed, $tf failed, $ts skipped"
 [ ${#bad[@]} -eq 0 ]

@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-only
 # Format layer tests: ngdp-imgio against qemu-img/qemu-io as the oracle.
 # Usage: IMGIO=build/ngdp-imgio bash tests/formats/run.sh
+# A test program (tests/README.md): exit 0 pass, 1 fail, 77 skip.
 set -u
 
 IMGIO=${IMGIO:-$(pwd)/build/ngdp-imgio}
@@ -11,15 +12,15 @@ SIZE=$((64 << 20))
 pass() { PASS=$((PASS + 1)); echo "PASS: $*"; }
 fail() { FAIL=$((FAIL + 1)); echo "FAIL: $*"; }
 skip() { SKIP=$((SKIP + 1)); echo "SKIP: $*"; }
-summary() { echo "$PASS passed, $FAIL failed, $SKIP skipped"; }
+summary() { echo "formats/run.sh: checks: $PASS ok, $FAIL failed, $SKIP skipped"; }
 
 for t in qemu-img qemu-io; do
 	if ! command -v $t >/dev/null; then
-		echo "SKIP: $t not installed"; SKIP=1; summary; exit 0
+		echo "SKIP: $t not installed (Debian package qemu-utils)"; exit 77
 	fi
 done
 if [ ! -x "$IMGIO" ]; then
-	echo "FAIL: $IMGIO not built"; FAIL=1; summary; exit 1
+	echo "FAIL: $IMGIO not built"; exit 1
 fi
 
 T=$(mktemp -d /var/tmp/test-formats.XXXXXX)
@@ -31,7 +32,9 @@ cleanup() {
 trap cleanup EXIT
 cd "$T" || exit 1
 
-qi() { qemu-io "$@" >/dev/null 2>&1; }
+# qi: qemu-io for setting up an image; a failure is a failed test, never
+# ignored (qemu-io exits non-zero when any -c command fails)
+qi() { qemu-io "$@" >qi.out 2>&1 || { fail "setup: qemu-io $*"; head -5 qi.out; return 1; }; }
 
 # ----------------------------------------------------------- workloads
 # gen_workload SEED N: writes w.script (ngdp-imgio) and w.qemu (qemu-io -c
@@ -92,7 +95,7 @@ check_workload() {
 	if ! "$IMGIO" ours.qcow2 - < w.script; then
 		fail "$name: ngdp-imgio workload"; return
 	fi
-	run_qemu_io theirs.qcow2
+	run_qemu_io theirs.qcow2 || { fail "$name: qemu-io workload"; return; }
 	qemu-img check -q ours.qcow2; rc=$?
 	if [ $rc -eq 0 ]; then pass "$name: qemu-img check clean"
 	else fail "$name: qemu-img check exit $rc"; qemu-img check ours.qcow2 | head -20; fi
@@ -207,10 +210,10 @@ qemu-img create -q -f raw img.raw $SIZE
 gen_workload 17 40
 sed -i 's/^discard.*//' w.script w.qemu
 cp img.raw theirs.raw
-"$IMGIO" img.raw - < w.script
 args=(); while read -r l; do [ -n "$l" ] && args+=(-c "$l"); done < w.qemu
-qemu-io -f raw "${args[@]}" theirs.raw >/dev/null
-if cmp -s img.raw theirs.raw; then pass "raw: workload equals qemu-io"
+if ! "$IMGIO" img.raw - < w.script; then fail "raw: ngdp-imgio workload"
+elif ! qemu-io -f raw "${args[@]}" theirs.raw >/dev/null; then fail "raw: qemu-io workload"
+elif cmp -s img.raw theirs.raw; then pass "raw: workload equals qemu-io"
 else fail "raw: workload differs"; fi
 
 # ----------------------------------------------------------- hostile headers

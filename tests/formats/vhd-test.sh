@@ -3,6 +3,7 @@
 # VHD engine scenarios: qemu interop (dynamic), differencing chains checked
 # against a raw model and libvhdi, 4Kn XFS with O_DIRECT, hostile headers,
 # kill -9 during writes.  Needs build/ngdp-imgio and build/tests/formats/vhd-tool.
+# A test program (tests/README.md): exit 0 pass, 1 fail, 77 skip.
 set -u
 
 B=${B:-build}
@@ -36,7 +37,7 @@ check() { local name=$1; shift; if "$@"; then ok "$name"; else ko "$name"; fi; }
 q() { "$@" >/dev/null 2>&1; }
 
 for t in "$IMGIO" "$TOOL"; do
-	[ -x "$t" ] || { echo "missing $t (run make)"; echo "0 passed, 1 failed"; exit 1; }
+	[ -x "$t" ] || { echo "FAIL: missing $t (run make)"; exit 1; }
 done
 HAVE_QEMU=1
 command -v qemu-img >/dev/null && command -v qemu-io >/dev/null || HAVE_QEMU=0
@@ -324,15 +325,16 @@ test_4kn() {
 	rm -f "$WORK/xfs.img"
 }
 
+refused_too_large() { [ "$1" = 1 ] && grep -q 'too large' <<<"$2"; }
 test_create_errors() {
-	local d=$WORK/create
+	local d=$WORK/create out rc
 	mkdir -p "$d"
 	"$TOOL" create-dynamic "$d/x.vhd" 0 2>/dev/null
 	check "create: size 0 refused" [ $? = 1 ]
 	"$TOOL" create-dynamic "$d/x.vhd" 1000 2>/dev/null
 	check "create: size not a multiple of 512 refused" [ $? = 1 ]
-	"$TOOL" create-dynamic "$d/x.vhd" $((2041 << 30)) 2>&1 | grep -q 'too large'
-	check "create: > 2040 GiB refused with EFBIG" [ ${PIPESTATUS[0]} = 1 ]
+	out=$("$TOOL" create-dynamic "$d/x.vhd" $((2041 << 30)) 2>&1); rc=$?
+	check "create: > 2040 GiB refused with EFBIG (rc=$rc)" refused_too_large "$rc" "$out"
 	check "create: 2040 GiB accepted" "$TOOL" create-dynamic "$d/x.vhd" $((2040 << 30))
 	check "create: no temporary file left" [ "$(ls -A "$d")" = x.vhd ]
 	if [ $HAVE_QEMU = 1 ]; then
@@ -350,9 +352,6 @@ test_hostile
 test_crashes "$WORK/plain" plain
 test_4kn
 
-if [ $SKIP -gt 0 ]; then
-	echo "$PASS passed, $FAIL failed, $SKIP skipped"
-else
-	echo "$PASS passed, $FAIL failed"
-fi
-[ $FAIL = 0 ]
+echo "vhd-test.sh: checks: $PASS ok, $FAIL failed, $SKIP skipped"
+[ $FAIL = 0 ] && exit 0
+exit 1

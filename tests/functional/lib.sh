@@ -6,7 +6,16 @@
 #
 # Environment from run.sh: INSTALL_ROOT (a `make install DESTDIR=` tree),
 # PLUGIN (ext4-ng or xfs-ng).
+#
+# Protocol (tests/README.md): the script exits 0 when every check passed,
+# 1 when one failed or the script ended without reaching finish (set -u
+# error, an early exit), 77 when skipped (skip_test REASON).
 set -u
+skip_test() { echo "SKIP: $*"; exit 77; }
+if [ "$(id -u)" -ne 0 ]; then
+	echo "SKIP: functional tests need root (loop devices, mkfs, mount)"
+	exit 77
+fi
 : "${IMGIO:=$SRCDIR/build/ngdp-imgio}"
 
 XSS=${INSTALL_ROOT:?}/usr/libexec/xapi-storage-script
@@ -17,8 +26,9 @@ PASS=0 FAIL=0 SKIP=0
 PIDS=()
 TEST_NAME=$(basename "$0" .sh)${PLUGIN:+[$PLUGIN]}
 
+FINISHED=
 cleanup() {
-	local m p l
+	local rc=$? m p l
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do
 		while kill -0 "$p" 2>/dev/null; do sleep 0.05; done
@@ -33,6 +43,11 @@ cleanup() {
 		losetup -d "$l" 2>/dev/null
 	done
 	rm -rf "$T"
+	if [ -z "$FINISHED" ] && [ "$rc" -ne 77 ]; then
+		echo "  FAIL: $TEST_NAME ended before finish (exit $rc)"
+		exit 1
+	fi
+	exit "$rc"
 }
 trap cleanup EXIT
 
@@ -43,10 +58,12 @@ check() { # check "description" command...
 	local what=$1; shift
 	if "$@"; then pass "$what"; else fail "$what"; fi
 }
+# finish: the last line of every test; exits 0 (all checks passed) or 1
 finish() {
-	echo "$TEST_NAME: $PASS passed, $FAIL failed, $SKIP skipped"
-	[ -n "${RESULTS:-}" ] && echo "$PASS $FAIL $SKIP" >> "$RESULTS"
-	[ "$FAIL" -eq 0 ]
+	FINISHED=1
+	echo "$TEST_NAME: checks: $PASS ok, $FAIL failed, $SKIP skipped"
+	[ "$FAIL" -eq 0 ] && exit 0
+	exit 1
 }
 
 # call KIND PLUGIN METHOD JSON: sets OUT (stdout) and RC (exit status)
@@ -88,6 +105,17 @@ expect_err() {
 }
 
 jqr() { printf '%s' "$OUT" | jq -r "$@"; }
+
+# qio ARGS...: qemu-io, judged by its exit status (it exits 1 when any -c
+# command fails, a "read -P" pattern mismatch included); its output is
+# shown only when it failed.
+qio() {
+	local out rc
+	out=$(qemu-io "$@" 2>&1)
+	rc=$?
+	[ $rc -eq 0 ] || printf '    qemu-io %s: exit %d\n%s\n' "$*" $rc "$(printf '%s\n' "$out" | head -5)"
+	return $rc
+}
 
 # A sparse file on a loop device.  mk_loop SIZE [extra losetup args]
 mk_loop() {

@@ -47,7 +47,7 @@ done
 echo "  ($kills calls killed mid-way)"
 check "no volume lost across 40 killed calls" [ "$lost" = 0 ]
 check "every listed volume has a clean image" [ "$corrupt" = 0 ]
-check "the kept volume still has its data" bash -c "qemu-io -f qcow2 -c 'read -P 0x5a 0 1M' '$(vol_image "$KEEP")' | grep -q '^read' && ! qemu-io -f qcow2 -c 'read -P 0x5a 0 1M' '$(vol_image "$KEEP")' | grep -q failed"
+check "the kept volume still has its data" qio -r -f qcow2 -c 'read -P 0x5a 0 1M' "$(vol_image "$KEEP")"
 # a fresh attach collects garbage: every image file is then referenced
 vcall SR.detach "{$s}"; vcall SR.attach "{\"dbg\":\"t\",\"configuration\":$CONFIG}"
 expect_ok "re-attach after the kills"

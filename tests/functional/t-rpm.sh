@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 
 if ! command -v rpmbuild >/dev/null; then
-	skip "rpmbuild not installed (Debian package rpm)"; finish; exit
+	skip_test "rpmbuild not installed (Debian package rpm)"
 fi
 ver=$(sed -n 's/^Version: *//p' "$SRCDIR/packaging/rpm/xapi-storage-ng.spec")
 top=$T/rpm

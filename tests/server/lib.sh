@@ -2,8 +2,13 @@
 # Shared helpers for the ngdp-server shell tests (sourced).  Every server a
 # test starts is recorded by PID and must be gone at the end; everything
 # lives in one temporary directory removed on exit, whatever happens.
+#
+# Protocol (tests/README.md): the script exits 0 when every check passed,
+# 1 when one failed or the script ended without reaching finish (set -u
+# error, an early exit), 77 when skipped (skip_test REASON).
 
 set -u
+skip_test() { echo "SKIP: $*"; exit 77; }
 : "${NGDP_SERVER:?NGDP_SERVER must point at the ngdp-server binary}"
 : "${NGDP_HELPERS:?NGDP_HELPERS must point at the built test helpers}"
 ENGINE=${ENGINE:-aio}
@@ -17,8 +22,9 @@ PASSED=0
 FAILED=0
 SKIPPED=0
 
+FINISHED=
 _cleanup() {
-	local p
+	local rc=$? p
 	for p in "${BG_PIDS[@]}" "${SERVER_PIDS[@]}"; do
 		kill -9 "$p" 2>/dev/null
 	done
@@ -26,6 +32,11 @@ _cleanup() {
 		wait "$p" 2>/dev/null
 	done
 	cd / && rm -rf "$T"
+	if [ -z "$FINISHED" ] && [ "$rc" -ne 77 ]; then
+		echo "FAIL: $(basename "$0") ended before finish (exit $rc)"
+		exit 1
+	fi
+	exit "$rc"
 }
 trap _cleanup EXIT
 
@@ -101,11 +112,13 @@ assert_servers_gone() {
 	[ $alive = 0 ]
 }
 
+# finish: the last line of every test; exits 0 (all checks passed) or 1
 finish() {
 	check "all servers gone" assert_servers_gone
-	echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
-	[ "$FAILED" = 0 ]
-	exit $?
+	FINISHED=1
+	echo "$(basename "$0") [$ENGINE]: checks: $PASSED ok, $FAILED failed, $SKIPPED skipped"
+	[ "$FAILED" = 0 ] && exit 0
+	exit 1
 }
 
 have_vhd() { [ -f "$LIBDIR/../../src/formats/vhd.c" ]; }

