@@ -15,13 +15,13 @@ NBD=$(jqr '.implementations[] | select(.[0]=="Nbd") | .[1].uri')
 dp Datapath.activate; expect_ok "Datapath.activate"
 PID=$(jq -r .pid "$SR/.sr/active/$K.json")
 PIDS+=("$PID")
-qio() { qemu-io -f raw "$@" "$NBD" >/dev/null 2>&1; }
-check "write through NBD" qio -c "write -P 0x11 0 8M" -c flush
+nbdio() { qemu-io -f raw "$@" "$NBD" >/dev/null 2>&1; }
+check "write through NBD" nbdio -c "write -P 0x11 0 8M" -c flush
 
 # fill the SR to the last few MiB, then write more than fits
 avail=$(( $(stat -f -c '%a * %S' "$SR") ))
 fallocate -l $((avail - (6 << 20))) "$SR/filler" 2>/dev/null || head -c $((avail - (6 << 20))) /dev/zero > "$SR/filler"
-qio -c "write -P 0x22 64M 64M" -c flush
+nbdio -c "write -P 0x22 64M 64M" -c flush
 check "writes past the free space fail" [ $? -ne 0 ]
 vcall Volume.snapshot "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$K\"}"
 check "Volume.snapshot on the full SR fails ($(jqr -c .params 2>/dev/null))" [ "$RC" -ne 0 ]
@@ -32,12 +32,12 @@ vcall SR.ls "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
 check "no half-made snapshot is left behind" jqt 'length == 1' <<<"$OUT"
 ctl=$(jq -r .control "$SR/.sr/active/$K.json")
 check "the same server still serves" alive "$PID"
-check "after freeing space, writes work again" qio -c "write -P 0x33 128M 16M" -c flush
-check "...and read back" qio -c "read -P 0x33 128M 16M"
-check "the old data is intact" qio -c "read -P 0x11 0 8M"
+check "after freeing space, writes work again" nbdio -c "write -P 0x33 128M 16M" -c flush
+check "...and read back" nbdio -c "read -P 0x33 128M 16M"
+check "the old data is intact" nbdio -c "read -P 0x11 0 8M"
 vcall Volume.snapshot "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$K\"}"
 expect_ok "a snapshot now succeeds"
-check "writes after it work" qio -c "write -P 0x44 0 1M" -c flush
+check "writes after it work" nbdio -c "write -P 0x44 0 1M" -c flush
 dp Datapath.deactivate; expect_ok "Datapath.deactivate"
 dp Datapath.detach; expect_ok "Datapath.detach"
 finish

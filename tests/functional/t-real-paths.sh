@@ -11,8 +11,12 @@
 unset XSNG_MOUNT_ROOT XSNG_RUN_DIR
 REAL_MNT=
 real_cleanup() {
-	[ -n "$REAL_MNT" ] && mountpoint -q "$REAL_MNT" && umount "$REAL_MNT"
-	[ -n "$REAL_MNT" ] && rmdir "$REAL_MNT" 2>/dev/null
+	local rc=$?
+	if [ -n "$REAL_MNT" ]; then
+		mountpoint -q "$REAL_MNT" && umount "$REAL_MNT"
+		rmdir "$REAL_MNT" 2>/dev/null
+	fi
+	(exit $rc)	# cleanup judges the script by this status
 	cleanup
 }
 trap real_cleanup EXIT

@@ -139,5 +139,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_limit, setup, teardown),
 	};
 
-	return cmocka_run_group_tests_name("fileio", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("fileio", tests, NULL, NULL) ? 1 : 0;
 }

@@ -130,5 +130,5 @@ int main(void)
 		cmocka_unit_test(test_integers_stay_integers),
 	};
 
-	return cmocka_run_group_tests_name("json-io", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("json-io", tests, NULL, NULL) ? 1 : 0;
 }

@@ -117,5 +117,5 @@ int main(void)
 		cmocka_unit_test(test_utf8_sanitize),
 	};
 
-	return cmocka_run_group_tests_name("names", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("names", tests, NULL, NULL) ? 1 : 0;
 }

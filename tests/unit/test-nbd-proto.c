@@ -272,5 +272,5 @@ int main(void)
 		cmocka_unit_test(test_match_export),
 	};
 
-	return cmocka_run_group_tests_name("nbd-proto", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("nbd-proto", tests, NULL, NULL) ? 1 : 0;
 }

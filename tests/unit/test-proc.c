@@ -83,5 +83,5 @@ int main(void)
 		cmocka_unit_test(test_large_output),
 	};
 
-	return cmocka_run_group_tests_name("proc", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("proc", tests, NULL, NULL) ? 1 : 0;
 }

@@ -247,5 +247,5 @@ int main(void)
 		cmocka_unit_test(test_entries),
 	};
 
-	return cmocka_run_group_tests_name("qcow2-header", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("qcow2-header", tests, NULL, NULL) ? 1 : 0;
 }

@@ -255,5 +255,5 @@ int main(void)
 		cmocka_unit_test(test_bitmap),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, NULL, NULL) ? 1 : 0;
 }
