@@ -110,6 +110,8 @@ struct server {
 	struct req *waitq, *waitq_tail;
 	struct req *submitq, *submitq_tail;
 	struct req *flushq, *flushq_tail;
+	struct req *held;		/* mapped, waits for no I/O in flight
+					 * to take the synchronous path */
 	unsigned int active;		/* requests in REQ_ACTIVE */
 	bool flush_wanted;		/* internal barrier flush requested */
 

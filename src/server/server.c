@@ -178,15 +178,6 @@ static struct req *q_pop(struct req **head, struct req **tail)
 	return req;
 }
 
-static void q_push_front(struct req **head, struct req **tail,
-			 struct req *req)
-{
-	req->next = *head;
-	*head = req;
-	if (!*tail)
-		*tail = req;
-}
-
 static bool is_write_type(uint16_t type)
 {
 	return type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
@@ -301,7 +292,23 @@ static bool extents_aligned(const struct server *srv, const struct req *req,
 	return pos == req->h.length;
 }
 
-/* Returns false when the request went back to the wait queue. */
+#ifdef NGDP_FAULT_INJECT
+/* NGDP_FAULT=sync-writes: every write takes the synchronous path, as if
+ * its mapping were not aligned for O_DIRECT. */
+static bool fault_sync_rw(bool write)
+{
+	return write && io_fault("sync-writes");
+}
+#else
+static bool fault_sync_rw(bool write)
+{
+	(void)write;
+	return false;
+}
+#endif
+
+/* Returns false when the request is held (srv->held) until the I/O in
+ * flight is done. */
 static bool start_rw(struct server *srv, struct req *req)
 {
 	bool write = req->h.type == NBD_CMD_WRITE;
@@ -329,12 +336,20 @@ static bool start_rw(struct server *srv, struct req *req)
 		finish_req(srv, req, r);
 		return true;
 	}
-	if (req->excl || !extents_aligned(srv, req, write)) {
+	if (!extents_aligned(srv, req, write) || fault_sync_rw(write)) {
 		if (srv->active) {
-			/* retry when nothing else is in flight */
-			req->excl = true;
+			/*
+			 * The synchronous path must wait for the I/O in
+			 * flight.  The request stays mapped (a write may have
+			 * allocated clusters): it is held, and issued before
+			 * any other request and before any barrier (flush,
+			 * suspend), so a suspend can never leave a cluster
+			 * allocated but never written in what becomes a
+			 * snapshot, nor send the write to the image resumed
+			 * on with a mapping of the old one.
+			 */
 			req->state = REQ_WAITING;
-			q_push_front(&srv->waitq, &srv->waitq_tail, req);
+			srv->held = req;
 			return false;
 		}
 		finish_req(srv, req, rw_sync(srv, req, write));
@@ -441,9 +456,33 @@ static void on_complete(struct io_op *op, int res, void *opaque)
  * bytes beyond were transferred, so a server that zero-fills the rest of
  * a short read returns wrong data.
  */
+static struct io_op *fault_stalled;
+
+/*
+ * NGDP_FAULT=stall-reads: read completions are held back until a suspend
+ * was requested, so that a suspend surely arrives while a read is in
+ * flight.
+ */
+static void fault_release(struct server *srv)
+{
+	while (fault_stalled && srv->suspended) {
+		struct io_op *op = fault_stalled;
+
+		fault_stalled = op->next;
+		on_complete(op, (int)op->len, srv);
+	}
+}
+
 static void fault_complete(struct io_op *op, int res, void *opaque)
 {
 	struct server *srv = opaque;
+
+	if (res == (int)op->len && !op->write && !srv->suspended &&
+	    io_fault("stall-reads")) {
+		op->next = fault_stalled;
+		fault_stalled = op;
+		return;
+	}
 
 	if (res > 0 && (size_t)res == op->len && op->len > srv->align &&
 	    io_fault("short-io"))
@@ -452,6 +491,10 @@ static void fault_complete(struct io_op *op, int res, void *opaque)
 }
 #define COMPLETE_FN fault_complete
 #else
+static void fault_release(struct server *srv)
+{
+	(void)srv;
+}
 #define COMPLETE_FN on_complete
 #endif
 
@@ -592,6 +635,17 @@ static void schedule(struct server *srv)
 
 	for (;;) {
 		pump_submitq(srv);
+		if (srv->held) {
+			/* mapped, waiting for the synchronous path: first */
+			if (srv->active)
+				return;
+			req = srv->held;
+			srv->held = NULL;
+			finish_req(srv, req,
+				   rw_sync(srv, req,
+					   req->h.type == NBD_CMD_WRITE));
+			continue;
+		}
 		if (srv->flushq || srv->flush_wanted) {
 			if (srv->active)
 				return;
@@ -694,8 +748,8 @@ int server_resume(struct server *srv, const char *image)
 		log_error("resume with a new image needs a suspend first");
 		return -EINVAL;
 	}
-	if (srv->active || srv->submitq || srv->flushq || srv->flush_wanted ||
-	    srv->dirty) {
+	if (srv->active || srv->submitq || srv->held || srv->flushq ||
+	    srv->flush_wanted || srv->dirty) {
 		log_error("resume: I/O still in flight, retry");
 		return -EBUSY;
 	}
@@ -883,8 +937,8 @@ static void stop_progress(struct server *srv)
 		}
 		conn_stop_reading(srv);
 	}
-	if (srv->waitq || srv->submitq || srv->flushq || srv->active ||
-	    srv->flush_wanted)
+	if (srv->waitq || srv->submitq || srv->held || srv->flushq ||
+	    srv->active || srv->flush_wanted)
 		return;
 	if (!srv->stop_flushed) {
 		srv->stop_flushed = true;
@@ -905,6 +959,8 @@ static bool can_progress(const struct server *srv)
 
 	if (srv->submitq && srv->free_ops)
 		return true;
+	if (srv->held)
+		return !srv->active;
 	if (srv->flushq || srv->flush_wanted)
 		return !srv->active;
 	if (!req)
@@ -968,6 +1024,7 @@ static void timers(struct server *srv)
 {
 	uint64_t now = server_now_ms();
 
+	fault_release(srv);
 	heartbeat(srv, now);
 	if (srv->dirty && srv->cfg.flush_interval_ms && !srv->flush_wanted &&
 	    !srv->suspended &&
@@ -1035,7 +1092,7 @@ int server_run(struct server *srv)
 		if (srv->stopping)
 			stop_progress(srv);
 		if (srv->exit_when_idle && !srv->nconns && !srv->active &&
-		    !srv->waitq && !srv->flushq)
+		    !srv->waitq && !srv->held && !srv->flushq)
 			srv->quit = true;
 	}
 	return srv->exit_status;
