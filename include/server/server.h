@@ -70,11 +70,13 @@ struct req {
 	size_t rbuf_cap;
 	struct iovec *iov;
 	int niov, iov_cap, iov_idx;
+	size_t out_meta;		/* reply bytes outside buf, queued */
 };
 
 struct buf_pool {
 	void *free[26][32];		/* by log2(size), 4 KiB .. 32 MiB */
 	unsigned int nfree[26];
+	size_t bytes;			/* held in the pool */
 };
 
 struct ctl_conn;
@@ -118,6 +120,8 @@ struct server {
 	struct io_op *ops;		/* engine op pool */
 	struct io_op *free_ops;
 	struct buf_pool pool;
+	size_t conn_bytes;		/* request buffers owned by connections */
+	unsigned int n_mem_wait;	/* connections waiting for memory */
 	void *zero_buf;			/* 1 MiB of zeros, aligned */
 
 	bool dirty;			/* unflushed writes or metadata */
@@ -158,6 +162,8 @@ void server_submit(struct server *srv, struct req *req);
 struct req *server_req_get(struct server *srv);
 void server_req_put(struct server *srv, struct req *req);
 int server_buf_get(struct server *srv, struct req *req, size_t len);
+/* Bytes a buffer for a request of len bytes takes. */
+size_t server_buf_size(size_t len);
 int server_suspend(struct server *srv, uint64_t timeout_ms);
 int server_resume(struct server *srv, const char *image);
 const char *server_engine_name(const struct server *srv);

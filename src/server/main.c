@@ -42,6 +42,9 @@ static const char usage[] =
 "\n"
 "Writes larger than 32 MiB make the server drop the connection (their\n"
 "payload is not read); other invalid requests get an error reply.\n"
+"Request buffers are capped at 64 MiB per connection and 256 MiB in all;\n"
+"a connection over its cap, or that does not read its replies, is not\n"
+"read until they drain.\n"
 "Exit status: 0 after SIGTERM/SIGINT/stop once all I/O is flushed,\n"
 "1 on startup or final flush errors, 2 on usage errors.\n";
 

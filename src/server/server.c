@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -22,6 +23,8 @@
 #define BLOCK_STATUS_MAX	(1024ULL * 1024 * 1024)
 #define BUF_MIN_SHIFT		12
 #define BUF_MAX_SHIFT		25
+#define BUF_MMAP_SHIFT		17	/* 128 KiB and more: mmap */
+#define BUF_POOL_MAX		(32UL * 1024 * 1024)	/* pooled bytes */
 
 uint64_t server_now_ms(void)
 {
@@ -70,6 +73,37 @@ static unsigned int buf_class(size_t len)
 	return c;
 }
 
+size_t server_buf_size(size_t len)
+{
+	return len ? (size_t)1 << buf_class(len) : 0;
+}
+
+/*
+ * Big buffers are mapped, not malloc'ed: glibc raises its mmap threshold
+ * after such frees and would then keep them in a heap that never shrinks.
+ */
+static void *buf_alloc(unsigned int c)
+{
+	void *p;
+
+	if (c >= BUF_MMAP_SHIFT) {
+		p = mmap(NULL, (size_t)1 << c, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		return p == MAP_FAILED ? NULL : p;
+	}
+	if (posix_memalign(&p, 4096, (size_t)1 << c))
+		return NULL;
+	return p;
+}
+
+static void buf_free(void *p, unsigned int c)
+{
+	if (c >= BUF_MMAP_SHIFT)
+		munmap(p, (size_t)1 << c);
+	else
+		free(p);
+}
+
 int server_buf_get(struct server *srv, struct req *req, size_t len)
 {
 	unsigned int c;
@@ -83,7 +117,8 @@ int server_buf_get(struct server *srv, struct req *req, size_t len)
 		return -EINVAL;
 	if (srv->pool.nfree[c]) {
 		p = srv->pool.free[c][--srv->pool.nfree[c]];
-	} else if (posix_memalign(&p, 4096, (size_t)1 << c)) {
+		srv->pool.bytes -= (size_t)1 << c;
+	} else if (!(p = buf_alloc(c))) {
 		return -ENOMEM;
 	}
 	req->buf = p;
@@ -94,15 +129,20 @@ int server_buf_get(struct server *srv, struct req *req, size_t len)
 static void buf_put(struct server *srv, struct req *req)
 {
 	unsigned int c = req->buf_class;
-	/* keep many small buffers, few big ones */
-	unsigned int keep = c <= 20 ? 32 : 4;
+	size_t size = (size_t)1 << c;
+	/* keep many small buffers, few big ones, and a bounded total: the
+	 * pool shrinks back after a burst */
+	unsigned int keep = c <= 20 ? 32 : 2;
 
 	if (!req->buf)
 		return;
-	if (srv->pool.nfree[c] < keep)
+	if (srv->pool.nfree[c] < keep &&
+	    srv->pool.bytes + size <= BUF_POOL_MAX) {
 		srv->pool.free[c][srv->pool.nfree[c]++] = req->buf;
-	else
-		free(req->buf);
+		srv->pool.bytes += size;
+	} else {
+		buf_free(req->buf, c);
+	}
 	req->buf = NULL;
 }
 
@@ -129,6 +169,7 @@ struct req *server_req_get(struct server *srv)
 	req->ops_pending = 0;
 	req->io_err = 0;
 	req->niov = req->iov_idx = 0;
+	req->out_meta = 0;
 	return req;
 }
 
@@ -889,7 +930,7 @@ void server_release(struct server *srv)
 	req_free_all(srv);
 	for (unsigned int c = 0; c <= BUF_MAX_SHIFT; c++)
 		while (srv->pool.nfree[c])
-			free(srv->pool.free[c][--srv->pool.nfree[c]]);
+			buf_free(srv->pool.free[c][--srv->pool.nfree[c]], c);
 	free(srv->ops);
 	free(srv->zero_buf);
 }
