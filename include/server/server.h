@@ -140,6 +140,9 @@ struct server {
 	bool quit;
 
 	struct ev_tag tag_listen, tag_engine, tag_signal, tag_ctl_listen;
+	/* accept failed for want of resources: listeners off until then */
+	bool accept_paused;
+	uint64_t accept_resume_ms, accept_log_ms, accept_failures;
 	uint64_t heartbeat_ms;		/* last refresh of cfg.heartbeat */
 
 	/* counters for status */
@@ -166,6 +169,8 @@ int server_buf_get(struct server *srv, struct req *req, size_t len);
 size_t server_buf_size(size_t len);
 int server_suspend(struct server *srv, uint64_t timeout_ms);
 int server_resume(struct server *srv, const char *image);
+/* accept(2) failed with err (not EAGAIN): back off, log rate-limited. */
+void server_accept_failed(struct server *srv, int err);
 const char *server_engine_name(const struct server *srv);
 unsigned int server_in_flight(const struct server *srv);
 

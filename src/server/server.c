@@ -25,6 +25,8 @@
 #define BUF_MAX_SHIFT		25
 #define BUF_MMAP_SHIFT		17	/* 128 KiB and more: mmap */
 #define BUF_POOL_MAX		(32UL * 1024 * 1024)	/* pooled bytes */
+#define ACCEPT_BACKOFF_MS	100
+#define ACCEPT_LOG_MS		10000
 
 uint64_t server_now_ms(void)
 {
@@ -935,6 +937,42 @@ void server_release(struct server *srv)
 	free(srv->zero_buf);
 }
 
+/* Listeners (NBD and control) on or off in epoll. */
+static void listeners_enable(struct server *srv, bool on)
+{
+	for (int i = 0; i < 3; i++)
+		if (srv->listen_fd[i] >= 0)
+			server_epoll_mod(srv, srv->listen_fd[i], on ? EPOLLIN : 0,
+					 &srv->tag_listen);
+	if (srv->ctl_fd >= 0)
+		server_epoll_mod(srv, srv->ctl_fd, on ? EPOLLIN : 0,
+				 &srv->tag_ctl_listen);
+	srv->accept_paused = !on;
+}
+
+/*
+ * accept failed for want of resources (file descriptors at the limit,
+ * memory): the connection stays in the backlog and the level-triggered
+ * listener would fire again at once.  Stop listening for a while, and
+ * say so at most once per ACCEPT_LOG_MS.
+ */
+void server_accept_failed(struct server *srv, int err)
+{
+	uint64_t now = server_now_ms();
+
+	if (!srv->accept_paused)
+		listeners_enable(srv, false);
+	srv->accept_resume_ms = now + ACCEPT_BACKOFF_MS;
+	srv->accept_failures++;
+	if (now >= srv->accept_log_ms) {
+		log_error("cannot accept connections: %s (%u connections open); "
+			  "retrying every %d ms (%llu failures so far)",
+			  strerror(err), srv->nconns, ACCEPT_BACKOFF_MS,
+			  (unsigned long long)srv->accept_failures);
+		srv->accept_log_ms = now + ACCEPT_LOG_MS;
+	}
+}
+
 static void accept_all(struct server *srv, int lfd, bool readonly)
 {
 	int one = 1;
@@ -943,15 +981,19 @@ static void accept_all(struct server *srv, int lfd, bool readonly)
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR &&
-			    errno != ECONNABORTED)
-				log_error("accept: %m");
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN)
+				server_accept_failed(srv, errno);
 			return;
 		}
 		/* TCP: do not delay small replies (fails harmlessly on Unix) */
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (conn_new(srv, fd, readonly) < 0)
+		if (conn_new(srv, fd, readonly) < 0) {
 			close(fd);
+			server_accept_failed(srv, ENOMEM);
+			return;
+		}
 	}
 }
 
@@ -1037,6 +1079,13 @@ static int loop_timeout(struct server *srv)
 		if (due < t)
 			t = due;
 	}
+	if (srv->accept_paused) {
+		uint64_t d = srv->accept_resume_ms > now ?
+			     srv->accept_resume_ms - now : 0;
+
+		if (d < t)
+			t = d;
+	}
 	if (srv->suspended && !srv->suspend_expired &&
 	    srv->suspend_deadline_ms) {
 		uint64_t d = srv->suspend_deadline_ms > now ?
@@ -1067,6 +1116,8 @@ static void timers(struct server *srv)
 
 	fault_release(srv);
 	heartbeat(srv, now);
+	if (srv->accept_paused && now >= srv->accept_resume_ms)
+		listeners_enable(srv, true);
 	if (srv->dirty && srv->cfg.flush_interval_ms && !srv->flush_wanted &&
 	    !srv->suspended &&
 	    now >= srv->dirty_since_ms + srv->cfg.flush_interval_ms)
