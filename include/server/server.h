@@ -35,6 +35,7 @@ struct server_config {
 	unsigned int queue_depth;
 	unsigned int flush_interval_ms;	/* idle periodic flush, 0 = off */
 	const char *heartbeat;		/* file whose mtime we refresh, or NULL */
+	const char *volume_record;	/* <SR>/meta/v-<key>.json, or NULL */
 };
 
 enum req_state {
@@ -132,6 +133,9 @@ struct server {
 	bool suspend_expired;
 	uint64_t suspend_deadline_ms;	/* 0: no timeout */
 	struct ctl_conn *suspend_waiters;
+	bool suspend_flush_pending;	/* the suspend's flush not done yet */
+	char *sr_dir;			/* from cfg.volume_record */
+	uint64_t record_retry_ms, record_log_ms;
 
 	bool stopping;
 	bool stop_flushed;
@@ -169,6 +173,8 @@ int server_buf_get(struct server *srv, struct req *req, size_t len);
 size_t server_buf_size(size_t len);
 int server_suspend(struct server *srv, uint64_t timeout_ms);
 int server_resume(struct server *srv, const char *image);
+/* --volume-record: check the path's shape and remember the SR. */
+int server_set_record(struct server *srv, const char *record);
 /* accept(2) failed with err (not EAGAIN): back off, log rate-limited. */
 void server_accept_failed(struct server *srv, int err);
 const char *server_engine_name(const struct server *srv);

@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /* ngdp-server core: request scheduling, data I/O, flush barriers, loop. */
+#include <ctype.h>
 #include <errno.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <sys/file.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -642,13 +647,29 @@ static bool start_req(struct server *srv, struct req *req)
 
 /* ------------------------------------------------------------ barriers */
 
+#ifdef NGDP_FAULT_INJECT
+/* NGDP_FAULT=flush-fail: flushes fail with ENOSPC while the file
+ * $NGDP_FAULT_FILE exists (a full filesystem, until space is freed). */
+static bool fault_flush(void)
+{
+	const char *f = getenv("NGDP_FAULT_FILE");
+
+	return io_fault("flush-fail") && f && access(f, F_OK) == 0;
+}
+#else
+static bool fault_flush(void)
+{
+	return false;
+}
+#endif
+
 static void flush_barrier(struct server *srv)
 {
 	struct req *req;
 	int r = 0;
 
 	if (srv->dirty || srv->flushq) {
-		r = image_flush(srv->img);
+		r = fault_flush() ? -ENOSPC : image_flush(srv->img);
 		srv->n_flushes++;
 		if (r < 0)
 			log_error("flush of '%s' failed: %s", srv->img->path,
@@ -660,6 +681,20 @@ static void flush_barrier(struct server *srv)
 	while ((req = q_pop(&srv->flushq, &srv->flushq_tail))) {
 		req->wire_err = nbd_errno_to_wire(r);
 		conn_reply(req);
+	}
+	if (srv->suspend_flush_pending) {
+		srv->suspend_flush_pending = false;
+		if (r < 0 && srv->suspended) {
+			/*
+			 * The suspender gets the error and will not snapshot;
+			 * a server left suspended would fail the VM's I/O
+			 * for good.  Serve on: the next flush retries.
+			 */
+			log_error("suspend of '%s' failed (%s): serving on",
+				  srv->img->path, strerror(-r));
+			srv->suspended = false;
+			srv->suspend_expired = false;
+		}
 	}
 	if (srv->suspend_waiters)
 		control_suspend_done(srv, r);
@@ -733,6 +768,7 @@ static void schedule(struct server *srv)
 
 int server_suspend(struct server *srv, uint64_t timeout_ms)
 {
+	srv->suspend_flush_pending = true;
 	srv->suspended = true;
 	srv->suspend_expired = false;
 	srv->suspend_deadline_ms = timeout_ms ? server_now_ms() + timeout_ms :
@@ -762,19 +798,28 @@ static void adopt_image(struct server *srv, struct image *img)
 }
 
 static int open_chain(const struct server *srv, const char *path,
-		      struct image **ret)
+		      const char *format, struct image **ret)
 {
 	struct image_open_options opt = {
 		.readonly = srv->cfg.readonly,
 		.no_direct = srv->cfg.no_direct,
 		.confine_dir = srv->cfg.confine,
-		.format = NULL,
+		.format = format,
 	};
 
 	return image_open(path, &opt, ret);
 }
 
+static int resume_on(struct server *srv, const char *image,
+		     const char *format);
+
 int server_resume(struct server *srv, const char *image)
+{
+	return resume_on(srv, image, NULL);
+}
+
+static int resume_on(struct server *srv, const char *image,
+		     const char *format)
 {
 	struct image *nimg = NULL;
 	char *old_path;
@@ -801,7 +846,7 @@ int server_resume(struct server *srv, const char *image)
 		return -ENOMEM;
 	image_close(srv->img);
 	srv->img = NULL;
-	r = open_chain(srv, image, &nimg);
+	r = open_chain(srv, image, format, &nimg);
 	if (r == 0 && nimg->virtual_size < old_size) {
 		log_error("resume: '%s' is smaller than the current image",
 			  image);
@@ -809,7 +854,7 @@ int server_resume(struct server *srv, const char *image)
 		r = -EINVAL;
 	}
 	if (r < 0) {
-		int r2 = open_chain(srv, old_path, &nimg);
+		int r2 = open_chain(srv, old_path, NULL, &nimg);
 
 		if (r2 < 0) {
 			/* cannot serve anything any more */
@@ -829,6 +874,233 @@ int server_resume(struct server *srv, const char *image)
 	srv->suspended = false;
 	srv->suspend_expired = false;
 	log_info("resumed on '%s'", image);
+	return 0;
+}
+
+/* ------------------------------------------------------------ record */
+
+#define RECORD_MAX		(256 * 1024)
+#define RECORD_RETRY_MS		1000
+#define RECORD_LOG_MS		30000
+
+/* Read the volume record; *ret is the parsed object. */
+static int record_load(const char *path, json_object **ret)
+{
+	struct json_tokener *tok;
+	json_object *o;
+	char *buf;
+	size_t len = 0;
+	ssize_t n;
+	int fd, r = 0;
+
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	buf = malloc(RECORD_MAX + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (len < RECORD_MAX &&
+	       (n = read(fd, buf + len, RECORD_MAX - len)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			break;
+		}
+		len += (size_t)n;
+	}
+	close(fd);
+	if (r == 0 && len >= RECORD_MAX)
+		r = -EFBIG;
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	tok = json_tokener_new();
+	o = tok ? json_tokener_parse_ex(tok, buf, (int)len) : NULL;
+	if (tok && json_tokener_get_error(tok) != json_tokener_success) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	free(buf);
+	if (!o || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return -EBADMSG;
+	}
+	*ret = o;
+	return 0;
+}
+
+/* An image id as the SR writes them: no path separators, no dot files. */
+static bool valid_image_id(const char *id)
+{
+	size_t n = strlen(id);
+
+	if (n == 0 || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)id[i]) && id[i] != '-' &&
+		    id[i] != '_')
+			return false;
+	return true;
+}
+
+/*
+ * The image the volume record names: <SR>/images/<id>.<ext> and the
+ * format to open it with.  Same rule as the SR library (sr_volume_image):
+ * a missing "image-format" is qcow2.
+ */
+static int record_image(struct server *srv, char *path, size_t len,
+			const char **format)
+{
+	json_object *rec = NULL, *v;
+	const char *id, *f = "qcow2";
+	const char *ext;
+	int r;
+
+	r = record_load(srv->cfg.volume_record, &rec);
+	if (r < 0)
+		return r;
+	if (!json_object_object_get_ex(rec, "image", &v) ||
+	    !json_object_is_type(v, json_type_string) ||
+	    !valid_image_id(id = json_object_get_string(v))) {
+		json_object_put(rec);
+		return -EBADMSG;
+	}
+	if (json_object_object_get_ex(rec, "image-format", &v)) {
+		if (!json_object_is_type(v, json_type_string)) {
+			json_object_put(rec);
+			return -EBADMSG;
+		}
+		f = json_object_get_string(v);
+	}
+	if (!strcmp(f, "qcow2")) {
+		ext = "qcow2";
+		*format = "qcow2";
+	} else if (!strcmp(f, "vhd") || !strcmp(f, "vpc")) {
+		ext = "vhd";
+		*format = "vpc";
+	} else if (!strcmp(f, "raw")) {
+		ext = "raw";
+		*format = "raw";
+	} else {
+		json_object_put(rec);
+		return -EBADMSG;
+	}
+	r = snprintf(path, len, "%s/images/%s.%s", srv->sr_dir, id, ext) >=
+	    (int)len ? -ENAMETOOLONG : 0;
+	json_object_put(rec);
+	return r;
+}
+
+static bool serving_overlay(const struct server *srv)
+{
+	const char *b = strrchr(srv->img->path, '/');
+
+	return !strncmp(b ? b + 1 : srv->img->path, ".np-", 4);
+}
+
+/*
+ * A suspend was not followed by a resume in time: resume on the image the
+ * volume record names now (the current top if the snapshot did not
+ * happen, the new leaf if it was committed), never staying suspended.
+ * Under a shared lock of the SR, so never in the middle of a snapshot
+ * that holds it exclusively.  -EAGAIN: try again later.
+ */
+static int resume_from_record(struct server *srv)
+{
+	char path[PATH_MAX], lockpath[PATH_MAX];
+	const char *format = NULL;
+	struct stat st, cur;
+	int lockfd, r;
+
+	if (srv->active || srv->submitq || srv->held || srv->flushq ||
+	    srv->flush_wanted)
+		return -EAGAIN;
+	snprintf(lockpath, sizeof(lockpath), "%s/.sr/lock", srv->sr_dir);
+	lockfd = open(lockpath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (lockfd < 0 && errno != ENOENT)
+		return -errno;
+	if (lockfd >= 0 && flock(lockfd, LOCK_SH | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		close(lockfd);
+		return r;
+	}
+	if (serving_overlay(srv)) {
+		/* reset-on-boot: the overlay stays the top whatever the
+		 * record says (snapshots do not pause such a server) */
+		log_warn("suspend of '%s' not resumed in time: resuming on "
+			 "the same reset-on-boot overlay", srv->img->path);
+		r = resume_on(srv, NULL, NULL);
+		goto out;
+	}
+	r = record_image(srv, path, sizeof(path), &format);
+	if (r < 0)
+		goto out;
+	if (stat(path, &st) == 0 && fstat(srv->img->fd, &cur) == 0 &&
+	    st.st_dev == cur.st_dev && st.st_ino == cur.st_ino) {
+		log_warn("suspend of '%s' not resumed in time: %s still names "
+			 "it, resuming on it", srv->img->path,
+			 srv->cfg.volume_record);
+		r = resume_on(srv, NULL, NULL);
+		goto out;
+	}
+	log_warn("suspend of '%s' not resumed in time: resuming on '%s', "
+		 "which %s names now", srv->img->path, path,
+		 srv->cfg.volume_record);
+	r = resume_on(srv, path, format);
+out:
+	if (lockfd >= 0)
+		close(lockfd);	/* releases the lock */
+	return r;
+}
+
+static void record_retry(struct server *srv, uint64_t now)
+{
+	int r;
+
+	if (!srv->suspended || !srv->suspend_expired ||
+	    !srv->cfg.volume_record || now < srv->record_retry_ms ||
+	    srv->stopping)
+		return;
+	r = resume_from_record(srv);
+	if (r == 0)
+		return;
+	srv->record_retry_ms = now + (r == -EAGAIN ? 100 : RECORD_RETRY_MS);
+	if (r != -EAGAIN && now >= srv->record_log_ms) {
+		log_error("cannot resume from %s: %s; retrying every %d ms",
+			  srv->cfg.volume_record, strerror(-r),
+			  RECORD_RETRY_MS);
+		srv->record_log_ms = now + RECORD_LOG_MS;
+	}
+}
+
+int server_set_record(struct server *srv, const char *record)
+{
+	char *d = strdup(record), *p;
+
+	if (!d)
+		return -ENOMEM;
+	/* <SR>/meta/v-<key>.json */
+	p = strrchr(d, '/');
+	if (!p || strncmp(p + 1, "v-", 2) || p == d) {
+		free(d);
+		return -EINVAL;
+	}
+	*p = '\0';
+	p = strrchr(d, '/');
+	if (!p || strcmp(p + 1, "meta")) {
+		free(d);
+		return -EINVAL;
+	}
+	*p = '\0';
+	if (!*d)
+		strcpy(d, "/");
+	srv->cfg.volume_record = record;
+	srv->sr_dir = d;
 	return 0;
 }
 
@@ -853,7 +1125,15 @@ int server_init(struct server *srv, const struct server_config *cfg)
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (srv->epfd < 0)
 		return -errno;
-	r = open_chain(srv, cfg->image, &img);
+	if (cfg->volume_record) {
+		r = server_set_record(srv, cfg->volume_record);
+		if (r < 0) {
+			log_error("--volume-record '%s' is not <SR>/meta/v-<key>.json",
+				  cfg->volume_record);
+			return r;
+		}
+	}
+	r = open_chain(srv, cfg->image, NULL, &img);
 	if (r < 0)
 		return r;
 	adopt_image(srv, img);
@@ -930,6 +1210,7 @@ void server_release(struct server *srv)
 	if (srv->epfd >= 0)
 		close(srv->epfd);
 	req_free_all(srv);
+	free(srv->sr_dir);
 	for (unsigned int c = 0; c <= BUF_MAX_SHIFT; c++)
 		while (srv->pool.nfree[c])
 			buf_free(srv->pool.free[c][--srv->pool.nfree[c]], c);
@@ -1079,6 +1360,13 @@ static int loop_timeout(struct server *srv)
 		if (due < t)
 			t = due;
 	}
+	if (srv->suspended && srv->suspend_expired && srv->cfg.volume_record) {
+		uint64_t d = srv->record_retry_ms > now ?
+			     srv->record_retry_ms - now : 0;
+
+		if (d < t)
+			t = d;
+	}
 	if (srv->accept_paused) {
 		uint64_t d = srv->accept_resume_ms > now ?
 			     srv->accept_resume_ms - now : 0;
@@ -1124,9 +1412,13 @@ static void timers(struct server *srv)
 		srv->flush_wanted = true;
 	if (srv->suspended && !srv->suspend_expired &&
 	    srv->suspend_deadline_ms && now >= srv->suspend_deadline_ms) {
-		log_warn("suspend not resumed in time: failing writes with EIO");
 		srv->suspend_expired = true;
+		srv->record_retry_ms = now;
+		if (!srv->cfg.volume_record)
+			log_warn("suspend not resumed in time: failing writes "
+				 "with EIO");
 	}
+	record_retry(srv, now);
 }
 
 int server_run(struct server *srv)
