@@ -429,10 +429,10 @@ static int mode_pipeline(char **argv)
 	size_t n = 28 + 28 + wlen;
 	uint8_t *pkt = malloc(n), *rbuf = malloc(rlen ? rlen : 1);
 	uint8_t h[16];
-	int fd = open_export(""), got = 0;
+	int fd = open_export(""), got = 0, rc = 1;
 
 	if (fd < 0 || !pkt || !rbuf)
-		return 1;
+		goto out;
 	/* both headers and the payload in one send */
 	nbd_put32(pkt, NBD_REQUEST_MAGIC);
 	nbd_put16(pkt + 4, 0);
@@ -448,24 +448,30 @@ static int mode_pipeline(char **argv)
 	nbd_put32(pkt + 52, wlen);
 	memset(pkt + 56, pat, wlen);
 	if (!xwrite(fd, pkt, n))
-		return 1;
+		goto out;
 	while (got < 2) {
 		uint64_t cookie;
 
 		if (xread(fd, h, 16) != 1 || nbd_get32(h) != NBD_SIMPLE_REPLY_MAGIC)
-			return 1;
+			goto out;
 		cookie = nbd_get64(h + 8);
 		if (nbd_get32(h + 4)) {
 			fprintf(stderr, "request %llu failed: %u\n",
 				(unsigned long long)cookie, nbd_get32(h + 4));
-			return 1;
+			goto out;
 		}
 		if (cookie == 1 && xread(fd, rbuf, rlen) != 1)
-			return 1;
+			goto out;
 		got++;
 	}
 	printf("both replies ok\n");
-	return 0;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(pkt);
+	free(rbuf);
+	return rc;
 }
 
 /* Send as much of p as the server takes within 'ms' of no progress. */
