@@ -110,6 +110,7 @@ struct server {
 	struct ctl_conn *ctl_conns;
 
 	struct req *free_reqs;
+	unsigned int nfree_reqs;
 	struct req *waitq, *waitq_tail;
 	struct req *submitq, *submitq_tail;
 	struct req *flushq, *flushq_tail;

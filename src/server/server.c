@@ -30,6 +30,11 @@
 #define BUF_MAX_SHIFT		25
 #define BUF_MMAP_SHIFT		17	/* 128 KiB and more: mmap */
 #define BUF_POOL_MAX		(32UL * 1024 * 1024)	/* pooled bytes */
+#define REQ_POOL_MAX		1024	/* free requests kept */
+#define REQ_KEEP_RBUF		4096
+#define REQ_KEEP_IOV		64
+#define REQ_KEEP_EXTENTS	64
+#define SUSPEND_DEFAULT_MS	(10 * 60 * 1000)	/* with a record */
 #define ACCEPT_BACKOFF_MS	100
 #define ACCEPT_LOG_MS		10000
 
@@ -159,6 +164,7 @@ struct req *server_req_get(struct server *srv)
 
 	if (req) {
 		srv->free_reqs = req->next;
+		srv->nfree_reqs--;
 	} else {
 		req = calloc(1, sizeof(*req));
 		if (!req)
@@ -180,12 +186,38 @@ struct req *server_req_get(struct server *srv)
 	return req;
 }
 
+static void req_destroy(struct req *req)
+{
+	extent_list_release(&req->el);
+	free(req->rbuf);
+	free(req->iov);
+	free(req);
+}
+
 void server_req_put(struct server *srv, struct req *req)
 {
 	buf_put(srv, req);
 	req->state = REQ_FREE;
+	/* after a burst, keep a bounded number of small requests */
+	if (srv->nfree_reqs >= REQ_POOL_MAX) {
+		req_destroy(req);
+		return;
+	}
+	if (req->rbuf_cap > REQ_KEEP_RBUF) {
+		free(req->rbuf);
+		req->rbuf = NULL;
+		req->rbuf_cap = 0;
+	}
+	if (req->iov_cap > REQ_KEEP_IOV) {
+		free(req->iov);
+		req->iov = NULL;
+		req->iov_cap = 0;
+	}
+	if (req->el.cap > REQ_KEEP_EXTENTS)
+		extent_list_release(&req->el);
 	req->next = srv->free_reqs;
 	srv->free_reqs = req;
+	srv->nfree_reqs++;
 }
 
 static void req_free_all(struct server *srv)
@@ -194,10 +226,7 @@ static void req_free_all(struct server *srv)
 		struct req *req = srv->free_reqs;
 
 		srv->free_reqs = req->next;
-		extent_list_release(&req->el);
-		free(req->rbuf);
-		free(req->iov);
-		free(req);
+		req_destroy(req);
 	}
 }
 
@@ -768,6 +797,9 @@ static void schedule(struct server *srv)
 
 int server_suspend(struct server *srv, uint64_t timeout_ms)
 {
+	/* with a record to resume from, never suspended without an end */
+	if (!timeout_ms && srv->cfg.volume_record)
+		timeout_ms = SUSPEND_DEFAULT_MS;
 	srv->suspend_flush_pending = true;
 	srv->suspended = true;
 	srv->suspend_expired = false;
@@ -833,6 +865,15 @@ static int resume_on(struct server *srv, const char *image,
 		return 0;
 	}
 	if (!srv->suspended) {
+		struct stat st, cur;
+
+		/* resumed already (suspend timeout, --volume-record) on
+		 * this very image: a late resume is answered yes */
+		if (stat(image, &st) == 0 && fstat(srv->img->fd, &cur) == 0 &&
+		    st.st_dev == cur.st_dev && st.st_ino == cur.st_ino) {
+			log_info("resume on '%s': serving it already", image);
+			return 0;
+		}
 		log_error("resume with a new image needs a suspend first");
 		return -EINVAL;
 	}

@@ -66,6 +66,10 @@ snapshot_without_resume() {
 check "snapshot committed, no resume" snapshot_without_resume
 check "resumes by itself on the leaf the record names" \
 	wait_status "$T/s.ctl" "\"image\":\"[^\"]*$ID2.qcow2\".*\"suspended\":false"
+check "a late resume on the leaf served already succeeds" \
+	"$CTL" "$T/s.ctl" "{\"op\":\"resume\",\"image\":\"$SR/images/$ID2.qcow2\"}"
+check "a late resume on another image (the snapshot) is refused" \
+	eval '! "$CTL" "$T/s.ctl" "{\"op\":\"resume\",\"image\":\"$SR/images/$ID1.qcow2\"}" >/dev/null'
 check "writes go to the new leaf" \
 	qemu-io -f raw "$(uri s)" -c "write -P 3 2M 1M" -c "read -P 1 0 1M" \
 	-c "read -P 2 1M 1M" -c "read -P 3 2M 1M"
