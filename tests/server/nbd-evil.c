@@ -19,6 +19,9 @@
  *       send N NBD_OPT_LIST options and never read the replies; as flood.
  *   nbd-evil SOCKET good
  *       one well-behaved client (write, read back, disconnect).
+ *   nbd-evil SOCKET hold N
+ *       open N connections and do nothing; print "connected N", then
+ *       sleep until killed.
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -547,6 +550,17 @@ int main(int argc, char *argv[])
 	if (argc == 4 && !strcmp(argv[2], "optflood")) {
 		sock_path = argv[1];
 		return mode_flood(argv + 3, true);
+	}
+	if (argc == 4 && !strcmp(argv[2], "hold")) {
+		unsigned long n = strtoul(argv[3], NULL, 0);
+
+		sock_path = argv[1];
+		for (unsigned long i = 0; i < n; i++)
+			dial();	/* held until we are killed */
+		printf("connected %lu\n", n);
+		fflush(stdout);
+		for (;;)
+			pause();
 	}
 	if (argc == 3 && !strcmp(argv[2], "good")) {
 		sock_path = argv[1];

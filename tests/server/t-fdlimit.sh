@@ -20,16 +20,7 @@ pid=$SERVER_PID
 nfd=$(ls "/proc/$pid/fd" | wc -l)
 check "lower the server's fd limit" prlimit --pid "$pid" --nofile=$((nfd + 4)):$((nfd + 4))
 # hold NCONN connections (most of them stay in the listen backlog)
-python3 - "$T/s.sock" $NCONN <<'PY' >"$T/holder.out" 2>&1 &
-import socket, sys, time
-socks = []
-for i in range(int(sys.argv[2])):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(sys.argv[1])
-    socks.append(s)
-print("connected", len(socks), flush=True)
-time.sleep(3600)
-PY
+"$NGDP_HELPERS/nbd-evil" "$T/s.sock" hold $NCONN >"$T/holder.out" 2>&1 &
 holder=$!
 BG_PIDS+=($holder)
 for ((i = 0; i < 100; i++)); do grep -q connected "$T/holder.out" && break; sleep 0.1; done
