@@ -529,7 +529,7 @@ static int activate(struct call *c, bool readonly)
 		r = call_fail(c, -EROFS, "Invalid_argument",
 			      "volume %s is a read-only snapshot: it can only "
 			      "be activated read-only", t.key);
-		goto out;
+		goto out_unsaved;
 	}
 	/* this domain's socket name leads to the rw or the ro listener;
 	 * repeating an activate just re-points it (idempotent) */
@@ -538,7 +538,7 @@ static int activate(struct call *c, bool readonly)
 	if (symlink(readonly ? "ro.sock" : "rw.sock", link) < 0) {
 		r = call_fail(c, -errno, "Datapath_error", "symlink %s: %m",
 			      link);
-		goto out;
+		goto out_unsaved;
 	}
 	json_add_string(domains_of(rec), t.domain, readonly ? "ro" : "rw");
 	r = active_save(&sr, t.key, rec);
@@ -546,7 +546,7 @@ static int activate(struct call *c, bool readonly)
 		r = call_fail(c, r, "Datapath_error",
 			      "cannot save the activation record: %s",
 			      strerror(-r));
-		goto out;
+		goto out_unsaved;
 	}
 	if (started) {
 		/* a new server replaces a dead one: the other domains'
@@ -575,6 +575,12 @@ static int activate(struct call *c, bool readonly)
 	}
 	log_info("volume %s active for domain '%s' (%s), server pid %" PRId64,
 		 t.key, t.domain, readonly ? "ro" : "rw", rec_int(rec, "pid"));
+	goto out;
+out_unsaved:
+	/* a server started for this call that no record names would run
+	 * for ever: stop it (the call's error stays the first one) */
+	if (started && rec)
+		(void)dp_server_stop(c, rec);
 out:
 	json_object_put(rec);
 	sr_close(&sr);

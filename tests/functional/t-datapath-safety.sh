@@ -95,6 +95,15 @@ check "the snapshot's image has no leaked clusters (qemu-img check exit 0)" \
 down "$K" 6
 check "the volume's image is clean" qemu-img check -q -f qcow2 "$(vol_image "$K")"
 
+# a read-write activate of a read-only snapshot is refused and leaves no
+# server behind (the server it had to start is stopped)
+SURI="ngdp://$SR/$S"
+dcall Datapath.attach "{\"dbg\":\"t\",\"uri\":\"$SURI\",\"domain\":\"4\"}"
+dcall Datapath.activate "{\"dbg\":\"t\",\"uri\":\"$SURI\",\"domain\":\"4\"}"
+expect_err "read-write activate of a snapshot" Invalid_argument
+down "$S" 4
+check "no server left for the snapshot" bash -c "! pgrep -f -- '--export-name[ ]$S' >/dev/null"
+
 # an image marked dirty (lazy refcounts) is repaired before it is served
 printf '\001' | dd of="$(vol_image "$K")" bs=1 seek=79 conv=notrunc status=none
 up "$K" 6
