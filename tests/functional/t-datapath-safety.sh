@@ -59,6 +59,22 @@ check "the record names the format the server was given" \
 down "$A" 5
 vcall SR.detach "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
 
+# ---------------------------------------------------------------- server exit
+# a server that cannot open its image: the call says how the process ended
+# (its exit status), then what it logged
+mk_sr ',"image-format":"vhd"' || { fail "vhd SR setup"; finish; exit; }
+vol_create $((16 * M)) "broken"
+B=$KEY
+printf conectix > "$(vol_image "$B")"
+truncate -s $M "$(vol_image "$B")"
+up "$B" 5
+check "activate of a broken VHD fails" [ "$UP_RC" -ne 0 ]
+check "...saying the server exited with status 1" \
+	jqt '.params[1] | test("server for .* exited with status 1: ")' <<<"$UP_OUT"
+check "...and no server is left" bash -c "! pgrep -f -- '--export-name[ ]$B' >/dev/null"
+dcall Datapath.detach "{\"dbg\":\"t\",\"uri\":\"ngdp://$SR/$B\",\"domain\":\"5\"}"
+vcall SR.detach "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
+
 # ---------------------------------------------------------------- leaks
 mk_sr || { fail "qcow2 SR setup"; finish; exit; }
 if [ "$(jq -r '."image-format"' "$SR/.sr/sr.json")" != qcow2 ]; then
