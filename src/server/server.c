@@ -1174,7 +1174,9 @@ int server_init(struct server *srv, const struct server_config *cfg)
 			return r;
 		}
 	}
-	r = open_chain(srv, cfg->image, NULL, &img);
+	/* the format the plugin recorded (--format): a guest-writable
+	 * image is never probed */
+	r = open_chain(srv, cfg->image, cfg->format, &img);
 	if (r < 0)
 		return r;
 	adopt_image(srv, img);

@@ -1,0 +1,3 @@
+#!/bin/bash
+# Guest side of t-plain-guest: exit with the status asked for.
+exit "$1"
