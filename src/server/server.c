@@ -920,7 +920,9 @@ static int resume_on(struct server *srv, const char *image,
 
 /* ------------------------------------------------------------ record */
 
-#define RECORD_MAX		(256 * 1024)
+/* what the plugins' reader accepts (sr.h RECORD_READ_MAX): they never
+ * write a record larger than that */
+#define RECORD_MAX		(1024 * 1024)
 #define RECORD_RETRY_MS		1000
 #define RECORD_LOG_MS		30000
 

@@ -21,7 +21,7 @@ raw() { # raw METHOD STDIN ERRORNAME what (stdin given verbatim)
 	check "  ...and nothing changed on disk" unchanged
 }
 s="\"dbg\":\"t\",\"sr\":\"$SR\""
-long=$(head -c 4096 /dev/zero | tr '\0' 'x')
+long=$(head -c $((17 * 1024)) /dev/zero | tr '\0' 'x')	# over TEXT_MAX (16 KiB)
 
 raw Volume.create '{"dbg":' Invalid_argument "truncated JSON"
 raw Volume.create '' Invalid_argument "empty stdin"
@@ -35,22 +35,21 @@ bad Volume.create "{$s,\"name\":\"n\",\"description\":\"\",\"size\":\"1048576\",
 bad Volume.create "{$s,\"name\":\"n\",\"description\":\"\",\"size\":1048576.0,\"sharable\":false}" Invalid_argument "size as a float"
 bad Volume.create "{$s,\"name\":\"n\",\"description\":\"\",\"size\":1048576,\"sharable\":\"no\"}" Invalid_argument "sharable as a string"
 bad Volume.create "{$s,\"name\":5,\"description\":\"\",\"size\":1048576,\"sharable\":false}" Invalid_argument "name as a number"
-bad Volume.create "{$s,\"name\":\"n\",\"description\":\"\",\"size\":0,\"sharable\":false}" Invalid_argument "zero size"
 bad Volume.create "{$s,\"name\":\"n\",\"description\":\"\",\"size\":-1,\"sharable\":false}" Invalid_argument "negative size"
 bad Volume.create "{$s,\"name\":\"n\",\"description\":\"\",\"size\":9223372036854775807,\"sharable\":false}" Invalid_argument "absurd size"
 bad Volume.create "{$s,\"name\":\"n\",\"description\":\"\",\"size\":99999999999999999999999,\"sharable\":false}" Invalid_argument "size beyond int64"
-bad Volume.create "{$s,\"name\":\"$long\",\"description\":\"\",\"size\":1048576,\"sharable\":false}" Invalid_argument "4 KiB name"
+bad Volume.create "{$s,\"name\":\"$long\",\"description\":\"\",\"size\":1048576,\"sharable\":false}" Invalid_argument "17 KiB name"
 bad Volume.create "{$s,\"name\":\"a\\u0000b\",\"description\":\"\",\"size\":1048576,\"sharable\":false}" Invalid_argument "name with NUL"
-bad Volume.create "{$s,\"name\":\"a\\u0001b\",\"description\":\"\",\"size\":1048576,\"sharable\":false}" Invalid_argument "name with a control character"
-bad Volume.set_name "{$s,\"key\":\"$K\",\"new_name\":\"$long\"}" Invalid_argument "4 KiB new name"
+bad Volume.create "$(printf '{%s,"name":"a\xffb","description":"","size":1048576,"sharable":false}' "$s")" Invalid_argument "name that is not UTF-8"
+bad Volume.set_name "{$s,\"key\":\"$K\",\"new_name\":\"$long\"}" Invalid_argument "17 KiB new name"
 for key in "../$K" "$K/.." "/etc/passwd" ".." "a/b" "$long" "${K^^}" "" "$K\\u0000"; do
 	bad Volume.stat "{$s,\"key\":\"$key\"}" Invalid_argument "key '$(printf %.20s "$key")'"
 	bad Volume.destroy "{$s,\"key\":\"$key\"}" Invalid_argument "destroy key '$(printf %.20s "$key")'"
 done
 bad Volume.set "{$s,\"key\":\"../x\",\"k\":\"a\",\"v\":\"b\"}" Invalid_argument "set on a traversal key"
-bad Volume.set "{$s,\"key\":\"$K\",\"k\":\"$long\",\"v\":\"b\"}" Invalid_argument "4 KiB key name"
-bad Volume.set "{$s,\"key\":\"$K\",\"k\":\"a b\",\"v\":\"b\"}" Invalid_argument "key name with a space"
-bad Volume.set "{$s,\"key\":\"$K\",\"k\":\"a\",\"v\":\"$long\"}" Invalid_argument "4 KiB value"
+bad Volume.set "{$s,\"key\":\"$K\",\"k\":\"$long\",\"v\":\"b\"}" Invalid_argument "17 KiB key name"
+bad Volume.set "{$s,\"key\":\"$K\",\"k\":\"a\\u0000b\",\"v\":\"b\"}" Invalid_argument "key name with NUL"
+bad Volume.set "{$s,\"key\":\"$K\",\"k\":\"a\",\"v\":\"$long\"}" Invalid_argument "17 KiB value"
 bad Volume.set "{$s,\"key\":\"$K\",\"k\":\"a\",\"v\":\"x\\u0000y\"}" Invalid_argument "value with NUL"
 bad Volume.set "{$s,\"key\":\"$K\",\"k\":\"a\"}" Invalid_argument "set without v"
 bad Volume.stat "{$s,\"key\":\"$(cat /proc/sys/kernel/random/uuid)\"}" Volume_does_not_exist "unknown key"
