@@ -54,6 +54,9 @@ check-formats: $(IMGIO) $(FORMATS_UNIT_BIN)
 		$(FUZZ_QCOW2) -runs=0 tests/fuzz/corpus/qcow2 2>&1 | tail -2; \
 	else echo "skip: fuzz corpus regression ($(FUZZ_CC) not found)"; fi
 	IMGIO=$(abspath $(IMGIO)) bash tests/formats/run.sh
+	@$(MAKE) --no-print-directory $(B)/tests/formats/vhd-tool >/dev/null
+	IMGIO=$(abspath $(IMGIO)) VHD_TOOL=$(abspath $(B)/tests/formats/vhd-tool) \
+		bash tests/formats/meta-test.sh
 
 CHECK_TARGETS += check-formats
 FUZZ_TARGETS += fuzz-qcow2
