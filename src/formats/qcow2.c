@@ -251,9 +251,15 @@ static int read_snapshots(struct image *img, struct qcow2 *q)
 		if (r < 0)
 			return r;
 		len = sizeof(e) + (uint64_t)extra + id_len + name_len;
+		/* the last entry may end the file without its padding */
+		if (pos + len > end || pos + len > q->file_size) {
+			log_error("qcow2: '%s': snapshot table too large or beyond the file",
+				  img->path);
+			return -EINVAL;
+		}
 		pos += (len + 7) & ~7ull;
 	}
-	if (pos > end || pos > q->file_size) {
+	if (pos > end) {
 		log_error("qcow2: '%s': snapshot table too large or beyond the file",
 			  img->path);
 		return -EINVAL;

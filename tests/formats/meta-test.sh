@@ -154,6 +154,10 @@ dd if=snap.qcow2 of=snap-l2.qcow2 bs=1 skip="$S" count=128 conv=notrunc status=n
 put64 snap-l2.qcow2 64 $(( $(u64 snap.qcow2 $(u64 snap.qcow2 40)) & 0x00fffffffffffe00 ))
 refused "qcow2 snapshot table -> L2 table" snap-l2.qcow2
 opens "qcow2 with an internal snapshot" snap.qcow2
+qemu-img create -q -f qcow2 -o cluster_size=4096 snap4k.qcow2 1M
+qemu-io -f qcow2 -c "write -P 0x44 0 8K" snap4k.qcow2 >/dev/null
+qemu-img snapshot -c s1 snap4k.qcow2
+opens "qcow2 4k clusters, snapshot table ending the file" snap4k.qcow2
 qemu-img convert -c -O qcow2 good.qcow2 comp.qcow2
 opens "qcow2 compressed" comp.qcow2
 qemu-img create -q -f qcow2 -o preallocation=metadata prealloc.qcow2 8G

@@ -242,7 +242,9 @@ static int crash_writer(const char *path, uint64_t seed, uint64_t stop)
 	uint64_t i, nslots;
 	int r;
 
-	r = image_open(path, NULL, &img);
+	struct image_open_options o = { .format = "vpc" };
+
+	r = image_open(path, &o, &img);
 	if (r < 0)
 		return r;
 	nslots = img->virtual_size / 65536;
@@ -275,7 +277,7 @@ static int crash_writer(const char *path, uint64_t seed, uint64_t stop)
 
 static int crash_verify(const char *path, uint64_t seed, uint64_t n)
 {
-	struct image_open_options o = { .readonly = true };
+	struct image_open_options o = { .readonly = true, .format = "vpc" };
 	struct image *img;
 	int r, bad = 0;
 
