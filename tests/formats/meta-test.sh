@@ -192,6 +192,31 @@ for ((i = 1; i < 400; i++)); do
 done
 bounded "qcow2 400 L2 tables of 2 MiB past a 64 MiB disk" many-l2.qcow2
 
+# ------------------------------------------------------------ chains
+# Every image a regular file named plainly in the top image's directory;
+# a backing file's format comes from its child, never from its content.
+mkdir -p sr elsewhere
+qemu-img create -q -f qcow2 sr/base.qcow2 1M
+qemu-img create -q -f qcow2 elsewhere/out.qcow2 1M
+ln -s ../elsewhere/out.qcow2 sr/link.qcow2
+ln -s base.qcow2 sr/inlink.qcow2
+qemu-img create -q -f qcow2 -b inlink.qcow2 -F qcow2 -u sr/top-link.qcow2 1M
+qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 sr/top-nofmt.qcow2
+printf '\x00\x00\x00\x01' | dd of=sr/top-nofmt.qcow2 bs=1 seek=112 conv=notrunc status=none
+for c in "symlinked top:sr/link.qcow2" "symlinked backing:sr/top-link.qcow2" \
+	 "backing without a format:sr/top-nofmt.qcow2"; do
+	if "$IMGIO" -f qcow2 --readonly "${c#*:}" read 0 512 >/dev/null 2>err.txt; then
+		fail "chain: ${c%%:*} opened"
+	else
+		pass "chain: ${c%%:*} refused ($(head -c 100 err.txt | tr '\n' ' '))"
+	fi
+done
+if "$IMGIO" -f qcow2 --confine elsewhere --readonly sr/base.qcow2 read 0 512 >/dev/null 2>&1; then
+	fail "chain: top outside --confine opened"
+else
+	pass "chain: top outside --confine refused"
+fi
+
 # ------------------------------------------------------------ vhd
 if [ -x "$VHD_TOOL" ]; then
 	"$VHD_TOOL" create-dynamic p.vhd $((8 << 20))
