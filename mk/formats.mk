@@ -49,11 +49,13 @@ CHECK_FUZZ += "$(RUN_FUZZ) fuzz qcow2 $(FUZZ_QCOW2) tests/fuzz/corpus/qcow2 $(CH
 
 # ---------------------------------------------------------------- check
 # Unit tests, the fuzz corpus regression (every seed once), run.sh (the
-# qcow2 engine against qemu) and any tests/formats/t-*.sh.
-check-formats: $(IMGIO) $(FORMATS_UNIT_BIN) fuzz-build
+# qcow2 engine against qemu), meta-test.sh (crafted metadata, chain rules)
+# and any tests/formats/t-*.sh.
+check-formats: $(IMGIO) $(FORMATS_UNIT_BIN) fuzz-build $(B)/tests/formats/vhd-tool
 	@$(RUN_TESTS) -s formats $(FORMATS_UNIT_BIN) \
 		"$(RUN_FUZZ) regress qcow2 $(FUZZ_QCOW2) tests/fuzz/corpus/qcow2 $(FUZZ_QCOW2_OPTS)" \
-		$(foreach t,tests/formats/run.sh $(wildcard tests/formats/t-*.sh),"IMGIO=$(abspath $(IMGIO)) B=$(B) $(t)")
+		$(foreach t,tests/formats/run.sh $(wildcard tests/formats/t-*.sh),"IMGIO=$(abspath $(IMGIO)) B=$(B) $(t)") \
+		"IMGIO=$(abspath $(IMGIO)) VHD_TOOL=$(abspath $(B)/tests/formats/vhd-tool) tests/formats/meta-test.sh"
 
 CHECK_TARGETS += check-formats
 FUZZ_TARGETS += fuzz-qcow2

@@ -11,7 +11,7 @@ DEB_PACKAGES := build-essential pkg-config libjson-c-dev libblkid-dev \
 	libaio-dev liburing-dev libcmocka-dev zlib1g-dev clang libfuzzer-14-dev \
 	libclang-rt-14-dev qemu-utils qemu-system-common xfsprogs e2fsprogs \
 	util-linux fio libnbd-bin nbdkit jq rpm libvhdi-utils gnuplot-nox \
-	procps psmisc linux-perf python3 \
+	procps psmisc linux-perf python3 time \
 	qemu-system-x86 busybox-static cpio kmod xen-utils-4.17
 
 deps:

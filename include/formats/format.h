@@ -147,14 +147,30 @@ struct image_open_options {
 	bool readonly;			/* open the top read-only too */
 	bool no_direct;			/* do not try O_DIRECT */
 	/*
-	 * Backing files must resolve (realpath) to a file inside this
-	 * directory; NULL means the directory of the top image.  A chain
-	 * longer than max_depth (default 64) or with a loop is refused.
+	 * Every image of the chain is opened relative to the directory of
+	 * the top image (openat on one directory fd), with O_NOFOLLOW, and
+	 * must be a regular file; a backing name written in an image must
+	 * be a plain file name in that directory (no '/', no "..").
+	 * confine_dir, when set, must be that very directory (the SR's
+	 * images directory), else the open is refused.
+	 * A chain longer than max_depth (default 64) or with a loop is
+	 * refused.
 	 */
 	const char *confine_dir;
 	unsigned int max_depth;
-	const char *format;		/* force a format for the top, or NULL
-					 * to probe */
+	/*
+	 * The format of the top image ("raw", "qcow2", "vpc"): required.
+	 * Backing images take theirs from their child's header (the qcow2
+	 * backing format extension; VHD parents are VHD), never from their
+	 * content; a qcow2 backing file without a format is refused.
+	 */
+	const char *format;
+	/*
+	 * Tools only (ngdp-imgio): with format NULL, guess the top image's
+	 * format from its first bytes.  Never for a guest-writable image: a
+	 * guest can write any header into a raw disk.
+	 */
+	bool probe_top;
 };
 
 /* Open a whole chain.  On error *ret is untouched and a message is logged. */

@@ -19,6 +19,12 @@
 #define VHD_MIN_BLOCK_SIZE	512u
 #define VHD_MAX_BLOCK_SIZE	(256u << 20)
 #define VHD_BAT_UNUSED		0xffffffffu
+/*
+ * Most blocks an image may have: the engine keeps 12 bytes per block in
+ * memory.  2040 GiB needs blocks of 128 KiB or more (qemu and blktap use
+ * 2 MiB).
+ */
+#define VHD_MAX_BLOCKS		(1u << 24)
 
 enum vhd_type {
 	VHD_TYPE_FIXED = 2,
@@ -137,6 +143,16 @@ struct vhd_meta {
 	bool footer_from_copy;		/* footer at EOF bad: used offset 0 */
 	bool copy_bad;			/* no valid copy at offset 0 */
 	uint64_t meta_end;		/* end of headers, BAT and locators */
+	/*
+	 * Where the metadata is (footer copy, dynamic header, the whole BAT
+	 * the header declares, parent locators), clipped to the file; data
+	 * blocks may not overlap it, nor the footer at the end of the file.
+	 */
+	struct vhd_range {
+		uint64_t off, len;
+		const char *what;
+	} meta[11];
+	unsigned int n_meta;
 	char *parent;			/* differencing only, malloc'ed */
 };
 int vhd_meta_read(int fd, struct vhd_meta *ret);

@@ -396,35 +396,55 @@ void image_close(struct image *img)
 	}
 }
 
-static int open_fds(struct image *img, bool no_direct)
+/*
+ * Open 'name' in directory 'dirfd' without following a symlink, as a
+ * regular file, and a second descriptor on the same inode with O_DIRECT.
+ */
+static int open_fds(struct image *img, int dirfd, const char *name,
+		    bool no_direct, struct stat *ret_st)
 {
-	int flags = (img->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-	struct stat st;
+	int flags = (img->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+		    O_NOFOLLOW | O_NOCTTY;
+	struct stat st, st2;
+	int r;
 
-	img->buffered_fd = open(img->path, flags);
+	img->buffered_fd = openat(dirfd, name, flags | O_NONBLOCK);
 	if (img->buffered_fd < 0) {
-		int r = -errno;
-
-		log_error("cannot open '%s': %m", img->path);
+		r = -errno;
+		if (errno == ELOOP)
+			log_error("cannot open '%s': it is a symbolic link, refused",
+				  img->path);
+		else
+			log_error("cannot open '%s': %m", img->path);
 		return r;
 	}
 	if (fstat(img->buffered_fd, &st) < 0)
 		return -errno;
-	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		log_error("cannot open '%s': not a regular file or block device",
+	if (!S_ISREG(st.st_mode)) {
+		log_error("cannot open '%s': not a regular file, refused",
 			  img->path);
 		return -EINVAL;
 	}
+	/* O_NONBLOCK only kept a FIFO from blocking the open */
+	if (fcntl(img->buffered_fd, F_SETFL, 0) < 0)
+		return -errno;
 	if (!no_direct) {
-		img->fd = open(img->path, flags | O_DIRECT);
+		img->fd = openat(dirfd, name, flags | O_DIRECT);
 		if (img->fd >= 0) {
 			img->direct = true;
+			/* the name may have been swapped in between */
+			if (fstat(img->fd, &st2) < 0)
+				return -errno;
+			if (st2.st_dev != st.st_dev || st2.st_ino != st.st_ino) {
+				log_error("cannot open '%s': the file changed while being opened",
+					  img->path);
+				return -EBUSY;
+			}
 		} else if (errno == EINVAL) {
 			log_warn("'%s': the filesystem refuses O_DIRECT, using buffered I/O",
 				 img->path);
 		} else {
-			int r = -errno;
-
+			r = -errno;
 			log_error("cannot open '%s': %m", img->path);
 			return r;
 		}
@@ -435,6 +455,7 @@ static int open_fds(struct image *img, bool no_direct)
 			return -errno;
 	}
 	img->dio_align = img->direct ? find_dio_align(img->fd, &st) : 512;
+	*ret_st = st;
 	return 0;
 }
 
@@ -451,66 +472,32 @@ static int probe_format(struct image *img, const struct image_format **ret)
 	return 0;
 }
 
-/* Is realpath 'p' inside directory 'dir' (both canonical)? */
-static bool path_inside(const char *p, const char *dir)
+/*
+ * A backing file name as written in an image must be a plain file name:
+ * the chain lives in one directory (the SR's images), and nothing else is
+ * reachable from a name an image's owner could have written.
+ */
+static bool plain_name(const char *name)
 {
-	size_t n = strlen(dir);
-
-	if (n == 1 && dir[0] == '/')
-		return true;
-	return strncmp(p, dir, n) == 0 && p[n] == '/';
+	return name[0] && !strchr(name, '/') && strcmp(name, ".") &&
+	       strcmp(name, "..");
 }
 
-/* Resolve a backing path written in image 'child' into a canonical path. */
-static int resolve_backing(const struct image *child, const char *name,
-			   const char *confine, char **ret)
-{
-	char *dir, *joined, *real;
-	int r = 0;
+/* Identity of every image of the chain, for loop detection. */
+struct ident {
+	dev_t dev;
+	ino_t ino;
+};
 
-	if (name[0] == '\0') {
-		log_error("'%s': empty backing file name", child->path);
-		return -EINVAL;
-	}
-	if (name[0] == '/') {
-		joined = strdup(name);
-	} else {
-		dir = strdup(child->path);
-		if (!dir)
-			return -ENOMEM;
-		*strrchr(dir, '/') = '\0';	/* child->path is canonical */
-		if (asprintf(&joined, "%s/%s", dir[0] ? dir : "", name) < 0)
-			joined = NULL;
-		free(dir);
-	}
-	if (!joined)
-		return -ENOMEM;
-	real = realpath(joined, NULL);
-	if (!real) {
-		r = -errno;
-		log_error("'%s': cannot resolve backing file '%s': %m",
-			  child->path, name);
-		free(joined);
-		return r;
-	}
-	free(joined);
-	if (!path_inside(real, confine)) {
-		log_error("'%s': backing file '%s' is outside '%s', refused",
-			  child->path, real, confine);
-		free(real);
-		return -EPERM;
-	}
-	*ret = real;
-	return 0;
-}
-
-static int open_one(const char *real_path, bool readonly, bool no_direct,
-		    const struct image_format *forced, unsigned int depth,
-		    char **ret_backing, char **ret_backing_fmt,
+static int open_one(int dirfd, const char *dir, const char *name,
+		    bool readonly, bool no_direct,
+		    const struct image_format *fmt, bool probe,
+		    unsigned int depth, char **ret_backing,
+		    char **ret_backing_fmt, struct ident *ret_id,
 		    struct image **ret)
 {
 	struct image *img = calloc(1, sizeof(*img));
-	const struct image_format *fmt = forced;
+	struct stat st = { 0 };
 	int r;
 
 	if (!img)
@@ -518,18 +505,24 @@ static int open_one(const char *real_path, bool readonly, bool no_direct,
 	img->fd = img->buffered_fd = -1;
 	img->readonly = readonly;
 	img->depth = depth;
-	img->path = strdup(real_path);
-	if (!img->path) {
+	if (asprintf(&img->path, "%s/%s", strcmp(dir, "/") ? dir : "",
+		     name) < 0) {
+		img->path = NULL;
 		r = -ENOMEM;
 		goto out_free;
 	}
-	r = open_fds(img, no_direct);
+	r = open_fds(img, dirfd, name, no_direct, &st);
 	if (r < 0)
 		goto out_free;
-	if (!fmt) {
+	if (!fmt && probe) {
 		r = probe_format(img, &fmt);
 		if (r < 0)
 			goto out_free;
+	}
+	if (!fmt) {
+		log_error("'%s': no image format given, refused", img->path);
+		r = -EINVAL;
+		goto out_free;
 	}
 	img->fmt = fmt;
 	if (!readonly && !fmt->map_write) {
@@ -544,6 +537,8 @@ static int open_one(const char *real_path, bool readonly, bool no_direct,
 			  strerror(-r));
 		goto out_free;
 	}
+	ret_id->dev = st.st_dev;
+	ret_id->ino = st.st_ino;
 	*ret = img;
 	return 0;
 
@@ -552,12 +547,71 @@ out_free:
 	return r;
 }
 
-static bool chain_has(const struct image *top, const char *path)
+/* Open the directory of 'path' (following links: it is the caller's) and
+ * split off the file name, which must be a plain name. */
+static int open_dir_of(const char *path, int *ret_fd, char **ret_dir,
+		       char **ret_name)
 {
-	for (; top; top = top->backing)
-		if (!strcmp(top->path, path))
-			return true;
-	return false;
+	const char *slash = strrchr(path, '/');
+	char *dir, *real;
+	int fd;
+
+	if (slash)
+		dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+	else
+		dir = strdup(".");
+	if (!dir)
+		return -ENOMEM;
+	*ret_name = strdup(slash ? slash + 1 : path);
+	if (!*ret_name) {
+		free(dir);
+		return -ENOMEM;
+	}
+	if (!plain_name(*ret_name)) {
+		log_error("cannot open '%s': not a file name", path);
+		free(dir);
+		free(*ret_name);
+		return -EINVAL;
+	}
+	fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		int r = -errno;
+
+		log_error("cannot open the directory of '%s': %m", path);
+		free(dir);
+		free(*ret_name);
+		return r;
+	}
+	/* canonical, for messages and the server's status */
+	real = realpath(dir, NULL);
+	if (real) {
+		free(dir);
+		dir = real;
+	}
+	*ret_fd = fd;
+	*ret_dir = dir;
+	return 0;
+}
+
+/* Is directory fd the directory 'confine'? */
+static int check_confined(int dirfd, const char *dir, const char *confine)
+{
+	struct stat a, b;
+
+	if (fstat(dirfd, &a) < 0)
+		return -errno;
+	if (stat(confine, &b) < 0) {
+		int r = -errno;
+
+		log_error("bad confinement directory '%s': %m", confine);
+		return r;
+	}
+	if (a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+		log_error("'%s' is not the directory '%s', refused", dir,
+			  confine);
+		return -EPERM;
+	}
+	return 0;
 }
 
 int image_open(const char *path, const struct image_open_options *opt,
@@ -566,9 +620,10 @@ int image_open(const char *path, const struct image_open_options *opt,
 	static const struct image_open_options defaults;
 	const struct image_format *fmt = NULL;
 	struct image *top = NULL, *last;
-	char *real, *confine = NULL, *bpath = NULL, *bfmt = NULL;
+	struct ident *ids = NULL;
+	char *dir = NULL, *name = NULL, *bpath = NULL, *bfmt = NULL;
 	unsigned int max_depth;
-	int r;
+	int dirfd = -1, r;
 
 	if (!opt)
 		opt = &defaults;
@@ -579,74 +634,74 @@ int image_open(const char *path, const struct image_open_options *opt,
 			log_error("unknown image format '%s'", opt->format);
 			return -EINVAL;
 		}
+	} else if (!opt->probe_top) {
+		log_error("cannot open '%s': no image format given", path);
+		return -EINVAL;
 	}
-	real = realpath(path, NULL);
-	if (!real) {
-		r = -errno;
-		log_error("cannot open '%s': %m", path);
+	ids = calloc((size_t)max_depth + 1, sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	r = open_dir_of(path, &dirfd, &dir, &name);
+	if (r < 0) {
+		free(ids);
 		return r;
 	}
-	if (opt->confine_dir) {
-		confine = realpath(opt->confine_dir, NULL);
-		if (!confine) {
-			r = -errno;
-			log_error("bad confinement directory '%s': %m",
-				  opt->confine_dir);
-			free(real);
-			return r;
-		}
-	} else {
-		confine = strdup(real);
-		if (!confine) {
-			free(real);
-			return -ENOMEM;
-		}
-		*strrchr(confine, '/') = '\0';
-		if (!confine[0])
-			strcpy(confine, "/");
-	}
-
-	r = open_one(real, opt->readonly, opt->no_direct, fmt, 0, &bpath,
-		     &bfmt, &top);
-	free(real);
+	if (opt->confine_dir)
+		r = check_confined(dirfd, dir, opt->confine_dir);
+	if (r == 0)
+		r = open_one(dirfd, dir, name, opt->readonly, opt->no_direct,
+			     fmt, opt->probe_top, 0, &bpath, &bfmt, &ids[0],
+			     &top);
 	last = top;
 	while (r == 0 && bpath) {
 		struct image *b = NULL;
 		char *next_path = NULL, *next_fmt = NULL;
+		unsigned int i, depth = last->depth + 1;
 
-		fmt = NULL;
-		if (bfmt && bfmt[0]) {
-			fmt = format_by_name(bfmt);
-			if (!fmt) {
-				log_error("'%s': unsupported backing format '%s'",
-					  last->path, bfmt);
-				r = -ENOTSUP;
-				break;
-			}
+		if (!bfmt || !bfmt[0]) {
+			log_error("'%s' names a backing file but not its format; refusing to guess (set it with 'qemu-img rebase -u -F FMT')",
+				  last->path);
+			r = -EINVAL;
+			break;
 		}
-		if (last->depth + 1 > max_depth) {
+		fmt = format_by_name(bfmt);
+		if (!fmt) {
+			log_error("'%s': unsupported backing format '%s'",
+				  last->path, bfmt);
+			r = -ENOTSUP;
+			break;
+		}
+		if (depth > max_depth) {
 			log_error("'%s': backing chain deeper than %u, refused",
 				  path, max_depth);
 			r = -ELOOP;
 			break;
 		}
-		r = resolve_backing(last, bpath, confine, &real);
-		if (r < 0)
-			break;
-		if (chain_has(top, real)) {
-			log_error("'%s': backing chain loops through '%s'",
-				  path, real);
-			free(real);
-			r = -ELOOP;
+		if (!plain_name(bpath)) {
+			log_error("'%s': backing file '%s' is not a file name in '%s', refused",
+				  last->path, bpath, dir);
+			r = -EPERM;
 			break;
 		}
-		r = open_one(real, true, opt->no_direct, fmt, last->depth + 1,
-			     &next_path, &next_fmt, &b);
-		free(real);
+		r = open_one(dirfd, dir, bpath, true, opt->no_direct, fmt,
+			     false, depth, &next_path, &next_fmt, &ids[depth],
+			     &b);
 		if (r < 0)
 			break;
 		last->backing = b;
 		last = b;
+		for (i = 0; i < depth; i++)
+			if (ids[i].dev == ids[depth].dev &&
+			    ids[i].ino == ids[depth].ino)
+				break;
+		if (i < depth) {
+			log_error("'%s': backing chain loops through '%s'",
+				  path, b->path);
+			free(next_path);
+			free(next_fmt);
+			r = -ELOOP;
+			break;
+		}
 		free(bpath);
 		free(bfmt);
 		bpath = next_path;
@@ -654,7 +709,11 @@ int image_open(const char *path, const struct image_open_options *opt,
 	}
 	free(bpath);
 	free(bfmt);
-	free(confine);
+	free(name);
+	free(dir);
+	free(ids);
+	if (dirfd >= 0)
+		close(dirfd);
 	if (r < 0) {
 		image_close(top);
 		return r;

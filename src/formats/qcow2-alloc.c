@@ -121,7 +121,9 @@ static int take_clusters(struct image *img, struct qcow2 *q, uint64_t n,
 
 		off = q->next_free;
 		for (i = 0; i < n; i++)
-			if (rc_get(q, (off >> q->h.cluster_bits) + i))
+			if (rc_get(q, (off >> q->h.cluster_bits) + i) ||
+			    qcow2_meta_find(q, off + i * q->cluster_size,
+					    q->cluster_size))
 				break;
 		q->next_free = off + (i < n ? i + 1 : n) * q->cluster_size;
 		if (i == n)
@@ -259,33 +261,27 @@ static int alloc_cluster(struct image *img, struct qcow2 *q, uint64_t *ret)
 	return r < 0 ? r : rc_update(img, q, *ret, 1);
 }
 
+/* The refcount table is already read and checked (qcow2.c read_rt). */
 int qcow2_refcounts_load(struct image *img, struct qcow2 *q)
 {
-	uint64_t cs = q->cluster_size, bytes, i, loaded = 0, top = 0;
+	uint64_t cs = q->cluster_size, i, loaded = 0, top = 0;
 	int r;
 
 	q->refcount_bits = 1u << q->h.refcount_order;
 	q->rb_entries = cs * 8 / q->refcount_bits;
-	bytes = (uint64_t)q->h.refcount_table_clusters * cs;
-	q->rt_entries = bytes / 8;
-	q->rt = aligned_zalloc(bytes);
 	q->rb = calloc(q->rt_entries, sizeof(*q->rb));
 	q->rb_dirty = calloc(q->rt_entries, sizeof(*q->rb_dirty));
 	if (!q->rt || !q->rb || !q->rb_dirty)
 		return -ENOMEM;
-	r = image_pread(img, q->rt, bytes, q->h.refcount_table_offset);
-	if (r < 0)
-		return r;
 	for (i = 0; i < q->rt_entries; i++) {
 		uint64_t e = be64toh(q->rt[i]);
 
 		if (!e)
 			continue;
 		loaded += cs;
-		if ((e & QCOW2_RT_RESERVED) || e % cs || e > q->file_size - cs ||
-		    q->file_size < cs || loaded > q->file_size) {
-			log_error("qcow2: '%s': bad refcount table entry %" PRIu64 ": 0x%" PRIx64,
-				  img->path, i, e);
+		if (loaded > q->file_size) {
+			log_error("qcow2: '%s': more refcount blocks than the file holds",
+				  img->path);
 			return -EINVAL;
 		}
 		q->rb[i] = aligned_zalloc(cs);

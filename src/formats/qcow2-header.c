@@ -192,6 +192,17 @@ static int read_v3_fields(const uint8_t *buf, size_t len,
 	return 0;
 }
 
+uint64_t qcow2_rt_limit(const struct qcow2_header *h, uint64_t file_size)
+{
+	unsigned int cb = h->cluster_bits;
+	uint64_t cs = (uint64_t)1 << cb;
+	uint64_t rb_entries = (cs * 8) >> h->refcount_order;
+	/* cluster counts: no overflow for sizes below 2^63 */
+	uint64_t clusters = 2 * ((file_size >> cb) + 1 + (h->size >> cb) + 1);
+
+	return (clusters + rb_entries - 1) / rb_entries + 1;
+}
+
 static int check_geometry(const struct qcow2_header *h, uint64_t file_size)
 {
 	uint64_t cs = (uint64_t)1 << h->cluster_bits;
@@ -228,6 +239,24 @@ static int check_geometry(const struct qcow2_header *h, uint64_t file_size)
 		      cs, file_size)) {
 		log_error("qcow2: refcount table at 0x%" PRIx64 " is outside the file or misaligned",
 			  h->refcount_table_offset);
+		return -EINVAL;
+	}
+	{
+		uint64_t lim = qcow2_rt_limit(h, file_size) * 8, rt_bytes;
+
+		lim = (lim + cs - 1) / cs * cs;
+		if (lim > QCOW2_MAX_RT_BYTES)
+			lim = QCOW2_MAX_RT_BYTES < cs ? cs : QCOW2_MAX_RT_BYTES;
+		rt_bytes = (uint64_t)h->refcount_table_clusters << h->cluster_bits;
+		if (rt_bytes > lim) {
+			log_error("qcow2: refcount table of %" PRIu64 " bytes is larger than a %" PRIu64 "-byte disk in a %" PRIu64 "-byte file can need (%" PRIu64 ")",
+				  rt_bytes, h->size, file_size, lim);
+			return -EINVAL;
+		}
+	}
+	if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS) {
+		log_error("qcow2: %u snapshots, more than the %u allowed",
+			  h->nb_snapshots, QCOW2_MAX_SNAPSHOTS);
 		return -EINVAL;
 	}
 	if (h->nb_snapshots && (h->snapshots_offset % cs ||

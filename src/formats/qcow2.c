@@ -96,16 +96,203 @@ static void setup_geometry(struct qcow2 *q)
 	q->l2_words = (q->l2_pages + 63) / 64;
 }
 
+/* ------------------------------------------------------------ metadata map */
+
+/* Record metadata at [off, off+len), widened to whole clusters. */
+static int meta_add(struct qcow2 *q, uint64_t off, uint64_t len,
+		    const char *what)
+{
+	uint64_t cs = q->cluster_size;
+
+	if (len == 0)
+		return 0;
+	if (q->n_meta == q->cap_meta) {
+		size_t cap = q->cap_meta ? q->cap_meta * 2 : 64;
+		struct qcow2_range *v = realloc(q->meta, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		q->meta = v;
+		q->cap_meta = cap;
+	}
+	q->meta[q->n_meta].start = off / cs * cs;
+	q->meta[q->n_meta].end = (off + len + cs - 1) / cs * cs;
+	q->meta[q->n_meta].what = what;
+	q->n_meta++;
+	return 0;
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct qcow2_range *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Sort the map; two metadata structures sharing a cluster is corruption. */
+static int meta_finish(struct image *img, struct qcow2 *q)
+{
+	size_t i;
+
+	qsort(q->meta, q->n_meta, sizeof(*q->meta), cmp_range);
+	for (i = 1; i < q->n_meta; i++) {
+		const struct qcow2_range *a = &q->meta[i - 1], *b = &q->meta[i];
+
+		if (b->start < a->end) {
+			log_error("qcow2: '%s': corrupt image: the %s at 0x%" PRIx64 " overlaps the %s at 0x%" PRIx64 " (run 'qemu-img check')",
+				  img->path, b->what, b->start, a->what,
+				  a->start);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+const struct qcow2_range *qcow2_meta_find(const struct qcow2 *q,
+					  uint64_t off, uint64_t len)
+{
+	size_t lo = 0, hi = q->n_meta;
+	uint64_t end = off + len < off ? UINT64_MAX : off + len;
+
+	if (len == 0)
+		return NULL;
+	/* The first range that ends after off. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (q->meta[mid].end <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < q->n_meta && q->meta[lo].start < end ? &q->meta[lo] : NULL;
+}
+
+/*
+ * Read the refcount table (read-only opens too: its blocks are metadata).
+ * Entries past what the file and disk can need must be zero: each one is
+ * a cluster of memory once the blocks are loaded.
+ */
+static int read_rt(struct image *img, struct qcow2 *q)
+{
+	uint64_t cs = q->cluster_size, bytes, i;
+	int r;
+
+	bytes = (uint64_t)q->h.refcount_table_clusters * cs;
+	q->rt_entries = bytes / 8;
+	q->rt_limit = qcow2_rt_limit(&q->h, q->file_size);
+	q->rt = aligned_zalloc(bytes);
+	if (!q->rt)
+		return -ENOMEM;
+	r = image_pread(img, q->rt, bytes, q->h.refcount_table_offset);
+	if (r < 0)
+		return r;
+	r = meta_add(q, q->h.refcount_table_offset, bytes, "refcount table");
+	for (i = 0; r == 0 && i < q->rt_entries; i++) {
+		uint64_t e = be64toh(q->rt[i]);
+
+		if (!e)
+			continue;
+		if ((e & QCOW2_RT_RESERVED) || e % cs || q->file_size < cs ||
+		    e > q->file_size - cs || i >= q->rt_limit) {
+			log_error("qcow2: '%s': bad refcount table entry %" PRIu64 ": 0x%" PRIx64 "%s",
+				  img->path, i, e,
+				  i >= q->rt_limit ? " (beyond what the file can need)" : "");
+			return -EINVAL;
+		}
+		r = meta_add(q, e, cs, "refcount block");
+	}
+	return r;
+}
+
+/* Snapshot table entries: only where their L1 tables are (metadata). */
+static int read_snapshots(struct image *img, struct qcow2 *q)
+{
+	uint64_t pos = q->h.snapshots_offset, end;
+	uint32_t i;
+	int r;
+
+	if (!q->h.nb_snapshots)
+		return 0;
+	end = pos + QCOW2_MAX_SNAP_TABLE;
+	for (i = 0; i < q->h.nb_snapshots; i++) {
+		uint8_t e[40];
+		uint64_t l1_off, len;
+		uint32_t l1_size, extra;
+		uint16_t id_len, name_len;
+
+		if (pos + sizeof(e) > end || pos + sizeof(e) > q->file_size) {
+			log_error("qcow2: '%s': snapshot table too large or beyond the file",
+				  img->path);
+			return -EINVAL;
+		}
+		r = image_pread(img, e, sizeof(e), pos);
+		if (r < 0)
+			return r;
+		memcpy(&l1_off, e, 8);
+		memcpy(&l1_size, e + 8, 4);
+		memcpy(&id_len, e + 12, 2);
+		memcpy(&name_len, e + 14, 2);
+		memcpy(&extra, e + 36, 4);
+		l1_off = be64toh(l1_off);
+		l1_size = be32toh(l1_size);
+		id_len = be16toh(id_len);
+		name_len = be16toh(name_len);
+		extra = be32toh(extra);
+		if ((uint64_t)l1_size * 8 > QCOW2_MAX_L1_BYTES ||
+		    (l1_size && (l1_off % q->cluster_size || l1_off == 0 ||
+				 l1_off > q->file_size ||
+				 (uint64_t)l1_size * 8 > q->file_size - l1_off))) {
+			log_error("qcow2: '%s': snapshot %u: bad L1 table", img->path,
+				  i);
+			return -EINVAL;
+		}
+		r = meta_add(q, l1_off, (uint64_t)l1_size * 8, "snapshot L1 table");
+		if (r < 0)
+			return r;
+		len = sizeof(e) + (uint64_t)extra + id_len + name_len;
+		/* the last entry may end the file without its padding */
+		if (pos + len > end || pos + len > q->file_size) {
+			log_error("qcow2: '%s': snapshot table too large or beyond the file",
+				  img->path);
+			return -EINVAL;
+		}
+		pos += (len + 7) & ~7ull;
+	}
+	if (pos > end) {
+		log_error("qcow2: '%s': snapshot table too large or beyond the file",
+			  img->path);
+		return -EINVAL;
+	}
+	return meta_add(q, q->h.snapshots_offset, pos - q->h.snapshots_offset,
+			"snapshot table");
+}
+
 /* Validate one L2 entry against the file; 0 or -EINVAL. */
-static int check_entry(struct qcow2 *q, uint64_t entry, uint64_t bitmap)
+static int check_entry(struct qcow2 *q, uint64_t entry, uint64_t bitmap,
+		       const char **why)
 {
 	struct qcow2_entry e;
+	const struct qcow2_range *m;
 
+	*why = "invalid";
 	if (qcow2_entry_decode(&q->g, entry, bitmap, &e) < 0)
 		return -EINVAL;
 	if (e.type == QCOW2_UNALLOCATED || e.type == QCOW2_ZERO_PLAIN)
 		return 0;
-	return e.host < q->file_size ? 0 : -EINVAL;
+	*why = "beyond the end of the file";
+	if (e.host >= q->file_size)
+		return -EINVAL;
+	/* A data cluster that is metadata: a guest read would expose the
+	 * metadata, a guest write would corrupt it. */
+	m = e.type == QCOW2_COMPRESSED ?
+		    qcow2_meta_find(q, e.cfree_off, e.cfree_len) :
+		    qcow2_meta_find(q, e.host, q->cluster_size);
+	if (m) {
+		*why = m->what;
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static int load_l2(struct image *img, struct qcow2 *q, uint64_t l1i,
@@ -123,19 +310,36 @@ static int load_l2(struct image *img, struct qcow2 *q, uint64_t l1i,
 		return r;
 	for (i = 0; i < n; i++) {
 		uint64_t bitmap, entry = qcow2_l2_get(q, l1i, i, &bitmap);
+		const char *why;
 
-		if (check_entry(q, entry, bitmap) < 0) {
-			log_error("qcow2: '%s': bad L2 entry 0x%" PRIx64 " (table 0x%" PRIx64 " index %" PRIu64 ")",
-				  img->path, entry, l2_off, i);
+		if (check_entry(q, entry, bitmap, &why) < 0) {
+			log_error("qcow2: '%s': corrupt image: L2 entry 0x%" PRIx64 " (table 0x%" PRIx64 " index %" PRIu64 ") points at %s%s",
+				  img->path, entry, l2_off, i,
+				  strncmp(why, "beyond", 6) && strcmp(why, "invalid") ? "the " : "",
+				  why);
 			return -EINVAL;
 		}
 	}
 	return 0;
 }
 
-static int load_tables(struct image *img, struct qcow2 *q)
+/* Entries of the L1 table that can map a part of the disk. */
+static uint64_t l1_needed(const struct qcow2 *q)
 {
-	uint64_t l1_bytes = (uint64_t)q->h.l1_size * 8, loaded = 0, i;
+	unsigned int shift = q->h.cluster_bits + q->l2_bits;
+
+	return (q->h.size + ((uint64_t)1 << shift) - 1) >> shift;
+}
+
+/*
+ * Read the L1 table and record it and its L2 tables as metadata.  L1
+ * entries past the virtual size (qemu leaves them after a shrink or a VM
+ * state save) map nothing: they are neither loaded nor allowed to cost
+ * memory.
+ */
+static int read_l1(struct image *img, struct qcow2 *q)
+{
+	uint64_t l1_bytes = (uint64_t)q->h.l1_size * 8, i, need = l1_needed(q);
 	int r;
 
 	q->l1 = aligned_zalloc(l1_bytes ? l1_bytes : 8);
@@ -146,20 +350,35 @@ static int load_tables(struct image *img, struct qcow2 *q)
 	if (!q->l1 || !q->l2 || !q->l2_dirty || !q->l1_dirty)
 		return -ENOMEM;
 	r = image_pread(img, q->l1, l1_bytes, q->h.l1_table_offset);
-	if (r < 0)
-		return r;
-	for (i = 0; i < q->h.l1_size; i++) {
+	if (r == 0)
+		r = meta_add(q, q->h.l1_table_offset, l1_bytes, "L1 table");
+	for (i = 0; r == 0 && i < q->h.l1_size && i < need; i++) {
 		uint64_t e = be64toh(q->l1[i]), off = e & QCOW2_OFFSET_MASK;
 
 		if (!off)
 			continue;
 		if ((e & QCOW2_L1_RESERVED) || off % q->cluster_size ||
-		    off > q->file_size - q->cluster_size ||
-		    q->file_size < q->cluster_size) {
+		    q->file_size < q->cluster_size ||
+		    off > q->file_size - q->cluster_size) {
 			log_error("qcow2: '%s': bad L1 entry %" PRIu64 ": 0x%" PRIx64,
 				  img->path, i, e);
 			return -EINVAL;
 		}
+		r = meta_add(q, off, q->cluster_size, "L2 table");
+	}
+	return r;
+}
+
+static int load_tables(struct image *img, struct qcow2 *q)
+{
+	uint64_t loaded = 0, i, need = l1_needed(q);
+	int r;
+
+	for (i = 0; i < q->h.l1_size && i < need; i++) {
+		uint64_t off = be64toh(q->l1[i]) & QCOW2_OFFSET_MASK;
+
+		if (!off)
+			continue;
 		/* Distinct tables all lie in the file: bound memory by it. */
 		loaded += q->cluster_size;
 		if (loaded > q->file_size) {
@@ -172,6 +391,27 @@ static int load_tables(struct image *img, struct qcow2 *q)
 			return r;
 	}
 	return 0;
+}
+
+/*
+ * Map every metadata structure, refuse overlaps between them, then load
+ * the L2 tables, whose data entries may not point into the map.
+ */
+static int load_metadata(struct image *img, struct qcow2 *q)
+{
+	int r = meta_add(q, 0, q->cluster_size, "header");
+
+	if (r == 0)
+		r = read_rt(img, q);
+	if (r == 0)
+		r = read_snapshots(img, q);
+	if (r == 0)
+		r = read_l1(img, q);
+	if (r == 0)
+		r = meta_finish(img, q);
+	if (r == 0)
+		r = load_tables(img, q);
+	return r;
 }
 
 static void qcow2_free_priv(struct qcow2 *q, struct image *img)
@@ -188,6 +428,7 @@ static void qcow2_free_priv(struct qcow2 *q, struct image *img)
 	free(q->l1);
 	free(q->l2_dirty);
 	free(q->l1_dirty);
+	free(q->meta);
 	if (q->zs_ready)
 		inflateEnd(&q->zs);
 	free(q->cbuf);
@@ -218,7 +459,7 @@ static int qcow2_open(struct image *img, char **ret_backing,
 	r = qcow2_header_backing(hbuf, hlen, &q->h, &backing);
 	if (r < 0)
 		goto out_free;
-	r = load_tables(img, q);
+	r = load_metadata(img, q);
 	if (r < 0)
 		goto out_free;
 	q->cbuf = aligned_zalloc(2 * q->cluster_size);

@@ -17,6 +17,9 @@
 #define QCOW2_MAX_L1_BYTES	(32u << 20)	/* as qemu: 32 MiB */
 #define QCOW2_MAX_SIZE		(1ull << 61)
 #define QCOW2_MAX_BACKING_NAME	1023u
+#define QCOW2_MAX_RT_BYTES	(8u << 20)	/* as qemu: 8 MiB */
+#define QCOW2_MAX_SNAPSHOTS	65536u		/* as qemu */
+#define QCOW2_MAX_SNAP_TABLE	(64u << 20)	/* as qemu: 64 MiB */
 
 /* Header extension types. */
 #define QCOW2_EXT_END		0x00000000u
@@ -75,6 +78,15 @@ struct qcow2_header {
 int qcow2_header_parse(const uint8_t *buf, size_t len, uint64_t file_size,
 		       bool readonly, struct qcow2_header *h);
 
+/*
+ * How many refcount table entries an image of this virtual size in a file
+ * of this size can use: enough to cover twice the file and the disk (room
+ * for the growth qemu and we leave), at least one entry.  Entries beyond
+ * must be zero, and the table itself may not be larger than one cluster or
+ * this many entries rounded up to clusters, whichever is more.
+ */
+uint64_t qcow2_rt_limit(const struct qcow2_header *h, uint64_t file_size);
+
 /* The backing file name (malloc'ed in *ret, NULL if none). */
 int qcow2_header_backing(const uint8_t *buf, size_t len,
 			 const struct qcow2_header *h, char **ret);
@@ -118,6 +130,17 @@ enum qcow2_ctype qcow2_subcluster_type(const struct qcow2_entry *e,
 				       unsigned int sc);
 
 /* ----------------------------------------------------------- runtime */
+
+/*
+ * Host ranges holding metadata (header cluster, L1 table, L2 tables,
+ * refcount table and blocks, snapshot table and snapshot L1 tables), whole
+ * clusters, sorted and disjoint once the image is open.  Data clusters may
+ * never overlap them.
+ */
+struct qcow2_range {
+	uint64_t start, end;
+	const char *what;
+};
 
 struct qcow2_free {
 	uint64_t offset;	/* byte range whose clusters lose one ref */
@@ -167,6 +190,10 @@ struct qcow2 {
 	uint8_t *dbuf;			/* one decompressed cluster */
 	uint64_t dbuf_host;		/* host offset cached in dbuf, or 0 */
 
+	struct qcow2_range *meta;	/* see struct qcow2_range */
+	size_t n_meta, cap_meta;
+	uint64_t rt_limit;		/* qcow2_rt_limit() */
+
 	uint8_t *cow_buf;		/* one cluster, aligned */
 	uint8_t *zero_buf;		/* one cluster of zeros, aligned */
 	struct extent_list tmp;		/* scratch for internal mapping */
@@ -184,6 +211,10 @@ static inline uint64_t qcow2_l2_get(const struct qcow2 *q, uint64_t l1i,
 	*bitmap = 0;
 	return be64toh(t[l2i]);
 }
+
+/* The metadata range [off, off+len) overlaps, or NULL. */
+const struct qcow2_range *qcow2_meta_find(const struct qcow2 *q,
+					  uint64_t off, uint64_t len);
 
 /* qcow2-alloc.c */
 int qcow2_refcounts_load(struct image *img, struct qcow2 *q);

@@ -4,6 +4,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -445,6 +446,20 @@ static bool range_in_file(uint64_t off, uint64_t len, uint64_t file_size)
 	return off <= file_size && len <= file_size - off;
 }
 
+static void meta_range(struct vhd_meta *m, uint64_t off, uint64_t len,
+		       const char *what)
+{
+	if (off >= m->file_size || len == 0 ||
+	    m->n_meta >= sizeof(m->meta) / sizeof(m->meta[0]))
+		return;
+	if (len > m->file_size - off)
+		len = m->file_size - off;
+	m->meta[m->n_meta].off = off;
+	m->meta[m->n_meta].len = len;
+	m->meta[m->n_meta].what = what;
+	m->n_meta++;
+}
+
 static int read_parent_locator(int fd, const struct vhd_meta *m, char **ret)
 {
 	/* Preference: relative forms first, they survive moving the SR. */
@@ -580,6 +595,11 @@ int vhd_meta_read(int fd, struct vhd_meta *ret)
 		  m.header.block_size;
 	if (m.header.max_table_entries < entries)
 		return -EINVAL;
+	if (entries > VHD_MAX_BLOCKS) {
+		log_error("vhd: %" PRIu64 " blocks of %u bytes: more than the %u supported",
+			  entries, m.header.block_size, VHD_MAX_BLOCKS);
+		return -EINVAL;
+	}
 	/*
 	 * Only the entries that map the disk are used, but the whole table
 	 * the header declares must be in the file.
@@ -597,6 +617,12 @@ int vhd_meta_read(int fd, struct vhd_meta *ret)
 	m.meta_end = m.footer.data_offset + VHD_DYN_HEADER_SIZE;
 	if (m.header.table_offset + bat_len > m.meta_end)
 		m.meta_end = m.header.table_offset + bat_len;
+	meta_range(&m, 0, VHD_FOOTER_SIZE, "footer copy");
+	meta_range(&m, m.footer.data_offset, VHD_DYN_HEADER_SIZE,
+		   "dynamic header");
+	meta_range(&m, m.header.table_offset,
+		   round_up((uint64_t)m.header.max_table_entries * 4, VHD_SECTOR),
+		   "BAT");
 
 	if (m.footer.type == VHD_TYPE_DIFF) {
 		for (int i = 0; i < 8; i++) {
@@ -623,6 +649,11 @@ int vhd_meta_read(int fd, struct vhd_meta *ret)
 			if (range_in_file(l->data_offset, space, m.file_size) &&
 			    l->data_offset + space > m.meta_end)
 				m.meta_end = l->data_offset + space;
+			/* What must be kept: the locator's bytes (its
+			 * reserved space is ambiguous, see above). */
+			meta_range(&m, l->data_offset,
+				   round_up(l->data_len, VHD_SECTOR),
+				   "parent locator");
 		}
 		r = read_parent_locator(fd, &m, &m.parent);
 		if (r < 0) {

@@ -83,6 +83,10 @@ struct vhd {
 	bool footer_dirty;		/* footer must be (re)written at EOF */
 	bool copy_dirty;		/* footer copy at 0 must be rewritten */
 
+	/* Metadata ranges (struct vhd_meta): no block may overlap them. */
+	struct vhd_range meta[11];
+	unsigned int n_meta;
+
 	/* Differencing: the parent's uuid is checked on first use. */
 	uint8_t parent_uuid[16];
 	int parent_check;		/* 0 not yet, 1 ok, -errno failed */
@@ -150,12 +154,24 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The metadata [off, off + len) overlaps (footer at EOF included), or NULL. */
+static const char *meta_overlap(const struct vhd *v, uint64_t off, uint64_t len)
+{
+	for (unsigned int i = 0; i < v->n_meta; i++)
+		if (off < v->meta[i].off + v->meta[i].len &&
+		    v->meta[i].off < off + len)
+			return v->meta[i].what;
+	if (off + len > v->file_size - VHD_FOOTER_SIZE)
+		return "footer";
+	return NULL;
+}
+
 /*
- * Every allocated block must lie inside the file, after the metadata, and
- * not overlap another block.  Also computes alloc_end.
+ * Every allocated block must lie inside the file, clear of the metadata
+ * (headers, BAT, parent locators, footer), and not overlap another block.
+ * Also computes alloc_end, past all of them.
  */
-static int check_bat(struct vhd *v, uint64_t hdr_end, uint64_t meta_end,
-		     const char *path)
+static int check_bat(struct vhd *v, uint64_t meta_end, const char *path)
 {
 	uint32_t *sorted;
 	uint32_t n = 0;
@@ -168,6 +184,7 @@ static int check_bat(struct vhd *v, uint64_t hdr_end, uint64_t meta_end,
 	for (uint32_t i = 0; i < v->nblocks; i++) {
 		uint32_t e = bat_get(v, i);
 		uint64_t off, need;
+		const char *what;
 
 		if (e == VHD_BAT_UNUSED)
 			continue;
@@ -175,9 +192,16 @@ static int check_bat(struct vhd *v, uint64_t hdr_end, uint64_t meta_end,
 		/* The last block may be partial: only its mapped part must exist. */
 		need = v->bitmap_size +
 		       min_u64(v->block_size, v->size - ((uint64_t)i << v->block_shift));
-		if (off < hdr_end || off + need > v->file_size) {
+		if (off + need > v->file_size) {
 			log_error("vhd '%s': BAT entry %u points outside the file",
 				  path, i);
+			r = -EINVAL;
+			goto out;
+		}
+		what = meta_overlap(v, off, need);
+		if (what) {
+			log_error("vhd '%s': corrupt image: block %u (BAT entry) overlaps the %s",
+				  path, i, what);
 			r = -EINVAL;
 			goto out;
 		}
@@ -185,6 +209,9 @@ static int check_bat(struct vhd *v, uint64_t hdr_end, uint64_t meta_end,
 	}
 	qsort(sorted, n, 4, cmp_u32);
 	v->alloc_end = meta_end;
+	for (unsigned int i = 0; i < v->n_meta; i++)
+		if (v->meta[i].off + v->meta[i].len > v->alloc_end)
+			v->alloc_end = v->meta[i].off + v->meta[i].len;
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t off = (uint64_t)sorted[i] * VHD_SECTOR;
 
@@ -208,7 +235,7 @@ static int vhd_open(struct image *img, char **ret_backing,
 {
 	struct vhd_meta m;
 	struct vhd *v;
-	uint64_t bat_len, hdr_end;
+	uint64_t bat_len;
 	char *fmt = NULL;
 	int r;
 
@@ -250,10 +277,9 @@ static int vhd_open(struct image *img, char **ret_backing,
 	r = image_pread(img, v->bat_raw, bat_len, v->table_offset);
 	if (r < 0)
 		goto out;
-	hdr_end = m.footer.data_offset + VHD_DYN_HEADER_SIZE;
-	if (v->table_offset + bat_len > hdr_end)
-		hdr_end = v->table_offset + bat_len;
-	r = check_bat(v, hdr_end, m.meta_end, img->path);
+	memcpy(v->meta, m.meta, sizeof(v->meta));
+	v->n_meta = m.n_meta;
+	r = check_bat(v, m.meta_end, img->path);
 	if (r < 0)
 		goto out;
 
@@ -540,6 +566,15 @@ static int alloc_block(struct image *img, uint32_t blk)
 	end = data + v->block_size;
 	if (bm_off / VHD_SECTOR >= VHD_BAT_UNUSED)
 		return -EFBIG;	/* BAT entries are 32-bit sector numbers */
+	/* alloc_end is past all metadata: this only guards the invariant. */
+	for (unsigned int i = 0; i < v->n_meta; i++) {
+		if (bm_off < v->meta[i].off + v->meta[i].len &&
+		    v->meta[i].off < end) {
+			log_error("vhd '%s': refusing to allocate block %u over the %s",
+				  img->path, blk, v->meta[i].what);
+			return -EIO;
+		}
+	}
 	bm = calloc(1, v->bitmap_size);
 	if (!bm)
 		return -ENOMEM;

@@ -829,6 +829,28 @@ static void adopt_image(struct server *srv, struct image *img)
 	srv->fast_zero = !img->readonly && img->fmt->zero;
 }
 
+/*
+ * The format of an image we serve: what the caller said (--format), else
+ * what the file name says (the volume plugin names images <id>.<format>).
+ * Never the content: a guest can write any header into a raw disk.
+ */
+static const char *format_of(const char *given, const char *path)
+{
+	const char *dot = strrchr(path, '.');
+
+	if (given)
+		return given;
+	if (dot && !strchr(dot, '/')) {
+		if (!strcmp(dot, ".qcow2"))
+			return "qcow2";
+		if (!strcmp(dot, ".raw") || !strcmp(dot, ".img"))
+			return "raw";
+		if (!strcmp(dot, ".vhd"))
+			return "vpc";
+	}
+	return NULL;
+}
+
 static int open_chain(const struct server *srv, const char *path,
 		      const char *format, struct image **ret)
 {
@@ -839,6 +861,11 @@ static int open_chain(const struct server *srv, const char *path,
 		.format = format,
 	};
 
+	if (!format) {
+		log_error("'%s': no --format and no .qcow2/.raw/.vhd name: the format is never guessed",
+			  path);
+		return -EINVAL;
+	}
 	return image_open(path, &opt, ret);
 }
 
@@ -854,6 +881,7 @@ static int resume_on(struct server *srv, const char *image,
 		     const char *format)
 {
 	struct image *nimg = NULL;
+	const char *old_format;
 	char *old_path;
 	uint64_t old_size = srv->size;
 	int r;
@@ -885,9 +913,10 @@ static int resume_on(struct server *srv, const char *image,
 	old_path = strdup(srv->img->path);
 	if (!old_path)
 		return -ENOMEM;
+	old_format = srv->img->fmt->name;	/* static strings */
 	image_close(srv->img);
 	srv->img = NULL;
-	r = open_chain(srv, image, format, &nimg);
+	r = open_chain(srv, image, format_of(format, image), &nimg);
 	if (r == 0 && nimg->virtual_size < old_size) {
 		log_error("resume: '%s' is smaller than the current image",
 			  image);
@@ -895,7 +924,7 @@ static int resume_on(struct server *srv, const char *image,
 		r = -EINVAL;
 	}
 	if (r < 0) {
-		int r2 = open_chain(srv, old_path, NULL, &nimg);
+		int r2 = open_chain(srv, old_path, old_format, &nimg);
 
 		if (r2 < 0) {
 			/* cannot serve anything any more */
@@ -1178,7 +1207,8 @@ int server_init(struct server *srv, const struct server_config *cfg)
 	}
 	/* the format the plugin recorded (--format): a guest-writable
 	 * image is never probed */
-	r = open_chain(srv, cfg->image, cfg->format, &img);
+	r = open_chain(srv, cfg->image, format_of(cfg->format, cfg->image),
+		       &img);
 	if (r < 0)
 		return r;
 	adopt_image(srv, img);

@@ -36,10 +36,12 @@ static const char usage_text[] =
 "\n"
 "Options:\n"
 "  --readonly     open the top image read-only\n"
-"  --format F     force the format of the top image (raw, qcow2, vpc)\n"
+"  --format F     the format of the top image (raw, qcow2, vpc); without\n"
+"                 it this tool guesses it from the image's first bytes\n"
+"                 (a test/admin convenience: ngdp-server never guesses)\n"
 "  --no-direct    do not use O_DIRECT\n"
-"  --confine DIR  backing files must live inside DIR (default: the\n"
-"                 directory of IMAGE)\n"
+"  --confine DIR  IMAGE must be in directory DIR (backing files are\n"
+"                 always plain names in the directory of IMAGE)\n"
 "Exit status: 0 success, 1 operation failed, 2 usage error.\n";
 
 struct ctx {
@@ -366,6 +368,8 @@ int main(int argc, char **argv)
 		fputs(usage_text, stderr);
 		return 2;
 	}
+	/* tool only: the server always passes the format it was given */
+	opt.probe_top = !opt.format;
 	r = image_open(argv[optind], &opt, &c.img);
 	if (r < 0) {
 		fprintf(stderr, "ngdp-imgio: cannot open '%s': %s\n",

@@ -99,6 +99,37 @@ static int corrupt(const char *path, const char *kind)
 		put_be32(e, (uint32_t)(toff / 512));
 		put_be32(e + 4, (uint32_t)(toff / 512));
 		r = rw_at(fd, e, 8, (off_t)toff, true);
+	} else if (!strcmp(kind, "bat-on-locator") ||
+		   !strcmp(kind, "bat-on-footer")) {
+		/* Block 0 moved over the first parent locator, or so that it
+		 * ends at the end of the file (over the footer). */
+		uint64_t toff = be64toh(*(uint64_t *)(hdr + 16));
+		uint32_t bs = get_be32(hdr + 32);
+		uint64_t bm = ((uint64_t)bs / 512 / 8 + 511) / 512 * 512;
+		uint64_t loc = be64toh(*(uint64_t *)(hdr + 576 + 16));
+		uint8_t e[4];
+
+		if (!strcmp(kind, "bat-on-locator"))
+			put_be32(e, (uint32_t)(loc / 512));
+		else
+			put_be32(e, (uint32_t)(((uint64_t)end - bm - bs) / 512));
+		r = rw_at(fd, e, 4, (off_t)toff, true);
+	} else if (!strcmp(kind, "huge-sparse-bat")) {
+		/* 200 GiB of 512-byte blocks: a 1.6 GiB BAT, in a sparse
+		 * file that holds it, valid checksums everywhere. */
+		uint64_t size = 200ull << 30, toff = be64toh(*(uint64_t *)(hdr + 16));
+		uint64_t n = size / 512, nend = toff + n * 4 + 512;
+
+		put_be32(hdr + 32, 512);
+		put_be32(hdr + 28, (uint32_t)n);
+		put_be64(foot + 40, size);
+		put_be64(foot + 48, size);
+		put_be32(foot + 64, vhd_checksum(foot, 512, 64));
+		r = ftruncate(fd, (off_t)nend) < 0 ? -errno : 0;
+		if (!r)
+			r = rw_at(fd, foot, 512, 0, true);
+		if (!r)
+			r = rw_at(fd, foot, 512, (off_t)nend - 512, true);
 	} else if (!strcmp(kind, "huge-max-entries")) {
 		put_be32(hdr + 28, 0xfffffff0u);
 	} else if (!strcmp(kind, "block-size-0")) {
@@ -211,7 +242,9 @@ static int crash_writer(const char *path, uint64_t seed, uint64_t stop)
 	uint64_t i, nslots;
 	int r;
 
-	r = image_open(path, NULL, &img);
+	struct image_open_options o = { .format = "vpc" };
+
+	r = image_open(path, &o, &img);
 	if (r < 0)
 		return r;
 	nslots = img->virtual_size / 65536;
@@ -244,7 +277,7 @@ static int crash_writer(const char *path, uint64_t seed, uint64_t stop)
 
 static int crash_verify(const char *path, uint64_t seed, uint64_t n)
 {
-	struct image_open_options o = { .readonly = true };
+	struct image_open_options o = { .readonly = true, .format = "vpc" };
 	struct image *img;
 	int r, bad = 0;
 

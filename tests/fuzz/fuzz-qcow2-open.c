@@ -77,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static uint8_t *buf;
 	struct image_open_options opt = {
 		.readonly = true, .no_direct = true, .confine_dir = dir,
-		.max_depth = 4,
+		.max_depth = 4, .probe_top = true,
 	};
 	struct image *img;
 
@@ -95,6 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		image_close(img);
 	}
 	opt.readonly = false;
+	opt.probe_top = false;
 	opt.format = "qcow2";
 	if (image_open(path, &opt, &img) == 0) {
 		exercise_writes(img);

@@ -55,7 +55,7 @@ run_variant() {
 	read -r fmt top < <(make_$v "$a") || { fail "$v: create"; return; }
 	cp -a "$a" "$b"
 	gen_workload "$seed" $SIZE 150 >"$T/$v.cmds"
-	if ! start_server "$v" --image "$a/$top" --flush-interval 200; then
+	if ! start_server "$v" --image "$a/$top" --format "$fmt" --flush-interval 200; then
 		fail "$v: server start"
 		return
 	fi

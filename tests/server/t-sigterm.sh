@@ -52,6 +52,9 @@ check "--format raw on a QCOW2 file serves its bytes (the 'Q' of its magic)" \
 check "...with the file's size, not the virtual size" \
 	[ "$(nbdinfo --size "$(uri f)")" = "$(stat -c %s "$T/img.qcow2")" ]
 check "stopped" stop_server "$SERVER_PID"
+# --format is the format, never checked against the content (a raw disk
+# may hold anything, t-confine.sh): only unknown names are refused
+check "unknown --format refused" eval '! "$NGDP_SERVER" --image "$T/img.qcow2" --format qed --socket "$T/c.sock" 2>/dev/null'
 mkdir -p "$T/in" "$T/out"
 qemu-img create -q -f qcow2 "$T/out/base.qcow2" 16M
 qemu-img create -q -f qcow2 -b "$T/out/base.qcow2" -F qcow2 "$T/in/top.qcow2"

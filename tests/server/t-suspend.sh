@@ -22,7 +22,8 @@ check "suspend" "$CTL" "$T/s.ctl" '{"op":"suspend","timeout_ms":60000}'
 check "status says suspended" eval '"$CTL" "$T/s.ctl" "{\"op\":\"status\"}" | grep -q "\"suspended\":true"'
 cp "$T/old.qcow2" "$T/old.at-suspend"
 check "qemu-img check of the suspended image" qemu-img check -q "$T/old.qcow2"
-check "create the overlay" qemu-img create -q -f qcow2 -b "$T/old.qcow2" -F qcow2 "$T/new.qcow2"
+# backing names are plain names in the image directory (as the plugin writes)
+check "create the overlay" qemu-img create -q -f qcow2 -b old.qcow2 -F qcow2 "$T/new.qcow2"
 check "resume on the overlay" "$CTL" "$T/s.ctl" "{\"op\":\"resume\",\"image\":\"$T/new.qcow2\"}"
 check "writer finished without errors" wait $writer
 qemu-io -f raw "$(uri s)" -c "write -P 3 20M 1M" >/dev/null

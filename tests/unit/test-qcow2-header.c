@@ -236,6 +236,36 @@ static void test_entries(void **state)
 	assert_int_equal(qcow2_entry_decode(&g, QCOW2_OFLAG_ZERO | 0x50000, 0, &e), -EINVAL);
 }
 
+/* Metadata sizes are bounded by what the disk and the file can need. */
+static void test_size_bounds(void **state)
+{
+	struct qcow2_header h;
+	uint64_t big_file = 1100ull << 20;
+
+	(void)state;
+	make_v3();
+	put64(24, 64ull << 20);
+	put32(36, 1);
+	/* 1 GiB refcount table for a 64 MiB disk in a 1.1 GiB (sparse) file */
+	put32(56, (1u << 30) / CS);
+	assert_int_equal(qcow2_header_parse(hdr, sizeof(hdr), big_file, false,
+					    &h), -EINVAL);
+	/* one cluster is always allowed, and what the file needs */
+	put32(56, 1);
+	assert_int_equal(qcow2_header_parse(hdr, sizeof(hdr), big_file, false,
+					    &h), 0);
+	assert_true(qcow2_rt_limit(&h, big_file) >= 2);
+	assert_true(qcow2_rt_limit(&h, big_file) <= 4);
+	/* qemu's snapshot count limit */
+	put32(60, QCOW2_MAX_SNAPSHOTS + 1);
+	put64(64, 4 * CS);
+	assert_int_equal(qcow2_header_parse(hdr, sizeof(hdr), big_file, false,
+					    &h), -EINVAL);
+	put32(60, QCOW2_MAX_SNAPSHOTS);
+	assert_int_equal(qcow2_header_parse(hdr, sizeof(hdr), big_file, false,
+					    &h), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -245,6 +275,7 @@ int main(void)
 		cmocka_unit_test(test_features),
 		cmocka_unit_test(test_backing),
 		cmocka_unit_test(test_entries),
+		cmocka_unit_test(test_size_bounds),
 	};
 
 	return cmocka_run_group_tests_name("qcow2-header", tests, NULL, NULL) ? 1 : 0;
