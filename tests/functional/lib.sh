@@ -20,7 +20,13 @@ fi
 
 XSS=${INSTALL_ROOT:?}/usr/libexec/xapi-storage-script
 T=$(mktemp -d /tmp/xsng-test.XXXXXX)
-export XSNG_MOUNT_ROOT=$T/mnt XSNG_RUN_DIR=$T/run
+if [ "${XSNG_TEST_REAL_PATHS:-}" = 1 ]; then
+	# the paths of a real host: /var/run is a symlink to /run there, so
+	# the handles differ from what /proc/self/mountinfo says
+	export XSNG_MOUNT_ROOT=/var/run/sr-mount XSNG_RUN_DIR=/var/run/xapi-storage-ng
+else
+	export XSNG_MOUNT_ROOT=$T/mnt XSNG_RUN_DIR=$T/run
+fi
 mkdir -p "$XSNG_MOUNT_ROOT" "$XSNG_RUN_DIR"
 PASS=0 FAIL=0 SKIP=0
 PIDS=()
@@ -38,8 +44,13 @@ cleanup() {
 		umount "$m" 2>/dev/null || umount -l "$m"
 	done
 	# every loop device backed by a file of ours (mk_loop runs in
-	# subshells, so an array could not track them)
+	# subshells, so an array could not track them), and whatever is still
+	# mounted from it elsewhere (SRs under the real /run/sr-mount)
 	for l in $(losetup -l -n -O NAME,BACK-FILE | awk -v t="$T/" 'index($2, t) == 1 {print $1}'); do
+		for m in $(findmnt -rn -S "$l" -o TARGET); do
+			umount "$m" 2>/dev/null || umount -l "$m"
+			case $m in /run/sr-mount/*) rmdir "$m" 2>/dev/null ;; esac
+		done
 		losetup -d "$l" 2>/dev/null
 	done
 	rm -rf "$T"

@@ -23,4 +23,12 @@ for t in "${tests[@]}"; do
 		specs+=("PLUGIN=ext4-ng $here/$t")
 	fi
 done
+# Some run a second time on the real default paths (/var/run/sr-mount,
+# /var/run/xapi-storage-ng: /var/run is a symlink to /run on XCP-ng and
+# Debian), as well as under temporary roots.
+if [ -z "${1:-}" ]; then
+	for t in ${REAL_PATH_TESTS-t-datapath t-snapshot-clone t-sr-lifecycle}; do
+		specs+=("XSNG_TEST_REAL_PATHS=1 PLUGIN=ext4-ng $here/$t.sh")
+	done
+fi
 exec bash "$here/../run-tests.sh" -s functional -t 900 "${specs[@]}"

@@ -39,7 +39,7 @@ check "SR handle is the mount point" [ "$SR" = "$XSNG_MOUNT_ROOT/$U" ]
 check "mounted $fs at the handle" [ "$(findmnt -rn -o FSTYPE "$SR")" = "$fs" ]
 vcall SR.attach "{\"dbg\":\"t\",\"configuration\":$CONFIG}"
 expect_ok "SR.attach again (idempotent)"
-check "still mounted once" [ "$(findmnt -rn -o TARGET | grep -c "^$SR$")" = 1 ]
+check "still mounted once" [ "$(findmnt -rn -o TARGET | grep -c "^$(readlink -f "$SR")$")" = 1 ]
 
 vcall SR.stat "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
 expect_ok "SR.stat"
