@@ -26,7 +26,7 @@ BG_PIDS+=($client)
 sleep 0.5
 check "suspend while the read is in flight" "$CTL" "$T/s.ctl" '{"op":"suspend","timeout_ms":60000}'
 cp "$T/old.qcow2" "$T/old.at-suspend"
-check "create the overlay" qemu-img create -q -f qcow2 -b "$T/old.qcow2" -F qcow2 "$T/new.qcow2"
+check "create the overlay" qemu-img create -q -f qcow2 -b old.qcow2 -F qcow2 "$T/new.qcow2"
 check "resume on the overlay" "$CTL" "$T/s.ctl" "{\"op\":\"resume\",\"image\":\"$T/new.qcow2\"}"
 check "both requests succeeded" wait $client
 check "SIGTERM exit 0" stop_server "$SERVER_PID"
