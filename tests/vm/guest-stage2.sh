@@ -29,7 +29,8 @@ if [ "$(cat $R/mode)" = xen ]; then
 		off
 	fi
 fi
+echo "stage2: job starts at $(cut -d" " -f1 /proc/uptime)s"
 bash $R/job.sh >> $R/output 2>&1 < /dev/null
 echo $? > $R/rc.tmp && mv $R/rc.tmp $R/rc
-echo "stage2: job exited $(cat $R/rc)"
+echo "stage2: job exited $(cat $R/rc) at $(cut -d" " -f1 /proc/uptime)s"
 off

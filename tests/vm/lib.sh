@@ -160,7 +160,7 @@ _vm_kill() {
 
 # _vm_run MODE SCRIPT [ARGS]: MODE plain or xen
 _vm_run() {
-	local mode=$1 script=$2 res keep rc accel=tcg cpu=max tailpid i name prevtrap
+	local mode=$1 script=$2 res keep rc accel=tcg cpu=max tailpid i name prevtrap t0
 	local -a q
 	shift 2
 	[ -f "$script" ] || { vm_log "no script $script"; return 1; }
@@ -203,6 +203,7 @@ _vm_run() {
 		    -append "console=ttyS0 panic=-1 loglevel=4 xsng_console=ttyS0")
 	fi
 	# qemu dies with this shell even when the caller's cleanup never runs
+	t0=$SECONDS
 	setpriv --pdeathsig KILL "${q[@]}" &
 	VM_QEMU_PID=$!
 	prevtrap=$(trap -p EXIT)
@@ -227,6 +228,7 @@ _vm_run() {
 		*) vm_log "$name: the guest stopped without reporting an exit status"; rc=125 ;;
 		esac
 	fi
+	vm_log "$name: exit $rc after $((SECONDS - t0))s in the $mode guest"
 	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
 		vm_log "$name: exit $rc; last lines of the guest console ($res/console.log):"
 		tail -n 40 "$res/console.log" | sed 's/^/  console: /' >&2
