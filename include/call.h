@@ -42,6 +42,13 @@ int call_main(int argc, char **argv, const char *plugin_name,
 int call_fail(struct call *c, int err, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/*
+ * A problem that does not fail the call (e.g. a feature that had to be left
+ * out): logged as a warning and kept, like errors, for Plugin.diagnostics.
+ */
+void call_warn(struct call *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /* Parameter getters: fail with Invalid_argument naming the parameter. */
 int arg_string(struct call *c, const char *key, const char **ret);
 int arg_text(struct call *c, const char *key, size_t max, const char **ret);

@@ -27,10 +27,15 @@ void proc_result_release(struct proc_result *r);
 
 /*
  * proc_run() and require exit status 0.  On failure logs the command, the
- * status and the last line of stderr, and returns -EIO (-ENOSPC when stderr
- * says the disk is full, -ENOENT when the program is missing).
+ * status and the last line of stderr, and returns -EIO (-ENOENT when the
+ * program is missing): the verdict comes from the exit status alone, never
+ * from the program's words (a caller that must know why asks the system,
+ * e.g. statvfs for a full disk).
  * 'err_line' (optional, size len) receives the last stderr line.
  */
 int proc_run_checked(const char *const argv[], char *err_line, size_t len);
+
+/* The last non-empty line of a program's output, for messages. */
+void proc_last_line(const char *s, char *out, size_t len);
 
 #endif

@@ -106,8 +106,11 @@ json_object *call_error_record(const struct call *c)
 	return rec;
 }
 
+static const char *call_plugin_name = "?";
+
 /* Keep the last errors for Plugin.diagnostics (bounded file). */
-static void remember_error(const char *plugin, const struct call *c)
+static void remember_line(const char *plugin, const char *method,
+			  const char *name, const char *msg)
 {
 	char path[PATH_MAX + 32], line[1400], stamp[32];
 	time_t now = time(NULL);
@@ -128,9 +131,28 @@ static void remember_error(const char *plugin, const struct call *c)
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	snprintf(line, sizeof(line), "%s %s %s: %s: %.1000s\n", stamp, plugin,
-		 c->method ? c->method->name : "?", c->err_name, c->err_msg);
+		 method, name, msg);
 	(void)write_all(fd, line, strlen(line));
 	close(fd);
+}
+
+static void remember_error(const char *plugin, const struct call *c)
+{
+	remember_line(plugin, c->method ? c->method->name : "?", c->err_name,
+		      c->err_msg);
+}
+
+void call_warn(struct call *c, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_warn("%s", msg);
+	remember_line(call_plugin_name, c->method ? c->method->name : "?",
+		      "Warning", msg);
 }
 
 int call_main(int argc, char **argv, const char *plugin_name,
@@ -144,6 +166,7 @@ int call_main(int argc, char **argv, const char *plugin_name,
 	int r;
 
 	base = base ? base + 1 : argv[0];
+	call_plugin_name = plugin_name;
 	/* a peer closing a socket must give EPIPE, not kill the call */
 	signal(SIGPIPE, SIG_IGN);
 	snprintf(ident, sizeof(ident), "%s/%s", plugin_name, base);

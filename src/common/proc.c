@@ -199,8 +199,7 @@ void proc_result_release(struct proc_result *r)
 	r->out = r->err = NULL;
 }
 
-/* The last non-empty line of a program's stderr, for error messages. */
-static void last_line(const char *s, char *out, size_t len)
+void proc_last_line(const char *s, char *out, size_t len)
 {
 	const char *end = s + strlen(s), *start;
 
@@ -231,11 +230,12 @@ int proc_run_checked(const char *const argv[], char *err_line, size_t len)
 		proc_result_release(&res);
 		return 0;
 	}
-	last_line(res.err[0] ? res.err : res.out, line, sizeof(line));
+	proc_last_line(res.err[0] ? res.err : res.out, line, sizeof(line));
 	log_error("%s failed (status %d): %s", argv[0], res.status, line);
 	if (err_line)
 		snprintf(err_line, len, "%s", line);
-	r = strstr(res.err, "No space left") ? -ENOSPC : -EIO;
+	/* judged by the exit status alone: what a program prints is for
+	 * people (and changes with its version and language) */
 	proc_result_release(&res);
-	return r;
+	return -EIO;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /* Datapath.* handlers: attach/activate/deactivate/detach, open/close. */
 #include <dirent.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -45,8 +46,6 @@ int dp_arg_target(struct call *c, bool want_domain, struct dp_target *t)
 				 "'%.200s' does not name a volume of an "
 				 "attached SR", uri);
 	snprintf(t->key, sizeof(t->key), "%s", slash + 1);
-	snprintf(t->run_dir, sizeof(t->run_dir), "%s/%s", sr_paths()->run_dir,
-		 t->key);
 	if (!want_domain)
 		return 0;
 	if ((r = arg_string(c, "domain", &domain)) < 0)
@@ -79,6 +78,93 @@ static int open_sr(struct call *c, const struct dp_target *t,
 		return call_fail(c, r, "SR_corrupt", "the SR %s: %s",
 				 t->sr_path, strerror(-r));
 	return 0;
+}
+
+/* <run>/<S>: S is the shortest of these prefixes of the SR's uuid that no
+ * other SR seen on this host has taken; <run>/<S>/sr names the owner. */
+static int sr_run_dir(const struct sr *sr, char *out, size_t len)
+{
+	static const int prefix[] = { 8, 13, 18, 23, UUID_STR_LEN - 1 };
+	char tmp[PATH_MAX + 64];
+	size_t i;
+	int r;
+
+	for (i = 0; i < sizeof(prefix) / sizeof(prefix[0]); i++) {
+		CLEANUP_FREE char *owner = NULL;
+		char path[PATH_MAX + 16];
+		int fd;
+
+		snprintf(out, len, "%s/%.*s", sr_paths()->run_dir, prefix[i],
+			 sr->uuid);
+		r = mkdir_p(out, 0700);
+		if (r < 0)
+			return r;
+		snprintf(path, sizeof(path), "%s/sr", out);
+		if (read_file_at(AT_FDCWD, path, 64, &owner, NULL) == 0) {
+			if (!strcmp(owner, sr->uuid))
+				return 0;
+			continue;	/* another SR's */
+		}
+		/* write it whole, then link it in: a reader never sees half
+		 * a name, and of two racing writers one wins */
+		snprintf(tmp, sizeof(tmp), "%s/.sr-%d", out, (int)getpid());
+		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+			  O_NOFOLLOW, 0600);
+		if (fd < 0)
+			return -errno;
+		r = write_all(fd, sr->uuid, strlen(sr->uuid));
+		close(fd);
+		if (r == 0 && link(tmp, path) < 0 && errno != EEXIST)
+			r = -errno;
+		unlink(tmp);
+		if (r < 0)
+			return r;
+		free(owner);
+		owner = NULL;
+		if (read_file_at(AT_FDCWD, path, 64, &owner, NULL) == 0 &&
+		    !strcmp(owner, sr->uuid))
+			return 0;
+	}
+	return -EEXIST;
+}
+
+int dp_bind_run_dir(struct call *c, struct dp_target *t, struct sr *sr)
+{
+	char dir[PATH_MAX];
+	int r = sr_run_dir(sr, dir, sizeof(dir));
+
+	if (r < 0)
+		return call_fail(c, r, "Datapath_error",
+				 "cannot set up the run directory of SR %s "
+				 "under %s: %s", sr->uuid, sr_paths()->run_dir,
+				 strerror(-r));
+	if (strlen(dir) + 1 + strlen(t->key) >= sizeof(t->run_dir))
+		return call_fail(c, -ENAMETOOLONG, "Datapath_error",
+				 "the run directory %s is too long",
+				 sr_paths()->run_dir);
+	snprintf(t->run_dir, sizeof(t->run_dir), "%s/%s", dir, t->key);
+	return 0;
+}
+
+/* Open the SR named by the URI, check that it holds the volume (a URI
+ * naming another SR must never reach this one's activations), and bind
+ * the run directory. */
+static int open_target(struct call *c, struct dp_target *t,
+		       enum sr_lock_mode mode, struct sr *sr)
+{
+	json_object *vol;
+	int r = open_sr(c, t, mode, sr);
+
+	if (r < 0)
+		return r;
+	r = sr_call_load_volume(c, sr, t->key, &vol);
+	if (r == 0) {
+		json_object_put(vol);
+		r = dp_bind_run_dir(c, t, sr);
+	}
+	if (r < 0)
+		sr_close(sr);
+	return r;
 }
 
 static void domain_link(const struct dp_target *t, char *out, size_t len)
@@ -158,12 +244,12 @@ int dp_attach(struct call *c, json_object **ret)
 {
 	json_object *impls, *nbd, *v;
 	struct dp_target t;
-	char uri[PATH_MAX + 128], link[PATH_MAX], why[256], dev[32];
+	char uri[PATH_MAX + 128], link[PATH_MAX], why[512], dev[32];
 	struct sr sr;
 	int r, index;
 
 	if ((r = dp_arg_target(c, true, &t)) < 0 ||
-	    (r = open_sr(c, &t, SR_LOCK_SHARED, &sr)) < 0)
+	    (r = open_target(c, &t, SR_LOCK_SHARED, &sr)) < 0)
 		return r;
 	r = check_chain(c, &sr, t.key);
 	sr_close(&sr);
@@ -174,10 +260,15 @@ int dp_attach(struct call *c, json_object **ret)
 		return call_fail(c, r, "Datapath_error", "cannot create %s: %s",
 				 t.run_dir, strerror(-r));
 	domain_link(&t, link, sizeof(link));
+	if (strlen(link) >= 108)	/* sizeof(sockaddr_un.sun_path) */
+		return call_fail(c, -ENAMETOOLONG, "Datapath_error",
+				 "the socket path %s is too long for a UNIX "
+				 "socket: use a shorter run directory or "
+				 "domain name", link);
 	snprintf(uri, sizeof(uri), "nbd:unix:%s:exportname=%s", link, t.key);
 	impls = json_new_array();
-	if (nbd_kernel_available(why, sizeof(why)) &&
-	    nbd_kernel_reserve(&t, &index) == 0) {
+	if ((r = nbd_kernel_prepare(why, sizeof(why))) == 0 &&
+	    (r = nbd_kernel_reserve(&t, &index, why, sizeof(why))) == 0) {
 		json_object *xd = json_new_object(), *bd = json_new_object();
 
 		/* kernel blkback on /dev/nbdN, connected at activate */
@@ -194,9 +285,12 @@ int dp_attach(struct call *c, json_object **ret)
 		json_object_array_add(v, json_new_string("BlockDevice"));
 		json_object_array_add(v, bd);
 		json_object_array_add(impls, v);
+		log_info("volume %s, domain '%s': %s", t.key, t.domain, dev);
 	} else {
-		log_info("volume %s: no block device, NBD only: %s", t.key,
-			 why);
+		/* xenopsd needs a XenDisk to plug a VBD: say why there is none */
+		call_warn(c, "volume %s, domain '%s': no /dev/nbdN for blkback, "
+			  "NBD only (VMs cannot start from it): %s", t.key,
+			  t.domain, why[0] ? why : strerror(-r));
 	}
 	nbd = json_new_object();
 	json_add_string(nbd, "uri", uri);
@@ -239,25 +333,102 @@ static void clean_run_dir(const struct dp_target *t)
 	}
 }
 
-static bool log_says_dirty(const struct dp_target *t)
-{
-	CLEANUP_FREE char *buf = NULL;
-	char path[PATH_MAX];
+#define QCOW2_MAGIC 0x514649fbU	/* "QFI\xfb" */
+#define QCOW2_INCOMPAT_DIRTY 1ULL
+#define QCOW2_INCOMPAT_CORRUPT 2ULL
 
-	snprintf(path, sizeof(path), "%s/server.log", t->run_dir);
-	return read_file_at(AT_FDCWD, path, 1 << 20, &buf, NULL) == 0 &&
-	       strstr(buf, "check -r all");
+/* The incompatible-feature bits of a QCOW2 image (0 for version 2). */
+static int qcow2_incompat(const char *image, uint64_t *ret)
+{
+	CLEANUP_CLOSE int fd = open(image, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	uint8_t h[80];
+	uint32_t magic, version;
+
+	if (fd < 0)
+		return -errno;
+	if (pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h))
+		return -EUCLEAN;
+	memcpy(&magic, h, 4);
+	memcpy(&version, h + 4, 4);
+	if (be32toh(magic) != QCOW2_MAGIC)
+		return -EUCLEAN;
+	*ret = 0;
+	if (be32toh(version) >= 3) {
+		memcpy(ret, h + 72, 8);
+		*ret = be64toh(*ret);
+	}
+	return 0;
+}
+
+/*
+ * Before a server opens a QCOW2 image read-write: clusters leaked by a
+ * server that was killed are given back now, before the image can become
+ * a snapshot (read-only forever); an image marked dirty (lazy refcounts)
+ * or corrupt gets the full repair the format requires.  qemu-img check's
+ * exit status, after -r: 0 consistent, 1 check not completed, 2 corrupt,
+ * 3 leaks only, 63 format cannot be checked.
+ */
+static int repair_qcow2(struct call *c, const char *image)
+{
+	struct proc_result res;
+	const char *mode = "leaks";
+	char line[512];
+	uint64_t incompat = 0;
+	int r;
+
+	r = qcow2_incompat(image, &incompat);
+	if (r < 0)
+		return call_fail(c, r, "SR_corrupt", "%s is not a QCOW2 image "
+				 "(its header cannot be read: %s)", image,
+				 strerror(-r));
+	if (incompat & (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT)) {
+		mode = "all";
+		log_warn("%s is marked %s: repairing it (qemu-img check -r all)",
+			 image, incompat & QCOW2_INCOMPAT_CORRUPT ? "corrupt" :
+			 "dirty");
+	}
+	{
+		const char *const argv[] = { "qemu-img", "check", "-q", "-r",
+					     mode, "-f", "qcow2", image, NULL };
+
+		r = proc_run(argv, &res);
+	}
+	if (r < 0) {
+		proc_result_release(&res);
+		return call_fail(c, r, "Datapath_error", "cannot run qemu-img "
+				 "to check %s: %s", image, strerror(-r));
+	}
+	proc_last_line(res.err[0] ? res.err : res.out, line, sizeof(line));
+	r = res.status;
+	proc_result_release(&res);
+	switch (r) {
+	case 0:
+		return 0;
+	case 3:
+		/* leaks are lost space, not lost data */
+		log_warn("%s still has leaked clusters after repair", image);
+		return 0;
+	case 2:
+		return call_fail(c, -EUCLEAN, "SR_corrupt", "%s is corrupt "
+				 "and 'qemu-img check -r %s' could not repair "
+				 "it: %s", image, mode, line);
+	default:
+		return call_fail(c, -EIO, "Datapath_error", "'qemu-img check "
+				 "-r %s' of %s did not complete (exit status "
+				 "%d): %s", mode, image, r, line);
+	}
 }
 
 static int start_server(struct call *c, struct sr *sr,
 			const struct dp_target *t, json_object **ret_rec)
 {
-	char image[PATH_MAX], line[512];
+	char image[PATH_MAX], fmt[8];
 	bool np, readonly = false;
 	json_object *vol;
 	int r;
 
-	r = dp_volume_image(c, sr, t->key, image, sizeof(image), &np);
+	r = dp_volume_image(c, sr, t->key, image, sizeof(image), fmt,
+			    sizeof(fmt), &np);
 	if (r < 0)
 		return r;
 	if (!np && sr_volume_load(sr, t->key, &vol) == 0) {
@@ -265,34 +436,67 @@ static int start_server(struct call *c, struct sr *sr,
 		readonly = !rec_bool(vol, "read_write");
 		json_object_put(vol);
 	}
-	clean_run_dir(t);
-	r = dp_server_start(c, sr, t, image, readonly, ret_rec);
-	if (r < 0 && log_says_dirty(t) && !readonly) {
-		/* lazy refcounts left dirty by a crash elsewhere: repair, as
-		 * the qcow2 spec requires, then try once more */
-		const char *const argv[] = { "qemu-img", "check", "-q", "-r",
-					     "all", "-f", "qcow2", image, NULL };
+	if (!readonly && !strcmp(fmt, "qcow2")) {
+		r = repair_qcow2(c, image);
+		if (r < 0)
+			return r;
+	}
+	return dp_server_start(c, sr, t, image, fmt, readonly, ret_rec);
+}
 
-		log_warn("image %s is marked dirty: repairing", image);
-		if (proc_run_checked(argv, line, sizeof(line)) == 0) {
-			c->err_name[0] = '\0';
-			r = dp_server_start(c, sr, t, image, readonly, ret_rec);
+/* Connect (or, after a server restart, reconnect) the domain's /dev/nbdN,
+ * if attach claimed one, through the domain's socket link: the ro link
+ * gives a read-only device. */
+static int connect_device(const struct dp_target *t, bool restarted,
+			  char *why, size_t len)
+{
+	char link[PATH_MAX];
+	int index = nbd_kernel_index(t);
+
+	why[0] = '\0';
+	if (index < 0)
+		return 0;	/* NBD only (attach said why) */
+	if (!restarted && nbd_kernel_connected(index))
+		return 0;	/* activate again: idempotent */
+	domain_link(t, link, sizeof(link));
+	return nbd_kernel_connect(index, link, t->key, 4, why, len);
+}
+
+/* The domains of a dead server of this host whose links are still there:
+ * the new server takes them over, and their devices are reconnected. */
+static void carry_domains(struct sr *sr, const struct dp_target *t,
+			  json_object *rec)
+{
+	json_object *old, *to = domains_of(rec);
+	char link[PATH_MAX];
+	struct stat st;
+
+	if (active_load(sr, t->key, &old) < 0)
+		return;
+	if (!strcmp(rec_str(old, "host"), sr_paths()->host_uuid)) {
+		json_object_object_foreach(domains_of(old), d, mode) {
+			struct dp_target o = *t;
+
+			snprintf(o.domain, sizeof(o.domain), "%s", d);
+			domain_link(&o, link, sizeof(link));
+			if (lstat(link, &st) == 0 && S_ISLNK(st.st_mode))
+				json_add(to, d, json_object_get(mode));
 		}
 	}
-	return r;
+	json_object_put(old);
 }
 
 static int activate(struct call *c, bool readonly)
 {
 	json_object *rec = NULL;
-	char link[PATH_MAX];
+	char link[PATH_MAX], why[512];
 	struct dp_target t;
 	struct sr sr;
 	bool started = false;
-	int r, index;
+	int r;
 
 	if ((r = dp_arg_target(c, true, &t)) < 0 ||
-	    (r = open_sr(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
+	    (r = open_target(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
 		return r;
 	r = check_chain(c, &sr, t.key);
 	if (r < 0)
@@ -319,12 +523,13 @@ static int activate(struct call *c, bool readonly)
 		started = true;
 		if (r < 0)
 			goto out;
+		carry_domains(&sr, &t, rec);
 	}
 	if (!readonly && rec_bool(rec, "readonly")) {
 		r = call_fail(c, -EROFS, "Invalid_argument",
 			      "volume %s is a read-only snapshot: it can only "
 			      "be activated read-only", t.key);
-		goto out;
+		goto out_unsaved;
 	}
 	/* this domain's socket name leads to the rw or the ro listener;
 	 * repeating an activate just re-points it (idempotent) */
@@ -333,7 +538,7 @@ static int activate(struct call *c, bool readonly)
 	if (symlink(readonly ? "ro.sock" : "rw.sock", link) < 0) {
 		r = call_fail(c, -errno, "Datapath_error", "symlink %s: %m",
 			      link);
-		goto out;
+		goto out_unsaved;
 	}
 	json_add_string(domains_of(rec), t.domain, readonly ? "ro" : "rw");
 	r = active_save(&sr, t.key, rec);
@@ -341,24 +546,41 @@ static int activate(struct call *c, bool readonly)
 		r = call_fail(c, r, "Datapath_error",
 			      "cannot save the activation record: %s",
 			      strerror(-r));
-		goto out;
+		goto out_unsaved;
 	}
-	/* /dev/nbdN: connect once per server.  A repeated activate finds it
-	 * connected (idempotent); a new server replaces a dead one's
-	 * connection, which the kernel still holds. */
-	index = nbd_kernel_index(&t);
-	if (index >= 0 && !readonly &&
-	    (started || !nbd_kernel_connected(index))) {
-		if (started && nbd_kernel_connected(index))
-			(void)nbd_kernel_disconnect(index);
-		r = nbd_kernel_connect(&t, index, link, t.key, 4);
-		if (r < 0)
-			r = call_fail(c, r, "Datapath_error",
-				      "cannot connect /dev/nbd%d: %s", index,
-				      strerror(-r));
+	if (started) {
+		/* a new server replaces a dead one: the other domains'
+		 * devices still hold the dead connections */
+		json_object_object_foreach(domains_of(rec), d, mode) {
+			struct dp_target o = t;
+
+			(void)mode;
+			if (!strcmp(d, t.domain))
+				continue;
+			snprintf(o.domain, sizeof(o.domain), "%s", d);
+			if (connect_device(&o, true, why, sizeof(why)) < 0)
+				call_warn(c, "volume %s, domain '%s': cannot "
+					  "reconnect its /dev/nbd%d: %s", t.key,
+					  d, nbd_kernel_index(&o), why);
+		}
+	}
+	/* this domain's /dev/nbdN: connected once per server */
+	r = connect_device(&t, started, why, sizeof(why));
+	if (r < 0) {
+		r = call_fail(c, r, "Datapath_error",
+			      "volume %s, domain '%s': cannot connect "
+			      "/dev/nbd%d: %s", t.key, t.domain,
+			      nbd_kernel_index(&t), why);
+		goto out;
 	}
 	log_info("volume %s active for domain '%s' (%s), server pid %" PRId64,
 		 t.key, t.domain, readonly ? "ro" : "rw", rec_int(rec, "pid"));
+	goto out;
+out_unsaved:
+	/* a server started for this call that no record names would run
+	 * for ever: stop it (the call's error stays the first one) */
+	if (started && rec)
+		(void)dp_server_stop(c, rec);
 out:
 	json_object_put(rec);
 	sr_close(&sr);
@@ -377,20 +599,34 @@ int dp_activate_readonly(struct call *c, json_object **ret)
 	return activate(c, true);
 }
 
-/* Drop one domain; the last one out stops the server. */
+/* Disconnect the domain's /dev/nbdN, if it has one connected. */
+static int disconnect_device(struct call *c, const struct dp_target *t)
+{
+	int index = nbd_kernel_index(t), r;
+
+	if (index < 0 || !nbd_kernel_connected(index))
+		return 0;
+	r = nbd_kernel_disconnect(index);
+	if (r < 0)
+		return call_fail(c, r, "Datapath_error",
+				 "volume %s, domain '%s': cannot disconnect "
+				 "/dev/nbd%d: %s", t->key, t->domain, index,
+				 r == -EBUSY ? "it is still open (is a VBD "
+				 "still plugged?)" : strerror(-r));
+	log_info("/dev/nbd%d disconnected", index);
+	return 0;
+}
+
+/* Drop one domain (and its device); the last one out stops the server. */
 static int deactivate_domain(struct call *c, struct sr *sr,
 			     const struct dp_target *t)
 {
 	json_object *rec, *domains;
 	char link[PATH_MAX];
-	int r, rr, index;
+	int r, rr;
 
-	domain_link(t, link, sizeof(link));
-	unlink(link);
 	r = active_load(sr, t->key, &rec);
-	if (r < 0)
-		return 0;	/* nothing active: deactivate is idempotent */
-	if (strcmp(rec_str(rec, "host"), sr_paths()->host_uuid)) {
+	if (r == 0 && strcmp(rec_str(rec, "host"), sr_paths()->host_uuid)) {
 		snprintf(c->err_param, sizeof(c->err_param), "%s",
 			 rec_str(rec, "host"));
 		r = call_fail(c, -EBUSY, "Activated_on_another_host",
@@ -399,6 +635,15 @@ static int deactivate_domain(struct call *c, struct sr *sr,
 		json_object_put(rec);
 		return r;
 	}
+	rr = disconnect_device(c, t);
+	if (rr < 0) {
+		json_object_put(r == 0 ? rec : NULL);
+		return rr;
+	}
+	domain_link(t, link, sizeof(link));
+	unlink(link);
+	if (r < 0)
+		return 0;	/* nothing active: deactivate is idempotent */
 	domains = domains_of(rec);
 	json_object_object_del(domains, t->domain);
 	if (json_object_object_length(domains) > 0 &&
@@ -409,9 +654,6 @@ static int deactivate_domain(struct call *c, struct sr *sr,
 					 "cannot save the activation record: "
 					 "%s", strerror(-r)) : 0;
 	}
-	index = nbd_kernel_index(t);
-	if (index >= 0)
-		(void)nbd_kernel_disconnect(index);
 	/* even a server that had to be killed is gone: drop its record */
 	r = dp_server_stop(c, rec);
 	json_object_put(rec);
@@ -432,11 +674,31 @@ int dp_deactivate(struct call *c, json_object **ret)
 
 	(void)ret;
 	if ((r = dp_arg_target(c, true, &t)) < 0 ||
-	    (r = open_sr(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
+	    (r = open_target(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
 		return r;
 	r = deactivate_domain(c, &sr, &t);
 	sr_close(&sr);
 	return r;
+}
+
+/* The run directory goes once nothing in it is needed: no server socket
+ * and no other domain's link or device claim (server.log alone is not a
+ * reason to stay). */
+static void remove_run_dir_if_unused(const struct dp_target *t)
+{
+	CLEANUP_CLOSEDIR DIR *d = opendir(t->run_dir);
+	struct dirent *de;
+	char p[PATH_MAX];
+
+	if (!d)
+		return;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		    strcmp(de->d_name, "server.log"))
+			return;
+	snprintf(p, sizeof(p), "%s/server.log", t->run_dir);
+	unlink(p);
+	(void)rmdir(t->run_dir);
 }
 
 int dp_detach(struct call *c, json_object **ret)
@@ -444,43 +706,53 @@ int dp_detach(struct call *c, json_object **ret)
 	json_object *rec;
 	struct dp_target t;
 	struct sr sr;
+	int r;
 
 	(void)ret;
-	/* "should never fail": clean up what we can, log the rest */
-	if (dp_arg_target(c, true, &t) < 0)
+	if ((r = dp_arg_target(c, true, &t)) < 0)
+		return r;
+	r = open_sr(c, &t, SR_LOCK_EXCLUSIVE, &sr);
+	if (r < 0) {
+		/* "should never fail": the SR went, and its state with it */
+		log_warn("detach of %s: %s", t.key, c->err_msg);
+		c->err_name[0] = '\0';
 		return 0;
-	if (sr_open(t.sr_path, NULL, SR_LOCK_EXCLUSIVE, &sr) == 0) {
-		if (active_load(&sr, t.key, &rec) == 0) {
-			json_object *d = domains_of(rec);
-
-			if (json_object_object_get_ex(d, t.domain, NULL) ||
-			    !active_record_is_live(rec)) {
-				log_warn("detach of %s for '%s' without "
-					 "deactivate: deactivating", t.key,
-					 t.domain);
-				if (deactivate_domain(c, &sr, &t) < 0)
-					log_error("detach: %s", c->err_msg);
-			}
-			json_object_put(rec);
-		}
+	}
+	r = sr_volume_load(&sr, t.key, &rec);
+	if (r == 0) {
+		json_object_put(rec);
+		r = dp_bind_run_dir(c, &t, &sr);
+	} else {
+		/* a URI naming an SR that does not hold the volume */
+		r = sr_call_load_volume(c, &sr, t.key, &rec);
+	}
+	if (r < 0) {
 		sr_close(&sr);
+		return r;
 	}
+	if (active_load(&sr, t.key, &rec) == 0) {
+		if (json_object_object_get_ex(domains_of(rec), t.domain, NULL)) {
+			log_warn("detach of %s for '%s' without deactivate: "
+				 "deactivating", t.key, t.domain);
+			if (deactivate_domain(c, &sr, &t) < 0)
+				log_error("detach: %s", c->err_msg);
+		}
+		json_object_put(rec);
+	}
+	sr_close(&sr);
+	/* this domain's device only: the others' stay */
+	if (disconnect_device(c, &t) < 0)
+		log_error("detach: %s", c->err_msg);
 	nbd_kernel_release(&t);
-	/* the run directory goes once no server and no domain needs it */
-	if (rmdir(t.run_dir) < 0 && errno == ENOTEMPTY) {
-		char p[PATH_MAX];
-
-		snprintf(p, sizeof(p), "%s/server.log", t.run_dir);
-		unlink(p);
-		(void)rmdir(t.run_dir);
-	}
+	remove_run_dir_if_unused(&t);
 	c->err_name[0] = '\0';
 	return 0;
 }
 
 int dp_open(struct call *c, json_object **ret)
 {
-	char overlay[PATH_MAX], leaf[PATH_MAX], line[512];
+	char overlay[PATH_MAX], leaf[PATH_MAX], line[512], fmt[8], name[80];
+	json_object *rec;
 	const char *base;
 	struct dp_target t;
 	bool persistent, np;
@@ -489,31 +761,47 @@ int dp_open(struct call *c, json_object **ret)
 
 	(void)ret;
 	if ((r = dp_arg_target(c, false, &t)) < 0 ||
-	    (r = arg_bool(c, "persistent", &persistent)) < 0)
+	    (r = arg_bool(c, "persistent", &persistent)) < 0 ||
+	    (r = open_target(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
 		return r;
-	if (persistent)
-		return 0;
-	if ((r = open_sr(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
-		return r;
-	r = sr_volume_active(&sr, t.key, NULL);
+	dp_overlay_path(&sr, t.key, overlay, sizeof(overlay));
+	snprintf(name, sizeof(name), ".np-%s.qcow2", t.key);
+	r = sr_volume_active(&sr, t.key, &rec);
 	if (r == 1) {
+		bool on_overlay = !strcmp(rec_str(rec, "image"), overlay);
+
+		json_object_put(rec);
+		/* persistent with the volume served from its own image: nothing
+		 * to drop; anything else would pull the image from under a
+		 * running server */
+		if (persistent && !on_overlay) {
+			r = 0;
+			goto out;
+		}
 		r = call_fail(c, -EBUSY, "Volume_in_use",
 			      "volume %s is active: open it before "
 			      "activating", t.key);
 		goto out;
 	}
-	/* a new epoch starts from the volume as it is: drop any old overlay */
-	dp_overlay_path(&sr, t.key, overlay, sizeof(overlay));
-	unlink(overlay);
-	r = dp_volume_image(c, &sr, t.key, leaf, sizeof(leaf), &np);
+	/* A new epoch starts from the volume as it is: drop any overlay left
+	 * by an epoch that was never closed (an unclean stop).  Left there, a
+	 * persistent disk would run on it and lose its writes at the next
+	 * close. */
+	if (unlinkat(sr.imagesfd, name, 0) == 0) {
+		log_warn("volume %s: dropped the reset-on-boot overlay of an "
+			 "epoch that was not closed", t.key);
+		(void)fsync_dir_at(sr.imagesfd, ".");
+	}
+	if (persistent) {
+		r = 0;
+		goto out;
+	}
+	r = dp_volume_image(c, &sr, t.key, leaf, sizeof(leaf), fmt,
+			    sizeof(fmt), &np);
 	if (r < 0)
 		goto out;
 	base = strrchr(leaf, '/') + 1;
 	{
-		/* images/<id>.<ext>: the extension is the format */
-		const char *ext = strrchr(base, '.');
-		const char *fmt = !strcmp(ext, ".vhd") ? "vpc" :
-				  !strcmp(ext, ".raw") ? "raw" : "qcow2";
 		const char *const argv[] = { "qemu-img", "create", "-q", "-f",
 					     "qcow2", "-o", "compat=1.1", "-b",
 					     base, "-F", fmt, overlay, NULL };
@@ -545,7 +833,7 @@ int dp_close(struct call *c, json_object **ret)
 
 	(void)ret;
 	if ((r = dp_arg_target(c, false, &t)) < 0 ||
-	    (r = open_sr(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
+	    (r = open_target(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
 		return r;
 	dp_overlay_path(&sr, t.key, overlay, sizeof(overlay));
 	if (sr_volume_active(&sr, t.key, &rec) == 1) {

@@ -9,8 +9,13 @@
  * State:
  *   <SR>/.sr/active/<key>.json   activation record: host, pid, starttime,
  *                                sockets, and the domains using it (mode)
- *   <run>/<key>/rw.sock ro.sock ctl.sock   the server's sockets
- *   <run>/<key>/d-<domain>.sock  per-domain link handed to xapi by attach
+ *   <run>/<S>/<key>/rw.sock ro.sock ctl.sock   the server's sockets, where
+ *                                <S> is the SR's uuid, or as much of its
+ *                                start as is unique among this host's SRs
+ *                                (<run>/<S>/sr names the whole uuid): a
+ *                                socket path has only 107 bytes
+ *   <run>/<S>/<key>/d-<domain>.sock  per-domain link handed to xapi by attach
+ *   <run>/<S>/<key>/d-<domain>.nbd   the domain's /dev/nbdN index
  *   <SR>/images/.np-<key>.qcow2  reset-on-boot overlay (Datapath.open with
  *                                persistent=false), discarded by close
  */
@@ -27,31 +32,44 @@ struct dp_target {
 	char sr_path[PATH_MAX];
 	char key[UUID_STR_LEN];
 	char domain[130];
-	char run_dir[PATH_MAX];		/* <run>/<key> */
+	char run_dir[PATH_MAX];		/* <run>/<SR uuid prefix>/<key> */
 };
 
 /* Parse and check "uri" (and "domain" when want_domain). */
 int dp_arg_target(struct call *c, bool want_domain, struct dp_target *ret);
+/* Set t->run_dir for the SR that holds t's volume (dp_arg_target cannot:
+ * it needs the SR's uuid). */
+int dp_bind_run_dir(struct call *c, struct dp_target *t, struct sr *sr);
 
 /* Server process management (server.c). */
 int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
-		    const char *image_path, bool readonly, json_object **ret_rec);
+		    const char *image_path, const char *format, bool readonly,
+		    json_object **ret_rec);
 int dp_server_stop(struct call *c, json_object *rec);
-/* The image the server must open: the volume's leaf, or its overlay. */
+/* The image the server must open (the volume's leaf, or its overlay) and
+ * its format as recorded ("raw", "qcow2", "vpc"). */
 int dp_volume_image(struct call *c, struct sr *sr, const char *key,
-		    char *out, size_t len, bool *nonpersistent);
+		    char *out, size_t len, char *fmt, size_t fmt_len,
+		    bool *nonpersistent);
 void dp_overlay_path(struct sr *sr, const char *key, char *out, size_t len);
 
-/* Kernel NBD client (nbd-kernel.c). */
-bool nbd_kernel_available(char *why, size_t len);
-int nbd_kernel_reserve(const struct dp_target *t, int *ret_index);
-int nbd_kernel_connect(const struct dp_target *t, int index,
-		       const char *socket_path, const char *export_name,
-		       unsigned int connections);
+/*
+ * Kernel NBD client (nbd-kernel.c).  Each domain's activation of a volume
+ * has its own /dev/nbdN: claimed by attach (<run>/nbd/<N> names the
+ * claimant's <run dir>/d-<domain>.nbd, which holds N), connected by
+ * activate, disconnected by deactivate, released by detach.  Failures fill
+ * 'why' with words for the administrator.
+ */
+int nbd_kernel_prepare(char *why, size_t len);	/* modprobe nbd if needed */
+int nbd_kernel_reserve(const struct dp_target *t, int *ret_index, char *why,
+		       size_t len);
+int nbd_kernel_connect(int index, const char *socket_path,
+		       const char *export_name, unsigned int connections,
+		       char *why, size_t len);
 int nbd_kernel_disconnect(int index);
-bool nbd_kernel_connected(int index);	/* the kernel has sockets for it */
+bool nbd_kernel_connected(int index);	/* the kernel has a configuration */
 void nbd_kernel_release(const struct dp_target *t);
-int nbd_kernel_index(const struct dp_target *t);
+int nbd_kernel_index(const struct dp_target *t);	/* -1: none claimed */
 
 int dp_query(struct call *c, json_object **ret);
 int dp_open(struct call *c, json_object **ret);

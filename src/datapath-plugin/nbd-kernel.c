@@ -8,6 +8,8 @@
  * and attach returns the NBD URI only.
  */
 #include <endian.h>
+#include <inttypes.h>
+#include <time.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/genetlink.h>
@@ -24,31 +26,94 @@
 #include "dp.h"
 #include "fileio.h"
 #include "log.h"
+#include "proc.h"
 
 #define NBD_MAX_DEVICES 1024
 #define NBD_MAX_CONNECTIONS 8
+/* enough for every disk of a host's VMs and dom0's own users */
+#define NBD_MODPROBE_DEVICES "nbds_max=256"
+/* a dead server's replacement is started by the next activate: until then
+ * the kernel holds the guest's I/O instead of failing it */
+#define NBD_DEAD_CONN_TIMEOUT_S 120
+#define NBD_SETTLE_MS (15 * 1000)
 
-bool nbd_kernel_available(char *why, size_t len)
+static int nbd_family(int sock);
+static int genl_socket(void);
+
+static int load_module(char *why, size_t len)
 {
-	if (getenv("XSNG_NO_KERNEL_NBD")) {
-		snprintf(why, len, "disabled by XSNG_NO_KERNEL_NBD");
-		return false;
+	const char *const argv[] = { "modprobe", "nbd", NBD_MODPROBE_DEVICES,
+				     NULL };
+	struct proc_result res;
+	char line[300];
+	int r;
+
+	r = proc_run(argv, &res);
+	if (r < 0) {
+		snprintf(why, len, "nbd.ko is not loaded and modprobe cannot "
+			 "be run (%s): install kmod, or load nbd.ko at boot",
+			 strerror(-r));
+		proc_result_release(&res);
+		return r;
 	}
-	if (access("/sys/module/nbd", F_OK) < 0) {
-		snprintf(why, len, "the kernel has no NBD client (nbd.ko is "
-			 "not loaded: modprobe nbd)");
-		return false;
+	if (res.status != 0) {
+		proc_last_line(res.err[0] ? res.err : res.out, line,
+			       sizeof(line));
+		snprintf(why, len, "the kernel NBD client (nbd.ko) is not "
+			 "loaded and 'modprobe nbd' failed (exit status %d: "
+			 "%s): install this kernel's nbd module or use a "
+			 "kernel built with CONFIG_BLK_DEV_NBD",
+			 res.status, line[0] ? line : "no message");
+		proc_result_release(&res);
+		return -ENODEV;
 	}
-	if (access("/dev/nbd0", F_OK) < 0) {
-		snprintf(why, len, "nbd.ko is loaded but /dev/nbd0 is missing");
-		return false;
-	}
-	return true;
+	proc_result_release(&res);
+	log_info("loaded nbd.ko (modprobe nbd %s)", NBD_MODPROBE_DEVICES);
+	return 0;
 }
 
-static void index_file(const struct dp_target *t, char *out, size_t len)
+int nbd_kernel_prepare(char *why, size_t len)
 {
-	snprintf(out, len, "%s/nbd-index", t->run_dir);
+	int sock, family, r;
+
+	why[0] = '\0';
+	if (getenv("XSNG_NO_KERNEL_NBD")) {
+		snprintf(why, len, "the kernel NBD client is disabled by "
+			 "XSNG_NO_KERNEL_NBD in the plugin's environment");
+		return -ENODEV;
+	}
+	if (access("/sys/module/nbd", F_OK) < 0) {
+		r = load_module(why, len);
+		if (r < 0)
+			return r;
+		if (access("/sys/module/nbd", F_OK) < 0) {
+			snprintf(why, len, "'modprobe nbd' succeeded but the "
+				 "kernel has no nbd module (/sys/module/nbd "
+				 "is missing)");
+			return -ENODEV;
+		}
+	}
+	sock = genl_socket();
+	if (sock < 0) {
+		snprintf(why, len, "cannot open a generic netlink socket to "
+			 "drive nbd.ko: %s", strerror(-sock));
+		return sock;
+	}
+	family = nbd_family(sock);
+	close(sock);
+	if (family < 0) {
+		snprintf(why, len, "nbd.ko is loaded but has no netlink "
+			 "interface (%s): the kernel must be Linux 4.12 or "
+			 "later", strerror(-family));
+		return family;
+	}
+	return 0;
+}
+
+/* <run dir>/d-<domain>.nbd: the device of one domain's activation */
+static void index_name(const struct dp_target *t, char *out, size_t len)
+{
+	snprintf(out, len, "d-%s.nbd", t->domain);
 }
 
 static void claim_file(int index, char *out, size_t len)
@@ -56,21 +121,112 @@ static void claim_file(int index, char *out, size_t len)
 	snprintf(out, len, "%s/nbd/%d", sr_paths()->run_dir, index);
 }
 
-int nbd_kernel_index(const struct dp_target *t)
+static int read_index(const char *dir, const char *name)
 {
 	CLEANUP_FREE char *buf = NULL;
-	char path[PATH_MAX];
+	char path[PATH_MAX + 80], *end;
+	long v;
 
-	index_file(t, path, sizeof(path));
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	if (read_file_at(AT_FDCWD, path, 64, &buf, NULL) < 0)
 		return -1;
-	return atoi(buf);
+	errno = 0;
+	v = strtol(buf, &end, 10);
+	if (errno || end == buf || *end || v < 0 || v >= NBD_MAX_DEVICES)
+		return -1;
+	return (int)v;
 }
 
-int nbd_kernel_reserve(const struct dp_target *t, int *ret_index)
+int nbd_kernel_index(const struct dp_target *t)
 {
-	char path[PATH_MAX], claim[PATH_MAX], dir[PATH_MAX], num[16];
-	int i, fd, r;
+	char name[160];
+
+	index_name(t, name, sizeof(name));
+	return read_index(t->run_dir, name);
+}
+
+/* A claim is stale when the index file it names is gone or names another
+ * device: a crash between the two writes, or a run directory removed. */
+static bool claim_is_stale(int index)
+{
+	CLEANUP_FREE char *owner = NULL;
+	char claim[PATH_MAX], *slash;
+
+	claim_file(index, claim, sizeof(claim));
+	if (read_file_at(AT_FDCWD, claim, PATH_MAX, &owner, NULL) < 0)
+		return false;	/* being written, or unreadable: leave it */
+	slash = strrchr(owner, '/');
+	if (!slash || owner[0] != '/')
+		return true;
+	*slash = '\0';
+	return read_index(owner, slash + 1) != index;
+}
+
+bool nbd_kernel_connected(int index)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/sys/block/nbd%d/pid", index);
+	return access(path, F_OK) == 0;
+}
+
+static bool device_exists(int index)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/sys/block/nbd%d", index);
+	return access(path, F_OK) == 0;
+}
+
+/* Claim device 'index' for t's domain: the claim file (O_EXCL), then the
+ * domain's index file.  1 taken, 0 not available, -errno. */
+static int try_claim(const struct dp_target *t, int index)
+{
+	char claim[PATH_MAX], owner[PATH_MAX + 160], name[160], num[16];
+	CLEANUP_CLOSE int dirfd = -1;
+	int fd, r, tries;
+
+	claim_file(index, claim, sizeof(claim));
+	index_name(t, name, sizeof(name));
+	snprintf(owner, sizeof(owner), "%s/%s", t->run_dir, name);
+	for (tries = 0; tries < 2; tries++) {
+		fd = open(claim, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+			  O_NOFOLLOW, 0600);
+		if (fd >= 0)
+			break;
+		if (errno != EEXIST)
+			return -errno;
+		if (tries > 0 || !claim_is_stale(index))
+			return 0;
+		log_warn("dropping the stale claim on /dev/nbd%d", index);
+		unlink(claim);
+	}
+	r = write_all(fd, owner, strlen(owner));
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	if (r < 0)
+		goto undo;
+	dirfd = open(t->run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0) {
+		r = -errno;
+		goto undo;
+	}
+	snprintf(num, sizeof(num), "%d", index);
+	r = write_file_atomic_at(dirfd, name, num, strlen(num));
+	if (r < 0)
+		goto undo;
+	return 1;
+undo:
+	unlink(claim);
+	return r;
+}
+
+int nbd_kernel_reserve(const struct dp_target *t, int *ret_index, char *why,
+		       size_t len)
+{
+	char dir[PATH_MAX];
+	int i, r;
 
 	i = nbd_kernel_index(t);
 	if (i >= 0) {
@@ -79,45 +235,44 @@ int nbd_kernel_reserve(const struct dp_target *t, int *ret_index)
 	}
 	snprintf(dir, sizeof(dir), "%s/nbd", sr_paths()->run_dir);
 	r = mkdir_p(dir, 0700);
-	if (r < 0)
+	if (r < 0) {
+		snprintf(why, len, "cannot create %s: %s", dir, strerror(-r));
 		return r;
+	}
+	/* A device that exists, unconnected and unclaimed, first; an index
+	 * past the last device is created by the kernel at NBD_CMD_CONNECT. */
 	for (i = 0; i < NBD_MAX_DEVICES; i++) {
-		snprintf(path, sizeof(path), "/dev/nbd%d", i);
-		if (access(path, F_OK) < 0)
-			break;
-		/* connected to something (not ours, or stale): skip */
-		snprintf(path, sizeof(path), "/sys/block/nbd%d/pid", i);
-		if (access(path, F_OK) == 0)
-			continue;
-		claim_file(i, claim, sizeof(claim));
-		fd = open(claim, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0)
-			continue;
-		(void)write_all(fd, t->key, strlen(t->key));
-		close(fd);
-		index_file(t, path, sizeof(path));
-		snprintf(num, sizeof(num), "%d", i);
-		r = write_file_atomic_at(AT_FDCWD, path, num, strlen(num));
+		if (device_exists(i) && nbd_kernel_connected(i))
+			continue;	/* ours, or another program's */
+		r = try_claim(t, i);
 		if (r < 0) {
-			unlink(claim);
+			snprintf(why, len, "cannot claim /dev/nbd%d in %s: %s",
+				 i, dir, strerror(-r));
 			return r;
 		}
-		*ret_index = i;
-		return 0;
+		if (r == 1) {
+			*ret_index = i;
+			return 0;
+		}
 	}
+	snprintf(why, len, "all %d kernel NBD devices are in use",
+		 NBD_MAX_DEVICES);
 	return -ENOSPC;
 }
 
 void nbd_kernel_release(const struct dp_target *t)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX + 160], name[160];
 	int i = nbd_kernel_index(t);
 
-	if (i < 0)
-		return;
-	claim_file(i, path, sizeof(path));
-	unlink(path);
-	index_file(t, path, sizeof(path));
+	index_name(t, name, sizeof(name));
+	snprintf(path, sizeof(path), "%s/%s", t->run_dir, name);
+	if (i >= 0) {
+		char claim[PATH_MAX];
+
+		claim_file(i, claim, sizeof(claim));
+		unlink(claim);
+	}
 	unlink(path);
 }
 
@@ -349,64 +504,172 @@ static int connect_unix(const char *path)
 	return fd;
 }
 
-int nbd_kernel_connect(const struct dp_target *t, int index,
-		       const char *socket_path, const char *export_name,
-		       unsigned int connections)
+static void nap_ms(int ms)
 {
-	int fds[NBD_MAX_CONNECTIONS], nfd = 0, sock = -1, family, r = 0;
-	uint64_t size = 0, v64;
-	uint16_t flags = 0;
-	uint32_t v32;
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* The kernel drops a device's configuration (and its pid file) once the
+ * disconnect has gone through and no one holds the device open. */
+static bool wait_disconnected(int index, int timeout_ms)
+{
+	int waited = 0;
+
+	while (nbd_kernel_connected(index)) {
+		if (waited >= timeout_ms)
+			return false;
+		nap_ms(20);
+		waited += 20;
+	}
+	return true;
+}
+
+static int send_disconnect(int sock, int family, int index)
+{
+	struct nlbuf b;
+	uint32_t v32 = (uint32_t)index;
+
+	nl_start(&b, (uint16_t)family, NBD_CMD_DISCONNECT);
+	nl_put(&b, NBD_ATTR_INDEX, &v32, 4);
+	return nl_talk(sock, &b, NULL);
+}
+
+/* NBD_CMD_CONNECT (new configuration) or NBD_CMD_RECONFIGURE (replace the
+ * dead sockets of a live one) with the sockets in fds. */
+static int send_config(int sock, int family, uint8_t cmd, int index,
+		       uint64_t size, uint16_t flags, const int *fds, int nfd)
+{
 	struct nlattr *socks, *item;
 	struct nlbuf b;
-	unsigned int i;
+	uint64_t v64;
+	uint32_t v32;
+	int i;
 
-	(void)t;
-	if (connections > NBD_MAX_CONNECTIONS)
-		connections = NBD_MAX_CONNECTIONS;
-	for (i = 0; i < connections; i++) {
-		fds[nfd] = connect_unix(socket_path);
-		if (fds[nfd] < 0) {
-			r = fds[nfd];
-			goto out;
-		}
-		nfd++;
-		r = nbd_handshake(fds[nfd - 1], export_name, &size, &flags);
-		if (r < 0)
-			goto out;
-	}
-	sock = genl_socket();
-	if (sock < 0) {
-		r = sock;
-		goto out;
-	}
-	family = nbd_family(sock);
-	if (family < 0) {
-		r = family;
-		goto out;
-	}
-	nl_start(&b, (uint16_t)family, NBD_CMD_CONNECT);
+	nl_start(&b, (uint16_t)family, cmd);
 	v32 = (uint32_t)index;
 	nl_put(&b, NBD_ATTR_INDEX, &v32, 4);
-	nl_put(&b, NBD_ATTR_SIZE_BYTES, &size, 8);
-	v64 = 4096;	/* blkback and guests are happiest with 4 KiB */
-	nl_put(&b, NBD_ATTR_BLOCK_SIZE_BYTES, &v64, 8);
-	v64 = flags;
-	nl_put(&b, NBD_ATTR_SERVER_FLAGS, &v64, 8);
-	v64 = 0;	/* no request timeout: a slow disk is not a dead one */
-	nl_put(&b, NBD_ATTR_TIMEOUT, &v64, 8);
+	if (cmd == NBD_CMD_CONNECT) {
+		nl_put(&b, NBD_ATTR_SIZE_BYTES, &size, 8);
+		v64 = 4096;	/* blkback and guests are happiest with 4 KiB */
+		nl_put(&b, NBD_ATTR_BLOCK_SIZE_BYTES, &v64, 8);
+		/* the export's flags: a read-only export gives a read-only
+		 * device */
+		v64 = flags;
+		nl_put(&b, NBD_ATTR_SERVER_FLAGS, &v64, 8);
+		v64 = 0;	/* no request timeout: slow is not dead */
+		nl_put(&b, NBD_ATTR_TIMEOUT, &v64, 8);
+	}
+	v64 = NBD_DEAD_CONN_TIMEOUT_S;
+	nl_put(&b, NBD_ATTR_DEAD_CONN_TIMEOUT, &v64, 8);
 	socks = nl_put(&b, NBD_ATTR_SOCKETS, NULL, 0);
-	for (i = 0; i < (unsigned int)nfd; i++) {
+	for (i = 0; i < nfd; i++) {
 		item = nl_put(&b, NBD_SOCK_ITEM, NULL, 0);
 		v32 = (uint32_t)fds[i];
 		nl_put(&b, NBD_SOCK_FD, &v32, 4);
 		nl_end(&b, item);
 	}
 	nl_end(&b, socks);
-	r = nl_talk(sock, &b, NULL);
-	if (r == 0)
-		log_info("/dev/nbd%d connected to %s (%d connections)", index,
-			 socket_path, nfd);
+	return nl_talk(sock, &b, NULL);
+}
+
+static int64_t device_bytes(int index)
+{
+	CLEANUP_FREE char *buf = NULL;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/sys/block/nbd%d/size", index);
+	if (read_file_at(AT_FDCWD, path, 64, &buf, NULL) < 0)
+		return -1;
+	return strtoll(buf, NULL, 10) * 512;
+}
+
+int nbd_kernel_connect(int index, const char *socket_path,
+		       const char *export_name, unsigned int connections,
+		       char *why, size_t len)
+{
+	int fds[NBD_MAX_CONNECTIONS], nfd = 0, sock = -1, family, r = 0;
+	uint64_t size = 0;
+	uint16_t flags = 0;
+	unsigned int i;
+	int waited;
+
+	why[0] = '\0';
+	if (connections > NBD_MAX_CONNECTIONS)
+		connections = NBD_MAX_CONNECTIONS;
+	for (i = 0; i < connections; i++) {
+		fds[nfd] = connect_unix(socket_path);
+		if (fds[nfd] < 0) {
+			r = fds[nfd];
+			snprintf(why, len, "cannot connect to %s: %s",
+				 socket_path, strerror(-r));
+			goto out;
+		}
+		nfd++;
+		r = nbd_handshake(fds[nfd - 1], export_name, &size, &flags);
+		if (r < 0) {
+			snprintf(why, len, "NBD handshake with %s failed: %s",
+				 socket_path, strerror(-r));
+			goto out;
+		}
+	}
+	sock = genl_socket();
+	if (sock < 0) {
+		r = sock;
+		snprintf(why, len, "netlink socket: %s", strerror(-r));
+		goto out;
+	}
+	family = nbd_family(sock);
+	if (family < 0) {
+		r = family;
+		snprintf(why, len, "nbd.ko's netlink family: %s",
+			 strerror(-r));
+		goto out;
+	}
+	if (nbd_kernel_connected(index)) {
+		/* a configuration is left from a server that died: give the
+		 * kernel the new server's sockets in place of the dead ones
+		 * (an opener such as blkback keeps the device meanwhile) */
+		r = send_config(sock, family, NBD_CMD_RECONFIGURE, index, size,
+				flags, fds, nfd);
+		if (r == 0 && device_bytes(index) == (int64_t)size) {
+			log_info("/dev/nbd%d reconnected to %s", index,
+				 socket_path);
+			goto out;
+		}
+		log_info("/dev/nbd%d: reconfigure failed (%s): disconnecting "
+			 "it to connect afresh", index, strerror(-r));
+		(void)send_disconnect(sock, family, index);
+		if (!wait_disconnected(index, NBD_SETTLE_MS)) {
+			r = -EBUSY;
+			snprintf(why, len, "/dev/nbd%d keeps an old connection "
+				 "(something holds it open)", index);
+			goto out;
+		}
+	}
+	/* just after a disconnect the kernel may still be letting go */
+	for (waited = 0;; waited += 100) {
+		r = send_config(sock, family, NBD_CMD_CONNECT, index, size,
+				flags, fds, nfd);
+		if (r != -EBUSY || waited >= NBD_SETTLE_MS)
+			break;
+		nap_ms(100);
+	}
+	if (r < 0) {
+		snprintf(why, len, "the kernel refused NBD_CMD_CONNECT for "
+			 "/dev/nbd%d: %s", index, strerror(-r));
+		goto out;
+	}
+	if (device_bytes(index) != (int64_t)size) {
+		r = -EIO;
+		snprintf(why, len, "/dev/nbd%d has %" PRId64 " bytes after "
+			 "connecting, the export %" PRIu64, index,
+			 device_bytes(index), size);
+		goto out;
+	}
+	log_info("/dev/nbd%d connected to %s (%d connections%s)", index,
+		 socket_path, nfd, flags & 2 ? ", read-only" : "");
 out:
 	/* the kernel holds its own references to the sockets */
 	while (nfd > 0)
@@ -416,20 +679,13 @@ out:
 	return r;
 }
 
-bool nbd_kernel_connected(int index)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/sys/block/nbd%d/pid", index);
-	return access(path, F_OK) == 0;
-}
-
 int nbd_kernel_disconnect(int index)
 {
-	int sock = genl_socket(), family, r;
-	struct nlbuf b;
-	uint32_t v32 = (uint32_t)index;
+	int sock, family, r;
 
+	if (!nbd_kernel_connected(index))
+		return 0;
+	sock = genl_socket();
 	if (sock < 0)
 		return sock;
 	family = nbd_family(sock);
@@ -437,9 +693,9 @@ int nbd_kernel_disconnect(int index)
 		close(sock);
 		return family;
 	}
-	nl_start(&b, (uint16_t)family, NBD_CMD_DISCONNECT);
-	nl_put(&b, NBD_ATTR_INDEX, &v32, 4);
-	r = nl_talk(sock, &b, NULL);
+	r = send_disconnect(sock, family, index);
 	close(sock);
-	return r;
+	if (r < 0)
+		return r;
+	return wait_disconnected(index, NBD_SETTLE_MS) ? 0 : -EBUSY;
 }

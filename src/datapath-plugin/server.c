@@ -33,19 +33,40 @@ void dp_overlay_path(struct sr *sr, const char *key, char *out, size_t len)
 }
 
 int dp_volume_image(struct call *c, struct sr *sr, const char *key,
-		    char *out, size_t len, bool *nonpersistent)
+		    char *out, size_t len, char *fmt, size_t fmt_len,
+		    bool *nonpersistent)
 {
 	json_object *vol;
-	char rel[80];
+	enum image_fmt f;
+	struct stat st;
+	char rel[80], name[80];
 	int r;
 
+	/* the reset-on-boot overlay, which dp_open made: a regular file of
+	 * this SR, never followed through a link */
 	dp_overlay_path(sr, key, out, len);
-	*nonpersistent = access(out, F_OK) == 0;
-	if (*nonpersistent)
+	snprintf(name, sizeof(name), ".np-%s.qcow2", key);
+	if (fstatat(sr->imagesfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (!S_ISREG(st.st_mode))
+			return call_fail(c, -EUCLEAN, "SR_corrupt",
+					 "%s is not a regular file: remove "
+					 "it", out);
+		*nonpersistent = true;
+		snprintf(fmt, fmt_len, "qcow2");
 		return 0;
+	}
+	*nonpersistent = false;
 	r = sr_call_load_volume(c, sr, key, &vol);
 	if (r < 0)
 		return r;
+	/* the format recorded when the image was made: a guest-writable
+	 * image is never probed (it could claim to be anything) */
+	if (image_fmt_parse(rec_str(vol, "image-format"), &f) < 0) {
+		json_object_put(vol);
+		return call_fail(c, -EUCLEAN, "SR_corrupt", "volume %s has no "
+				 "valid image format in its record", key);
+	}
+	snprintf(fmt, fmt_len, "%s", image_fmt_qemu(f));
 	sr_volume_image(vol, rel, sizeof(rel));
 	snprintf(out, len, "%s/%s", sr->path, rel);
 	json_object_put(vol);
@@ -119,7 +140,8 @@ static int wait_ready(int fd, pid_t pid, int *ret_status)
 }
 
 int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
-		    const char *image_path, bool readonly, json_object **ret_rec)
+		    const char *image_path, const char *format, bool readonly,
+		    json_object **ret_rec)
 {
 	char prog[PATH_MAX], rw[PATH_MAX], ro[PATH_MAX], ctl[PATH_MAX];
 	char logp[PATH_MAX], confine[PATH_MAX], line[512], heartbeat[PATH_MAX];
@@ -154,6 +176,8 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 	argv[argc++] = prog;
 	argv[argc++] = "--image";
 	argv[argc++] = image_path;
+	argv[argc++] = "--format";
+	argv[argc++] = format;
 	argv[argc++] = "--socket";
 	argv[argc++] = rw;
 	argv[argc++] = "--ro-socket";
@@ -207,13 +231,29 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 	r = wait_ready(pipefd[0], pid, &status);
 	close(pipefd[0]);
 	if (r < 0) {
-		if (r == -ETIMEDOUT)
+		char how[64];
+
+		/* judged by what happened to the process; its last log line
+		 * only explains */
+		if (r == -ETIMEDOUT) {
 			kill(pid, SIGKILL);
+			(void)waitpid(pid, NULL, 0);
+			snprintf(how, sizeof(how), "was not ready in %d s and "
+				 "was killed", READY_TIMEOUT_MS / 1000);
+		} else if (status != -1 && WIFEXITED(status)) {
+			snprintf(how, sizeof(how), "exited with status %d",
+				 WEXITSTATUS(status));
+		} else if (status != -1 && WIFSIGNALED(status)) {
+			snprintf(how, sizeof(how), "was killed by signal %d",
+				 WTERMSIG(status));
+		} else {
+			snprintf(how, sizeof(how), "failed (%s)",
+				 strerror(-r));
+		}
 		last_log_line(logp, line, sizeof(line));
 		return call_fail(c, r, "Datapath_error",
-				 "the datapath server for %s did not start%s: %s",
-				 t->key, r == -ETIMEDOUT ? " in time" : "",
-				 line[0] ? line : "no message");
+				 "the datapath server for %s %s: %s", t->key,
+				 how, line[0] ? line : "no message");
 	}
 	rec = json_new_object();
 	json_add_string(rec, "host", sr_paths()->host_uuid);

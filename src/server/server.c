@@ -633,7 +633,10 @@ static int open_chain(const struct server *srv, const char *path,
 		.readonly = srv->cfg.readonly,
 		.no_direct = srv->cfg.no_direct,
 		.confine_dir = srv->cfg.confine,
-		.format = NULL,
+		/* at start, the format the plugin recorded (--format): a
+		 * guest-writable image is never probed.  A resume opens the
+		 * new leaf the plugin has just made. */
+		.format = srv->img ? NULL : srv->cfg.format,
 	};
 
 	return image_open(path, &opt, ret);

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -48,6 +49,21 @@ static void discard_file(struct sr *sr, const char *id, enum image_fmt fmt)
 	(void)unlinkat(sr->imagesfd, name, 0);
 }
 
+/*
+ * qemu-img failed (exit status): was the SR full?  Asked of the filesystem
+ * (less than 1 MiB left for us), before the half-written file is removed,
+ * rather than read from qemu-img's wording.
+ */
+static int judge_failure(struct sr *sr, int r)
+{
+	struct statvfs sv;
+
+	if (r == -EIO && fstatvfs(sr->imagesfd, &sv) == 0 &&
+	    (uint64_t)sv.f_bavail * sv.f_frsize < 1024 * 1024)
+		return -ENOSPC;
+	return r;
+}
+
 int image_create(struct sr *sr, enum image_fmt fmt, const char *id,
 		 uint64_t size, const char *preallocation, char *msg,
 		 size_t len)
@@ -75,7 +91,7 @@ int image_create(struct sr *sr, enum image_fmt fmt, const char *id,
 					     image_fmt_qemu(fmt), "-o", opts,
 					     path, sizestr, NULL };
 
-		r = proc_run_checked(argv, msg, len);
+		r = judge_failure(sr, proc_run_checked(argv, msg, len));
 	}
 	if (r == 0)
 		r = make_durable(sr, id, fmt);
@@ -119,7 +135,7 @@ int image_create_overlay(struct sr *sr, const char *id, const char *parent_id,
 					     image_fmt_qemu(parent_fmt), path,
 					     NULL };
 
-		r = proc_run_checked(argv, msg, len);
+		r = judge_failure(sr, proc_run_checked(argv, msg, len));
 	}
 	if (r == 0)
 		r = make_durable(sr, id, fmt);
@@ -141,7 +157,7 @@ int image_resize(struct sr *sr, const char *id, enum image_fmt fmt,
 
 	image_path(sr, id, fmt, path, sizeof(path));
 	snprintf(sizestr, sizeof(sizestr), "%" PRIu64, new_size);
-	r = proc_run_checked(argv, msg, len);
+	r = judge_failure(sr, proc_run_checked(argv, msg, len));
 	if (r < 0)
 		return r;
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

@@ -45,7 +45,11 @@ for engine in aio uring; do
 	PID=$(server_pid)
 	check "[$engine] a server process serves the volume" alive "$PID"
 	PIDS+=("$PID")
-	check "[$engine] sockets are private (0600)" [ "$(stat -c %a "$XSNG_RUN_DIR/$K/rw.sock")" = 600 ]
+	RUNDIR=$(dirname "$(jq -r .socket "$SR/.sr/active/$K.json")")
+	check "[$engine] the run directory is keyed by SR..." \
+		[ "$(cat "$RUNDIR/../sr")" = "$(jq -r .uuid "$SR/.sr/sr.json")" ]
+	check "[$engine] ...and volume" [ "$(basename "$RUNDIR")" = "$K" ]
+	check "[$engine] sockets are private (0600)" [ "$(stat -c %a "$RUNDIR/rw.sock")" = 600 ]
 	dp Datapath.activate 7
 	expect_ok "[$engine] activate again (idempotent, xen-api#5521)"
 	check "[$engine] still one server" [ "$(server_pid)" = "$PID" ]
@@ -114,7 +118,7 @@ for engine in aio uring; do
 	dp Datapath.detach 7; expect_ok "[$engine] detach"
 	dp Datapath.detach u0_ro; expect_ok "[$engine] detach the ro user"
 	dp Datapath.detach u0_ro; expect_ok "[$engine] detach again (never fails)"
-	check "[$engine] no run directory left" [ ! -e "$XSNG_RUN_DIR/$K" ]
+	check "[$engine] no run directory left" [ ! -e "$RUNDIR" ]
 	check "[$engine] image clean after the session" qemu-img check -q "$(vol_image "$K")"
 	# data written over NBD survived the server's exit
 	check "[$engine] data persisted" bash -c "qemu-io -r -f qcow2 -c 'read -P 0xd1 0 4k' '$(vol_image "$K")' | grep -q '^read' && ! qemu-io -r -f qcow2 -c 'read -P 0xd1 0 4k' '$(vol_image "$K")' | grep -q failed"
