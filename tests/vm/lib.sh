@@ -17,6 +17,7 @@
 #   VM_XEN_DOM0_MEM dom0's share of VM_MEM under Xen, MiB (1024)
 #   VM_LOG_DIR      keep each run's console log and output here (else a
 #                   temp dir, removed after a passing run, printed on failure)
+#   VM_OK_RC        statuses after which the logs are not kept ("0 77")
 #   VM_ENV          names of host variables to export into the guest
 #                   (INSTALL_ROOT, SRCDIR, PLUGIN, IMGIO, TESTS are always passed)
 # Exit status of vm_run_*: the script's, 124 on timeout, 125 when the guest
@@ -229,7 +230,7 @@ _vm_run() {
 		esac
 	fi
 	vm_log "$name: exit $rc after $((SECONDS - t0))s in the $mode guest"
-	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+	if [[ " ${VM_OK_RC:-0 77} " != *" $rc "* ]]; then
 		vm_log "$name: exit $rc; last lines of the guest console ($res/console.log):"
 		tail -n 40 "$res/console.log" | sed 's/^/  console: /' >&2
 		keep=1

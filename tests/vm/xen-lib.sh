@@ -20,7 +20,7 @@ xen_domu_initrd() {
 	local out=$1 job=$2 disks=$3 d f l; shift 3
 	d=$XEN_WORK/initrd.$$.$RANDOM
 	mkdir -p "$d" && cp -a "$VM_DOMU_BASE/." "$d/" && rm -f "$d/.done" || return 1
-	mkdir -p "$d/proc" "$d/sys" "$d/dev" "$d/data" "$d/usr/bin"
+	mkdir -p "$d/proc" "$d/sys" "$d/dev" "$d/data" "$d/usr/bin" && ln -sf busybox "$d/bin/sh"
 	# GNU dd/cmp: O_DIRECT with aligned buffers; their libraries beside them
 	for f in /bin/dd /usr/bin/cmp; do
 		cp -L "$f" "$d/usr/bin/" || return 1

@@ -94,7 +94,7 @@ run_one() {
 	check "[$PLUGIN] xl block-attach phy:$dev as xvda" \
 		$XL block-attach "$domid" "phy:$dev,xvda,w,script=$XEN_HOTPLUG"
 	check "[$PLUGIN] blkback took $dev (physical-device in xenstore)" \
-		xenstore-read "/local/domain/0/backend/vbd/$domid/51712/physical-device"
+		bash -c "xenstore-read /local/domain/0/backend/vbd/$domid/51712/physical-device >/dev/null"
 	$XL unpause "$domid"
 
 	# wait for the guest's first phase, then snapshot while it writes
@@ -114,7 +114,11 @@ run_one() {
 	xen_domu_wait "$name" 300
 	rc=$(ctl_get 2)
 	check "[$PLUGIN] the guest's job passed ($rc)" [ "$rc" = XSNG-RC=0 ]
-	[ "$rc" = XSNG-RC=0 ] || xen_domu_console "$name" | tail -n 30 | sed 's/^/  guest console: /'
+	if [ "$rc" = XSNG-RC=0 ]; then
+		xen_domu_console "$name" | grep '^domU:' | sed 's/^/  guest: /'
+	else
+		xen_domu_console "$name" | tail -n 30 | sed 's/^/  guest console: /'
+	fi
 
 	dcall Datapath.deactivate "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$domid\"}"
 	expect_ok "[$PLUGIN] Datapath.deactivate"
