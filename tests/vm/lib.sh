@@ -212,9 +212,9 @@ _vm_run() {
 	tail -n +1 -F --pid="$VM_QEMU_PID" "$res/output" 2>/dev/null &
 	tailpid=$!
 	rc=124
-	for ((i = 0; i < VM_TIMEOUT * 5; i++)); do
+	while [ $((SECONDS - t0)) -lt "$VM_TIMEOUT" ]; do
 		kill -0 "$VM_QEMU_PID" 2>/dev/null || { rc=; break; }
-		sleep 0.2
+		sleep 0.5
 	done
 	if [ "$rc" = 124 ]; then
 		vm_log "$name: guest still running after ${VM_TIMEOUT}s, killed"

@@ -6,4 +6,4 @@
 # guest/xen-vm.sh for the dom0 side.
 . "$(dirname "$0")/lib.sh"
 why=$(vm_cannot); [ -z "$why" ] || { echo "skip: $why"; exit 77; }
-VM_TIMEOUT=${VM_TIMEOUT_XEN:-720} vm_run_xen "$VM_DIR/guest/xen-vm.sh" ${XEN_VM_PLUGINS:-ext4-ng xfs-ng}
+VM_TIMEOUT=${VM_TIMEOUT_XEN:-1500} vm_run_xen "$VM_DIR/guest/xen-vm.sh" ${XEN_VM_PLUGINS:-ext4-ng xfs-ng}

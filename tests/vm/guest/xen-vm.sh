@@ -18,7 +18,7 @@ VOL_SIZE=$((64 * MiB))
 PAT=$T/pat
 mkdir -p "$PAT"
 for p in A:4 B0:4 B1:4 C:1 E:4; do head -c $((${p#*:} * MiB)) /dev/urandom > "$PAT/${p%:*}"; done
-XEN_INITRD=$T/domu-initrd.gz
+XEN_INITRD=$T/domu-initrd.cpio
 xen_domu_initrd "$XEN_INITRD" "$VM_DIR/guest/domu-disk-job.sh" "xvda xvdb" \
 	"$PAT"/A "$PAT"/B0 "$PAT"/B1 "$PAT"/C "$PAT"/E || { fail "building the guest's initrd"; finish; exit 1; }
 
@@ -52,9 +52,13 @@ no_nbd_connected() {
 	return 0
 }
 
+# progress with dom0's uptime: TCG speed varies a lot with the host's load
+stamp() { echo "  [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
+
 run_one() {
 	local name att xd dev domid rc impls s_key simg limg
 	name=xsng-$PLUGIN
+	stamp "[$PLUGIN] start"
 	mk_sr || { fail "[$PLUGIN] SR.create/attach on a loop device"; return; }
 	vol_create $VOL_SIZE "xen guest disk"
 	expect_ok "[$PLUGIN] Volume.create ($((VOL_SIZE / MiB)) MiB)"
@@ -96,22 +100,25 @@ run_one() {
 	check "[$PLUGIN] blkback took $dev (physical-device in xenstore)" \
 		bash -c "xenstore-read /local/domain/0/backend/vbd/$domid/51712/physical-device >/dev/null"
 	$XL unpause "$domid"
+	stamp "[$PLUGIN] guest $domid running"
 
 	# wait for the guest's first phase, then snapshot while it writes
-	local i phase=
-	for ((i = 0; i < 900; i++)); do
+	local phase= end=$((SECONDS + 600))
+	while [ $SECONDS -lt $end ]; do
 		phase=$(ctl_get 0); [ "$phase" = A-DONE ] && break
 		$XL domid "$name" >/dev/null 2>&1 || break
 		sleep 0.2
 	done
 	check "[$PLUGIN] the guest wrote and read back A through blkfront" [ "$phase" = A-DONE ]
 	if [ "$phase" = A-DONE ]; then
+		stamp "[$PLUGIN] guest wrote A; snapshot"
 		vcall Volume.snapshot "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$K\"}"
 		expect_ok "[$PLUGIN] Volume.snapshot while the guest writes"
 		s_key=$(jqr .key 2>/dev/null)
 		ctl_put 1 SNAPPED
 	fi
-	xen_domu_wait "$name" 300
+	xen_domu_wait "$name" 600
+	stamp "[$PLUGIN] guest gone"
 	rc=$(ctl_get 2)
 	check "[$PLUGIN] the guest's job passed ($rc)" [ "$rc" = XSNG-RC=0 ]
 	if [ "$rc" = XSNG-RC=0 ]; then
@@ -129,6 +136,7 @@ run_one() {
 	losetup -d "$CTL"
 
 	# the leaf: A with C over its second MiB, E at 8M, zeros elsewhere
+	stamp "[$PLUGIN] checking the images"
 	limg=$(vol_image "$K")
 	truncate -s $VOL_SIZE "$T/ref-leaf"
 	put_ref "$T/ref-leaf" A 0; put_ref "$T/ref-leaf" C 1; put_ref "$T/ref-leaf" E 8
