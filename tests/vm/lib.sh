@@ -161,7 +161,7 @@ _vm_kill() {
 
 # _vm_run MODE SCRIPT [ARGS]: MODE plain or xen
 _vm_run() {
-	local mode=$1 script=$2 res keep rc accel=tcg cpu=max tailpid i name prevtrap t0
+	local mode=$1 script=$2 res keep rc accel=tcg cpu=max tailpid i name prevtrap t0 done_at
 	local -a q
 	shift 2
 	[ -f "$script" ] || { vm_log "no script $script"; return 1; }
@@ -211,9 +211,17 @@ _vm_run() {
 	trap _vm_kill EXIT
 	tail -n +1 -F --pid="$VM_QEMU_PID" "$res/output" 2>/dev/null &
 	tailpid=$!
-	rc=124
+	rc=124 done_at=
 	while [ $((SECONDS - t0)) -lt "$VM_TIMEOUT" ]; do
 		kill -0 "$VM_QEMU_PID" 2>/dev/null || { rc=; break; }
+		# the status is in: give the power-off two minutes, no more
+		if [ -e "$res/rc" ]; then
+			: "${done_at:=$SECONDS}"
+			if [ $((SECONDS - done_at)) -ge 120 ]; then
+				vm_log "$name: the guest reported but did not power off; killed"
+				rc=; break
+			fi
+		fi
 		sleep 0.5
 	done
 	if [ "$rc" = 124 ]; then
