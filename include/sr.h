@@ -28,6 +28,13 @@
 #include "names.h"
 
 #define SR_LOCK_TIMEOUT_MS (120 * 1000)
+/*
+ * A record is refused when written past RECORD_WRITE_MAX and read up to
+ * RECORD_READ_MAX: whatever we accept to write can always be read back (a
+ * record that cannot be read stops garbage collection, see below).
+ */
+#define RECORD_WRITE_MAX (512 * 1024)
+#define RECORD_READ_MAX (1024 * 1024)
 
 struct sr_paths {
 	char mount_root[PATH_MAX];	/* XSNG_MOUNT_ROOT, /var/run/sr-mount */
@@ -51,6 +58,7 @@ struct sr {
 	char type[32];		/* "ext4-ng", "xfs-ng" */
 	int dirfd, metafd, imagesfd, lockfd;
 	json_object *info;	/* .sr/sr.json, owned */
+	char problem[512];	/* why the last sr_scan() failed, in words */
 };
 
 /*
@@ -85,16 +93,27 @@ const char *rec_str(json_object *rec, const char *key);	/* "" if absent */
 int64_t rec_int(json_object *rec, const char *key);
 bool rec_bool(json_object *rec, const char *key);
 
-/* Everything in meta/: volumes (array) and images (object id -> record). */
+/*
+ * Everything in meta/: volumes (array) and images (object id -> record).
+ * All or nothing: a record that cannot be read or makes no sense fails the
+ * scan with -EUCLEAN and sr->problem saying which and why, because a
+ * caller acting on a partial view (xapi forgetting a VDI, GC deleting its
+ * images) would lose data.
+ */
 int sr_scan(struct sr *sr, json_object **ret_volumes, json_object **ret_images);
 
 /*
  * Delete images nothing references any more (a parent goes once its last
  * child has gone), and with 'sweep' also image files that have no record
  * and temporary files, both left by crashed calls.  Call with the
- * exclusive lock.
+ * exclusive lock.  Deletes only what a complete scan proved unreferenced:
+ * when the scan fails, nothing is deleted and the reason is kept in
+ * .sr/gc-blocked (SR.stat and Plugin.diagnostics show it) until a later
+ * run succeeds.
  */
 int sr_collect_garbage(struct sr *sr, bool sweep);
+/* The reason garbage collection is stopped, or "" (from .sr/gc-blocked). */
+void sr_gc_blocked_reason(struct sr *sr, char *out, size_t len);
 
 /* "images/<id>.<ext>": the top image of a volume record, relative to the
  * SR root. */

@@ -3,7 +3,8 @@
 # and the NBD protocol fuzzer (fuzz-nbd).
 
 SERVER_BIN      := $(B)/ngdp-server
-SERVER_HELPERS  := $(B)/tests/server/nbd-evil $(B)/tests/server/ngdp-ctl
+SERVER_HELPERS  := $(B)/tests/server/nbd-evil $(B)/tests/server/ngdp-ctl \
+		   $(B)/tests/server/ngdp-server-fault
 SERVER_UNIT_SRC := $(wildcard tests/unit/test-nbd-*.c)
 SERVER_UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(SERVER_UNIT_SRC))
 SERVER_FUZZ     := $(B)/fuzz/fuzz-nbd
@@ -14,6 +15,13 @@ SERVER_FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-re
 $(B)/tests/server/%: tests/server/%.c include/server/nbd-proto.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+# The server with its fault-injection hooks ($$NGDP_FAULT), for tests only.
+$(B)/tests/server/ngdp-server-fault: src/server/main.c $(SERVER_SRC) $(wildcard src/server/io/*.h include/server/*.h) $(LIBFORMATS) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DNGDP_FAULT_INJECT $(filter-out -MMD -MP,$(CFLAGS)) -o $@ \
+		src/server/main.c $(SERVER_SRC) $(LIBFORMATS) $(LIBCOMMON) \
+		$(LDFLAGS) $(LIBS_COMMON) $(LIBS_SERVER)
 
 $(B)/tests/unit/test-nbd-%: tests/unit/test-nbd-%.c $(LIBSERVER) $(LIBFORMATS) $(LIBCOMMON)
 	@mkdir -p $(dir $@)

@@ -35,6 +35,7 @@ struct server_config {
 	unsigned int queue_depth;
 	unsigned int flush_interval_ms;	/* idle periodic flush, 0 = off */
 	const char *heartbeat;		/* file whose mtime we refresh, or NULL */
+	const char *volume_record;	/* <SR>/meta/v-<key>.json, or NULL */
 };
 
 enum req_state {
@@ -70,11 +71,13 @@ struct req {
 	size_t rbuf_cap;
 	struct iovec *iov;
 	int niov, iov_cap, iov_idx;
+	size_t out_meta;		/* reply bytes outside buf, queued */
 };
 
 struct buf_pool {
 	void *free[26][32];		/* by log2(size), 4 KiB .. 32 MiB */
 	unsigned int nfree[26];
+	size_t bytes;			/* held in the pool */
 };
 
 struct ctl_conn;
@@ -110,12 +113,16 @@ struct server {
 	struct req *waitq, *waitq_tail;
 	struct req *submitq, *submitq_tail;
 	struct req *flushq, *flushq_tail;
+	struct req *held;		/* mapped, waits for no I/O in flight
+					 * to take the synchronous path */
 	unsigned int active;		/* requests in REQ_ACTIVE */
 	bool flush_wanted;		/* internal barrier flush requested */
 
 	struct io_op *ops;		/* engine op pool */
 	struct io_op *free_ops;
 	struct buf_pool pool;
+	size_t conn_bytes;		/* request buffers owned by connections */
+	unsigned int n_mem_wait;	/* connections waiting for memory */
 	void *zero_buf;			/* 1 MiB of zeros, aligned */
 
 	bool dirty;			/* unflushed writes or metadata */
@@ -126,6 +133,9 @@ struct server {
 	bool suspend_expired;
 	uint64_t suspend_deadline_ms;	/* 0: no timeout */
 	struct ctl_conn *suspend_waiters;
+	bool suspend_flush_pending;	/* the suspend's flush not done yet */
+	char *sr_dir;			/* from cfg.volume_record */
+	uint64_t record_retry_ms, record_log_ms;
 
 	bool stopping;
 	bool stop_flushed;
@@ -134,6 +144,9 @@ struct server {
 	bool quit;
 
 	struct ev_tag tag_listen, tag_engine, tag_signal, tag_ctl_listen;
+	/* accept failed for want of resources: listeners off until then */
+	bool accept_paused;
+	uint64_t accept_resume_ms, accept_log_ms, accept_failures;
 	uint64_t heartbeat_ms;		/* last refresh of cfg.heartbeat */
 
 	/* counters for status */
@@ -156,8 +169,14 @@ void server_submit(struct server *srv, struct req *req);
 struct req *server_req_get(struct server *srv);
 void server_req_put(struct server *srv, struct req *req);
 int server_buf_get(struct server *srv, struct req *req, size_t len);
+/* Bytes a buffer for a request of len bytes takes. */
+size_t server_buf_size(size_t len);
 int server_suspend(struct server *srv, uint64_t timeout_ms);
 int server_resume(struct server *srv, const char *image);
+/* --volume-record: check the path's shape and remember the SR. */
+int server_set_record(struct server *srv, const char *record);
+/* accept(2) failed with err (not EAGAIN): back off, log rate-limited. */
+void server_accept_failed(struct server *srv, int err);
 const char *server_engine_name(const struct server *srv);
 unsigned int server_in_flight(const struct server *srv);
 

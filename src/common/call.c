@@ -28,6 +28,9 @@ int call_fail(struct call *c, int err, const char *name, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(c->err_msg, sizeof(c->err_msg), fmt, ap);
 	va_end(ap);
+	/* messages quote input bytes and are cut at a byte count: make them
+	 * valid UTF-8, as JSON strings must be */
+	utf8_sanitize(c->err_msg, sizeof(c->err_msg));
 	return err < 0 ? err : -EIO;
 }
 

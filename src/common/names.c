@@ -100,8 +100,6 @@ const char *text_check(const char *s, size_t len, size_t max)
 
 		if (p[i] == 0)
 			return "contains a NUL byte";
-		if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
-			return "contains control characters";
 		n = utf8_seq(p + i, len - i);
 		if (!n)
 			return "is not valid UTF-8";
@@ -110,16 +108,36 @@ const char *text_check(const char *s, size_t len, size_t max)
 	return NULL;
 }
 
+void utf8_sanitize(char *s, size_t size)
+{
+	unsigned char *p = (unsigned char *)s;
+	size_t len = strnlen(s, size), i = 0;
+
+	while (i < len) {
+		size_t n = utf8_seq(p + i, len - i);
+
+		if (n) {
+			i += n;
+			continue;
+		}
+		/* a valid lead byte whose sequence the end cut off */
+		if (p[i] >= 0xc2 && p[i] <= 0xf4 && len - i < 4) {
+			size_t j = i + 1;
+
+			while (j < len && (p[j] & 0xc0) == 0x80)
+				j++;
+			if (j == len) {
+				p[i] = '\0';
+				return;
+			}
+		}
+		p[i++] = '?';
+	}
+}
+
 const char *key_name_check(const char *s, size_t len)
 {
-	size_t i;
-
 	if (len == 0)
 		return "is empty";
-	if (len > KEY_NAME_MAX)
-		return "is too long";
-	for (i = 0; i < len; i++)
-		if (s[i] <= 0x20 || s[i] >= 0x7f)
-			return "must be printable ASCII without spaces";
-	return NULL;
+	return text_check(s, len, KEY_NAME_MAX);
 }

@@ -167,9 +167,23 @@ static int open_target(struct call *c, struct dp_target *t,
 	return r;
 }
 
+/* <run dir>/d-<domain>.sock, the name handed to xapi; a domain name too
+ * long for a UNIX socket path (dom0 users are "u0_" + xapi's datapath
+ * name) is replaced by its 64-bit FNV-1a hash, marked by '=' (which domain
+ * names cannot hold). */
 static void domain_link(const struct dp_target *t, char *out, size_t len)
 {
+	uint64_t h = 14695981039346656037ULL;
+	const char *p;
+
 	snprintf(out, len, "%s/d-%s.sock", t->run_dir, t->domain);
+	if (strlen(out) < 108)	/* sizeof(sockaddr_un.sun_path) */
+		return;
+	for (p = t->domain; *p; p++) {
+		h ^= (uint8_t)*p;
+		h *= 1099511628211ULL;
+	}
+	snprintf(out, len, "%s/d=%016" PRIx64 ".sock", t->run_dir, h);
 }
 
 int dp_query(struct call *c, json_object **ret)
@@ -263,8 +277,8 @@ int dp_attach(struct call *c, json_object **ret)
 	if (strlen(link) >= 108)	/* sizeof(sockaddr_un.sun_path) */
 		return call_fail(c, -ENAMETOOLONG, "Datapath_error",
 				 "the socket path %s is too long for a UNIX "
-				 "socket: use a shorter run directory or "
-				 "domain name", link);
+				 "socket: use a shorter run directory "
+				 "(XSNG_RUN_DIR)", link);
 	snprintf(uri, sizeof(uri), "nbd:unix:%s:exportname=%s", link, t.key);
 	impls = json_new_array();
 	if ((r = nbd_kernel_prepare(why, sizeof(why))) == 0 &&

@@ -145,6 +145,7 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 {
 	char prog[PATH_MAX], rw[PATH_MAX], ro[PATH_MAX], ctl[PATH_MAX];
 	char logp[PATH_MAX], confine[PATH_MAX], line[512], heartbeat[PATH_MAX];
+	char record[PATH_MAX];
 	const char *engine = getenv("XSNG_DATAPATH_ENGINE");
 	const char *argv[32];
 	posix_spawn_file_actions_t fa;
@@ -168,6 +169,8 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 	snprintf(confine, sizeof(confine), "%s/images", sr->path);
 	snprintf(heartbeat, sizeof(heartbeat), "%s/.sr/active/%s.json",
 		 sr->path, t->key);
+	snprintf(record, sizeof(record), "%s/meta/v-%s.json", sr->path,
+		 t->key);
 	/* whatever a dead server left */
 	unlink(rw);
 	unlink(ro);
@@ -193,6 +196,10 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 	argv[argc++] = "--log-stderr";
 	argv[argc++] = "--heartbeat";
 	argv[argc++] = heartbeat;
+	/* a suspend left without its resume (a failed or killed snapshot)
+	 * ends, after its timeout, on the image this record then names */
+	argv[argc++] = "--volume-record";
+	argv[argc++] = record;
 	if (readonly)
 		argv[argc++] = "--readonly";
 	if (engine && (!strcmp(engine, "aio") || !strcmp(engine, "uring"))) {

@@ -18,6 +18,19 @@
 
 #define CONN_IN_SIZE	(64 * 1024)
 #define CONN_MAX_REQS	256	/* stop reading beyond this many requests */
+/*
+ * Memory caps.  Request buffers (read replies, write payloads) owned by one
+ * connection, and by all: a request that would go over waits, unparsed,
+ * and the connection is not read meanwhile.  A connection with nothing in
+ * flight may always have one request of up to CONN_RESERVE, so that
+ * clients that do not read their replies cannot starve the others.  The
+ * reply backlog outside those buffers (handshake and option replies,
+ * reply headers, block status) is capped too.
+ */
+#define CONN_MAX_BYTES	(64UL * 1024 * 1024)
+#define SRV_MAX_BYTES	(256UL * 1024 * 1024)
+#define CONN_RESERVE	(1024UL * 1024)
+#define CONN_OUT_MAX	(1024UL * 1024)
 #define OUT_IOV_BATCH	64
 #define BS_MAX_DESC	4096
 
@@ -57,6 +70,9 @@ struct conn {
 	struct req *out_head, *out_tail;
 
 	unsigned int reqs;		/* requests owned anywhere */
+	size_t bytes;			/* their buffers (server_buf_size) */
+	size_t out_meta;		/* queued reply bytes outside buffers */
+	bool mem_wait;			/* a request waits for memory */
 	uint32_t events;		/* registered with epoll */
 	bool disc;			/* close once everything is answered */
 	bool dead;
@@ -65,13 +81,26 @@ struct conn {
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* Output waiting for the client, apart from request buffers. */
+static size_t out_backlog(const struct conn *c)
+{
+	return c->olen - c->ooff + c->out_meta;
+}
+
+/* May we take more input from this connection now? */
+static bool can_parse(const struct conn *c)
+{
+	return !c->dead && !c->disc && c->reqs < CONN_MAX_REQS &&
+	       !c->mem_wait && out_backlog(c) <= CONN_OUT_MAX;
+}
+
 static void conn_update_events(struct conn *c)
 {
 	uint32_t ev = 0;
 
 	if (c->dead)
 		return;
-	if (!c->disc && c->reqs < CONN_MAX_REQS)
+	if (can_parse(c))
 		ev |= EPOLLIN;
 	if (c->ooff < c->olen || c->out_head)
 		ev |= EPOLLOUT;
@@ -124,10 +153,63 @@ static void conn_maybe_free(struct conn *c)
 	c->srv->zombies = c;
 }
 
+static void set_mem_wait(struct conn *c, bool on)
+{
+	if (c->mem_wait == on)
+		return;
+	c->mem_wait = on;
+	if (on)
+		c->srv->n_mem_wait++;
+	else
+		c->srv->n_mem_wait--;
+}
+
+/* Memory was freed: let the connections waiting for it parse again. */
+static void wake_mem_waiters(struct server *srv)
+{
+	for (struct conn *c = srv->conns; c && srv->n_mem_wait; c = c->next) {
+		if (c->mem_wait) {
+			set_mem_wait(c, false);
+			conn_mark_dirty(c);
+		}
+	}
+}
+
 static void conn_release_req(struct conn *c, struct req *req)
 {
-	server_req_put(c->srv, req);
+	struct server *srv = c->srv;
+
+	if (req->buf) {
+		size_t n = (size_t)1 << req->buf_class;
+
+		c->bytes -= n;
+		srv->conn_bytes -= n;
+	}
+	c->out_meta -= req->out_meta;
+	req->out_meta = 0;
+	server_req_put(srv, req);
 	c->reqs--;
+	if (srv->n_mem_wait)
+		wake_mem_waiters(srv);
+}
+
+/* Would a request of this header fit under the memory caps? */
+static bool mem_admit(const struct conn *c, const uint8_t *hdr)
+{
+	const struct server *srv = c->srv;
+	uint16_t type = nbd_get16(hdr + 6);
+	uint32_t len = nbd_get32(hdr + 24);
+	size_t need;
+
+	if ((type != NBD_CMD_READ && type != NBD_CMD_WRITE) ||
+	    len > NBD_MAX_REQUEST_LEN)
+		return true;	/* no buffer (or refused anyway) */
+	need = server_buf_size(len);
+	if (c->bytes && c->bytes + need > CONN_MAX_BYTES)
+		return false;
+	if (srv->conn_bytes + need <= SRV_MAX_BYTES)
+		return true;
+	return !c->bytes && (need <= CONN_RESERVE || !srv->conn_bytes);
 }
 
 static void conn_kill(struct conn *c)
@@ -138,6 +220,7 @@ static void conn_kill(struct conn *c)
 		return;
 	log_debug("connection %d closed", c->fd);
 	c->dead = true;
+	set_mem_wait(c, false);
 	epoll_ctl(c->srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
@@ -488,6 +571,14 @@ void conn_reply(struct req *req)
 		conn_kill(c);
 		return;
 	}
+	for (int i = 0; i < req->niov; i++) {
+		const char *b = req->iov[i].iov_base;
+
+		if (!req->buf || b < (const char *)req->buf ||
+		    b >= (const char *)req->buf + ((size_t)1 << req->buf_class))
+			req->out_meta += req->iov[i].iov_len;
+	}
+	c->out_meta += req->out_meta;
 	req->out_next = NULL;
 	if (c->out_tail)
 		c->out_tail->out_next = req;
@@ -718,6 +809,10 @@ static void request_header(struct conn *c, const uint8_t *buf)
 	if (v == 0 && (h.type == NBD_CMD_READ || h.type == NBD_CMD_WRITE) &&
 	    server_buf_get(srv, req, h.length) < 0)
 		v = NBD_ENOMEM;
+	if (req->buf) {
+		c->bytes += (size_t)1 << req->buf_class;
+		srv->conn_bytes += (size_t)1 << req->buf_class;
+	}
 	if (v > 0) {
 		srv->n_errors++;
 		req->wire_err = (uint32_t)v;
@@ -749,11 +844,6 @@ static void payload_done(struct conn *c)
 		conn_reply(req);
 	else
 		server_submit(c->srv, req);
-}
-
-static bool can_parse(const struct conn *c)
-{
-	return !c->dead && !c->disc && c->reqs < CONN_MAX_REQS;
 }
 
 /* Consume what the input buffer holds. */
@@ -832,6 +922,11 @@ static void conn_parse(struct conn *c)
 		case CS_REQ_HDR:
 			if (avail < NBD_REQUEST_SIZE)
 				return;
+			if (!mem_admit(c, p)) {
+				/* parsed again when memory is freed */
+				set_mem_wait(c, true);
+				return;
+			}
 			c->in_start += NBD_REQUEST_SIZE;
 			request_header(c, p);
 			break;
@@ -921,10 +1016,21 @@ void conn_on_event(struct conn *c, uint32_t events)
 {
 	if (c->dead)
 		return;
+	if ((events & (EPOLLHUP | EPOLLERR)) && !can_parse(c)) {
+		/* gone while we do not read: replies cannot reach it, and
+		 * the level-triggered hang-up would fire again and again */
+		log_debug("connection %d: hang-up", c->fd);
+		conn_kill(c);
+		return;
+	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 		conn_read(c);
-	if (!c->dead && (events & EPOLLOUT))
+	if (!c->dead && (events & EPOLLOUT)) {
 		conn_flush(c);
+		/* input left over while the output backlog was too big */
+		if (c->in_start < c->in_end && can_parse(c))
+			conn_parse(c);
+	}
 	if (!c->dead)
 		conn_update_events(c);
 }

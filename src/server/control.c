@@ -204,8 +204,13 @@ void control_on_accept(struct server *srv)
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		struct ctl_conn *cc;
 
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN)
+				server_accept_failed(srv, errno);
 			return;
+		}
 		cc = malloc(sizeof(*cc));
 		if (!cc) {
 			close(fd);

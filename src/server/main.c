@@ -27,6 +27,16 @@ static const char usage[] =
 "  --ro-socket PATH      also listen on this Unix socket; its connections\n"
 "                        get a read-only view of any export\n"
 "  --heartbeat PATH      refresh PATH's mtime every 5 s while running\n"
+"  --volume-record PATH  the volume's record, <SR>/meta/v-<key>.json: when a\n"
+"                        suspend is not followed by a resume within its\n"
+"                        timeout, resume on the image it names then\n"
+"                        (<SR>/images/<image>.<ext of image-format>), taken\n"
+"                        under a shared lock of <SR>/.sr/lock, so the server\n"
+"                        never stays suspended; a reset-on-boot overlay\n"
+"                        (images/.np-<key>.qcow2) stays the top.  Without it\n"
+"                        writes fail with EIO until a resume.\n"
+"                        A suspend whose flush fails is answered with the\n"
+"                        error and the server serves on, not suspended.\n"
 "  --export-name NAME    export name (default \"\"); any name ending in \"@ro\"\n"
 "                        gets a read-only view of the same chain\n"
 "  --engine E            auto|aio|uring (default auto: io_uring, else libaio)\n"
@@ -42,6 +52,9 @@ static const char usage[] =
 "\n"
 "Writes larger than 32 MiB make the server drop the connection (their\n"
 "payload is not read); other invalid requests get an error reply.\n"
+"Request buffers are capped at 64 MiB per connection and 256 MiB in all;\n"
+"a connection over its cap, or that does not read its replies, is not\n"
+"read until they drain.\n"
 "Exit status: 0 after SIGTERM/SIGINT/stop once all I/O is flushed,\n"
 "1 on startup or final flush errors, 2 on usage errors.\n";
 
@@ -49,7 +62,7 @@ enum {
 	OPT_IMAGE = 256, OPT_FORMAT, OPT_READONLY, OPT_SOCKET, OPT_TCP,
 	OPT_EXPORT, OPT_ENGINE, OPT_NO_DIRECT, OPT_CONFINE, OPT_CONTROL,
 	OPT_PIDFILE, OPT_READY_FD, OPT_LOG_STDERR, OPT_QD, OPT_FLUSH_INT,
-	OPT_RO_SOCKET, OPT_HEARTBEAT, OPT_HELP,
+	OPT_RO_SOCKET, OPT_HEARTBEAT, OPT_RECORD, OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -70,6 +83,7 @@ static const struct option long_opts[] = {
 	{ "flush-interval", required_argument, NULL, OPT_FLUSH_INT },
 	{ "ro-socket", required_argument, NULL, OPT_RO_SOCKET },
 	{ "heartbeat", required_argument, NULL, OPT_HEARTBEAT },
+	{ "volume-record", required_argument, NULL, OPT_RECORD },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -145,6 +159,7 @@ int main(int argc, char *argv[])
 		case OPT_PIDFILE: pidfile = optarg; break;
 		case OPT_RO_SOCKET: ro_sock = optarg; break;
 		case OPT_HEARTBEAT: cfg.heartbeat = optarg; break;
+		case OPT_RECORD: cfg.volume_record = optarg; break;
 		case OPT_LOG_STDERR: log_stderr = true; break;
 		case OPT_READY_FD:
 			if (parse_uint(optarg, INT_MAX, &v) < 0)

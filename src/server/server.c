@@ -1,14 +1,20 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /* ngdp-server core: request scheduling, data I/O, flush barriers, loop. */
+#include <ctype.h>
 #include <errno.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <sys/file.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -22,6 +28,10 @@
 #define BLOCK_STATUS_MAX	(1024ULL * 1024 * 1024)
 #define BUF_MIN_SHIFT		12
 #define BUF_MAX_SHIFT		25
+#define BUF_MMAP_SHIFT		17	/* 128 KiB and more: mmap */
+#define BUF_POOL_MAX		(32UL * 1024 * 1024)	/* pooled bytes */
+#define ACCEPT_BACKOFF_MS	100
+#define ACCEPT_LOG_MS		10000
 
 uint64_t server_now_ms(void)
 {
@@ -70,6 +80,37 @@ static unsigned int buf_class(size_t len)
 	return c;
 }
 
+size_t server_buf_size(size_t len)
+{
+	return len ? (size_t)1 << buf_class(len) : 0;
+}
+
+/*
+ * Big buffers are mapped, not malloc'ed: glibc raises its mmap threshold
+ * after such frees and would then keep them in a heap that never shrinks.
+ */
+static void *buf_alloc(unsigned int c)
+{
+	void *p;
+
+	if (c >= BUF_MMAP_SHIFT) {
+		p = mmap(NULL, (size_t)1 << c, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		return p == MAP_FAILED ? NULL : p;
+	}
+	if (posix_memalign(&p, 4096, (size_t)1 << c))
+		return NULL;
+	return p;
+}
+
+static void buf_free(void *p, unsigned int c)
+{
+	if (c >= BUF_MMAP_SHIFT)
+		munmap(p, (size_t)1 << c);
+	else
+		free(p);
+}
+
 int server_buf_get(struct server *srv, struct req *req, size_t len)
 {
 	unsigned int c;
@@ -83,7 +124,8 @@ int server_buf_get(struct server *srv, struct req *req, size_t len)
 		return -EINVAL;
 	if (srv->pool.nfree[c]) {
 		p = srv->pool.free[c][--srv->pool.nfree[c]];
-	} else if (posix_memalign(&p, 4096, (size_t)1 << c)) {
+		srv->pool.bytes -= (size_t)1 << c;
+	} else if (!(p = buf_alloc(c))) {
 		return -ENOMEM;
 	}
 	req->buf = p;
@@ -94,15 +136,20 @@ int server_buf_get(struct server *srv, struct req *req, size_t len)
 static void buf_put(struct server *srv, struct req *req)
 {
 	unsigned int c = req->buf_class;
-	/* keep many small buffers, few big ones */
-	unsigned int keep = c <= 20 ? 32 : 4;
+	size_t size = (size_t)1 << c;
+	/* keep many small buffers, few big ones, and a bounded total: the
+	 * pool shrinks back after a burst */
+	unsigned int keep = c <= 20 ? 32 : 2;
 
 	if (!req->buf)
 		return;
-	if (srv->pool.nfree[c] < keep)
+	if (srv->pool.nfree[c] < keep &&
+	    srv->pool.bytes + size <= BUF_POOL_MAX) {
 		srv->pool.free[c][srv->pool.nfree[c]++] = req->buf;
-	else
-		free(req->buf);
+		srv->pool.bytes += size;
+	} else {
+		buf_free(req->buf, c);
+	}
 	req->buf = NULL;
 }
 
@@ -129,6 +176,7 @@ struct req *server_req_get(struct server *srv)
 	req->ops_pending = 0;
 	req->io_err = 0;
 	req->niov = req->iov_idx = 0;
+	req->out_meta = 0;
 	return req;
 }
 
@@ -176,15 +224,6 @@ static struct req *q_pop(struct req **head, struct req **tail)
 		req->next = NULL;
 	}
 	return req;
-}
-
-static void q_push_front(struct req **head, struct req **tail,
-			 struct req *req)
-{
-	req->next = *head;
-	*head = req;
-	if (!*tail)
-		*tail = req;
 }
 
 static bool is_write_type(uint16_t type)
@@ -301,7 +340,23 @@ static bool extents_aligned(const struct server *srv, const struct req *req,
 	return pos == req->h.length;
 }
 
-/* Returns false when the request went back to the wait queue. */
+#ifdef NGDP_FAULT_INJECT
+/* NGDP_FAULT=sync-writes: every write takes the synchronous path, as if
+ * its mapping were not aligned for O_DIRECT. */
+static bool fault_sync_rw(bool write)
+{
+	return write && io_fault("sync-writes");
+}
+#else
+static bool fault_sync_rw(bool write)
+{
+	(void)write;
+	return false;
+}
+#endif
+
+/* Returns false when the request is held (srv->held) until the I/O in
+ * flight is done. */
 static bool start_rw(struct server *srv, struct req *req)
 {
 	bool write = req->h.type == NBD_CMD_WRITE;
@@ -329,12 +384,20 @@ static bool start_rw(struct server *srv, struct req *req)
 		finish_req(srv, req, r);
 		return true;
 	}
-	if (req->excl || !extents_aligned(srv, req, write)) {
+	if (!extents_aligned(srv, req, write) || fault_sync_rw(write)) {
 		if (srv->active) {
-			/* retry when nothing else is in flight */
-			req->excl = true;
+			/*
+			 * The synchronous path must wait for the I/O in
+			 * flight.  The request stays mapped (a write may have
+			 * allocated clusters): it is held, and issued before
+			 * any other request and before any barrier (flush,
+			 * suspend), so a suspend can never leave a cluster
+			 * allocated but never written in what becomes a
+			 * snapshot, nor send the write to the image resumed
+			 * on with a mapping of the old one.
+			 */
 			req->state = REQ_WAITING;
-			q_push_front(&srv->waitq, &srv->waitq_tail, req);
+			srv->held = req;
 			return false;
 		}
 		finish_req(srv, req, rw_sync(srv, req, write));
@@ -405,7 +468,23 @@ static void on_complete(struct io_op *op, int res, void *opaque)
 			  op->write ? "write" : "read", op->len,
 			  (unsigned long long)op->off, strerror(-res));
 	} else if ((size_t)res < op->len) {
-		if (!op->write)	/* end of file: reads as zeros */
+		/*
+		 * Short transfer: O_DIRECT reads stop short at the end of a
+		 * file, and some filesystems return less at any time.  Go on
+		 * with the remainder, from an aligned position (re-reading or
+		 * re-writing at most one block).  Only a read that brings no
+		 * whole block is the end of the file, which reads as zeros.
+		 */
+		size_t keep = (size_t)res / srv->align * srv->align;
+
+		if (keep) {
+			op->buf = (char *)op->buf + keep;
+			op->len -= keep;
+			op->off += keep;
+			srv->eng->ops->queue(srv->eng, op);
+			return;
+		}
+		if (!op->write)
 			memset((char *)op->buf + res, 0, op->len - (size_t)res);
 		else if (!req->io_err)
 			req->io_err = -EIO;
@@ -416,6 +495,56 @@ static void on_complete(struct io_op *op, int res, void *opaque)
 	    req->state == REQ_ACTIVE && srv->submitq != req)
 		finish_active(srv, req);
 }
+
+#ifdef NGDP_FAULT_INJECT
+/*
+ * Test binary only: with NGDP_FAULT=short-io, report every data transfer
+ * longer than one block as done for half its length (rounded down to the
+ * alignment), as a filesystem returning short reads or writes would.  The
+ * bytes beyond were transferred, so a server that zero-fills the rest of
+ * a short read returns wrong data.
+ */
+static struct io_op *fault_stalled;
+
+/*
+ * NGDP_FAULT=stall-reads: read completions are held back until a suspend
+ * was requested, so that a suspend surely arrives while a read is in
+ * flight.
+ */
+static void fault_release(struct server *srv)
+{
+	while (fault_stalled && srv->suspended) {
+		struct io_op *op = fault_stalled;
+
+		fault_stalled = op->next;
+		on_complete(op, (int)op->len, srv);
+	}
+}
+
+static void fault_complete(struct io_op *op, int res, void *opaque)
+{
+	struct server *srv = opaque;
+
+	if (res == (int)op->len && !op->write && !srv->suspended &&
+	    io_fault("stall-reads")) {
+		op->next = fault_stalled;
+		fault_stalled = op;
+		return;
+	}
+
+	if (res > 0 && (size_t)res == op->len && op->len > srv->align &&
+	    io_fault("short-io"))
+		res = (int)(op->len / 2 / srv->align * srv->align);
+	on_complete(op, res, opaque);
+}
+#define COMPLETE_FN fault_complete
+#else
+static void fault_release(struct server *srv)
+{
+	(void)srv;
+}
+#define COMPLETE_FN on_complete
+#endif
 
 /* ------------------------------------------------------------ sync ops */
 
@@ -518,13 +647,29 @@ static bool start_req(struct server *srv, struct req *req)
 
 /* ------------------------------------------------------------ barriers */
 
+#ifdef NGDP_FAULT_INJECT
+/* NGDP_FAULT=flush-fail: flushes fail with ENOSPC while the file
+ * $NGDP_FAULT_FILE exists (a full filesystem, until space is freed). */
+static bool fault_flush(void)
+{
+	const char *f = getenv("NGDP_FAULT_FILE");
+
+	return io_fault("flush-fail") && f && access(f, F_OK) == 0;
+}
+#else
+static bool fault_flush(void)
+{
+	return false;
+}
+#endif
+
 static void flush_barrier(struct server *srv)
 {
 	struct req *req;
 	int r = 0;
 
 	if (srv->dirty || srv->flushq) {
-		r = image_flush(srv->img);
+		r = fault_flush() ? -ENOSPC : image_flush(srv->img);
 		srv->n_flushes++;
 		if (r < 0)
 			log_error("flush of '%s' failed: %s", srv->img->path,
@@ -536,6 +681,20 @@ static void flush_barrier(struct server *srv)
 	while ((req = q_pop(&srv->flushq, &srv->flushq_tail))) {
 		req->wire_err = nbd_errno_to_wire(r);
 		conn_reply(req);
+	}
+	if (srv->suspend_flush_pending) {
+		srv->suspend_flush_pending = false;
+		if (r < 0 && srv->suspended) {
+			/*
+			 * The suspender gets the error and will not snapshot;
+			 * a server left suspended would fail the VM's I/O
+			 * for good.  Serve on: the next flush retries.
+			 */
+			log_error("suspend of '%s' failed (%s): serving on",
+				  srv->img->path, strerror(-r));
+			srv->suspended = false;
+			srv->suspend_expired = false;
+		}
 	}
 	if (srv->suspend_waiters)
 		control_suspend_done(srv, r);
@@ -554,6 +713,17 @@ static void schedule(struct server *srv)
 
 	for (;;) {
 		pump_submitq(srv);
+		if (srv->held) {
+			/* mapped, waiting for the synchronous path: first */
+			if (srv->active)
+				return;
+			req = srv->held;
+			srv->held = NULL;
+			finish_req(srv, req,
+				   rw_sync(srv, req,
+					   req->h.type == NBD_CMD_WRITE));
+			continue;
+		}
 		if (srv->flushq || srv->flush_wanted) {
 			if (srv->active)
 				return;
@@ -598,6 +768,7 @@ static void schedule(struct server *srv)
 
 int server_suspend(struct server *srv, uint64_t timeout_ms)
 {
+	srv->suspend_flush_pending = true;
 	srv->suspended = true;
 	srv->suspend_expired = false;
 	srv->suspend_deadline_ms = timeout_ms ? server_now_ms() + timeout_ms :
@@ -627,22 +798,28 @@ static void adopt_image(struct server *srv, struct image *img)
 }
 
 static int open_chain(const struct server *srv, const char *path,
-		      struct image **ret)
+		      const char *format, struct image **ret)
 {
 	struct image_open_options opt = {
 		.readonly = srv->cfg.readonly,
 		.no_direct = srv->cfg.no_direct,
 		.confine_dir = srv->cfg.confine,
-		/* at start, the format the plugin recorded (--format): a
-		 * guest-writable image is never probed.  A resume opens the
-		 * new leaf the plugin has just made. */
-		.format = srv->img ? NULL : srv->cfg.format,
+		.format = format,
 	};
 
 	return image_open(path, &opt, ret);
 }
 
+static int resume_on(struct server *srv, const char *image,
+		     const char *format);
+
 int server_resume(struct server *srv, const char *image)
+{
+	return resume_on(srv, image, NULL);
+}
+
+static int resume_on(struct server *srv, const char *image,
+		     const char *format)
 {
 	struct image *nimg = NULL;
 	char *old_path;
@@ -659,8 +836,8 @@ int server_resume(struct server *srv, const char *image)
 		log_error("resume with a new image needs a suspend first");
 		return -EINVAL;
 	}
-	if (srv->active || srv->submitq || srv->flushq || srv->flush_wanted ||
-	    srv->dirty) {
+	if (srv->active || srv->submitq || srv->held || srv->flushq ||
+	    srv->flush_wanted || srv->dirty) {
 		log_error("resume: I/O still in flight, retry");
 		return -EBUSY;
 	}
@@ -669,7 +846,7 @@ int server_resume(struct server *srv, const char *image)
 		return -ENOMEM;
 	image_close(srv->img);
 	srv->img = NULL;
-	r = open_chain(srv, image, &nimg);
+	r = open_chain(srv, image, format, &nimg);
 	if (r == 0 && nimg->virtual_size < old_size) {
 		log_error("resume: '%s' is smaller than the current image",
 			  image);
@@ -677,7 +854,7 @@ int server_resume(struct server *srv, const char *image)
 		r = -EINVAL;
 	}
 	if (r < 0) {
-		int r2 = open_chain(srv, old_path, &nimg);
+		int r2 = open_chain(srv, old_path, NULL, &nimg);
 
 		if (r2 < 0) {
 			/* cannot serve anything any more */
@@ -697,6 +874,233 @@ int server_resume(struct server *srv, const char *image)
 	srv->suspended = false;
 	srv->suspend_expired = false;
 	log_info("resumed on '%s'", image);
+	return 0;
+}
+
+/* ------------------------------------------------------------ record */
+
+#define RECORD_MAX		(256 * 1024)
+#define RECORD_RETRY_MS		1000
+#define RECORD_LOG_MS		30000
+
+/* Read the volume record; *ret is the parsed object. */
+static int record_load(const char *path, json_object **ret)
+{
+	struct json_tokener *tok;
+	json_object *o;
+	char *buf;
+	size_t len = 0;
+	ssize_t n;
+	int fd, r = 0;
+
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	buf = malloc(RECORD_MAX + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (len < RECORD_MAX &&
+	       (n = read(fd, buf + len, RECORD_MAX - len)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			break;
+		}
+		len += (size_t)n;
+	}
+	close(fd);
+	if (r == 0 && len >= RECORD_MAX)
+		r = -EFBIG;
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	tok = json_tokener_new();
+	o = tok ? json_tokener_parse_ex(tok, buf, (int)len) : NULL;
+	if (tok && json_tokener_get_error(tok) != json_tokener_success) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	free(buf);
+	if (!o || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return -EBADMSG;
+	}
+	*ret = o;
+	return 0;
+}
+
+/* An image id as the SR writes them: no path separators, no dot files. */
+static bool valid_image_id(const char *id)
+{
+	size_t n = strlen(id);
+
+	if (n == 0 || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)id[i]) && id[i] != '-' &&
+		    id[i] != '_')
+			return false;
+	return true;
+}
+
+/*
+ * The image the volume record names: <SR>/images/<id>.<ext> and the
+ * format to open it with.  Same rule as the SR library (sr_volume_image):
+ * a missing "image-format" is qcow2.
+ */
+static int record_image(struct server *srv, char *path, size_t len,
+			const char **format)
+{
+	json_object *rec = NULL, *v;
+	const char *id, *f = "qcow2";
+	const char *ext;
+	int r;
+
+	r = record_load(srv->cfg.volume_record, &rec);
+	if (r < 0)
+		return r;
+	if (!json_object_object_get_ex(rec, "image", &v) ||
+	    !json_object_is_type(v, json_type_string) ||
+	    !valid_image_id(id = json_object_get_string(v))) {
+		json_object_put(rec);
+		return -EBADMSG;
+	}
+	if (json_object_object_get_ex(rec, "image-format", &v)) {
+		if (!json_object_is_type(v, json_type_string)) {
+			json_object_put(rec);
+			return -EBADMSG;
+		}
+		f = json_object_get_string(v);
+	}
+	if (!strcmp(f, "qcow2")) {
+		ext = "qcow2";
+		*format = "qcow2";
+	} else if (!strcmp(f, "vhd") || !strcmp(f, "vpc")) {
+		ext = "vhd";
+		*format = "vpc";
+	} else if (!strcmp(f, "raw")) {
+		ext = "raw";
+		*format = "raw";
+	} else {
+		json_object_put(rec);
+		return -EBADMSG;
+	}
+	r = snprintf(path, len, "%s/images/%s.%s", srv->sr_dir, id, ext) >=
+	    (int)len ? -ENAMETOOLONG : 0;
+	json_object_put(rec);
+	return r;
+}
+
+static bool serving_overlay(const struct server *srv)
+{
+	const char *b = strrchr(srv->img->path, '/');
+
+	return !strncmp(b ? b + 1 : srv->img->path, ".np-", 4);
+}
+
+/*
+ * A suspend was not followed by a resume in time: resume on the image the
+ * volume record names now (the current top if the snapshot did not
+ * happen, the new leaf if it was committed), never staying suspended.
+ * Under a shared lock of the SR, so never in the middle of a snapshot
+ * that holds it exclusively.  -EAGAIN: try again later.
+ */
+static int resume_from_record(struct server *srv)
+{
+	char path[PATH_MAX], lockpath[PATH_MAX];
+	const char *format = NULL;
+	struct stat st, cur;
+	int lockfd, r;
+
+	if (srv->active || srv->submitq || srv->held || srv->flushq ||
+	    srv->flush_wanted)
+		return -EAGAIN;
+	snprintf(lockpath, sizeof(lockpath), "%s/.sr/lock", srv->sr_dir);
+	lockfd = open(lockpath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (lockfd < 0 && errno != ENOENT)
+		return -errno;
+	if (lockfd >= 0 && flock(lockfd, LOCK_SH | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		close(lockfd);
+		return r;
+	}
+	if (serving_overlay(srv)) {
+		/* reset-on-boot: the overlay stays the top whatever the
+		 * record says (snapshots do not pause such a server) */
+		log_warn("suspend of '%s' not resumed in time: resuming on "
+			 "the same reset-on-boot overlay", srv->img->path);
+		r = resume_on(srv, NULL, NULL);
+		goto out;
+	}
+	r = record_image(srv, path, sizeof(path), &format);
+	if (r < 0)
+		goto out;
+	if (stat(path, &st) == 0 && fstat(srv->img->fd, &cur) == 0 &&
+	    st.st_dev == cur.st_dev && st.st_ino == cur.st_ino) {
+		log_warn("suspend of '%s' not resumed in time: %s still names "
+			 "it, resuming on it", srv->img->path,
+			 srv->cfg.volume_record);
+		r = resume_on(srv, NULL, NULL);
+		goto out;
+	}
+	log_warn("suspend of '%s' not resumed in time: resuming on '%s', "
+		 "which %s names now", srv->img->path, path,
+		 srv->cfg.volume_record);
+	r = resume_on(srv, path, format);
+out:
+	if (lockfd >= 0)
+		close(lockfd);	/* releases the lock */
+	return r;
+}
+
+static void record_retry(struct server *srv, uint64_t now)
+{
+	int r;
+
+	if (!srv->suspended || !srv->suspend_expired ||
+	    !srv->cfg.volume_record || now < srv->record_retry_ms ||
+	    srv->stopping)
+		return;
+	r = resume_from_record(srv);
+	if (r == 0)
+		return;
+	srv->record_retry_ms = now + (r == -EAGAIN ? 100 : RECORD_RETRY_MS);
+	if (r != -EAGAIN && now >= srv->record_log_ms) {
+		log_error("cannot resume from %s: %s; retrying every %d ms",
+			  srv->cfg.volume_record, strerror(-r),
+			  RECORD_RETRY_MS);
+		srv->record_log_ms = now + RECORD_LOG_MS;
+	}
+}
+
+int server_set_record(struct server *srv, const char *record)
+{
+	char *d = strdup(record), *p;
+
+	if (!d)
+		return -ENOMEM;
+	/* <SR>/meta/v-<key>.json */
+	p = strrchr(d, '/');
+	if (!p || strncmp(p + 1, "v-", 2) || p == d) {
+		free(d);
+		return -EINVAL;
+	}
+	*p = '\0';
+	p = strrchr(d, '/');
+	if (!p || strcmp(p + 1, "meta")) {
+		free(d);
+		return -EINVAL;
+	}
+	*p = '\0';
+	if (!*d)
+		strcpy(d, "/");
+	srv->cfg.volume_record = record;
+	srv->sr_dir = d;
 	return 0;
 }
 
@@ -721,7 +1125,17 @@ int server_init(struct server *srv, const struct server_config *cfg)
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (srv->epfd < 0)
 		return -errno;
-	r = open_chain(srv, cfg->image, &img);
+	if (cfg->volume_record) {
+		r = server_set_record(srv, cfg->volume_record);
+		if (r < 0) {
+			log_error("--volume-record '%s' is not <SR>/meta/v-<key>.json",
+				  cfg->volume_record);
+			return r;
+		}
+	}
+	/* the format the plugin recorded (--format): a guest-writable
+	 * image is never probed */
+	r = open_chain(srv, cfg->image, cfg->format, &img);
 	if (r < 0)
 		return r;
 	adopt_image(srv, img);
@@ -798,11 +1212,48 @@ void server_release(struct server *srv)
 	if (srv->epfd >= 0)
 		close(srv->epfd);
 	req_free_all(srv);
+	free(srv->sr_dir);
 	for (unsigned int c = 0; c <= BUF_MAX_SHIFT; c++)
 		while (srv->pool.nfree[c])
-			free(srv->pool.free[c][--srv->pool.nfree[c]]);
+			buf_free(srv->pool.free[c][--srv->pool.nfree[c]], c);
 	free(srv->ops);
 	free(srv->zero_buf);
+}
+
+/* Listeners (NBD and control) on or off in epoll. */
+static void listeners_enable(struct server *srv, bool on)
+{
+	for (int i = 0; i < 3; i++)
+		if (srv->listen_fd[i] >= 0)
+			server_epoll_mod(srv, srv->listen_fd[i], on ? EPOLLIN : 0,
+					 &srv->tag_listen);
+	if (srv->ctl_fd >= 0)
+		server_epoll_mod(srv, srv->ctl_fd, on ? EPOLLIN : 0,
+				 &srv->tag_ctl_listen);
+	srv->accept_paused = !on;
+}
+
+/*
+ * accept failed for want of resources (file descriptors at the limit,
+ * memory): the connection stays in the backlog and the level-triggered
+ * listener would fire again at once.  Stop listening for a while, and
+ * say so at most once per ACCEPT_LOG_MS.
+ */
+void server_accept_failed(struct server *srv, int err)
+{
+	uint64_t now = server_now_ms();
+
+	if (!srv->accept_paused)
+		listeners_enable(srv, false);
+	srv->accept_resume_ms = now + ACCEPT_BACKOFF_MS;
+	srv->accept_failures++;
+	if (now >= srv->accept_log_ms) {
+		log_error("cannot accept connections: %s (%u connections open); "
+			  "retrying every %d ms (%llu failures so far)",
+			  strerror(err), srv->nconns, ACCEPT_BACKOFF_MS,
+			  (unsigned long long)srv->accept_failures);
+		srv->accept_log_ms = now + ACCEPT_LOG_MS;
+	}
 }
 
 static void accept_all(struct server *srv, int lfd, bool readonly)
@@ -813,15 +1264,19 @@ static void accept_all(struct server *srv, int lfd, bool readonly)
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR &&
-			    errno != ECONNABORTED)
-				log_error("accept: %m");
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN)
+				server_accept_failed(srv, errno);
 			return;
 		}
 		/* TCP: do not delay small replies (fails harmlessly on Unix) */
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (conn_new(srv, fd, readonly) < 0)
+		if (conn_new(srv, fd, readonly) < 0) {
 			close(fd);
+			server_accept_failed(srv, ENOMEM);
+			return;
+		}
 	}
 }
 
@@ -848,8 +1303,8 @@ static void stop_progress(struct server *srv)
 		}
 		conn_stop_reading(srv);
 	}
-	if (srv->waitq || srv->submitq || srv->flushq || srv->active ||
-	    srv->flush_wanted)
+	if (srv->waitq || srv->submitq || srv->held || srv->flushq ||
+	    srv->active || srv->flush_wanted)
 		return;
 	if (!srv->stop_flushed) {
 		srv->stop_flushed = true;
@@ -870,6 +1325,8 @@ static bool can_progress(const struct server *srv)
 
 	if (srv->submitq && srv->free_ops)
 		return true;
+	if (srv->held)
+		return !srv->active;
 	if (srv->flushq || srv->flush_wanted)
 		return !srv->active;
 	if (!req)
@@ -894,10 +1351,30 @@ static int loop_timeout(struct server *srv)
 		return 0;
 	if (srv->stopping)
 		return 50;
+	/* operations the kernel did not take yet: retried after completions
+	 * are reaped, or soon when nothing is in flight */
+	if (srv->eng->queued && !srv->eng->in_flight)
+		t = 10;
 	if (srv->dirty && srv->cfg.flush_interval_ms) {
 		uint64_t due = srv->dirty_since_ms + srv->cfg.flush_interval_ms;
 
-		t = due > now ? due - now : 0;
+		due = due > now ? due - now : 0;
+		if (due < t)
+			t = due;
+	}
+	if (srv->suspended && srv->suspend_expired && srv->cfg.volume_record) {
+		uint64_t d = srv->record_retry_ms > now ?
+			     srv->record_retry_ms - now : 0;
+
+		if (d < t)
+			t = d;
+	}
+	if (srv->accept_paused) {
+		uint64_t d = srv->accept_resume_ms > now ?
+			     srv->accept_resume_ms - now : 0;
+
+		if (d < t)
+			t = d;
 	}
 	if (srv->suspended && !srv->suspend_expired &&
 	    srv->suspend_deadline_ms) {
@@ -927,16 +1404,23 @@ static void timers(struct server *srv)
 {
 	uint64_t now = server_now_ms();
 
+	fault_release(srv);
 	heartbeat(srv, now);
+	if (srv->accept_paused && now >= srv->accept_resume_ms)
+		listeners_enable(srv, true);
 	if (srv->dirty && srv->cfg.flush_interval_ms && !srv->flush_wanted &&
 	    !srv->suspended &&
 	    now >= srv->dirty_since_ms + srv->cfg.flush_interval_ms)
 		srv->flush_wanted = true;
 	if (srv->suspended && !srv->suspend_expired &&
 	    srv->suspend_deadline_ms && now >= srv->suspend_deadline_ms) {
-		log_warn("suspend not resumed in time: failing writes with EIO");
 		srv->suspend_expired = true;
+		srv->record_retry_ms = now;
+		if (!srv->cfg.volume_record)
+			log_warn("suspend not resumed in time: failing writes "
+				 "with EIO");
 	}
+	record_retry(srv, now);
 }
 
 int server_run(struct server *srv)
@@ -968,7 +1452,7 @@ int server_run(struct server *srv)
 					      evs[i].events);
 				break;
 			case EV_ENGINE:
-				srv->eng->ops->reap(srv->eng, on_complete, srv);
+				srv->eng->ops->reap(srv->eng, COMPLETE_FN, srv);
 				break;
 			case EV_SIGNAL:
 				on_signal(srv);
@@ -994,7 +1478,7 @@ int server_run(struct server *srv)
 		if (srv->stopping)
 			stop_progress(srv);
 		if (srv->exit_when_idle && !srv->nconns && !srv->active &&
-		    !srv->waitq && !srv->flushq)
+		    !srv->waitq && !srv->held && !srv->flushq)
 			srv->quit = true;
 	}
 	return srv->exit_status;

@@ -15,8 +15,6 @@
 #include "log.h"
 #include "sr.h"
 
-#define RECORD_MAX (256 * 1024)
-
 static struct sr_paths paths;
 static bool paths_loaded;
 
@@ -143,7 +141,7 @@ static int load_record(int dirfd, const char *name, json_object **ret)
 	size_t len;
 	int r;
 
-	r = read_file_at(dirfd, name, RECORD_MAX, &buf, &len);
+	r = read_file_at(dirfd, name, RECORD_READ_MAX, &buf, &len);
 	if (r < 0)
 		return r;
 	r = json_parse_exact(buf, len, ret);
@@ -174,12 +172,21 @@ int sr_open(const char *handle, const char *type, enum sr_lock_mode mode,
 	sr.dirfd = open(handle, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (sr.dirfd < 0)
 		return -ENOENT;
-	r = load_record(sr.dirfd, ".sr/sr.json", &sr.info);
-	if (r < 0) {
-		/* an empty mount point: the SR is not attached */
-		r = r == -ENOENT ? -ENOENT : r;
-		goto fail;
+	/* lock before reading sr.json: a reader must see the last complete
+	 * update, and a writer must not lose a concurrent one */
+	if (mode != SR_LOCK_NONE) {
+		snprintf(lockpath, sizeof(lockpath), "%s/.sr/lock", handle);
+		sr.lockfd = lock_file(lockpath, mode == SR_LOCK_EXCLUSIVE,
+				      SR_LOCK_TIMEOUT_MS);
+		if (sr.lockfd < 0) {
+			/* no .sr/: an empty mount point, not attached */
+			r = sr.lockfd;
+			goto fail;
+		}
 	}
+	r = load_record(sr.dirfd, ".sr/sr.json", &sr.info);
+	if (r < 0)
+		goto fail;	/* -ENOENT: the SR is not attached */
 	if (json_get_string(sr.info, "uuid", &s) < 0 || !uuid_is_valid(s) ||
 	    strcmp(s, handle + strlen(handle) - 36)) {
 		log_error("%s/.sr/sr.json does not match its mount point", handle);
@@ -193,15 +200,6 @@ int sr_open(const char *handle, const char *type, enum sr_lock_mode mode,
 			  type);
 		r = -EMEDIUMTYPE;
 		goto fail;
-	}
-	if (mode != SR_LOCK_NONE) {
-		snprintf(lockpath, sizeof(lockpath), "%s/.sr/lock", handle);
-		sr.lockfd = lock_file(lockpath, mode == SR_LOCK_EXCLUSIVE,
-				      SR_LOCK_TIMEOUT_MS);
-		if (sr.lockfd < 0) {
-			r = sr.lockfd;
-			goto fail;
-		}
 	}
 	sr.metafd = openat(sr.dirfd, "meta", O_RDONLY | O_DIRECTORY |
 			   O_CLOEXEC | O_NOFOLLOW);
@@ -242,6 +240,8 @@ int sr_save_info(struct sr *sr)
 
 	if (fd < 0)
 		return -errno;
+	if (strlen(text) > RECORD_WRITE_MAX)
+		return -E2BIG;
 	return write_file_atomic_at(fd, "sr.json", text, strlen(text));
 }
 
@@ -317,6 +317,8 @@ static int stage_record(struct sr *sr, const char *prefix, json_object *rec,
 
 	if (!volume_key_is_valid(id))
 		return -EINVAL;
+	if (strlen(text) > RECORD_WRITE_MAX)
+		return -E2BIG;
 	snprintf(name, sizeof(name), "%s-%s.json", prefix, id);
 	return stage_file_at(sr->metafd, name, text, strlen(text), f);
 }
@@ -352,13 +354,38 @@ int sr_image_fmt(json_object *img, enum image_fmt *ret)
 	return image_fmt_parse(rec_str(img, "format"), ret);
 }
 
+/* A record's content is what its file name says it is, with valid links. */
+static const char *record_problem(json_object *rec, bool is_vol,
+				  const char *id)
+{
+	enum image_fmt f;
+	const char *v;
+
+	if (strcmp(rec_str(rec, is_vol ? "key" : "id"), id))
+		return "its key does not match its file name";
+	if (is_vol) {
+		v = rec_str(rec, "image");
+		if (!volume_key_is_valid(v))
+			return "it names no valid image";
+		return NULL;
+	}
+	if (sr_image_fmt(rec, &f) < 0)
+		return "it has an unknown image format";
+	v = rec_str(rec, "parent");
+	if (v[0] && !volume_key_is_valid(v))
+		return "its parent is not a valid image id";
+	return NULL;
+}
+
 int sr_scan(struct sr *sr, json_object **ret_volumes, json_object **ret_images)
 {
 	int fd = openat(sr->metafd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	CLEANUP_CLOSEDIR DIR *d = NULL;
 	json_object *vols = NULL, *imgs = NULL;
 	struct dirent *de;
+	int r = 0;
 
+	sr->problem[0] = '\0';
 	if (fd < 0)
 		return -errno;
 	d = fdopendir(fd);
@@ -366,37 +393,86 @@ int sr_scan(struct sr *sr, json_object **ret_volumes, json_object **ret_images)
 		close(fd);
 		return -errno;
 	}
-	if (ret_volumes)
-		vols = json_new_array();
-	if (ret_images)
-		imgs = json_new_object();
+	vols = json_new_array();
+	imgs = json_new_object();
 	while ((de = readdir(d))) {
-		const char *n = de->d_name;
+		const char *n = de->d_name, *why = NULL;
 		size_t len = strlen(n);
-		json_object *rec;
+		char id[UUID_STR_LEN];
+		json_object *rec = NULL;
 		bool is_vol = n[0] == 'v', is_img = n[0] == 'i';
 
-		if (len != 2 + 36 + 5 || n[1] != '-' ||
-		    strcmp(n + len - 5, ".json"))
+		/* ours are v-<uuid>.json and i-<uuid>.json; temp files are
+		 * hidden (.tmp-...) and collected by the sweep */
+		if (n[0] == '.' || (!is_vol && !is_img) || n[1] != '-')
 			continue;
-		if ((is_vol && !vols) || (is_img && !imgs) ||
-		    (!is_vol && !is_img))
-			continue;
-		if (load_record(sr->metafd, n, &rec) < 0) {
-			/* one bad record must not hide all the others */
-			log_warn("skipping unreadable metadata file %s", n);
-			continue;
+		if (len != 2 + 36 + 5 || strcmp(n + len - 5, ".json")) {
+			why = "it is not a record name this plugin writes";
+		} else {
+			snprintf(id, sizeof(id), "%.36s", n + 2);
+			r = load_record(sr->metafd, n, &rec);
+			if (r == -ENOENT)	/* deleted meanwhile (no lock) */
+				continue;
+			if (r < 0)
+				why = r == -EFBIG ? "it is larger than the reader "
+					"accepts" : r == -EUCLEAN ? "it is not "
+					"a complete JSON record (truncated or "
+					"corrupt)" : strerror(-r);
+			else
+				why = record_problem(rec, is_vol, id);
+		}
+		if (why) {
+			snprintf(sr->problem, sizeof(sr->problem),
+				 "metadata file meta/%.60s cannot be used: %s",
+				 n, why);
+			log_error("SR %s: %s", sr->uuid, sr->problem);
+			json_object_put(rec);
+			r = -EUCLEAN;
+			break;
 		}
 		if (is_vol)
 			json_object_array_add(vols, rec);
 		else
-			json_add(imgs, rec_str(rec, "id"), rec);
+			json_add(imgs, id, rec);
+	}
+	if (r < 0) {
+		json_object_put(vols);
+		json_object_put(imgs);
+		return r;
 	}
 	if (ret_volumes)
 		*ret_volumes = vols;
+	else
+		json_object_put(vols);
 	if (ret_images)
 		*ret_images = imgs;
+	else
+		json_object_put(imgs);
 	return 0;
+}
+
+#define GC_BLOCKED ".sr/gc-blocked"
+
+void sr_gc_blocked_reason(struct sr *sr, char *out, size_t len)
+{
+	CLEANUP_FREE char *buf = NULL;
+
+	out[0] = '\0';
+	if (read_file_at(sr->dirfd, GC_BLOCKED, 4096, &buf, NULL) == 0)
+		snprintf(out, len, "%s", buf);
+}
+
+static void gc_blocked_set(struct sr *sr, const char *why)
+{
+	CLEANUP_CLOSE int fd = openat(sr->dirfd, ".sr", O_RDONLY | O_DIRECTORY |
+				      O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (why)
+		(void)write_file_atomic_at(fd, "gc-blocked", why, strlen(why));
+	else if (faccessat(fd, "gc-blocked", F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		(void)unlink_durable_at(fd, "gc-blocked");
 }
 
 static void ref_inc(json_object *refs, const char *id)
@@ -449,8 +525,20 @@ int sr_collect_garbage(struct sr *sr, bool sweep)
 	int r;
 
 	r = sr_scan(sr, &vols, &imgs);
-	if (r < 0)
+	if (r < 0) {
+		/* never act on a partial view: an unread record may be what
+		 * keeps an image alive */
+		if (r == -EUCLEAN) {
+			char why[700];
+
+			snprintf(why, sizeof(why), "%s; garbage collection is "
+				 "stopped until it is repaired or moved out of "
+				 "meta/", sr->problem);
+			gc_blocked_set(sr, why);
+		}
 		return r;
+	}
+	gc_blocked_set(sr, NULL);
 	refs = json_new_object();
 	for (i = 0; i < json_object_array_length(vols); i++)
 		ref_inc(refs, rec_str(json_object_array_get_idx(vols, i),

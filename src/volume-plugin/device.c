@@ -264,7 +264,12 @@ static int match_dir(const char *mp, const char *src, dev_t devno, void *ctx)
 int mount_source_of(const char *dir, char *src, size_t len)
 {
 	struct mp_query q = { .want = dir, .out = src, .len = len };
+	char real[PATH_MAX];
 
+	/* mountinfo names the resolved path: /var/run is a symlink to /run
+	 * on XCP-ng and Debian, and the SR handle is /var/run/sr-mount/... */
+	if (realpath(dir, real))
+		q.want = real;
 	return foreach_mount(match_dir, &q);
 }
 

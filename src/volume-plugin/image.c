@@ -183,11 +183,41 @@ int image_virtual_size(struct sr *sr, const char *id, enum image_fmt fmt,
 		r = -EIO;
 	if (r == 0)
 		r = json_parse_exact(res.out, strlen(res.out), &info);
-	if (r == 0 && json_get_int64(info, "virtual-size", &v) == 0 && v > 0)
+	if (r == 0 && json_get_int64(info, "virtual-size", &v) == 0 && v >= 0)
 		*ret = (uint64_t)v;
 	else if (r == 0)
 		r = -EIO;
 	json_object_put(info);
+	proc_result_release(&res);
+	return r;
+}
+
+int image_repair_leaks(struct sr *sr, const char *id, enum image_fmt fmt,
+		       char *msg, size_t len)
+{
+	char path[PATH_MAX];
+	const char *const argv[] = { "qemu-img", "check", "-q", "-r", "leaks",
+				     "-f", image_fmt_qemu(fmt), path, NULL };
+	struct proc_result res;
+	int r;
+
+	if (fmt != FMT_QCOW2)	/* only qcow2 keeps refcounts that can leak */
+		return 0;
+	image_path(sr, id, fmt, path, sizeof(path));
+	r = proc_run(argv, &res);
+	/* qemu-img check: 0 clean (or repaired), 1 check failed, 2 corrupt,
+	 * 3 leaks left */
+	if (r == 0 && res.status != 0) {
+		const char *e = res.err[0] ? res.err : res.out;
+
+		snprintf(msg, len, "qemu-img check %s: %s%.300s",
+			 res.status == 2 ? "found corruption" :
+			 res.status == 3 ? "could not repair leaked clusters" :
+			 "failed", e[0] ? "" : "no message", e);
+		r = res.status == 2 ? -EUCLEAN : -EIO;
+	} else if (r < 0) {
+		snprintf(msg, len, "cannot run qemu-img: %s", strerror(-r));
+	}
 	proc_result_release(&res);
 	return r;
 }

@@ -28,4 +28,12 @@ int image_virtual_size(struct sr *sr, const char *id, enum image_fmt fmt,
 void image_path(struct sr *sr, const char *id, enum image_fmt fmt, char *out,
 		size_t len);
 
+/*
+ * Free clusters a killed writer allocated but never referenced (qemu-img
+ * check -r leaks), before the image becomes an immutable snapshot.  Only
+ * for qcow2; -EUCLEAN when the image is corrupt (msg says how).
+ */
+int image_repair_leaks(struct sr *sr, const char *id, enum image_fmt fmt,
+		       char *msg, size_t len);
+
 #endif

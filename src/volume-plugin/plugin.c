@@ -131,7 +131,19 @@ static void describe_sr(char **t, size_t *len, const char *dir)
 	if (mount_source_of(dir, src, sizeof(src)) != 1)
 		src[0] = '\0';
 	active = sr_count_active(&sr, NULL, 0);
-	if (sr_scan(&sr, &vols, &imgs) == 0) {
+	{
+		char why[1024];
+
+		sr_gc_blocked_reason(&sr, why, sizeof(why));
+		if (why[0])
+			append(t, len, "  SR %s: garbage collection stopped: "
+			       "%s\n", sr.uuid, why);
+	}
+	if (sr_scan(&sr, &vols, &imgs) < 0) {
+		append(t, len, "  SR %s at %s: METADATA PROBLEM: %s\n",
+		       sr.uuid, dir, sr.problem[0] ? sr.problem :
+		       "meta/ cannot be read");
+	} else {
 		/* hidden images: kept only because other images need them */
 		refs = json_new_object();
 		for (i = 0; i < json_object_array_length(vols); i++)

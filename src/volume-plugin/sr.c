@@ -369,7 +369,8 @@ int sr_destroy(struct call *c, json_object **ret)
 }
 
 static json_object *stat_of(int dirfd, json_object *info, const char *handle,
-			    const char *uuid, bool probing)
+			    const char *uuid, bool probing,
+			    const char *gc_blocked)
 {
 	json_object *out = json_new_object(), *health = json_new_array();
 	struct statvfs sv;
@@ -404,6 +405,9 @@ static json_object *stat_of(int dirfd, json_object *info, const char *handle,
 		json_object_array_add(health, json_new_string("Unavailable"));
 		json_object_array_add(health, json_new_string(
 			"the SR metadata directory is not writable"));
+	} else if (gc_blocked && gc_blocked[0]) {
+		json_object_array_add(health, json_new_string("Unavailable"));
+		json_object_array_add(health, json_new_string(gc_blocked));
 	} else {
 		json_object_array_add(health, json_new_string("Healthy"));
 		json_object_array_add(health, json_new_string(""));
@@ -414,7 +418,10 @@ static json_object *stat_of(int dirfd, json_object *info, const char *handle,
 
 static json_object *stat_record(struct sr *sr)
 {
-	return stat_of(sr->dirfd, sr->info, sr->path, sr->uuid, false);
+	char why[1024];
+
+	sr_gc_blocked_reason(sr, why, sizeof(why));
+	return stat_of(sr->dirfd, sr->info, sr->path, sr->uuid, false, why);
 }
 
 int sr_stat(struct call *c, json_object **ret)
@@ -470,8 +477,14 @@ int sr_ls(struct call *c, json_object **ret)
 		return r;
 	r = sr_scan(&sr, &vols, NULL);
 	if (r < 0) {
+		/* a partial list would make xapi forget the missing VDIs */
+		r = r == -EUCLEAN ?
+			call_fail(c, r, "SR_corrupt", "cannot list SR %s: %s; "
+				  "repair that file (or move it out of meta/) "
+				  "and scan again", sr.uuid, sr.problem) :
+			vp_fail_errno(c, r, "cannot list the SR");
 		sr_close(&sr);
-		return vp_fail_errno(c, r, "cannot list the SR");
+		return r;
 	}
 	/* xapi's temporary reset-on-boot clones are not VDIs of their own */
 	hidden = json_new_object();
@@ -490,8 +503,11 @@ int sr_ls(struct call *c, json_object **ret)
 	for (i = 0; i < n; i++) {
 		json_object *v = json_object_array_get_idx(vols, i);
 
-		if (!json_object_object_get_ex(hidden, rec_str(v, "key"), NULL))
-			json_object_array_add(out, vp_volume_to_xapi(&sr, v));
+		if (json_object_object_get_ex(hidden, rec_str(v, "key"), NULL))
+			continue;
+		/* report an interrupted resize at the image's real size */
+		(void)vp_settle_resize(&sr, v, false);
+		json_object_array_add(out, vp_volume_to_xapi(&sr, v));
 	}
 	json_object_put(hidden);
 	json_object_put(vols);
@@ -515,7 +531,7 @@ static json_object *probe_sr_stat(const struct volume_plugin *p,
 		struct sr sr;
 
 		if (sr_open(handle, p->type, SR_LOCK_SHARED, &sr) == 0) {
-			st = stat_of(sr.dirfd, sr.info, sr.path, sr.uuid, false);
+			st = stat_record(&sr);
 			sr_close(&sr);
 		}
 		return st;
@@ -530,11 +546,11 @@ static json_object *probe_sr_stat(const struct volume_plugin *p,
 		return NULL;
 	}
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0 && read_file_at(fd, ".sr/sr.json", 65536, &buf, NULL) == 0 &&
+	if (fd >= 0 && read_file_at(fd, ".sr/sr.json", RECORD_READ_MAX, &buf, NULL) == 0 &&
 	    json_parse_exact(buf, strlen(buf), &info) == 0 &&
 	    json_object_is_type(info, json_type_object) &&
 	    !strcmp(rec_str(info, "type"), p->type))
-		st = stat_of(fd, info, handle, uuid, true);
+		st = stat_of(fd, info, handle, uuid, true, NULL);
 	json_object_put(info);
 	if (fd >= 0)
 		close(fd);

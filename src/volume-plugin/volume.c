@@ -17,6 +17,7 @@
 
 #include "active.h"
 #include "control.h"
+#include "fault.h"
 #include "image.h"
 #include "json-io.h"
 #include "log.h"
@@ -67,6 +68,43 @@ int vp_arg_key(struct call *c, const char **ret)
 	return 0;
 }
 
+/*
+ * A Volume.resize killed between growing the image and writing the new
+ * size left "resizing-to" in the record: the image's own size is the
+ * truth.  Settle the record from it (written back when 'persist', i.e.
+ * under the exclusive lock; else only in memory, for what we report).
+ */
+int vp_settle_resize(struct sr *sr, json_object *vol, bool persist)
+{
+	json_object *img = NULL, *recs[2];
+	enum image_fmt fmt;
+	uint64_t real;
+	size_t n = 0;
+	int r;
+
+	if (!json_object_object_get_ex(vol, "resizing-to", NULL))
+		return 0;
+	if (image_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
+		return -EUCLEAN;
+	r = image_virtual_size(sr, rec_str(vol, "image"), fmt, &real);
+	if (r < 0)
+		return r;
+	json_add_int64(vol, "virtual_size", (int64_t)real);
+	json_object_object_del(vol, "resizing-to");
+	if (!persist)
+		return 0;
+	if (sr_image_load(sr, rec_str(vol, "image"), &img) == 0) {
+		json_add_int64(img, "virtual_size", (int64_t)real);
+		recs[n++] = img;
+	}
+	recs[n++] = vol;
+	r = publish_records(sr, recs, n);
+	json_object_put(img);
+	log_info("volume %s: an interrupted resize was settled at %" PRIu64
+		 " bytes", rec_str(vol, "key"), real);
+	return r;
+}
+
 int vp_open_volume(struct call *c, enum sr_lock_mode mode, struct sr *sr,
 		   const char **key, json_object **vol)
 {
@@ -75,9 +113,38 @@ int vp_open_volume(struct call *c, enum sr_lock_mode mode, struct sr *sr,
 	if ((r = vp_arg_key(c, key)) < 0 || (r = vp_open_sr(c, mode, sr)) < 0)
 		return r;
 	r = sr_call_load_volume(c, sr, *key, vol);
+	if (r == 0) {
+		r = vp_settle_resize(sr, *vol, mode == SR_LOCK_EXCLUSIVE);
+		if (r < 0) {
+			r = vp_fail_errno(c, r, "cannot settle an interrupted "
+					  "resize of the volume");
+			json_object_put(*vol);
+		}
+	}
 	if (r < 0)
 		sr_close(sr);
 	return r;
+}
+
+int publish_records(struct sr *sr, json_object *const *recs, size_t n)
+{
+	struct staged_file f[4];
+	size_t i;
+	int r = 0;
+
+	if (n > 4)
+		return -EINVAL;
+	for (i = 0; i < n && r == 0; i++) {
+		bool is_vol = json_object_object_get_ex(recs[i], "key", NULL);
+
+		r = is_vol ? sr_stage_volume(sr, recs[i], &f[i]) :
+			     sr_stage_image(sr, recs[i], &f[i]);
+	}
+	if (r < 0) {
+		sr_abort(sr, f, i - 1);
+		return r;
+	}
+	return sr_commit(sr, f, n);
 }
 
 int vp_fail_errno(struct call *c, int err, const char *what)
@@ -89,6 +156,11 @@ int vp_fail_errno(struct call *c, int err, const char *what)
 		return call_fail(c, err, "Invalid_argument",
 				 "%s: the filesystem cannot hold a file that "
 				 "large", what);
+	if (err == -E2BIG)
+		return call_fail(c, err, "Invalid_argument",
+				 "%s: the record would be larger than %d KiB "
+				 "(too many or too long keys, names or "
+				 "descriptions)", what, RECORD_WRITE_MAX / 1024);
 	return call_fail(c, err, "Storage_error", "%s: %s", what,
 			 strerror(-err));
 }
@@ -158,26 +230,14 @@ static json_object *new_image_record(const char *id, enum image_fmt fmt,
 static int publish(struct call *c, struct sr *sr, json_object *const *recs,
 		   size_t n)
 {
-	struct staged_file f[4];
-	size_t i;
-	int r = 0;
+	int r = publish_records(sr, recs, n);
 
-	for (i = 0; i < n && r == 0; i++) {
-		bool is_vol = json_object_object_get_ex(recs[i], "key", NULL);
-
-		r = is_vol ? sr_stage_volume(sr, recs[i], &f[i]) :
-			     sr_stage_image(sr, recs[i], &f[i]);
-	}
-	if (r < 0) {
-		sr_abort(sr, f, i - 1);
-		return vp_fail_errno(c, r, "cannot write the volume metadata");
-	}
-	r = sr_commit(sr, f, n);
-	if (r < 0)
-		return vp_fail_errno(c, r, "cannot write the volume metadata");
-	return 0;
+	return r < 0 ? vp_fail_errno(c, r, "cannot write the volume metadata")
+		     : 0;
 }
 
+/* A size in bytes: a minimum (rounded up to whole sectors); 0 is a valid
+ * Volume.create size (xapi-storage-script's own self-test makes one). */
 static int arg_size(struct call *c, const char *key, enum image_fmt fmt,
 		    uint64_t *ret)
 {
@@ -186,10 +246,10 @@ static int arg_size(struct call *c, const char *key, enum image_fmt fmt,
 
 	if (r < 0)
 		return r;
-	if (size <= 0)
+	if (size < 0)
 		return call_fail(c, -EINVAL, "Invalid_argument",
-				 "the size must be a positive number of bytes, "
-				 "not %" PRId64, size);
+				 "the size must be a number of bytes (0 or "
+				 "more), not %" PRId64, size);
 	/* images are made of 512-byte sectors: round up (no overflow:
 	 * size <= INT64_MAX) */
 	if ((((uint64_t)size + 511) & ~(uint64_t)511) > image_fmt_max_size(fmt))
@@ -318,8 +378,9 @@ int volume_destroy(struct call *c, json_object **ret)
 		goto out;
 	}
 	/* images still needed by other volumes stay, hidden, until their
-	 * last dependant goes; the rest is freed now */
-	r = sr_collect_garbage(&sr, false);
+	 * last dependant goes; the rest is freed now, with what crashed
+	 * calls left behind (files without records, temp files) */
+	r = sr_collect_garbage(&sr, true);
 	if (r < 0)
 		log_warn("volume %s destroyed; freeing its images failed: %s "
 			 "(retried by the next destroy or attach)", key,
@@ -423,11 +484,78 @@ static void point_volume_at(json_object *vol, const char *id,
 	json_add_string(vol, "image-format", image_fmt_name(fmt));
 }
 
+/*
+ * Resume a suspended server on the image the volume's record names now, as
+ * read back from the SR: the new leaf when the commit went through, the
+ * old image when it did not.  Never the image we planned: after a failed
+ * commit the VM must not write into what may have become a snapshot.  A
+ * failure here does not undo a committed snapshot; the server resumes by
+ * itself from the record when its suspend times out.
+ */
+static void resume_on_record(struct sr *sr, const char *key,
+			     json_object *active, const char *served_rel)
+{
+	struct call quiet = { 0 };	/* errors here are logged, not returned */
+	json_object *vol = NULL;
+	char path[PATH_MAX], rel[80];
+
+	if (sr_volume_load(sr, key, &vol) < 0) {
+		log_error("volume %s: cannot re-read its record to resume its "
+			  "datapath server (pid %" PRId64 "); it resumes from "
+			  "the record when its suspend times out", key,
+			  rec_int(active, "pid"));
+		return;
+	}
+	sr_volume_image(vol, rel, sizeof(rel));
+	snprintf(path, sizeof(path), "%s/%s", sr->path, rel);
+	/* unchanged: a plain resume, which also ends a suspend whose flush
+	 * failed, without reopening the chain */
+	if (resume_server(&quiet, active, strcmp(rel, served_rel) ? path :
+			  NULL) < 0)
+		log_error("volume %s: %s", key, quiet.err_msg);
+	json_object_put(vol);
+}
+
+/*
+ * An inactive volume whose activation record is still there was served by
+ * a server that died (kill, crash, host reset): a qcow2 leaf may hold
+ * clusters it allocated but never referenced.  Repair them before the
+ * image becomes an immutable snapshot, where nothing could reclaim them.
+ */
+static int repair_if_unclean(struct call *c, struct sr *sr, const char *key,
+			     json_object *vol)
+{
+	json_object *stale = NULL;
+	enum image_fmt fmt;
+	char msg[512];
+	int r;
+
+	if (active_load(sr, key, &stale) < 0)
+		return 0;	/* no record: the last server stopped cleanly */
+	json_object_put(stale);
+	if (image_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
+		return 0;
+	r = image_repair_leaks(sr, rec_str(vol, "image"), fmt, msg,
+			       sizeof(msg));
+	if (r == -EUCLEAN)
+		return call_fail(c, r, "SR_corrupt", "volume %s: its image is "
+				 "damaged (%s); not taking a snapshot of it",
+				 key, msg);
+	if (r < 0)
+		log_warn("volume %s: %s (the snapshot keeps the leaked "
+			 "clusters)", key, msg);
+	else
+		log_info("volume %s: checked its image after an unclean stop",
+			 key);
+	return 0;
+}
+
 /* Snapshot (read_only_copy) or clone (writable copy) of a volume. */
 static int copy_volume(struct call *c, json_object **ret, bool clone)
 {
 	json_object *vol = NULL, *copy = NULL, *active = NULL, *recs[4];
 	char newkey[UUID_STR_LEN], leaf[UUID_STR_LEN], leaf2[UUID_STR_LEN];
+	char served[80];	/* the image the server is on: the leaf */
 	enum image_fmt leaf_fmt, leaf2_fmt, fmt;
 	bool suspended = false;
 	const char *key;
@@ -438,6 +566,7 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 	r = vp_open_volume(c, SR_LOCK_EXCLUSIVE, &sr, &key, &vol);
 	if (r < 0)
 		return r;
+	sr_volume_image(vol, served, sizeof(served));
 	if (uuid_generate(newkey) < 0) {
 		r = call_fail(c, -EIO, "Storage_error", "no random numbers");
 		goto out;
@@ -482,10 +611,16 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 	/* A reset-on-boot (non-persistent) server writes to its throwaway
 	 * overlay, never to the volume's leaf: nothing to pause there. */
 	if (r == 1 && !serves_overlay(&sr, key, active)) {
+		/* whatever the suspend answers (a flush error on a full SR, a
+		 * time-out), the server gets a resume afterwards */
+		suspended = true;
 		r = suspend_server(c, active);
 		if (r < 0)
 			goto out;
-		suspended = true;
+	} else if (r == 0) {
+		r = repair_if_unclean(c, &sr, key, vol);
+		if (r < 0)
+			goto out;
 	}
 	/* The current image becomes immutable: the volume moves to a new
 	 * leaf on top of it; a snapshot keeps the old image, a clone gets a
@@ -514,9 +649,20 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 	recs[n++] = json_object_get(vol);
 	recs[n++] = json_object_get(copy);
 	r = publish(c, &sr, recs, n);
-	if (r < 0)
+	if (r < 0) {
+		/* not durable, so not reported: the copy must not stay behind
+		 * as a volume xapi never learns of.  The source may already
+		 * be on its new leaf; that is consistent (its old image is
+		 * then just hidden), and the resume below follows the record. */
+		char name[64];
+
+		snprintf(name, sizeof(name), "v-%s.json", newkey);
+		(void)unlink_durable_at(sr.metafd, name);
 		(void)sr_collect_garbage(&sr, true);
+	}
 published:
+	if (r == 0)
+		fault_point("snapshot-after-commit");
 	if (r == 0) {
 		*ret = vp_volume_to_xapi(&sr, copy);
 		log_info("%s of %s is %s", clone ? "clone" : "snapshot", key,
@@ -526,20 +672,8 @@ out_recs:
 	while (n > 0)
 		json_object_put(recs[--n]);
 out:
-	if (suspended) {
-		char path[PATH_MAX], rel[80];
-
-		/* on success the new leaf; on failure the server resumes on
-		 * the image it had, which the volume still points at */
-		sr_volume_image(vol, rel, sizeof(rel));
-		snprintf(path, sizeof(path), "%s/%s", sr.path, rel);
-		if (resume_server(c, active, r == 0 ? path : NULL) < 0 &&
-		    r == 0) {
-			json_object_put(*ret);
-			*ret = NULL;
-			r = -EIO;
-		}
-	}
+	if (suspended)
+		resume_on_record(&sr, key, active, served);
 	json_object_put(active);
 	json_object_put(copy);
 	json_object_put(vol);
@@ -601,14 +735,24 @@ int volume_resize(struct call *c, json_object **ret)
 	r = refuse_if_active(c, &sr, key, "resize");
 	if (r < 0)
 		goto out;
+	/* intent first: a kill after the image grew must not leave the
+	 * record at the old size for ever (vp_settle_resize finishes it) */
+	json_add_int64(vol, "resizing-to", (int64_t)size);
+	r = publish(c, &sr, &vol, 1);
+	if (r < 0)
+		goto out;
 	r = image_resize(&sr, rec_str(vol, "image"), fmt, size, msg,
 			 sizeof(msg));
+	fault_point("resize-after-image");
 	if (r < 0) {
 		r = r == -ENOSPC ? vp_fail_errno(c, r, "cannot resize") :
 			call_fail(c, r, "Storage_error", "cannot resize volume "
 				  "%s: %s", key, msg);
+		/* the image may or may not have grown: ask it */
+		(void)vp_settle_resize(&sr, vol, true);
 		goto out;
 	}
+	json_object_object_del(vol, "resizing-to");
 	json_add_int64(vol, "virtual_size", (int64_t)size);
 	recs[0] = vol;
 	if (sr_image_load(&sr, rec_str(vol, "image"), &img) == 0) {
@@ -689,8 +833,8 @@ static int arg_key_name(struct call *c, const char **ret)
 	why = key_name_check(*ret, strlen(*ret));
 	if (why)
 		return call_fail(c, -EINVAL, "Invalid_argument",
-				 "the key name %s (at most %d printable ASCII "
-				 "characters)", why, KEY_NAME_MAX);
+				 "the key name %s (at most %d bytes of UTF-8 "
+				 "text)", why, KEY_NAME_MAX);
 	return 0;
 }
 

@@ -22,6 +22,10 @@ int vp_arg_key(struct call *c, const char **ret);
  * nothing stays open). */
 int vp_open_volume(struct call *c, enum sr_lock_mode mode, struct sr *sr,
 		   const char **key, json_object **vol);
+/* Stage records (at most 4) in order; commit with one directory fsync. */
+int publish_records(struct sr *sr, json_object *const *recs, size_t n);
+/* Finish the record of a resize that was interrupted (see volume.c). */
+int vp_settle_resize(struct sr *sr, json_object *vol, bool persist);
 /* Word a metadata/image error (ENOSPC, EIO...) for the administrator. */
 int vp_fail_errno(struct call *c, int err, const char *what);
 /* The xapi "volume" record for one of our volume records. */

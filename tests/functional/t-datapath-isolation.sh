@@ -68,6 +68,22 @@ check "with the kernel client disabled: Nbd only" jqt '[.implementations[][0]] =
 check "...and the log says it is disabled" grep -q "disabled by XSNG_NO_KERNEL_NBD" "$T/stderr"
 dp Datapath.detach "$URI_A" 8
 
+# a dom0 user's domain ("u0_" + xapi's datapath name) too long to fit a
+# socket path as it is
+LONG=u0_$(printf 'vdi_copy_%.0s' 1 2 3 4 5 6 7)$A_UUID
+XSNG_LOG_STDERR=1 dp Datapath.attach "$URI_A" "$LONG"
+expect_ok "attach for a domain with a ${#LONG}-character name"
+LNBD=$(nbd_uri)
+dp Datapath.activate_readonly "$URI_A" "$LONG"
+expect_ok "activate_readonly for it"
+check "it reads the data through its Nbd URI" \
+	qemu-io -r -f raw -c "read -P 0x3c 0 1M" "$LNBD"
+dp Datapath.deactivate "$URI_A" "$LONG"
+expect_ok "deactivate it"
+check "its socket name is gone" [ ! -e "$(sed -E 's|^nbd:unix:(.*):exportname=.*$|\1|' <<<"$LNBD")" ]
+dp Datapath.detach "$URI_A" "$LONG"
+check "SR A's domain 7 still reads" qemu-io -r -f raw -c "read -P 0x3c 0 1M" "$NBD"
+
 dp Datapath.deactivate "$URI_A" 7
 expect_ok "deactivate on SR A"
 check "the server is gone" bash -c "$(declare -f alive); ! alive $PID"

@@ -59,6 +59,22 @@ check "the record names the format the server was given" \
 down "$A" 5
 vcall SR.detach "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
 
+# ---------------------------------------------------------------- server exit
+# a server that cannot open its image: the call says how the process ended
+# (its exit status), then what it logged
+mk_sr ',"image-format":"vhd"' || { fail "vhd SR setup"; finish; exit; }
+vol_create $((16 * M)) "broken"
+B=$KEY
+printf conectix > "$(vol_image "$B")"
+truncate -s $M "$(vol_image "$B")"
+up "$B" 5
+check "activate of a broken VHD fails" [ "$UP_RC" -ne 0 ]
+check "...saying the server exited with status 1" \
+	jqt '.params[1] | test("server for .* exited with status 1: ")' <<<"$UP_OUT"
+check "...and no server is left" bash -c "! pgrep -f -- '--export-name[ ]$B' >/dev/null"
+dcall Datapath.detach "{\"dbg\":\"t\",\"uri\":\"ngdp://$SR/$B\",\"domain\":\"5\"}"
+vcall SR.detach "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
+
 # ---------------------------------------------------------------- leaks
 mk_sr || { fail "qcow2 SR setup"; finish; exit; }
 if [ "$(jq -r '."image-format"' "$SR/.sr/sr.json")" != qcow2 ]; then
@@ -130,5 +146,15 @@ dcall Datapath.close "{\"dbg\":\"t\",\"uri\":\"$URI\"}"
 expect_ok "close"
 check "the persistent write is in the volume after close" \
 	qemu-io -r -f qcow2 -c "read -P 0x5a 0 1M" "$(vol_image "$K")"
+# a symlink planted as the overlay is never followed out of the SR
+qemu-img create -q -f qcow2 "$T/outside.qcow2" $((16 * M))
+qemu-io -f qcow2 -c "write -P 0x99 0 1M" "$T/outside.qcow2" >/dev/null
+ln -s "$T/outside.qcow2" "$SR/images/.np-$K.qcow2"
+up "$K" 10
+check "activate refuses an overlay that is a symlink" [ "$UP_RC" -ne 0 ]
+check "...with SR_corrupt" jqt '.params[0] == "SR_corrupt"' <<<"$UP_OUT"
+check "the file outside the SR was not served" bash -c "! pgrep -f -- '--image[ ]$T/outside' >/dev/null && ! pgrep -f -- '--export-name[ ]$K' >/dev/null"
+down "$K" 10
+rm -f "$SR/images/.np-$K.qcow2"
 check "no server process left" bash -c "! pgrep -f -- '--export-name[ ]($A|$K)' >/dev/null"
 finish

@@ -35,6 +35,8 @@ if [ $dp = 1 ]; then
 	check "ngdp datapath: one file per implemented method" \
 		[ "$got" = "$(sort "$SRCDIR/src/datapath-plugin/methods.list")" ]
 fi
+check "it conflicts with XCP-ng's Python ext4-ng package" bash -c \
+	"rpm -qp --conflicts '$rpm' 2>/dev/null | grep -qx 'xcp-ng-xapi-storage < 1.2.0'"
 check "licence and README packaged" bash -c "grep -q LICENSE <<<'$files' && grep -q README.md <<<'$files'"
 # symlinks point at the packaged binary, relative to the plugin directory
 rpm -qlvp "$rpm" 2>/dev/null | grep ' -> ' | grep ' /usr/libexec/xapi-storage-script/' > "$T/links"

@@ -6,7 +6,22 @@
  * well-behaved client must still be served.
  *
  * usage: nbd-evil SOCKET   (export "" must be writable, size >= 1 MiB)
+ *
+ * Other modes (one case each, for the shell tests):
+ *   nbd-evil SOCKET pipeline ROFF RLEN WOFF WLEN PATTERN
+ *       send a READ and a WRITE (bytes PATTERN) in one packet, then wait
+ *       for both replies; exit 0 when both succeed.
+ *   nbd-evil SOCKET flood N LEN
+ *       send N READs of LEN bytes and never read a reply; print "sent"
+ *       once all are sent (or the server stopped reading), then sleep
+ *       until killed.
+ *   nbd-evil SOCKET optflood N
+ *       send N NBD_OPT_LIST options and never read the replies; as flood.
+ *   nbd-evil SOCKET good
+ *       one well-behaved client (write, read back, disconnect).
  */
+#include <fcntl.h>
+#include <poll.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -405,10 +420,140 @@ static void transmission_cases(void)
 	after("@ro export");
 }
 
+static int mode_pipeline(char **argv)
+{
+	uint64_t roff = strtoull(argv[0], NULL, 0), woff = strtoull(argv[2], NULL, 0);
+	uint32_t rlen = (uint32_t)strtoul(argv[1], NULL, 0);
+	uint32_t wlen = (uint32_t)strtoul(argv[3], NULL, 0);
+	int pat = (int)strtol(argv[4], NULL, 0);
+	size_t n = 28 + 28 + wlen;
+	uint8_t *pkt = malloc(n), *rbuf = malloc(rlen ? rlen : 1);
+	uint8_t h[16];
+	int fd = open_export(""), got = 0, rc = 1;
+
+	if (fd < 0 || !pkt || !rbuf)
+		goto out;
+	/* both headers and the payload in one send */
+	nbd_put32(pkt, NBD_REQUEST_MAGIC);
+	nbd_put16(pkt + 4, 0);
+	nbd_put16(pkt + 6, NBD_CMD_READ);
+	nbd_put64(pkt + 8, 1);
+	nbd_put64(pkt + 16, roff);
+	nbd_put32(pkt + 24, rlen);
+	nbd_put32(pkt + 28, NBD_REQUEST_MAGIC);
+	nbd_put16(pkt + 32, 0);
+	nbd_put16(pkt + 34, NBD_CMD_WRITE);
+	nbd_put64(pkt + 36, 2);
+	nbd_put64(pkt + 44, woff);
+	nbd_put32(pkt + 52, wlen);
+	memset(pkt + 56, pat, wlen);
+	if (!xwrite(fd, pkt, n))
+		goto out;
+	while (got < 2) {
+		uint64_t cookie;
+
+		if (xread(fd, h, 16) != 1 || nbd_get32(h) != NBD_SIMPLE_REPLY_MAGIC)
+			goto out;
+		cookie = nbd_get64(h + 8);
+		if (nbd_get32(h + 4)) {
+			fprintf(stderr, "request %llu failed: %u\n",
+				(unsigned long long)cookie, nbd_get32(h + 4));
+			goto out;
+		}
+		if (cookie == 1 && xread(fd, rbuf, rlen) != 1)
+			goto out;
+		got++;
+	}
+	printf("both replies ok\n");
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(pkt);
+	free(rbuf);
+	return rc;
+}
+
+/* Send as much of p as the server takes within 'ms' of no progress. */
+static size_t send_until_stuck(int fd, const uint8_t *p, size_t n, int ms)
+{
+	size_t done = 0;
+
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	while (done < n) {
+		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		ssize_t w = send(fd, p + done, n - done, MSG_NOSIGNAL);
+
+		if (w > 0) {
+			done += (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno != EAGAIN && errno != EINTR)
+			break;
+		if (poll(&pfd, 1, ms) <= 0)
+			break;	/* the server stopped reading */
+	}
+	return done;
+}
+
+static int mode_flood(char **argv, bool opts)
+{
+	unsigned long n = strtoul(argv[0], NULL, 0), i;
+	uint32_t len = opts ? 0 : (uint32_t)strtoul(argv[1], NULL, 0);
+	size_t rs = opts ? 16 : 28;
+	uint8_t *pkt = calloc(n, rs);
+	int fd = opts ? dial() : open_export(""), one = 4096;
+	size_t sent;
+
+	if (fd < 0 || !pkt)
+		return 1;
+	if (opts && !greet(fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES))
+		return 1;
+	/* a small receive buffer: replies pile up in the server */
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &one, sizeof(one));
+	for (i = 0; i < n; i++) {
+		uint8_t *h = pkt + i * rs;
+
+		if (opts) {
+			nbd_put64(h, NBD_OPTS_MAGIC);
+			nbd_put32(h + 8, NBD_OPT_LIST);
+			nbd_put32(h + 12, 0);
+		} else {
+			nbd_put32(h, NBD_REQUEST_MAGIC);
+			nbd_put16(h + 6, NBD_CMD_READ);
+			nbd_put64(h + 8, i);
+			nbd_put64(h + 16, (i * (uint64_t)len) %
+				  (export_size - len + 1) / 4096 * 4096);
+			nbd_put32(h + 24, len);
+		}
+	}
+	sent = send_until_stuck(fd, pkt, n * rs, 2000);
+	printf("sent %zu of %lu\n", sent / rs, n);
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
 int main(int argc, char *argv[])
 {
+	if (argc >= 3 && !strcmp(argv[2], "pipeline") && argc == 8) {
+		sock_path = argv[1];
+		return mode_pipeline(argv + 3);
+	}
+	if (argc == 5 && !strcmp(argv[2], "flood")) {
+		sock_path = argv[1];
+		return mode_flood(argv + 3, false);
+	}
+	if (argc == 4 && !strcmp(argv[2], "optflood")) {
+		sock_path = argv[1];
+		return mode_flood(argv + 3, true);
+	}
+	if (argc == 3 && !strcmp(argv[2], "good")) {
+		sock_path = argv[1];
+		return good_client() ? 0 : 1;
+	}
 	if (argc != 2) {
-		fprintf(stderr, "usage: nbd-evil SOCKET\n");
+		fprintf(stderr, "usage: nbd-evil SOCKET [MODE ARGS...]\n");
 		return 2;
 	}
 	sock_path = argv[1];

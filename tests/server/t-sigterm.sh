@@ -42,7 +42,16 @@ check "first server still serves" eval 'qemu-io -f raw "$(uri b)" -c "read 0 4k"
 check "SIGINT exits 0" eval 'kill -INT '"$first"'; wait '"$first"
 check "missing image: non-zero exit" eval '! "$NGDP_SERVER" --image "$T/nope" --socket "$T/c.sock" 2>/dev/null'
 check "bad option: exit 2" eval '"$NGDP_SERVER" --bogus 2>/dev/null; [ $? = 2 ]'
-check "wrong --format refused" eval '! "$NGDP_SERVER" --image "$T/img.qcow2" --format raw --socket "$T/c.sock" 2>/dev/null'
+# --format is the format the top image is opened with, never probed: a raw
+# disk whose guest wrote a QCOW2 header is still served as raw (issue 10)
+truncate -s 1M "$T/plain.raw"
+check "--format qcow2 on a file that is not QCOW2 refused" eval '! "$NGDP_SERVER" --image "$T/plain.raw" --format qcow2 --socket "$T/c.sock" 2>/dev/null'
+start_server f --image "$T/img.qcow2" --format raw || fail "start --format raw"
+check "--format raw on a QCOW2 file serves its bytes (the 'Q' of its magic)" \
+	qemu-io -r -f raw -c "read -P 0x51 0 1" "$(uri f)"
+check "...with the file's size, not the virtual size" \
+	[ "$(nbdinfo --size "$(uri f)")" = "$(stat -c %s "$T/img.qcow2")" ]
+check "stopped" stop_server "$SERVER_PID"
 mkdir -p "$T/in" "$T/out"
 qemu-img create -q -f qcow2 "$T/out/base.qcow2" 16M
 qemu-img create -q -f qcow2 -b "$T/out/base.qcow2" -F qcow2 "$T/in/top.qcow2"

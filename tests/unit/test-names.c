@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -56,8 +57,9 @@ static void test_text(void **state)
 	assert_null(text_check("", 0, TEXT_MAX));
 	assert_null(text_check("web/db .. ✓", strlen("web/db .. ✓"), TEXT_MAX));
 	assert_null(text_check("tab\there", 8, TEXT_MAX));
-	assert_non_null(text_check("a\nb", 3, TEXT_MAX));
-	assert_non_null(text_check("a\x7f", 2, TEXT_MAX));
+	/* multi-line descriptions from XenCenter and imported VMs */
+	assert_null(text_check("line 1\r\nline 2\n\tend", 19, TEXT_MAX));
+	assert_null(text_check("a\x7f\x01", 3, TEXT_MAX));
 	assert_non_null(text_check("a\0b", 3, TEXT_MAX));
 	assert_non_null(text_check("\xff", 1, TEXT_MAX));	/* not UTF-8 */
 	assert_non_null(text_check("\xc0\xaf", 2, TEXT_MAX));	/* overlong */
@@ -68,6 +70,23 @@ static void test_text(void **state)
 	assert_non_null(text_check(big, TEXT_MAX + 1, TEXT_MAX));
 }
 
+static void test_utf8_sanitize(void **state)
+{
+	char a[] = "ok \xc3\xa9 \xff bad", b[] = "cut \xe2\x9c", c[16];
+
+	(void)state;
+	utf8_sanitize(a, sizeof(a));
+	assert_string_equal(a, "ok \xc3\xa9 ? bad");
+	utf8_sanitize(b, sizeof(b));
+	assert_string_equal(b, "cut ");
+	/* truncation by snprintf in the middle of a character */
+	snprintf(c, 7, "ab\xe2\x9c\x93\xe2\x9c\x93");
+	utf8_sanitize(c, sizeof(c));
+	assert_string_equal(c, "ab\xe2\x9c\x93");
+	assert_null(text_check(a, strlen(a), TEXT_MAX));
+	assert_null(text_check(c, strlen(c), TEXT_MAX));
+}
+
 static void test_key_names(void **state)
 {
 	char big[KEY_NAME_MAX + 1];
@@ -76,8 +95,12 @@ static void test_key_names(void **state)
 	assert_null(key_name_check("vdi-type", 8));
 	assert_null(key_name_check("_sm_config_foo", 14));
 	assert_non_null(key_name_check("", 0));
-	assert_non_null(key_name_check("a b", 3));
-	assert_non_null(key_name_check("caf\xc3\xa9", 5));
+	/* VDI.snapshot copies tags as "tags"^tag: free text */
+	assert_null(key_name_check("tagsmy backup tag", 17));
+	assert_null(key_name_check("tags\xc3\xa9-\xc3\xbc", 9));
+	assert_null(key_name_check("../../etc/passwd", 16));	/* never a path */
+	assert_non_null(key_name_check("a\0b", 3));
+	assert_non_null(key_name_check("\xff", 1));
 	memset(big, 'k', sizeof(big));
 	assert_null(key_name_check(big, KEY_NAME_MAX));
 	assert_non_null(key_name_check(big, KEY_NAME_MAX + 1));
@@ -91,6 +114,7 @@ int main(void)
 		cmocka_unit_test(test_volume_keys),
 		cmocka_unit_test(test_text),
 		cmocka_unit_test(test_key_names),
+		cmocka_unit_test(test_utf8_sanitize),
 	};
 
 	return cmocka_run_group_tests_name("names", tests, NULL, NULL);

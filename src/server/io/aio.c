@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <libaio.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -22,7 +23,6 @@ struct aio_priv {
 	struct iocb **pending;		/* queued, not yet submitted */
 	struct io_event *events;
 	struct io_op *failed;		/* could not be submitted */
-	int failed_err;
 };
 
 static int aio_init(struct io_engine *e, unsigned int depth)
@@ -81,39 +81,72 @@ static void aio_queue(struct io_engine *e, struct io_op *op)
 	p->pending[e->queued++] = cb;
 }
 
+/*
+ * io_submit, or under fault injection ("submit-partial") one that takes at
+ * most one iocb and answers EAGAIN every other call while I/O is in flight,
+ * as the kernel may when it runs short of resources.
+ */
+static int do_submit(struct io_engine *e, io_context_t ctx, long nr,
+		     struct iocb **v)
+{
+#ifdef NGDP_FAULT_INJECT
+	static unsigned int calls;
+
+	if (io_fault("submit-partial") && e->in_flight) {
+		if (++calls % 2)
+			return -EAGAIN;
+		nr = 1;
+	}
+#else
+	(void)e;
+#endif
+	return io_submit(ctx, nr, v);	/* returns -errno */
+}
+
 static int aio_submit(struct io_engine *e)
 {
 	struct aio_priv *p = e->priv;
 	unsigned int done = 0;
-	int r = 0;
+	int r, first_err = 0;
+	bool failed = false;
 
 	while (done < e->queued) {
-		r = io_submit(p->ctx, e->queued - done, p->pending + done);
-		if (r == -EINTR || r == -EAGAIN)
+		r = do_submit(e, p->ctx, e->queued - done, p->pending + done);
+		if (r == -EINTR)
 			continue;
-		if (r <= 0)
-			break;
-		done += r;
-		e->in_flight += r;
-		r = 0;
-	}
-	if (done < e->queued) {
-		uint64_t one = 1;
+		if (r == -EAGAIN)
+			break;	/* the rest stays queued: retried later */
+		if (r > 0) {
+			done += (unsigned int)r;
+			e->in_flight += (unsigned int)r;
+			continue;
+		}
+		/* the first iocb was refused: fail it, go on with the rest */
+		{
+			struct iocb *cb = p->pending[done++];
+			struct io_op *op = cb->data;
 
-		/* Hand the rest back as failures through the next reap. */
-		for (unsigned int i = done; i < e->queued; i++) {
-			struct io_op *op = p->pending[i]->data;
-
-			p->free_stack[p->nfree++] = p->pending[i];
+			p->free_stack[p->nfree++] = cb;
+			op->err = r < 0 ? r : -EIO;
 			op->next = p->failed;
 			p->failed = op;
+			failed = true;
+			if (!first_err)
+				first_err = op->err;
 		}
-		p->failed_err = r < 0 ? r : -EIO;
+	}
+	if (done && done < e->queued)
+		memmove(p->pending, p->pending + done,
+			(e->queued - done) * sizeof(*p->pending));
+	e->queued -= done;
+	if (failed) {
+		uint64_t one = 1;
+
+		/* completed through the next reap */
 		if (write(e->event_fd, &one, sizeof(one)) < 0)
 			log_error("eventfd write: %m");
 	}
-	e->queued = 0;
-	return r < 0 ? r : 0;
+	return first_err;
 }
 
 static int aio_reap(struct io_engine *e, io_complete_fn fn, void *opaque)
@@ -129,7 +162,7 @@ static int aio_reap(struct io_engine *e, io_complete_fn fn, void *opaque)
 		struct io_op *op = p->failed;
 
 		p->failed = op->next;
-		fn(op, p->failed_err, opaque);
+		fn(op, op->err, opaque);
 	}
 	while (e->in_flight) {
 		n = io_getevents(p->ctx, 0, e->depth, p->events, &zero);

@@ -56,3 +56,17 @@ void io_engine_free(struct io_engine *e)
 	e->ops->release(e);
 	free(e);
 }
+
+#ifdef NGDP_FAULT_INJECT
+bool io_fault(const char *what)
+{
+	const char *list = getenv("NGDP_FAULT"), *p;
+	size_t n = strlen(what);
+
+	for (p = list; p && *p; p += strcspn(p, ","), p += *p == ',') {
+		if (!strncmp(p, what, n) && (p[n] == ',' || !p[n]))
+			return true;
+	}
+	return false;
+}
+#endif

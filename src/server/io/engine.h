@@ -20,6 +20,7 @@ struct io_op {
 	uint64_t off;
 	void *owner;		/* the request this operation belongs to */
 	struct io_op *next;	/* free list / pending list link */
+	int err;		/* engine-internal: submission error */
 };
 
 typedef void (*io_complete_fn)(struct io_op *op, int res, void *opaque);
@@ -35,8 +36,14 @@ struct io_engine_ops {
 	 * most 'depth' operations queued or in flight.
 	 */
 	void (*queue)(struct io_engine *e, struct io_op *op);
-	/* Submit everything queued.  Returns 0 or -errno (ops not taken
-	 * are completed with the error through the next reap). */
+	/*
+	 * Submit what the kernel takes now.  Operations it cannot take yet
+	 * (EAGAIN, or fewer submitted than queued) stay queued, in order,
+	 * for the next call: the caller retries after completions are
+	 * reaped, or after a short wait when nothing is in flight.  An
+	 * operation the kernel refuses is completed with the error through
+	 * the next reap.  Returns 0 or the first such -errno.
+	 */
 	int (*submit)(struct io_engine *e);
 	/* Reap all available completions, calling fn for each. */
 	int (*reap)(struct io_engine *e, io_complete_fn fn, void *opaque);
@@ -63,5 +70,13 @@ extern const struct io_engine_ops io_engine_uring;
 int io_engine_create(const char *name, unsigned int depth,
 		     struct io_engine **ret);
 void io_engine_free(struct io_engine *e);
+
+#ifdef NGDP_FAULT_INJECT
+/*
+ * Fault injection, compiled only into the test binary ngdp-server-fault:
+ * true when the comma-separated list in $NGDP_FAULT names 'what'.
+ */
+bool io_fault(const char *what);
+#endif
 
 #endif

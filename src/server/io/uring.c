@@ -16,6 +16,7 @@
 
 struct uring_priv {
 	struct io_uring ring;
+	struct io_op *failed;		/* could not be queued */
 };
 
 static int uring_init(struct io_engine *e, unsigned int depth)
@@ -55,17 +56,51 @@ out_exit:
 	return r;
 }
 
+/* Account for what io_uring_submit took; the rest stays in the SQ ring
+ * and goes with the next submit. */
+static int uring_account(struct io_engine *e, int r)
+{
+	if (r == -EAGAIN || r == -EBUSY)
+		return 0;	/* retried after completions are reaped */
+	if (r < 0)
+		return r;
+	if ((unsigned int)r > e->queued)
+		r = (int)e->queued;
+	e->in_flight += (unsigned int)r;
+	e->queued -= (unsigned int)r;
+	return 0;
+}
+
+static int do_submit(struct io_uring *ring)
+{
+	int r;
+
+	do {
+		r = io_uring_submit(ring);
+	} while (r == -EINTR);
+	return r;
+}
+
 static void uring_queue(struct io_engine *e, struct io_op *op)
 {
 	struct uring_priv *p = e->priv;
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&p->ring);
 
 	if (!sqe) {
-		/* SQ full (depth is the SQ size, so only on misuse). */
-		io_uring_submit(&p->ring);
-		e->in_flight += e->queued;
-		e->queued = 0;
+		/*
+		 * SQ full: only when 'depth' operations are queued, which the
+		 * caller's contract excludes.  Push what the kernel takes.
+		 */
+		uring_account(e, do_submit(&p->ring));
 		sqe = io_uring_get_sqe(&p->ring);
+		if (!sqe) {
+			log_error("io_uring SQ full: operation failed");
+			op->err = -EAGAIN;
+			op->next = p->failed;
+			p->failed = op;
+			eventfd_write(e->event_fd, 1);
+			return;
+		}
 	}
 	if (op->write)
 		io_uring_prep_write(sqe, op->fd, op->buf, op->len, op->off);
@@ -78,23 +113,16 @@ static void uring_queue(struct io_engine *e, struct io_op *op)
 static int uring_submit(struct io_engine *e)
 {
 	struct uring_priv *p = e->priv;
-	int r;
 
 	if (!e->queued)
 		return 0;
-	do {
-		r = io_uring_submit(&p->ring);
-	} while (r == -EINTR);
-	if (r < 0)
-		return r;
 	/*
-	 * Without SQPOLL, io_uring_submit consumes every prepared SQE
-	 * (failures are posted as CQEs), so all queued ops are now owned
-	 * by the kernel.
+	 * io_uring_submit may take fewer SQEs than were prepared (EAGAIN
+	 * for some, or a short count); the others stay in the ring and the
+	 * next submit sends them.  EAGAIN/EBUSY for the whole batch: retry
+	 * after reaping completions.
 	 */
-	e->in_flight += e->queued;
-	e->queued = 0;
-	return 0;
+	return uring_account(e, do_submit(&p->ring));
 }
 
 static int uring_reap(struct io_engine *e, io_complete_fn fn, void *opaque)
@@ -106,6 +134,12 @@ static int uring_reap(struct io_engine *e, io_complete_fn fn, void *opaque)
 
 	if (read(e->event_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
 		return -errno;
+	while (p->failed) {
+		struct io_op *op = p->failed;
+
+		p->failed = op->next;
+		fn(op, op->err, opaque);
+	}
 	for (;;) {
 		n = 0;
 		io_uring_for_each_cqe(&p->ring, head, cqe) {

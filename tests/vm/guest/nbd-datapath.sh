@@ -58,8 +58,9 @@ head -c $((48 * M)) /dev/urandom > "$T/ref"
 truncate -s $SIZE "$T/ref"
 check "O_DIRECT write of 48 MiB through $D1" \
 	dd if="$T/ref" of="$D1" bs=1M count=48 oflag=direct status=none
+head -c $((48 * M)) "$T/ref" > "$T/ref48"
 check "O_DIRECT read back through $D1" bash -c \
-	"dd if='$D1' bs=1M count=48 iflag=direct,fullblock status=none | cmp -s - <(head -c $((48 * M)) '$T/ref')"
+	"dd if='$D1' bs=1M count=48 iflag=direct,fullblock status=none | cmp -s - '$T/ref48'"
 check "the volume (over NBD) equals the reference" qemu-img compare -q -f raw -F raw "$T/ref" "$NBD"
 check "pattern write through $D1" dev_write "$D1" 0x61 $((100 * M)) 4M
 check "...reads back over NBD" qemu-io -r -f raw -c "read -P 0x61 $((100 * M)) 4M" "$NBD"
@@ -123,6 +124,24 @@ expect_ok "detach domain 1"
 check "no device connected (no /sys/block/nbd*/pid)" bash -c "! ls /sys/block/nbd*/pid >/dev/null 2>&1"
 check "no server process left" bash -c "! pgrep -f -- '--export-name[ ]$K' >/dev/null"
 check "no device claim left" bash -c "[ -z \"\$(ls -A '$XSNG_RUN_DIR/nbd' 2>/dev/null)\" ]"
+# nbd.ko loaded by someone else with too few devices: the kernel creates
+# more at NBD_CMD_CONNECT (netlink, Linux >= 4.12)
+check "nbd.ko unloads (nothing holds it)" rmmod nbd
+modprobe nbd nbds_max=1
+dp Datapath.attach 1; D1=$(impl BlockDevice .path)
+dp Datapath.attach 2; D2=$(impl BlockDevice .path)
+check "the second domain is given a device past nbds_max=1 ($D2)" [ "$D2" = /dev/nbd1 ]
+dp Datapath.activate 1; PIDS+=("$(server_pid)")
+dp Datapath.activate_readonly 2
+expect_ok "activate_readonly on the device the kernel creates"
+check "$D2 exists, connected, read-only" bash -c \
+	"[ -b '$D2' ] && [ -e /sys/block/nbd1/pid ] && [ \"\$(blockdev --getro '$D2')\" = 1 ]"
+check "$D2 reads the volume" dev_read "$D2" 0x72 $((8 * M)) 1M
+dp Datapath.deactivate 2; dp Datapath.detach 2
+dp Datapath.deactivate 1; dp Datapath.detach 1
+check "again nothing connected" bash -c "! ls /sys/block/nbd*/pid >/dev/null 2>&1"
+check "again no server left" bash -c "! pgrep -f -- '--export-name[ ]$K' >/dev/null"
+
 IMG=$(vol_image "$K")
 check "the image is clean" qemu-img check -q -f "$(vol_qemu_fmt "$K")" "$IMG"
 check "the image holds exactly the reference" qemu-img compare -q -f raw -F "$(vol_qemu_fmt "$K")" "$T/ref" "$IMG"
