@@ -27,6 +27,7 @@ if dev=$(losetup -f --show "$T/disk"); then
 else bad "losetup"; fi
 mkfs.xfs -q -f "$T/disk" && ok "mkfs.xfs" || bad "mkfs.xfs"
 echo hello > /xsng-vm/probe && [ "$(cat /xsng-vm/probe)" = hello ] && ok "results share writable" || bad "results share"
+cmp -s <(echo same) <(echo same) && ok "process substitution (/dev/fd)" || bad "process substitution (/dev/fd)"
 for m in /proc /sys /dev /dev/pts /run; do mountpoint -q $m || bad "$m not mounted"; done
 rm -rf "$T"
 [ $fail -eq 0 ] && exit "${1:-0}"
