@@ -12,6 +12,11 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 echo "stage2: up at $(cut -d" " -f1 /proc/uptime)s"
 mkdir -p /dev/pts /dev/shm
+# what udev would add: bash's process substitution needs /dev/fd
+ln -sfn /proc/self/fd /dev/fd
+ln -sfn /proc/self/fd/0 /dev/stdin
+ln -sfn /proc/self/fd/1 /dev/stdout
+ln -sfn /proc/self/fd/2 /dev/stderr
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs -o mode=755 tmpfs /run
@@ -29,7 +34,8 @@ if [ "$(cat $R/mode)" = xen ]; then
 		off
 	fi
 fi
+echo "stage2: job starts at $(cut -d" " -f1 /proc/uptime)s"
 bash $R/job.sh >> $R/output 2>&1 < /dev/null
 echo $? > $R/rc.tmp && mv $R/rc.tmp $R/rc
-echo "stage2: job exited $(cat $R/rc)"
+echo "stage2: job exited $(cat $R/rc) at $(cut -d" " -f1 /proc/uptime)s"
 off

@@ -17,6 +17,7 @@
 #   VM_XEN_DOM0_MEM dom0's share of VM_MEM under Xen, MiB (1024)
 #   VM_LOG_DIR      keep each run's console log and output here (else a
 #                   temp dir, removed after a passing run, printed on failure)
+#   VM_OK_RC        statuses after which the logs are not kept ("0 77")
 #   VM_ENV          names of host variables to export into the guest
 #                   (INSTALL_ROOT, SRCDIR, PLUGIN, IMGIO, TESTS are always passed)
 # Exit status of vm_run_*: the script's, 124 on timeout, 125 when the guest
@@ -160,7 +161,7 @@ _vm_kill() {
 
 # _vm_run MODE SCRIPT [ARGS]: MODE plain or xen
 _vm_run() {
-	local mode=$1 script=$2 res keep rc accel=tcg cpu=max tailpid i name prevtrap
+	local mode=$1 script=$2 res keep rc accel=tcg cpu=max tailpid i name prevtrap t0 done_at
 	local -a q
 	shift 2
 	[ -f "$script" ] || { vm_log "no script $script"; return 1; }
@@ -203,16 +204,25 @@ _vm_run() {
 		    -append "console=ttyS0 panic=-1 loglevel=4 xsng_console=ttyS0")
 	fi
 	# qemu dies with this shell even when the caller's cleanup never runs
+	t0=$SECONDS
 	setpriv --pdeathsig KILL "${q[@]}" &
 	VM_QEMU_PID=$!
 	prevtrap=$(trap -p EXIT)
 	trap _vm_kill EXIT
 	tail -n +1 -F --pid="$VM_QEMU_PID" "$res/output" 2>/dev/null &
 	tailpid=$!
-	rc=124
-	for ((i = 0; i < VM_TIMEOUT * 5; i++)); do
+	rc=124 done_at=
+	while [ $((SECONDS - t0)) -lt "$VM_TIMEOUT" ]; do
 		kill -0 "$VM_QEMU_PID" 2>/dev/null || { rc=; break; }
-		sleep 0.2
+		# the status is in: give the power-off two minutes, no more
+		if [ -e "$res/rc" ]; then
+			: "${done_at:=$SECONDS}"
+			if [ $((SECONDS - done_at)) -ge 120 ]; then
+				vm_log "$name: the guest reported but did not power off; killed"
+				rc=; break
+			fi
+		fi
+		sleep 0.5
 	done
 	if [ "$rc" = 124 ]; then
 		vm_log "$name: guest still running after ${VM_TIMEOUT}s, killed"
@@ -227,7 +237,8 @@ _vm_run() {
 		*) vm_log "$name: the guest stopped without reporting an exit status"; rc=125 ;;
 		esac
 	fi
-	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+	vm_log "$name: exit $rc after $((SECONDS - t0))s in the $mode guest"
+	if [[ " ${VM_OK_RC:-0 77} " != *" $rc "* ]]; then
 		vm_log "$name: exit $rc; last lines of the guest console ($res/console.log):"
 		tail -n 40 "$res/console.log" | sed 's/^/  console: /' >&2
 		keep=1

@@ -1,5 +1,6 @@
 #!/bin/bash
 # Guest side of t-plain-guest: what the functional tests need in the guest.
+# Exits $1 when every check passes, 1 otherwise.
 set -u
 fail=0
 ok() { echo "  ok: $*"; }
@@ -26,6 +27,8 @@ if dev=$(losetup -f --show "$T/disk"); then
 else bad "losetup"; fi
 mkfs.xfs -q -f "$T/disk" && ok "mkfs.xfs" || bad "mkfs.xfs"
 echo hello > /xsng-vm/probe && [ "$(cat /xsng-vm/probe)" = hello ] && ok "results share writable" || bad "results share"
+cmp -s <(echo same) <(echo same) && ok "process substitution (/dev/fd)" || bad "process substitution (/dev/fd)"
 for m in /proc /sys /dev /dev/pts /run; do mountpoint -q $m || bad "$m not mounted"; done
 rm -rf "$T"
-exit $fail
+[ $fail -eq 0 ] && exit "${1:-0}"
+exit 1

@@ -1,0 +1,43 @@
+# Job of the PV guest in t-xen-vm (busybox sh in the guest; GNU dd/cmp in
+# /usr/bin for O_DIRECT).  /dev/xvda: the volume under test, through
+# blkfront -> blkback -> /dev/nbdN -> ngdp-server.  /dev/xvdb: a control
+# disk shared with dom0 (sector 0: the guest's phase, sector 1: dom0's
+# answer, sector 2: the exit status, written by init).
+# Layout of xvda in MiB: A (4) at 0, then B0/B1 (4) rewritten at 8 while
+# dom0 takes the snapshot, then C (1) at 1 and E (4) at 8.
+DD=/usr/bin/dd CMP=/usr/bin/cmp X=/dev/xvda CTL=/dev/xvdb P=/data
+fail() { echo "domU: FAIL: $*"; exit 1; }
+put() { # put FILE OFFSET_MIB
+	$DD if=$P/$1 of=$X bs=1M seek=$2 oflag=direct conv=notrunc,fsync status=none ||
+		fail "O_DIRECT write of $1 at ${2}M"
+}
+get_ok() { # get_ok FILE OFFSET_MIB: the disk holds FILE there (O_DIRECT read)
+	n=$(($(stat -c %s $P/$1) / 1048576))
+	$DD if=$X bs=1M skip=$2 count=$n iflag=direct status=none | $CMP -s - $P/$1
+}
+mark() { printf '%s\n' "$2" | $DD of=$CTL bs=512 seek=$1 count=1 conv=sync oflag=direct status=none; }
+ctl() { $DD if=$CTL bs=512 skip=$1 count=1 iflag=direct status=none | tr -d '\000' | head -1; }
+
+[ -b $X ] || fail "no $X"
+echo "domU: xvda is $(($(cat /sys/block/xvda/size) / 2048)) MiB"
+put A 0
+get_ok A 0 || fail "A does not read back"
+echo "domU: A written and read back"
+mark 0 A-DONE
+# keep writing while dom0 snapshots, until it says it is done
+n=0 g=0
+while [ "$(ctl 1)" != SNAPPED ]; do
+	put B$g 8
+	g=$((1 - g)) n=$((n + 1))
+	[ $n -ge 3000 ] && fail "dom0 never reported the snapshot"
+done
+echo "domU: $n B writes while dom0 took the snapshot"
+[ $n -ge 1 ] || fail "no write overlapped the snapshot"
+put C 1
+put E 8
+get_ok A 0 && fail "A still whole after C overwrote its second MiB"
+get_ok C 1 || fail "C does not read back"
+get_ok E 8 || fail "E does not read back"
+mark 0 DONE
+echo "domU: all patterns read back with O_DIRECT"
+exit 0

@@ -1,3 +1,0 @@
-#!/bin/bash
-# Guest side of t-plain-guest: exit with the status asked for.
-exit "$1"

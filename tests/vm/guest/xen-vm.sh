@@ -1,0 +1,166 @@
+#!/bin/bash
+# dom0 side of t-xen-vm (runs in Xen's dom0 under vm_run_xen): for each
+# volume plugin given, an SR on a loop device and a QCOW2 volume made by the
+# INSTALLED plugins; Datapath.attach + activate for a paused PV guest's
+# domid; the XenDisk's /dev/nbdN plugged as the guest's xvda with our
+# hotplug script (as xenopsd does for a "vbd" XenDisk); the guest writes and
+# reads patterns with O_DIRECT while dom0 takes a Volume.snapshot; then
+# deactivate + detach and qemu-img checks of the leaf and the snapshot
+# against references.   Usage: xen-vm.sh PLUGIN...
+set -u
+. "$SRCDIR/tests/functional/lib.sh"
+. "$VM_DIR/xen-lib.sh"
+trap 'xen_cleanup; cleanup' EXIT
+MiB=1048576
+VOL_SIZE=$((64 * MiB))
+
+# Patterns (random, made once; the guest gets copies in its initrd)
+PAT=$T/pat
+mkdir -p "$PAT"
+for p in A:4 B0:4 B1:4 C:1 E:4; do head -c $((${p#*:} * MiB)) /dev/urandom > "$PAT/${p%:*}"; done
+XEN_INITRD=$T/domu-initrd.cpio
+xen_domu_initrd "$XEN_INITRD" "$VM_DIR/guest/domu-disk-job.sh" "xvda xvdb" \
+	"$PAT"/A "$PAT"/B0 "$PAT"/B1 "$PAT"/C "$PAT"/E || { fail "building the guest's initrd"; finish; exit 1; }
+
+# The reference images: what the leaf and the snapshot must hold.
+# put_ref REF FILE OFFSET_MIB
+put_ref() { dd if="$PAT/$2" of="$1" bs=1M seek="$3" conv=notrunc status=none; }
+
+ctl_get() { dd if="$CTL" bs=512 skip="$1" count=1 iflag=direct status=none | tr -d '\000' | head -1; }
+ctl_put() { printf '%s\n' "$2" | dd of="$CTL" bs=512 seek="$1" count=1 conv=sync oflag=direct status=none; }
+
+# Every 4 KiB block of the snapshot's [8M, 12M) holds zeros, B0 or B1: the
+# guest was rewriting that region while the snapshot was taken.
+b_region_ok() { # RAW
+	python3 - "$1" "$PAT/B0" "$PAT/B1" <<-'PY'
+	import sys
+	raw, b0, b1 = (open(f, "rb").read() for f in sys.argv[1:4])
+	region = raw[8 << 20:12 << 20]
+	bad = 0
+	for o in range(0, 4 << 20, 4096):
+	    blk = region[o:o + 4096]
+	    if blk not in (bytes(4096), b0[o:o + 4096], b1[o:o + 4096]):
+	        bad += 1
+	print("  snapshot's B region: %d of 1024 blocks match no version" % bad)
+	sys.exit(bad != 0)
+	PY
+}
+
+no_nbd_connected() {
+	local p
+	for p in /sys/block/nbd*/pid; do [ -e "$p" ] && { echo "  $(dirname "$p") still connected"; return 1; }; done
+	return 0
+}
+
+# progress with dom0's uptime: TCG speed varies a lot with the host's load
+stamp() { echo "  [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
+
+run_one() {
+	local name att xd dev domid rc impls s_key simg limg
+	name=xsng-$PLUGIN
+	stamp "[$PLUGIN] start"
+	mk_sr || { fail "[$PLUGIN] SR.create/attach on a loop device"; return; }
+	vol_create $VOL_SIZE "xen guest disk"
+	expect_ok "[$PLUGIN] Volume.create ($((VOL_SIZE / MiB)) MiB)"
+	local K=$KEY URI
+	URI=$(jqr '.uri[0]' <<<"$VOL")
+	check "[$PLUGIN] the volume is QCOW2" [ "$(vol_qemu_fmt "$K")" = qcow2 ]
+
+	# the control disk (plain loop device, written by both sides)
+	truncate -s 1M "$T/ctl-$PLUGIN"
+	CTL=$(losetup -f --show "$T/ctl-$PLUGIN") || { fail "control disk"; return; }
+
+	XEN_CFG_EXTRA="disk = [ 'phy:$CTL,xvdb,w,script=$XEN_HOTPLUG' ]"
+	domid=$(xen_domu_create "$name" "$XEN_INITRD" -p)
+	check "[$PLUGIN] xl create -p: domain $domid" [ -n "$domid" ]
+	[ -n "$domid" ] || return
+
+	dcall Datapath.attach "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$domid\"}"
+	expect_ok "[$PLUGIN] Datapath.attach for domain $domid"
+	att=$OUT
+	impls=$(jq -c '[.implementations[][0]]' <<<"$att" 2>/dev/null)
+	xd=$(jq -c '[.implementations[] | select(.[0] == "XenDisk")][0][1] // empty' <<<"$att" 2>/dev/null)
+	dev=$(jq -r '.params // empty' <<<"$xd" 2>/dev/null)
+	if [ -n "$xd" ] && jqt '.backend_type == "vbd" and (.params | test("^/dev/nbd[0-9]+$")) and (.extra | type == "object")' <<<"$xd"; then
+		pass "[$PLUGIN] attach returns XenDisk {backend_type vbd, params $dev}"
+	else
+		fail "[$PLUGIN] Datapath.attach returned no XenDisk {backend_type \"vbd\", params \"/dev/nbdN\"}: implementations $impls, XenDisk ${xd:-none}; xenopsd could not plug this disk (issue 9). stderr: $(tail -c 400 "$T/stderr")"
+		$XL destroy "$name"
+		dcall Datapath.detach "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$domid\"}"
+		return
+	fi
+	dcall Datapath.activate "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$domid\"}"
+	expect_ok "[$PLUGIN] Datapath.activate for domain $domid"
+	check "[$PLUGIN] $dev is connected, $((VOL_SIZE / MiB)) MiB" \
+		[ -e "/sys/block/${dev#/dev/}/pid" -a "$(blockdev --getsize64 "$dev" 2>/dev/null)" = "$VOL_SIZE" ]
+
+	# plug it the way xenopsd plugs a vbd XenDisk, then let the guest run
+	check "[$PLUGIN] xl block-attach phy:$dev as xvda" \
+		$XL block-attach "$domid" "phy:$dev,xvda,w,script=$XEN_HOTPLUG"
+	check "[$PLUGIN] blkback took $dev (physical-device in xenstore)" \
+		bash -c "xenstore-read /local/domain/0/backend/vbd/$domid/51712/physical-device >/dev/null"
+	$XL unpause "$domid"
+	stamp "[$PLUGIN] guest $domid running"
+
+	# wait for the guest's first phase, then snapshot while it writes
+	local phase= end=$((SECONDS + 600))
+	while [ $SECONDS -lt $end ]; do
+		phase=$(ctl_get 0); [ "$phase" = A-DONE ] && break
+		$XL domid "$name" >/dev/null 2>&1 || break
+		sleep 0.2
+	done
+	check "[$PLUGIN] the guest wrote and read back A through blkfront" [ "$phase" = A-DONE ]
+	if [ "$phase" = A-DONE ]; then
+		stamp "[$PLUGIN] guest wrote A; snapshot"
+		vcall Volume.snapshot "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$K\"}"
+		expect_ok "[$PLUGIN] Volume.snapshot while the guest writes"
+		s_key=$(jqr .key 2>/dev/null)
+		ctl_put 1 SNAPPED
+	fi
+	xen_domu_wait "$name" 600
+	stamp "[$PLUGIN] guest gone"
+	rc=$(ctl_get 2)
+	check "[$PLUGIN] the guest's job passed ($rc)" [ "$rc" = XSNG-RC=0 ]
+	if [ "$rc" = XSNG-RC=0 ]; then
+		xen_domu_console "$name" | grep '^domU:' | sed 's/^/  guest: /'
+	else
+		xen_domu_console "$name" | tail -n 30 | sed 's/^/  guest console: /'
+	fi
+
+	dcall Datapath.deactivate "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$domid\"}"
+	expect_ok "[$PLUGIN] Datapath.deactivate"
+	dcall Datapath.detach "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$domid\"}"
+	expect_ok "[$PLUGIN] Datapath.detach"
+	check "[$PLUGIN] no ngdp-server left" bash -c '! pgrep -x ngdp-server >/dev/null'
+	check "[$PLUGIN] no /dev/nbdN left connected" no_nbd_connected
+	losetup -d "$CTL"
+
+	# the leaf: A with C over its second MiB, E at 8M, zeros elsewhere
+	stamp "[$PLUGIN] checking the images"
+	limg=$(vol_image "$K")
+	truncate -s $VOL_SIZE "$T/ref-leaf"
+	put_ref "$T/ref-leaf" A 0; put_ref "$T/ref-leaf" C 1; put_ref "$T/ref-leaf" E 8
+	check "[$PLUGIN] qemu-img check of the leaf" qemu-img check -q -f qcow2 "$limg"
+	check "[$PLUGIN] the leaf holds exactly the guest's final data" \
+		qemu-img compare -q -f raw -F qcow2 "$T/ref-leaf" "$limg"
+	[ -n "${s_key:-}" ] || { fail "[$PLUGIN] no snapshot to check"; return; }
+	# the snapshot: A whole, zeros beyond 12M, B region in some state the
+	# guest wrote; nothing of C or E
+	simg=$(vol_image "$s_key")
+	check "[$PLUGIN] qemu-img check of the snapshot" qemu-img check -q -f "$(vol_qemu_fmt "$s_key")" "$simg"
+	qemu-img convert -f "$(vol_qemu_fmt "$s_key")" -O raw "$simg" "$T/snap.raw"
+	truncate -s $VOL_SIZE "$T/ref-snap"
+	put_ref "$T/ref-snap" A 0
+	dd if="$T/snap.raw" of="$T/ref-snap" bs=1M skip=8 seek=8 count=4 conv=notrunc status=none
+	check "[$PLUGIN] the snapshot holds A and nothing written after it" \
+		cmp -s "$T/ref-snap" "$T/snap.raw"
+	check "[$PLUGIN] the snapshot's B region holds only what the guest wrote" b_region_ok "$T/snap.raw"
+	rm -f "$T/snap.raw" "$T/ref-snap" "$T/ref-leaf"
+}
+
+for PLUGIN in "$@"; do
+	TEST_NAME=t-xen-vm[$PLUGIN]
+	run_one
+done
+TEST_NAME=t-xen-vm
+finish

@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: LGPL-2.1-only
+# Helpers for scripts that vm_run_xen runs in Xen's dom0: boot small PV
+# guests (busybox + xen-blkfront + GNU dd/cmp) that run a job script and
+# report its status.  Source from bash in dom0.
+#
+#   xen_domu_initrd OUT JOB DISKS [FILE...]  initrd running JOB (sh) once
+#        the disks (e.g. "xvda xvdb") exist; FILEs are packed under /data
+#   xen_domu_create NAME INITRD [xl create options]   (config from $XEN_CFG_EXTRA)
+#   xen_domu_wait NAME SECONDS   wait until the domain is gone (destroys it
+#                                and returns 124 on timeout)
+#   xen_domu_console NAME        the guest's console log
+#   XEN_HOTPLUG   the hotplug script for phy: disks: phy:DEV,xvda,w,script=$XEN_HOTPLUG
+set -u
+: "${VM_DIR:?}" "${VM_KERNEL:?}" "${VM_DOMU_BASE:?}"
+XL=/usr/lib/xen-4.17/bin/xl
+XEN_HOTPLUG=$VM_DIR/xen-hotplug-phy
+XEN_WORK=$(mktemp -d /tmp/xsng-xen.XXXXXX)
+
+xen_domu_initrd() {
+	local out=$1 job=$2 disks=$3 d f l; shift 3
+	d=$XEN_WORK/initrd.$$.$RANDOM
+	mkdir -p "$d" && cp -a "$VM_DOMU_BASE/." "$d/" && rm -f "$d/.done" || return 1
+	mkdir -p "$d/proc" "$d/sys" "$d/dev" "$d/data" "$d/usr/bin" && ln -sf busybox "$d/bin/sh"
+	# GNU dd/cmp: O_DIRECT with aligned buffers; their libraries beside them
+	for f in /bin/dd /usr/bin/cmp; do
+		cp -L "$f" "$d/usr/bin/" || return 1
+		for l in $(ldd "$f" | grep -o '/[^ ]*'); do
+			mkdir -p "$d$(dirname "$l")" && cp -Ln "$l" "$d$l" || return 1
+		done
+	done
+	cp "$VM_DIR/domu-init" "$d/init" && chmod 755 "$d/init" &&
+	cp "$job" "$d/job" && echo "$disks" > "$d/disks" || return 1
+	for f in "$@"; do cp "$f" "$d/data/" || return 1; done
+	# not compressed: the patterns are random, and TCG makes gzip slow
+	( cd "$d" && find . | cpio -o -H newc --quiet ) > "$out" || return 1
+	rm -rf "$d"
+}
+
+# xen_domu_create NAME INITRD [xl create args (-p)]; extra config lines in
+# XEN_CFG_EXTRA (e.g. disk = [...]).  Prints the domid.
+xen_domu_create() {
+	local name=$1 initrd=$2 cfg; shift 2
+	cfg=$XEN_WORK/$name.cfg
+	cat > "$cfg" <<-CFG
+	name = "$name"
+	type = "pv"
+	kernel = "$VM_KERNEL"
+	ramdisk = "$initrd"
+	extra = "console=hvc0 panic=-1 loglevel=4"
+	memory = ${XEN_DOMU_MEM:-256}
+	vcpus = 1
+	on_poweroff = "destroy"
+	on_reboot = "destroy"
+	on_crash = "destroy"
+	${XEN_CFG_EXTRA:-}
+	CFG
+	$XL create -q "$@" "$cfg" >&2 || return 1
+	$XL domid "$name"
+}
+
+xen_domu_wait() {
+	local name=$1 t=$2
+	local end=$((SECONDS + t))
+	while [ $SECONDS -lt $end ]; do
+		$XL domid "$name" >/dev/null 2>&1 || return 0
+		sleep 0.5
+	done
+	echo "xen: guest $name still running after ${t}s, destroyed" >&2
+	$XL destroy "$name" >&2
+	return 124
+}
+
+xen_domu_console() { cat "/var/log/xen/console/guest-$1.log" 2>/dev/null; }
+
+xen_cleanup() {
+	local n
+	for n in $($XL list 2>/dev/null | awk 'NR > 2 { print $1 }'); do $XL destroy "$n"; done
+	rm -rf "$XEN_WORK"
+}
