@@ -157,6 +157,27 @@ vol_create() {
 	KEY=$(jqr .key 2>/dev/null)
 }
 
+# vol_activate DOMAIN: Datapath.attach + activate of the volume in VOL/KEY
+# for DOMAIN, as xapi does for a VM; sets URI, NBD (the Nbd implementation's
+# URI) and PID (its server, also recorded in PIDS for cleanup).
+vol_activate() {
+	URI=$(jq -r '.uri[0]' <<<"$VOL")
+	dcall Datapath.attach "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$1\"}"
+	expect_ok "Datapath.attach"
+	NBD=$(jqr '.implementations[] | select(.[0]=="Nbd") | .[1].uri')
+	dcall Datapath.activate "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$1\"}"
+	expect_ok "Datapath.activate"
+	PID=$(jq -r .pid "$SR/.sr/active/$KEY.json")
+	PIDS+=("$PID")
+}
+# vol_deactivate DOMAIN: Datapath.deactivate + detach (after vol_activate)
+vol_deactivate() {
+	dcall Datapath.deactivate "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$1\"}"
+	expect_ok "Datapath.deactivate"
+	dcall Datapath.detach "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$1\"}"
+	expect_ok "Datapath.detach"
+}
+
 # The image file behind a volume (internal layout, for qemu-io/qemu-img).
 vol_image() {
 	local rec id fmt

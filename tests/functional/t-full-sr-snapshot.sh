@@ -8,13 +8,7 @@
 mk_sr || { fail "SR setup"; finish; exit; }
 vol_create $((2048 << 20)) vm
 K=$KEY
-URI=$(jq -r '.uri[0]' <<<"$VOL")
-dp() { dcall "$1" "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"9\"}"; }
-dp Datapath.attach; expect_ok "Datapath.attach"
-NBD=$(jqr '.implementations[] | select(.[0]=="Nbd") | .[1].uri')
-dp Datapath.activate; expect_ok "Datapath.activate"
-PID=$(jq -r .pid "$SR/.sr/active/$K.json")
-PIDS+=("$PID")
+vol_activate 9
 nbdio() { qemu-io -f raw "$@" "$NBD" >/dev/null 2>&1; }
 check "write through NBD" nbdio -c "write -P 0x11 0 8M" -c flush
 
@@ -30,7 +24,6 @@ rm -f "$SR/filler"
 sync
 vcall SR.ls "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
 check "no half-made snapshot is left behind" jqt 'length == 1' <<<"$OUT"
-ctl=$(jq -r .control "$SR/.sr/active/$K.json")
 check "the same server still serves" alive "$PID"
 check "after freeing space, writes work again" nbdio -c "write -P 0x33 128M 16M" -c flush
 check "...and read back" nbdio -c "read -P 0x33 128M 16M"
@@ -38,6 +31,5 @@ check "the old data is intact" nbdio -c "read -P 0x11 0 8M"
 vcall Volume.snapshot "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$K\"}"
 expect_ok "a snapshot now succeeds"
 check "writes after it work" nbdio -c "write -P 0x44 0 1M" -c flush
-dp Datapath.deactivate; expect_ok "Datapath.deactivate"
-dp Datapath.detach; expect_ok "Datapath.detach"
+vol_deactivate 9
 finish

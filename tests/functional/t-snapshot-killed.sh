@@ -8,13 +8,7 @@
 mk_sr || { fail "SR setup"; finish; exit; }
 vol_create $((256 << 20)) vm
 K=$KEY
-URI=$(jq -r '.uri[0]' <<<"$VOL")
-dp() { dcall "$1" "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"4\"}"; }
-dp Datapath.attach; expect_ok "Datapath.attach"
-NBD=$(jqr '.implementations[] | select(.[0]=="Nbd") | .[1].uri')
-dp Datapath.activate; expect_ok "Datapath.activate"
-PID=$(jq -r .pid "$SR/.sr/active/$K.json")
-PIDS+=("$PID")
+vol_activate 4
 check "write A" qio -f raw -c "write -P 0xa1 0 1M" -c flush "$NBD"
 OLD=$(vol_image "$K")
 
@@ -34,7 +28,6 @@ check "the same server still serves" alive "$PID"
 check "the live volume reads B" qio -r -f raw -c "read -P 0xb2 0 1M" "$NBD"
 check "the snapshot still holds A" qio -r -f "$(vol_qemu_fmt "$S")" -c "read -P 0xa1 0 1M" "$OLD"
 check "the new leaf holds B" qio -r -f "$(vol_qemu_fmt "$K")" -c "read -P 0xb2 0 1M" "$(vol_image "$K")"
-dp Datapath.deactivate; expect_ok "Datapath.deactivate"
-dp Datapath.detach; expect_ok "Datapath.detach"
+vol_deactivate 4
 check "both images are clean" bash -c "qemu-img check -q -f $(vol_qemu_fmt "$K") '$(vol_image "$K")' && qemu-img check -q -f $(vol_qemu_fmt "$S") '$OLD'"
 finish

@@ -8,13 +8,7 @@
 mk_sr || { fail "SR setup"; finish; exit; }
 vol_create $((256 << 20)) vm
 K=$KEY
-URI=$(jq -r '.uri[0]' <<<"$VOL")
-dp() { dcall "$1" "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"5\"}"; }
-dp Datapath.attach; expect_ok "Datapath.attach"
-dp Datapath.activate; expect_ok "Datapath.activate"
-PID=$(jq -r .pid "$SR/.sr/active/$K.json")
-PIDS+=("$PID")
-NBD=$(jq -r '.implementations[] | select(.[0]=="Nbd") | .[1].uri' <<<"$(dp Datapath.attach; printf '%s' "$OUT")")
+vol_activate 5
 check "write through NBD" bash -c "qemu-io -f raw -c 'write -P 0x6b 0 2M' -c flush '$NBD' >/dev/null"
 kill -9 "$PID"
 while alive "$PID"; do sleep 0.05; done
@@ -28,6 +22,5 @@ expect_ok "Volume.snapshot of the volume whose server died"
 S=$(jqr .key)
 check "the snapshot's image has no leak (qemu-img check exit 0)" qemu-img check -q -f qcow2 "$(vol_image "$S")"
 check "...and holds the data" bash -c "qemu-io -r -f qcow2 -c 'read -P 0x6b 0 2M' '$(vol_image "$S")' >/dev/null"
-dp Datapath.deactivate
-dp Datapath.detach
+vol_deactivate 5
 finish
