@@ -140,6 +140,9 @@ mk_loop() {
 # mk_sr [extra device-config as JSON object members]: sets DEV SR SR_UUID
 mk_sr() {
 	local extra=${1:-}
+	# run.sh runs "# per-format" tests once more with IMAGE_FORMAT=vhd|raw
+	[ -z "$extra" ] && [ -n "${IMAGE_FORMAT:-}" ] &&
+		extra=",\"image-format\":\"$IMAGE_FORMAT\""
 	DEV=$(mk_loop 1G)
 	SR_UUID=$(cat /proc/sys/kernel/random/uuid)
 	vcall SR.create "{\"dbg\":\"test\",\"uuid\":\"$SR_UUID\",\"name\":\"test SR\",\"description\":\"made by $TEST_NAME\",\"configuration\":{\"device\":\"$DEV\"$extra}}"

@@ -19,6 +19,9 @@ for t in "${tests[@]}"; do
 		specs+=("$here/$t") # run-tests.sh reports it as a failure
 	elif grep -q '^# per-plugin' "$here/$t"; then
 		specs+=("PLUGIN=ext4-ng $here/$t" "PLUGIN=xfs-ng $here/$t")
+		# "# per-format": also on VHD and raw SRs (one SR type each)
+		grep -q '^# per-format' "$here/$t" &&
+			specs+=("IMAGE_FORMAT=vhd PLUGIN=ext4-ng $here/$t" "IMAGE_FORMAT=raw PLUGIN=xfs-ng $here/$t")
 	else
 		specs+=("PLUGIN=ext4-ng $here/$t")
 	fi

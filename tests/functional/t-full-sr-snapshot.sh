@@ -3,6 +3,7 @@
 # leaf, or the server's flush fails), and the VM's disk must not stay
 # paused: once space is freed, writes work again without a deactivate.
 # per-plugin
+# per-format
 . "$(dirname "$0")/lib.sh"
 
 mk_sr || { fail "SR setup"; finish; exit; }
