@@ -13,9 +13,11 @@ vol_activate 9
 nbdio() { qemu-io -f raw "$@" "$NBD" >/dev/null 2>&1; }
 check "write through NBD" nbdio -c "write -P 0x11 0 8M" -c flush
 
-# fill the SR to the last few MiB, then write more than fits
+# fill the SR to its last 64 KiB (less than any new image needs), then
+# write more than fits
 avail=$(( $(stat -f -c '%a * %S' "$SR") ))
-fallocate -l $((avail - (6 << 20))) "$SR/filler" 2>/dev/null || head -c $((avail - (6 << 20))) /dev/zero > "$SR/filler"
+fallocate -l $((avail - (64 << 10))) "$SR/filler" 2>/dev/null ||
+	head -c $((avail - (64 << 10))) /dev/zero > "$SR/filler" 2>/dev/null
 nbdio -c "write -P 0x22 64M 64M" -c flush
 check "writes past the free space fail" [ $? -ne 0 ]
 vcall Volume.snapshot "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$K\"}"
