@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
+#include "json-io.h"
 #include "log.h"
 #include "server/server.h"
 #include "io/engine.h"
@@ -958,52 +960,19 @@ static int resume_on(struct server *srv, const char *image,
 /* Read the volume record; *ret is the parsed object. */
 static int record_load(const char *path, json_object **ret)
 {
-	struct json_tokener *tok;
-	json_object *o;
-	char *buf;
-	size_t len = 0;
-	ssize_t n;
-	int fd, r = 0;
+	char *buf = NULL;
+	size_t len;
+	int r = read_file_at(AT_FDCWD, path, RECORD_MAX, &buf, &len);
 
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	buf = malloc(RECORD_MAX + 1);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	while (len < RECORD_MAX &&
-	       (n = read(fd, buf + len, RECORD_MAX - len)) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = -errno;
-			break;
-		}
-		len += (size_t)n;
-	}
-	close(fd);
-	if (r == 0 && len >= RECORD_MAX)
-		r = -EFBIG;
-	if (r < 0) {
-		free(buf);
+	if (r < 0)
 		return r;
-	}
-	tok = json_tokener_new();
-	o = tok ? json_tokener_parse_ex(tok, buf, (int)len) : NULL;
-	if (tok && json_tokener_get_error(tok) != json_tokener_success) {
-		json_object_put(o);
-		o = NULL;
-	}
-	json_tokener_free(tok);
+	r = json_parse_exact(buf, len, ret) < 0 ? -EBADMSG : 0;
 	free(buf);
-	if (!o || !json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		return -EBADMSG;
+	if (r == 0 && !json_object_is_type(*ret, json_type_object)) {
+		json_object_put(*ret);
+		r = -EBADMSG;
 	}
-	*ret = o;
-	return 0;
+	return r;
 }
 
 /* An image id as the SR writes them: no path separators, no dot files. */
