@@ -24,7 +24,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wvla -Wformat=2 -Wstrict-prototypes \
 	-Wmissing-prototypes -Wwrite-strings -Wpointer-arith -Wno-format-nonliteral \
 	-Wno-format-truncation
 override CFLAGS   += -std=gnu11 $(WARN) -fno-common -fstack-protector-strong -MMD -MP
-override CPPFLAGS += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude \
+override CPPFLAGS += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
 	-DVERSION=\"$(VERSION)\" -DPKGLIBEXEC=\"$(PKGLIBEXEC)\"
 
 ifeq ($(SANITIZE),1)
@@ -32,57 +32,109 @@ override CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-
 override LDFLAGS += -fsanitize=address,undefined
 endif
 
-PKGS_LIB   := json-c blkid
-LIBS_COMMON = $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null || echo -ljson-c -lblkid)
-override CPPFLAGS += $(shell pkg-config --cflags $(PKGS_LIB) 2>/dev/null)
-LIBS_SERVER = -laio -luring -lz -lpthread
+# ---------------------------------------------------------------- layers
+# Libraries, lowest first.  Each compiles with the include directories of
+# what it may use and nothing else, so a wrong #include fails to build:
+#
+#   libutil.a     src/util/      include/util/   libc only: logging, files,
+#                                                 processes, locks, names, bytes
+#   libedge.a     src/edge/      include/edge/   the plugins' edge: calls and
+#                                                 error records, JSON, control client
+#   libsr.a       src/sr/        include/sr/     the on-disk SR model
+#   libformats.a  src/formats/   include/engine/formats/   the image engines
+#   libngdp.a     src/server/    include/engine/server/    the daemon's core
+#
+# include/proto/ (the NBD and control-socket wire vocabulary) is open to all.
+# The engine (formats, the daemon's core, tools) sees mk/poison/ first, whose
+# json-c, JSON and plugin headers are #errors: JSON enters the daemon only
+# through its control socket, src/server/control*.c ("the door"), and the
+# plugins' call and SR headers never reach the daemon.
+PKGS_JSON     := json-c blkid
+JSON_CPPFLAGS := $(shell pkg-config --cflags $(PKGS_JSON))
+LIBS_JSON     := $(shell pkg-config --libs $(PKGS_JSON))
+LIBS_ENGINE   := -laio -luring -lz -lpthread
+
+# A missing library is an error, not a smaller build ('make deps' installs it).
+ifeq ($(LIBS_JSON),)
+ifneq ($(filter-out deps check demo bench clean,$(or $(MAKECMDGOALS),all)),)
+$(error pkg-config finds no json-c or libblkid: run 'make deps' as root)
+endif
+endif
+
+INC_UTIL   := -Iinclude/util -Iinclude/proto
+INC_ENGINE := -Imk/poison/json -Imk/poison/plugin $(INC_UTIL) -Iinclude/engine
+INC_DOOR   := -Imk/poison/plugin $(INC_UTIL) -Iinclude/engine -Iinclude/edge $(JSON_CPPFLAGS)
+INC_EDGE   := $(INC_UTIL) -Iinclude/edge $(JSON_CPPFLAGS)
+INC_SR     := $(INC_EDGE) -Iinclude/sr
+INC_PLUGIN := $(INC_SR) -Iinclude/engine -Isrc/volume-plugin
+INC_TESTS  := $(INC_PLUGIN)
+
+# The daemon's JSON door.
+DOOR_SRC := src/server/control% src/server/server.c
+
+# The include flags of a source file's layer (tests see everything).
+layer_inc = $(strip \
+	$(if $(filter src/util/%,$1),$(INC_UTIL), \
+	$(if $(filter src/edge/%,$1),$(INC_EDGE), \
+	$(if $(filter src/sr/%,$1),$(INC_SR), \
+	$(if $(filter $(DOOR_SRC),$1),$(INC_DOOR), \
+	$(if $(filter src/formats/% src/server/% src/tools/%,$1),$(INC_ENGINE), \
+	$(if $(filter src/volume-plugin/% src/datapath-plugin/% plugins/%,$1),$(INC_PLUGIN), \
+	$(INC_TESTS))))))))
 
 # ---------------------------------------------------------------- sources
-COMMON_SRC  := $(wildcard src/common/*.c src/sr/*.c)
+UTIL_SRC    := $(wildcard src/util/*.c)
+EDGE_SRC    := $(wildcard src/edge/*.c)
+SR_SRC      := $(wildcard src/sr/*.c)
 FORMATS_SRC := $(wildcard src/formats/*.c)
+NGDP_SRC    := $(filter-out src/server/main.c,$(wildcard src/server/*.c src/server/io/*.c))
 VOLUME_SRC  := $(wildcard src/volume-plugin/*.c)
 DPPLUG_SRC  := $(wildcard src/datapath-plugin/*.c)
-SERVER_SRC  := $(filter-out src/server/main.c,$(wildcard src/server/*.c src/server/*/*.c))
 PLUGINS     := ext4-ng xfs-ng
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
-LIBCOMMON  := $(B)/libcommon.a
+LIBUTIL    := $(B)/libutil.a
+LIBEDGE    := $(B)/libedge.a
+LIBSR      := $(B)/libsr.a
 LIBFORMATS := $(B)/libformats.a
-LIBSERVER  := $(B)/libserver.a
+LIBNGDP    := $(B)/libngdp.a
+# Link order: users before what they use.
+ALL_LIBS   := $(LIBNGDP) $(LIBFORMATS) $(LIBSR) $(LIBEDGE) $(LIBUTIL)
+LIBS_ALL    = $(LIBS_JSON) $(LIBS_ENGINE)
 
-PROGRAMS := $(addprefix $(B)/,$(PLUGINS))
-ifneq ($(DPPLUG_SRC),)
-PROGRAMS += $(B)/ngdp
-endif
-ifneq ($(wildcard src/server/main.c),)
-PROGRAMS += $(B)/ngdp-server
-endif
+# What `make install` installs; ngdp-imgio is a test tool.
+PROGRAMS := $(addprefix $(B)/,$(PLUGINS)) $(B)/ngdp $(B)/ngdp-server
 
-all: $(PROGRAMS)
+all: $(PROGRAMS) $(B)/ngdp-imgio
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(call layer_inc,$<) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(LIBCOMMON): $(call obj,$(COMMON_SRC))
-	@rm -f $@; $(AR) rcs $@ $^
+$(LIBUTIL): $(call obj,$(UTIL_SRC))
+$(LIBEDGE): $(call obj,$(EDGE_SRC))
+$(LIBSR): $(call obj,$(SR_SRC))
 $(LIBFORMATS): $(call obj,$(FORMATS_SRC))
+$(LIBNGDP): $(call obj,$(NGDP_SRC))
+$(ALL_LIBS):
 	@rm -f $@; $(AR) rcs $@ $^
-$(LIBSERVER): $(call obj,$(SERVER_SRC))
-	@rm -f $@; $(AR) rcs $@ $^
 
-# One binary per volume plugin: the shared handlers plus the plugin's descriptor.
-# (libformats: the VHD writer for VHD snapshots)
-$(B)/%: plugins/%/plugin.c $(call obj,$(VOLUME_SRC)) $(LIBFORMATS) $(LIBCOMMON)
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(call obj,$(VOLUME_SRC)) $(LIBFORMATS) $(LIBCOMMON) $(LDFLAGS) $(LIBS_COMMON) -lz
+# One binary per volume plugin: the shared handlers plus the plugin's
+# descriptor (libformats: the VHD writer, for VHD snapshots).
+$(addprefix $(B)/,$(PLUGINS)): $(B)/%: $(B)/plugins/%/plugin.o $(call obj,$(VOLUME_SRC)) $(LIBFORMATS) $(LIBSR) $(LIBEDGE) $(LIBUTIL)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_JSON) -lz
 
-$(B)/ngdp: $(call obj,$(DPPLUG_SRC)) $(LIBCOMMON)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_COMMON)
+$(B)/ngdp: $(call obj,$(DPPLUG_SRC)) $(LIBSR) $(LIBEDGE) $(LIBUTIL)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_JSON)
 
-$(B)/ngdp-server: $(call obj,src/server/main.c) $(LIBSERVER) $(LIBFORMATS) $(LIBCOMMON)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_COMMON) $(LIBS_SERVER)
+# libedge: the control socket's JSON parser (json-io)
+$(B)/ngdp-server: $(call obj,src/server/main.c) $(LIBNGDP) $(LIBFORMATS) $(LIBEDGE) $(LIBUTIL)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
+
+# Runs the format engines synchronously from the command line, for tests.
+$(B)/ngdp-imgio: $(call obj,src/tools/ngdp-imgio.c) $(LIBFORMATS) $(LIBUTIL)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lz
 
 # ---------------------------------------------------------------- install
 # Method names each plugin implements: the set of files is what xapi reads as
@@ -117,8 +169,9 @@ uninstall:
 clean:
 	rm -rf $(B)
 
-# Test, packaging and tool fragments (mk/tests.mk: deps, check, demo).
--include mk/*.mk
+# Tests, benchmark and guest fragments (mk/tests.mk: deps, check, demo).
+include mk/tests.mk mk/bench.mk mk/formats.mk mk/server.mk mk/vhd.mk mk/vm.mk
+# Dependency files of the objects built so far (none on a fresh tree).
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 
 .PHONY: all install uninstall clean

@@ -1,65 +1,28 @@
 # SPDX-License-Identifier: LGPL-2.1-only
-# ngdp-server: test helpers, cmocka unit tests, shell tests (check-server)
-# and the NBD protocol fuzzer (fuzz-nbd).
+# ngdp-server: check-server runs the NBD fuzz corpus once and
+# tests/server/t-*.sh once per I/O engine, with the test helpers and the
+# server built with its fault-injection hooks.
 
-SERVER_BIN      := $(B)/ngdp-server
-SERVER_HELPERS  := $(B)/tests/server/nbd-evil $(B)/tests/server/ngdp-ctl \
-		   $(B)/tests/server/ngdp-server-fault
-SERVER_UNIT_SRC := $(wildcard tests/unit/test-nbd-*.c)
-SERVER_UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(SERVER_UNIT_SRC))
-SERVER_FUZZ     := $(B)/fuzz/fuzz-nbd
-SERVER_FUZZ_CC  ?= clang
-SERVER_FUZZ_TIME ?= $(FUZZ_TIME)
-SERVER_FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+SERVER_BIN     := $(B)/ngdp-server
+SERVER_HELPERS := $(B)/tests/server/nbd-evil $(B)/tests/server/ngdp-ctl \
+		  $(B)/tests/server/ngdp-server-fault
 
-$(B)/tests/server/%: tests/server/%.c include/server/nbd-proto.h
+# The server with its fault-injection hooks ($$NGDP_FAULT), for tests
+# only: its own objects, built with NGDP_FAULT_INJECT.
+fault_obj = $(patsubst %.c,$(B)/fault/%.o,$(1))
+$(B)/fault/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
+	$(CC) $(call layer_inc,$<) $(CPPFLAGS) -DNGDP_FAULT_INJECT $(CFLAGS) -c -o $@ $<
 
-# The server with its fault-injection hooks ($$NGDP_FAULT), for tests only.
-$(B)/tests/server/ngdp-server-fault: src/server/main.c $(SERVER_SRC) $(wildcard src/server/io/*.h include/server/*.h) $(LIBFORMATS) $(LIBCOMMON)
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -DNGDP_FAULT_INJECT $(filter-out -MMD -MP,$(CFLAGS)) -o $@ \
-		src/server/main.c $(SERVER_SRC) $(LIBFORMATS) $(LIBCOMMON) \
-		$(LDFLAGS) $(LIBS_COMMON) $(LIBS_SERVER)
+$(B)/tests/server/ngdp-server-fault: $(call fault_obj,src/server/main.c $(NGDP_SRC)) $(LIBFORMATS) $(LIBEDGE) $(LIBUTIL)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
 
-$(B)/tests/unit/test-nbd-%: tests/unit/test-nbd-%.c $(LIBSERVER) $(LIBFORMATS) $(LIBCOMMON)
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_COMMON) $(LIBS_SERVER)
-
-# The fuzzer is built from sources with clang (libFuzzer), not from the
-# gcc archives.
-$(SERVER_FUZZ): tests/fuzz/fuzz-nbd.c $(SERVER_SRC) $(FORMATS_SRC) src/common/log.c src/common/fileio.c src/common/json-io.c
-	@mkdir -p $(dir $@)
-	$(SERVER_FUZZ_CC) $(CPPFLAGS) $(if $(wildcard src/formats/vhd.c),-DHAVE_FORMAT_VHD) \
-		$(SERVER_FUZZ_FLAGS) -o $@ $^ $(LIBS_COMMON) $(LIBS_SERVER)
-
-SERVER_FUZZ_OPTS := -max_len=8192 -timeout=10
-
-fuzz-nbd: $(SERVER_FUZZ)
-	$(RUN_FUZZ) fuzz nbd $(SERVER_FUZZ) tests/fuzz/corpus/nbd $(SERVER_FUZZ_TIME) $(SERVER_FUZZ_OPTS)
-
-FUZZ_BINS += $(SERVER_FUZZ)
-CHECK_FUZZ += "$(RUN_FUZZ) fuzz nbd $(SERVER_FUZZ) tests/fuzz/corpus/nbd $(CHECK_FUZZ_TIME) $(SERVER_FUZZ_OPTS)"
-
-check-server-unit: $(SERVER_UNIT_BIN)
-	@$(RUN_TESTS) -s server-unit $(SERVER_UNIT_BIN)
-
-check-server-fuzz-corpus: fuzz-build
-	@$(RUN_TESTS) -s server-fuzz \
-		"$(RUN_FUZZ) regress nbd $(SERVER_FUZZ) tests/fuzz/corpus/nbd $(SERVER_FUZZ_OPTS)"
-
-# Unit tests, the fuzz corpus regression and tests/server/t-*.sh once per
-# engine, in one run of tests/run-tests.sh.
-check-server: $(SERVER_BIN) $(SERVER_HELPERS) $(SERVER_UNIT_BIN) fuzz-build
-	@# the VHD engineer's tool creates differencing images (mk/vhd.mk)
-	@if [ -n "$(VHD_TOOL)" ]; then $(MAKE) --no-print-directory $(VHD_TOOL) >/dev/null; fi
+check-server: $(SERVER_BIN) $(SERVER_HELPERS) $(B)/tests/formats/vhd-tool fuzz-build
 	@NGDP_SERVER=$(abspath $(SERVER_BIN)) NGDP_HELPERS=$(abspath $(B)/tests/server) \
-		NGDP_VHD_TOOL=$(if $(VHD_TOOL),$(abspath $(VHD_TOOL))) \
-		bash tests/server/run.sh $(foreach t,$(SERVER_UNIT_BIN),--also $(t)) \
-		--also "$(RUN_FUZZ) regress nbd $(SERVER_FUZZ) tests/fuzz/corpus/nbd $(SERVER_FUZZ_OPTS)" \
+		NGDP_VHD_TOOL=$(abspath $(B)/tests/formats/vhd-tool) \
+		bash tests/server/run.sh \
+		--also $(call fuzz_spec,regress,nbd) \
 		$(SERVER_TESTS)
 
 CHECK_TARGETS += check-server
-FUZZ_TARGETS += fuzz-nbd
-.PHONY: check-server check-server-unit check-server-fuzz-corpus fuzz-nbd
+.PHONY: check-server

@@ -28,19 +28,26 @@ deps:
 	    apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# ---------------------------------------------------------------- unit
-COMMON_UNIT := test-names test-json-io test-fileio test-proc test-sr-meta
-COMMON_UNIT_BIN := $(addprefix $(B)/tests/unit/,$(COMMON_UNIT))
+# ---------------------------------------------------------------- programs
+# One rule builds every unit test (tests/unit/test-*.c, cmocka), one every
+# test helper, one every fuzzer (below); all link the same libraries.
+UNIT_SRC   := $(wildcard tests/unit/test-*.c)
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
+TEST_TOOLS := $(B)/tests/server/nbd-evil $(B)/tests/server/ngdp-ctl \
+	      $(B)/tests/formats/vhd-tool
 
-$(COMMON_UNIT_BIN): $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBCOMMON)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_COMMON)
+$(UNIT_BIN): $(B)/tests/unit/%: $(B)/tests/unit/%.o $(ALL_LIBS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_ALL)
+
+$(TEST_TOOLS): $(B)/%: $(B)/%.o $(ALL_LIBS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
 
 # Every suite runs its test programs through tests/run-tests.sh (protocol:
 # tests/README.md): exit 0 pass, 1 fail, 77 skip; one closing line.
 RUN_TESTS = bash tests/run-tests.sh
 
-check-unit: $(COMMON_UNIT_BIN)
-	@$(RUN_TESTS) -s unit $(COMMON_UNIT_BIN)
+check-unit: $(UNIT_BIN)
+	@$(RUN_TESTS) -s unit $(UNIT_BIN)
 
 # ---------------------------------------------------------------- functional
 TEST_ROOT = $(abspath $(B))/test-root
@@ -51,18 +58,44 @@ check-functional: all
 	IMGIO=$(abspath $(B))/ngdp-imgio bash tests/functional/run.sh $(TEST_ROOT) $(TESTS)
 
 # ---------------------------------------------------------------- fuzz
-# The fuzzers run for CHECK_FUZZ_TIME seconds each in `make check` (0: the
-# suite is skipped).  Every crash, leak or timeout is a failure; logs,
-# the kept corpus and crashing inputs stay in $(B)/fuzz/ and the crashing
-# input's path is printed (tests/fuzz/run-fuzz.sh).  Each mk/*.mk adds its
-# fuzzer to FUZZ_BINS and one run-tests.sh spec to CHECK_FUZZ.
+# Every tests/fuzz/fuzz-NAME.c is a libFuzzer target, built with clang,
+# ASan and UBSan from its own objects ($(B)/fuzz/obj) of the engine, the
+# daemon and its JSON door, with logging silenced (syslog per input is
+# slow); its seeds are tests/fuzz/corpus/NAME.  `make fuzz-NAME` fuzzes
+# for FUZZ_TIME seconds; `make check` runs each for CHECK_FUZZ_TIME (0:
+# the suite is skipped) and the suites of the formats and the server run
+# every seed once.  Every crash, leak or timeout is a failure; logs, the
+# kept corpus and crashing inputs stay in $(B)/fuzz/ and the crashing
+# input's path is printed (tests/fuzz/run-fuzz.sh).
+FUZZ_CC         ?= clang
+FUZZ_FLAGS      := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_TIME       ?= 60
 CHECK_FUZZ_TIME ?= 60
-FUZZ_CC ?= clang
-RUN_FUZZ = FUZZ_DIR=$(B)/fuzz tests/fuzz/run-fuzz.sh
+FUZZ_NAMES      := $(patsubst tests/fuzz/fuzz-%.c,%,$(wildcard tests/fuzz/fuzz-*.c))
+FUZZ_BINS       := $(addprefix $(B)/fuzz/fuzz-,$(FUZZ_NAMES))
+FUZZ_LIB_SRC    := $(filter-out src/util/log.c,$(UTIL_SRC)) tests/fuzz/silent-log.c \
+		   $(FORMATS_SRC) $(NGDP_SRC) src/edge/json-io.c
+FUZZ_OPTS_nbd   := -max_len=8192 -timeout=10
+FUZZ_OPTS_qcow2 := -max_len=65536
+FUZZ_OPTS_vhd   := -max_len=65536
+RUN_FUZZ         = FUZZ_DIR=$(B)/fuzz tests/fuzz/run-fuzz.sh
+# $(call fuzz_spec,regress|fuzz,NAME[,SECONDS]): one run-tests.sh spec
+fuzz_spec = "$(RUN_FUZZ) $1 $2 $(B)/fuzz/fuzz-$2 tests/fuzz/corpus/$2 $3 $(FUZZ_OPTS_$2)"
 
-# Build the fuzzers (clang) when clang is there; run-fuzz.sh skips (77)
-# when it is not, and fails when a fuzzer did not build (a build error
-# does not stop the suite's other tests: .DELETE_ON_ERROR removes the binary).
+fuzz_obj = $(patsubst %.c,$(B)/fuzz/obj/%.o,$(1))
+$(B)/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(call layer_inc,$<) $(CPPFLAGS) $(FUZZ_FLAGS) -MMD -MP -c -o $@ $<
+
+$(FUZZ_BINS): $(B)/fuzz/fuzz-%: $(B)/fuzz/obj/tests/fuzz/fuzz-%.o $(call fuzz_obj,$(FUZZ_LIB_SRC))
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(LIBS_ALL)
+
+$(addprefix fuzz-,$(FUZZ_NAMES)): fuzz-%: $(B)/fuzz/fuzz-%
+	$(RUN_FUZZ) fuzz $* $< tests/fuzz/corpus/$* $(FUZZ_TIME) $(FUZZ_OPTS_$*)
+
+# Build the fuzzers when clang is there; run-fuzz.sh skips (77) when it is
+# not, and fails when a fuzzer did not build (a build error does not stop
+# the suite's other tests: .DELETE_ON_ERROR removes the binary).
 fuzz-build:
 	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then \
 		$(MAKE) -k --no-print-directory $(FUZZ_BINS) >/dev/null || \
@@ -70,7 +103,8 @@ fuzz-build:
 	else echo "$(FUZZ_CC) not found: the fuzzers are not built"; fi
 
 check-fuzz: fuzz-build
-	@$(RUN_TESTS) -s fuzz -t $$(( $(CHECK_FUZZ_TIME) + 300 )) $(CHECK_FUZZ)
+	@$(RUN_TESTS) -s fuzz -t $$(( $(CHECK_FUZZ_TIME) + 300 )) \
+		$(foreach n,$(FUZZ_NAMES),$(call fuzz_spec,fuzz,$n,$(CHECK_FUZZ_TIME)))
 
 # ---------------------------------------------------------------- all
 # Every suite runs even when one fails; tests/run-suites.sh prints each
@@ -96,4 +130,5 @@ demo:
 	@$(MAKE) --no-print-directory install DESTDIR=$(TEST_ROOT) >/dev/null
 	bash tests/demo.sh $(TEST_ROOT)
 
-.PHONY: deps check check-unit check-functional check-fuzz fuzz-build demo
+.PHONY: deps check check-unit check-functional check-fuzz fuzz-build demo \
+	$(addprefix fuzz-,$(FUZZ_NAMES))

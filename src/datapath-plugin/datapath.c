@@ -22,6 +22,15 @@
 #define SCHEME "ngdp://"
 #define MAX_CHAIN 64
 
+int dp_load_volume(struct call *c, struct sr *sr, const char *key,
+		   json_object **ret)
+{
+	struct sr_why why;
+	int r = sr_volume_load_why(sr, key, ret, &why);
+
+	return r < 0 ? call_fail(c, r, why.code, "%s", why.text) : 0;
+}
+
 int dp_arg_target(struct call *c, bool want_domain, struct dp_target *t)
 {
 	const char *uri, *domain, *slash;
@@ -94,7 +103,7 @@ static int sr_run_dir(const struct sr *sr, char *out, size_t len)
 		char path[PATH_MAX + 16];
 		int fd;
 
-		snprintf(out, len, "%s/%.*s", sr_paths()->run_dir, prefix[i],
+		snprintf(out, len, "%s/%.*s", host_paths()->run_dir, prefix[i],
 			 sr->uuid);
 		r = mkdir_p(out, 0700);
 		if (r < 0)
@@ -136,12 +145,12 @@ int dp_bind_run_dir(struct call *c, struct dp_target *t, struct sr *sr)
 	if (r < 0)
 		return call_fail(c, r, "Datapath_error",
 				 "cannot set up the run directory of SR %s "
-				 "under %s: %s", sr->uuid, sr_paths()->run_dir,
+				 "under %s: %s", sr->uuid, host_paths()->run_dir,
 				 strerror(-r));
 	if (strlen(dir) + 1 + strlen(t->key) >= sizeof(t->run_dir))
 		return call_fail(c, -ENAMETOOLONG, "Datapath_error",
 				 "the run directory %s is too long",
-				 sr_paths()->run_dir);
+				 host_paths()->run_dir);
 	snprintf(t->run_dir, sizeof(t->run_dir), "%s/%s", dir, t->key);
 	return 0;
 }
@@ -157,7 +166,7 @@ static int open_target(struct call *c, struct dp_target *t,
 
 	if (r < 0)
 		return r;
-	r = sr_call_load_volume(c, sr, t->key, &vol);
+	r = dp_load_volume(c, sr, t->key, &vol);
 	if (r == 0) {
 		json_object_put(vol);
 		r = dp_bind_run_dir(c, t, sr);
@@ -218,11 +227,11 @@ static int check_chain(struct call *c, struct sr *sr, const char *key)
 {
 	json_object *vol, *img = NULL;
 	char id[UUID_STR_LEN], name[64];
-	enum image_fmt fmt;
+	enum sr_fmt fmt;
 	struct stat st;
 	int depth, r;
 
-	r = sr_call_load_volume(c, sr, key, &vol);
+	r = dp_load_volume(c, sr, key, &vol);
 	if (r < 0)
 		return r;
 	snprintf(id, sizeof(id), "%s", rec_str(vol, "image"));
@@ -487,7 +496,7 @@ static void carry_domains(struct sr *sr, const struct dp_target *t,
 
 	if (active_load(sr, t->key, &old) < 0)
 		return;
-	if (!strcmp(rec_str(old, "host"), sr_paths()->host_uuid)) {
+	if (!strcmp(rec_str(old, "host"), host_paths()->host_uuid)) {
 		json_object_object_foreach(domains_of(old), d, mode) {
 			struct dp_target o = *t;
 
@@ -521,7 +530,7 @@ static int activate(struct call *c, bool readonly)
 			      strerror(-r));
 		goto out;
 	}
-	if (r == 1 && strcmp(rec_str(rec, "host"), sr_paths()->host_uuid)) {
+	if (r == 1 && strcmp(rec_str(rec, "host"), host_paths()->host_uuid)) {
 		snprintf(c->err_param, sizeof(c->err_param), "%s",
 			 rec_str(rec, "host"));
 		r = call_fail(c, -EBUSY, "Activated_on_another_host",
@@ -640,7 +649,7 @@ static int deactivate_domain(struct call *c, struct sr *sr,
 	int r, rr;
 
 	r = active_load(sr, t->key, &rec);
-	if (r == 0 && strcmp(rec_str(rec, "host"), sr_paths()->host_uuid)) {
+	if (r == 0 && strcmp(rec_str(rec, "host"), host_paths()->host_uuid)) {
 		snprintf(c->err_param, sizeof(c->err_param), "%s",
 			 rec_str(rec, "host"));
 		r = call_fail(c, -EBUSY, "Activated_on_another_host",
@@ -738,7 +747,7 @@ int dp_detach(struct call *c, json_object **ret)
 		r = dp_bind_run_dir(c, &t, &sr);
 	} else {
 		/* a URI naming an SR that does not hold the volume */
-		r = sr_call_load_volume(c, &sr, t.key, &rec);
+		r = dp_load_volume(c, &sr, t.key, &rec);
 	}
 	if (r < 0) {
 		sr_close(&sr);

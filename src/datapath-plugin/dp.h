@@ -37,11 +37,14 @@ struct dp_target {
 
 /* Parse and check "uri" (and "domain" when want_domain). */
 int dp_arg_target(struct call *c, bool want_domain, struct dp_target *ret);
+/* sr_volume_load(), failing the call with the reason worded for xapi. */
+int dp_load_volume(struct call *c, struct sr *sr, const char *key,
+		   json_object **ret);
 /* Set t->run_dir for the SR that holds t's volume (dp_arg_target cannot:
  * it needs the SR's uuid). */
 int dp_bind_run_dir(struct call *c, struct dp_target *t, struct sr *sr);
 
-/* Server process management (server.c). */
+/* Server process management (server-spawn.c). */
 int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 		    const char *image_path, const char *format, bool readonly,
 		    json_object **ret_rec);

@@ -118,7 +118,7 @@ static void index_name(const struct dp_target *t, char *out, size_t len)
 
 static void claim_file(int index, char *out, size_t len)
 {
-	snprintf(out, len, "%s/nbd/%d", sr_paths()->run_dir, index);
+	snprintf(out, len, "%s/nbd/%d", host_paths()->run_dir, index);
 }
 
 static int read_index(const char *dir, const char *name)
@@ -233,7 +233,7 @@ int nbd_kernel_reserve(const struct dp_target *t, int *ret_index, char *why,
 		*ret_index = i;	/* attach again: same device */
 		return 0;
 	}
-	snprintf(dir, sizeof(dir), "%s/nbd", sr_paths()->run_dir);
+	snprintf(dir, sizeof(dir), "%s/nbd", host_paths()->run_dir);
 	r = mkdir_p(dir, 0700);
 	if (r < 0) {
 		snprintf(why, len, "cannot create %s: %s", dir, strerror(-r));

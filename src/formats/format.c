@@ -15,16 +15,6 @@
 #include "formats/format.h"
 #include "log.h"
 
-/*
- * The VHD engine lives in vhd.c, written separately.  libformats.a is a
- * static archive and a weak reference never pulls a member out of an
- * archive, so mk/formats.mk defines HAVE_FORMAT_VHD when vhd.c exists and
- * we then take a strong reference; otherwise the symbol is weak and NULL.
- */
-#ifndef HAVE_FORMAT_VHD
-#pragma weak format_vhd
-#endif
-
 #define DEFAULT_MAX_DEPTH 64
 #define PROBE_LEN 512
 

@@ -56,7 +56,7 @@ bool active_record_is_live(json_object *rec)
 	/* Another host: its server refreshes the record's mtime every 5 s
 	 * (--heartbeat).  Silence for a minute means that host is gone, and
 	 * its lock must not block the volume forever (xen-api#5521). */
-	if (strcmp(host, sr_paths()->host_uuid))
+	if (strcmp(host, host_paths()->host_uuid))
 		return time(NULL) - rec_int(rec, "_mtime") < ACTIVE_STALE_S;
 	return pid > 0 && process_starttime((pid_t)pid) == rec_int(rec,
 								   "starttime");

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
-/* SR layout, paths, records and the per-SR lock (see include/sr.h). */
+/* SR layout, records and the per-SR lock (see include/sr/sr.h). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,63 +15,7 @@
 #include "log.h"
 #include "sr.h"
 
-static struct sr_paths paths;
-static bool paths_loaded;
-
-static void load_host_uuid(char out[UUID_STR_LEN])
-{
-	CLEANUP_FREE char *buf = NULL;
-	const char *env = getenv("XSNG_HOST_UUID");
-	char *p;
-
-	if (env && uuid_is_valid(env)) {
-		snprintf(out, UUID_STR_LEN, "%s", env);
-		return;
-	}
-	/* XCP-ng / XenServer: INSTALLATION_UUID='...' */
-	if (read_file_at(AT_FDCWD, "/etc/xensource-inventory", 65536, &buf,
-			 NULL) == 0 &&
-	    (p = strstr(buf, "INSTALLATION_UUID="))) {
-		p += strlen("INSTALLATION_UUID=");
-		if (*p == '\'')
-			p++;
-		if (strlen(p) >= 36) {
-			snprintf(out, UUID_STR_LEN, "%.36s", p);
-			if (uuid_is_valid(out))
-				return;
-		}
-	}
-	free(buf);
-	buf = NULL;
-	/* elsewhere (tests, plain Debian): the machine id, shaped as a UUID */
-	if (read_file_at(AT_FDCWD, "/etc/machine-id", 256, &buf, NULL) == 0 &&
-	    strlen(buf) >= 32) {
-		snprintf(out, UUID_STR_LEN, "%.8s-%.4s-%.4s-%.4s-%.12s", buf,
-			 buf + 8, buf + 12, buf + 16, buf + 20);
-		if (uuid_is_valid(out))
-			return;
-	}
-	snprintf(out, UUID_STR_LEN, "00000000-0000-0000-0000-000000000000");
-}
-
-const struct sr_paths *sr_paths(void)
-{
-	const char *v;
-
-	if (paths_loaded)
-		return &paths;
-	v = getenv("XSNG_MOUNT_ROOT");
-	snprintf(paths.mount_root, sizeof(paths.mount_root), "%s",
-		 v && v[0] == '/' ? v : "/var/run/sr-mount");
-	v = getenv("XSNG_RUN_DIR");
-	snprintf(paths.run_dir, sizeof(paths.run_dir), "%s",
-		 v && v[0] == '/' ? v : "/var/run/xapi-storage-ng");
-	load_host_uuid(paths.host_uuid);
-	paths_loaded = true;
-	return &paths;
-}
-
-int image_fmt_parse(const char *s, enum image_fmt *ret)
+int sr_fmt_parse(const char *s, enum sr_fmt *ret)
 {
 	if (!strcmp(s, "qcow2"))
 		*ret = FMT_QCOW2;
@@ -84,17 +28,17 @@ int image_fmt_parse(const char *s, enum image_fmt *ret)
 	return 0;
 }
 
-const char *image_fmt_name(enum image_fmt f)
+const char *sr_fmt_name(enum sr_fmt f)
 {
 	return f == FMT_QCOW2 ? "qcow2" : f == FMT_VHD ? "vhd" : "raw";
 }
 
-const char *image_fmt_qemu(enum image_fmt f)
+const char *sr_fmt_qemu(enum sr_fmt f)
 {
 	return f == FMT_QCOW2 ? "qcow2" : f == FMT_VHD ? "vpc" : "raw";
 }
 
-uint64_t image_fmt_max_size(enum image_fmt f)
+uint64_t sr_fmt_max_size(enum sr_fmt f)
 {
 	/* VHD: 32-bit sector BAT entries and CHS geometry cap it at 2040 GiB.
 	 * qcow2/raw: we stop at 64 TiB, far above any VM disk we serve and
@@ -107,7 +51,7 @@ uint64_t image_fmt_max_size(enum image_fmt f)
 
 bool sr_handle_is_plausible(const char *handle)
 {
-	const char *root = sr_paths()->mount_root;
+	const char *root = host_paths()->mount_root;
 	size_t n = strlen(root);
 
 	return strncmp(handle, root, n) == 0 && handle[n] == '/' &&
@@ -245,17 +189,17 @@ int sr_save_info(struct sr *sr)
 	return write_file_atomic_at(fd, "sr.json", text, strlen(text));
 }
 
-enum image_fmt sr_default_format(struct sr *sr)
+enum sr_fmt sr_default_format(struct sr *sr)
 {
-	enum image_fmt f;
+	enum sr_fmt f;
 
-	if (image_fmt_parse(rec_str(sr->info, "image-format"), &f) < 0)
+	if (sr_fmt_parse(rec_str(sr->info, "image-format"), &f) < 0)
 		f = FMT_QCOW2;
 	return f;
 }
 
 int sr_format(const char *path, const char *uuid, const char *type,
-	      const char *name, const char *description, enum image_fmt fmt)
+	      const char *name, const char *description, enum sr_fmt fmt)
 {
 	static const char *const dirs[] = { ".sr", ".sr/active", "meta",
 					    "images" };
@@ -278,7 +222,7 @@ int sr_format(const char *path, const char *uuid, const char *type,
 	json_add_string(info, "type", type);
 	json_add_string(info, "name", name);
 	json_add_string(info, "description", description);
-	json_add_string(info, "image-format", image_fmt_name(fmt));
+	json_add_string(info, "image-format", sr_fmt_name(fmt));
 	json_add_int64(info, "layout-version", 1);
 	r = write_file_atomic_at(srfd, "sr.json", json_to_text(info),
 				 strlen(json_to_text(info)));
@@ -343,22 +287,22 @@ void sr_abort(struct sr *sr, struct staged_file *f, size_t n)
 	abort_staged_at(sr->metafd, f, n);
 }
 
-void sr_image_filename(const char *id, enum image_fmt fmt, char *out,
+void sr_image_filename(const char *id, enum sr_fmt fmt, char *out,
 		       size_t len)
 {
-	snprintf(out, len, "%s.%s", id, image_fmt_name(fmt));
+	snprintf(out, len, "%s.%s", id, sr_fmt_name(fmt));
 }
 
-int sr_image_fmt(json_object *img, enum image_fmt *ret)
+int sr_image_fmt(json_object *img, enum sr_fmt *ret)
 {
-	return image_fmt_parse(rec_str(img, "format"), ret);
+	return sr_fmt_parse(rec_str(img, "format"), ret);
 }
 
 /* A record's content is what its file name says it is, with valid links. */
 static const char *record_problem(json_object *rec, bool is_vol,
 				  const char *id)
 {
-	enum image_fmt f;
+	enum sr_fmt f;
 	const char *v;
 
 	if (strcmp(rec_str(rec, is_vol ? "key" : "id"), id))
@@ -498,7 +442,7 @@ static int64_t ref_get(json_object *refs, const char *id)
 static int delete_image(struct sr *sr, json_object *img)
 {
 	const char *id = rec_str(img, "id");
-	enum image_fmt fmt;
+	enum sr_fmt fmt;
 	char name[80];
 	int r;
 
@@ -622,4 +566,34 @@ int64_t sr_file_allocated(struct sr *sr, const char *relpath)
 	if (fstatat(sr->dirfd, relpath, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return 0;
 	return (int64_t)st.st_blocks * 512;
+}
+
+int sr_volume_load_why(struct sr *sr, const char *key, json_object **ret,
+		       struct sr_why *why)
+{
+	int r = sr_volume_load(sr, key, ret);
+
+	if (r == -ENOENT) {
+		why->code = "Volume_does_not_exist";
+		snprintf(why->text, sizeof(why->text),
+			 "there is no volume %s in SR %s", key, sr->uuid);
+	} else if (r < 0) {
+		why->code = "SR_corrupt";
+		snprintf(why->text, sizeof(why->text),
+			 "the metadata of volume %s cannot be read: %s", key,
+			 strerror(-r));
+	}
+	return r;
+}
+
+void sr_volume_image(const json_object *vol, char *out, size_t len)
+{
+	enum sr_fmt fmt;
+
+	if (sr_fmt_parse(rec_str((json_object *)vol, "image-format"),
+			    &fmt) < 0)
+		fmt = FMT_QCOW2;
+	snprintf(out, len, "images/");
+	sr_image_filename(rec_str((json_object *)vol, "image"), fmt,
+			  out + strlen(out), len - strlen(out));
 }

@@ -27,7 +27,7 @@ static const char *const features[] = {
 	"LARGE_VDI", "VDI_ACTIVATE_READONLY", NULL,
 };
 
-int plugin_query(struct call *c, json_object **ret)
+int vp_plugin_query(struct call *c, json_object **ret)
 {
 	const struct volume_plugin *p = vp_plugin(c);
 	json_object *out = json_new_object(), *f = json_new_array(), *cfg;
@@ -64,7 +64,7 @@ int plugin_query(struct call *c, json_object **ret)
 /* Attached SRs of this type: mount points under the mount root. */
 static json_object *attached_srs(const struct volume_plugin *p)
 {
-	const char *root = sr_paths()->mount_root;
+	const char *root = host_paths()->mount_root;
 	CLEANUP_CLOSEDIR DIR *d = opendir(root);
 	json_object *out = json_new_array();
 	struct dirent *de;
@@ -86,7 +86,7 @@ static json_object *attached_srs(const struct volume_plugin *p)
 	return out;
 }
 
-int plugin_ls(struct call *c, json_object **ret)
+int vp_plugin_ls(struct call *c, json_object **ret)
 {
 	*ret = attached_srs(vp_plugin(c));
 	return 0;
@@ -151,7 +151,7 @@ static void describe_sr(char **t, size_t *len, const char *dir)
 					vols, i), "image"), true);
 		json_object_object_foreach(imgs, id, img) {
 			char rel[80], name[64];
-			enum image_fmt f;
+			enum sr_fmt f;
 
 			if (json_object_object_get_ex(refs, id, NULL) ||
 			    sr_image_fmt(img, &f) < 0)
@@ -173,7 +173,7 @@ static void describe_sr(char **t, size_t *len, const char *dir)
 	sr_close(&sr);
 }
 
-int plugin_diagnostics(struct call *c, json_object **ret)
+int vp_plugin_diagnostics(struct call *c, json_object **ret)
 {
 	const struct volume_plugin *p = vp_plugin(c);
 	const char *const qemu_img[] = { "qemu-img", "--version", NULL };
@@ -184,7 +184,7 @@ int plugin_diagnostics(struct call *c, json_object **ret)
 	size_t len = 0, i, n;
 
 	append(&text, &len, "%s %s (xapi-storage-ng), host %s\n", p->type,
-	       VERSION, sr_paths()->host_uuid);
+	       VERSION, host_paths()->host_uuid);
 	if (proc_run(qemu_img, &res) == 0 && res.status == 0)
 		append(&text, &len, "qemu-img: %.*s\n",
 		       (int)strcspn(res.out, "\n"), res.out);
@@ -193,14 +193,14 @@ int plugin_diagnostics(struct call *c, json_object **ret)
 		       "images)\n");
 	proc_result_release(&res);
 	append(&text, &len, "mount root %s, run directory %s\n",
-	       sr_paths()->mount_root, sr_paths()->run_dir);
+	       host_paths()->mount_root, host_paths()->run_dir);
 	n = json_object_array_length(srs);
 	append(&text, &len, "attached SRs: %zu\n", n);
 	for (i = 0; i < n; i++)
 		describe_sr(&text, &len, json_object_get_string(
 				json_object_array_get_idx(srs, i)));
 	json_object_put(srs);
-	snprintf(path, sizeof(path), "%s/recent-errors", sr_paths()->run_dir);
+	snprintf(path, sizeof(path), "%s/recent-errors", host_paths()->run_dir);
 	if (read_file_at(AT_FDCWD, path, 1 << 20, &errors, NULL) == 0) {
 		/* the last 20 lines */
 		const char *s = errors + strlen(errors);

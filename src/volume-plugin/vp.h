@@ -24,35 +24,35 @@ int vp_open_volume(struct call *c, enum sr_lock_mode mode, struct sr *sr,
 		   const char **key, json_object **vol);
 /* Stage records (at most 4) in order; commit with one directory fsync. */
 int publish_records(struct sr *sr, json_object *const *recs, size_t n);
-/* Finish the record of a resize that was interrupted (see volume.c). */
+/* Finish the record of a resize that was interrupted (see volume-methods.c). */
 int vp_settle_resize(struct sr *sr, json_object *vol, bool persist);
 /* Word a metadata/image error (ENOSPC, EIO...) for the administrator. */
 int vp_fail_errno(struct call *c, int err, const char *what);
 /* The xapi "volume" record for one of our volume records. */
 json_object *vp_volume_to_xapi(struct sr *sr, json_object *vol);
 
-/* Handlers (sr.c, volume.c, plugin.c). */
-int sr_probe(struct call *c, json_object **ret);
-int sr_create(struct call *c, json_object **ret);
-int sr_attach(struct call *c, json_object **ret);
-int sr_detach(struct call *c, json_object **ret);
-int sr_destroy(struct call *c, json_object **ret);
-int sr_stat(struct call *c, json_object **ret);
-int sr_set_name(struct call *c, json_object **ret);
-int sr_set_description(struct call *c, json_object **ret);
-int sr_ls(struct call *c, json_object **ret);
-int volume_create(struct call *c, json_object **ret);
-int volume_destroy(struct call *c, json_object **ret);
-int volume_snapshot(struct call *c, json_object **ret);
-int volume_clone(struct call *c, json_object **ret);
-int volume_resize(struct call *c, json_object **ret);
-int volume_stat(struct call *c, json_object **ret);
-int volume_set_name(struct call *c, json_object **ret);
-int volume_set_description(struct call *c, json_object **ret);
-int volume_set(struct call *c, json_object **ret);
-int volume_unset(struct call *c, json_object **ret);
-int plugin_query(struct call *c, json_object **ret);
-int plugin_diagnostics(struct call *c, json_object **ret);
-int plugin_ls(struct call *c, json_object **ret);
+/* Handlers (sr-methods.c, volume-methods.c, plugin.c). */
+int vp_sr_probe(struct call *c, json_object **ret);
+int vp_sr_create(struct call *c, json_object **ret);
+int vp_sr_attach(struct call *c, json_object **ret);
+int vp_sr_detach(struct call *c, json_object **ret);
+int vp_sr_destroy(struct call *c, json_object **ret);
+int vp_sr_stat(struct call *c, json_object **ret);
+int vp_sr_set_name(struct call *c, json_object **ret);
+int vp_sr_set_description(struct call *c, json_object **ret);
+int vp_sr_ls(struct call *c, json_object **ret);
+int vp_volume_create(struct call *c, json_object **ret);
+int vp_volume_destroy(struct call *c, json_object **ret);
+int vp_volume_snapshot(struct call *c, json_object **ret);
+int vp_volume_clone(struct call *c, json_object **ret);
+int vp_volume_resize(struct call *c, json_object **ret);
+int vp_volume_stat(struct call *c, json_object **ret);
+int vp_volume_set_name(struct call *c, json_object **ret);
+int vp_volume_set_description(struct call *c, json_object **ret);
+int vp_volume_set(struct call *c, json_object **ret);
+int vp_volume_unset(struct call *c, json_object **ret);
+int vp_plugin_query(struct call *c, json_object **ret);
+int vp_plugin_diagnostics(struct call *c, json_object **ret);
+int vp_plugin_ls(struct call *c, json_object **ret);
 
 #endif

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
-/* Unit tests: atomic writes and staged commits (src/common/fileio.c). */
+/* Unit tests: atomic writes and staged commits (src/util/fileio.c). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
-/* Unit tests: keys, UUIDs and free-text validation (src/common/names.c). */
+/* Unit tests: keys, UUIDs and free-text validation (src/util/names.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

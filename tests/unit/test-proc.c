@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
-/* Unit tests: spawning helpers without a shell (src/common/proc.c). */
+/* Unit tests: spawning helpers without a shell (src/util/proc.c). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

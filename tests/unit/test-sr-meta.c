@@ -20,7 +20,7 @@
 static char root[64], srdir[128];
 static const char *sr_uuid = "11111111-2222-4333-8444-555555555555";
 
-/* One mount root for the whole group: sr_paths() reads it once. */
+/* One mount root for the whole group: host_paths() reads it once. */
 static int group_setup(void **state)
 {
 	(void)state;

@@ -16,9 +16,9 @@
 #include <unistd.h>
 
 #include "active.h"
-#include "control.h"
+#include "ctl-client.h"
 #include "fault.h"
-#include "image.h"
+#include "qemu-img.h"
 #include "json-io.h"
 #include "log.h"
 #include "vp.h"
@@ -77,16 +77,16 @@ int vp_arg_key(struct call *c, const char **ret)
 int vp_settle_resize(struct sr *sr, json_object *vol, bool persist)
 {
 	json_object *img = NULL, *recs[2];
-	enum image_fmt fmt;
+	enum sr_fmt fmt;
 	uint64_t real;
 	size_t n = 0;
 	int r;
 
 	if (!json_object_object_get_ex(vol, "resizing-to", NULL))
 		return 0;
-	if (image_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
+	if (sr_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
 		return -EUCLEAN;
-	r = image_virtual_size(sr, rec_str(vol, "image"), fmt, &real);
+	r = qimg_virtual_size(sr, rec_str(vol, "image"), fmt, &real);
 	if (r < 0)
 		return r;
 	json_add_int64(vol, "virtual_size", (int64_t)real);
@@ -108,11 +108,14 @@ int vp_settle_resize(struct sr *sr, json_object *vol, bool persist)
 int vp_open_volume(struct call *c, enum sr_lock_mode mode, struct sr *sr,
 		   const char **key, json_object **vol)
 {
+	struct sr_why why;
 	int r;
 
 	if ((r = vp_arg_key(c, key)) < 0 || (r = vp_open_sr(c, mode, sr)) < 0)
 		return r;
-	r = sr_call_load_volume(c, sr, *key, vol);
+	r = sr_volume_load_why(sr, *key, vol, &why);
+	if (r < 0)
+		r = call_fail(c, r, why.code, "%s", why.text);
 	if (r == 0) {
 		r = vp_settle_resize(sr, *vol, mode == SR_LOCK_EXCLUSIVE);
 		if (r < 0) {
@@ -195,7 +198,7 @@ json_object *vp_volume_to_xapi(struct sr *sr, json_object *vol)
 
 static json_object *new_volume_record(const char *key, const char *name,
 				      const char *description,
-				      const char *image, enum image_fmt fmt,
+				      const char *image, enum sr_fmt fmt,
 				      uint64_t size, bool rw, bool sharable)
 {
 	json_object *v = json_new_object();
@@ -204,7 +207,7 @@ static json_object *new_volume_record(const char *key, const char *name,
 	json_add_string(v, "name", name);
 	json_add_string(v, "description", description);
 	json_add_string(v, "image", image);
-	json_add_string(v, "image-format", image_fmt_name(fmt));
+	json_add_string(v, "image-format", sr_fmt_name(fmt));
 	json_add_int64(v, "virtual_size", (int64_t)size);
 	json_add_bool(v, "read_write", rw);
 	json_add_bool(v, "sharable", sharable);
@@ -213,13 +216,13 @@ static json_object *new_volume_record(const char *key, const char *name,
 	return v;
 }
 
-static json_object *new_image_record(const char *id, enum image_fmt fmt,
+static json_object *new_image_record(const char *id, enum sr_fmt fmt,
 				     const char *parent, uint64_t size)
 {
 	json_object *i = json_new_object();
 
 	json_add_string(i, "id", id);
-	json_add_string(i, "format", image_fmt_name(fmt));
+	json_add_string(i, "format", sr_fmt_name(fmt));
 	if (parent)
 		json_add_string(i, "parent", parent);
 	json_add_int64(i, "virtual_size", (int64_t)size);
@@ -238,7 +241,7 @@ static int publish(struct call *c, struct sr *sr, json_object *const *recs,
 
 /* A size in bytes: a minimum (rounded up to whole sectors); 0 is a valid
  * Volume.create size (xapi-storage-script's own self-test makes one). */
-static int arg_size(struct call *c, const char *key, enum image_fmt fmt,
+static int arg_size(struct call *c, const char *key, enum sr_fmt fmt,
 		    uint64_t *ret)
 {
 	int64_t size;
@@ -252,24 +255,24 @@ static int arg_size(struct call *c, const char *key, enum image_fmt fmt,
 				 "more), not %" PRId64, size);
 	/* images are made of 512-byte sectors: round up (no overflow:
 	 * size <= INT64_MAX) */
-	if ((((uint64_t)size + 511) & ~(uint64_t)511) > image_fmt_max_size(fmt))
+	if ((((uint64_t)size + 511) & ~(uint64_t)511) > sr_fmt_max_size(fmt))
 		return call_fail(c, -EFBIG, "Invalid_argument",
 				 "%" PRId64 " bytes is larger than the %" PRIu64
 				 " GiB a %s volume can hold%s", size,
-				 image_fmt_max_size(fmt) >> 30,
-				 image_fmt_name(fmt),
+				 sr_fmt_max_size(fmt) >> 30,
+				 sr_fmt_name(fmt),
 				 fmt == FMT_VHD ? " (use an SR with "
 				 "image-format=qcow2 for larger disks)" : "");
 	*ret = ((uint64_t)size + 511) & ~(uint64_t)511;
 	return 0;
 }
 
-int volume_create(struct call *c, json_object **ret)
+int vp_volume_create(struct call *c, json_object **ret)
 {
 	const char *name, *description, *prealloc;
 	char key[UUID_STR_LEN], id[UUID_STR_LEN], msg[512];
 	json_object *recs[2];
-	enum image_fmt fmt;
+	enum sr_fmt fmt;
 	struct sr sr;
 	uint64_t size;
 	bool sharable;
@@ -291,8 +294,8 @@ int volume_create(struct call *c, json_object **ret)
 		goto out;
 	}
 	prealloc = rec_str(sr.info, "preallocation");
-	r = image_create(&sr, fmt, id, size, prealloc[0] ? prealloc : NULL,
-			 msg, sizeof(msg));
+	r = qimg_create(&sr, fmt, id, size, prealloc[0] ? prealloc : NULL,
+			msg, sizeof(msg));
 	if (r < 0) {
 		r = r == -ENOSPC ? vp_fail_errno(c, r, "cannot create the image")
 				 : call_fail(c, r, "Storage_error",
@@ -300,7 +303,7 @@ int volume_create(struct call *c, json_object **ret)
 		goto out;
 	}
 	if (fmt == FMT_VHD)	/* VHD rounds to its own geometry rules */
-		(void)image_virtual_size(&sr, id, fmt, &size);
+		(void)qimg_virtual_size(&sr, id, fmt, &size);
 	/* image record first: a crash before the volume record leaves an
 	 * unreferenced image, which garbage collection removes */
 	recs[0] = new_image_record(id, fmt, NULL, size);
@@ -312,7 +315,7 @@ int volume_create(struct call *c, json_object **ret)
 	else
 		*ret = vp_volume_to_xapi(&sr, recs[1]);
 	log_info("created volume %s (%s, %" PRIu64 " bytes)%s", key,
-		 image_fmt_name(fmt), size, r < 0 ? ": failed" : "");
+		 sr_fmt_name(fmt), size, r < 0 ? ": failed" : "");
 	json_object_put(recs[0]);
 	json_object_put(recs[1]);
 out:
@@ -320,7 +323,7 @@ out:
 	return r;
 }
 
-int volume_stat(struct call *c, json_object **ret)
+int vp_volume_stat(struct call *c, json_object **ret)
 {
 	json_object *vol;
 	const char *key;
@@ -352,7 +355,7 @@ static int refuse_if_active(struct call *c, struct sr *sr, const char *key,
 	return r;
 }
 
-int volume_destroy(struct call *c, json_object **ret)
+int vp_volume_destroy(struct call *c, json_object **ret)
 {
 	json_object *vol;
 	const char *key;
@@ -418,14 +421,14 @@ static int suspend_server(struct call *c, json_object *active)
 }
 
 static int resume_server(struct call *c, json_object *active,
-			 const char *image_path)
+			 const char *qimg_path)
 {
 	json_object *req = json_new_object(), *reply = NULL;
 	int r;
 
 	json_add_string(req, "op", "resume");
-	if (image_path)
-		json_add_string(req, "image", image_path);
+	if (qimg_path)
+		json_add_string(req, "image", qimg_path);
 	r = control_call(rec_str(active, "control"), req, SUSPEND_TIMEOUT_MS,
 			 &reply);
 	json_object_put(req);
@@ -434,7 +437,7 @@ static int resume_server(struct call *c, json_object *active,
 			      "the datapath server (pid %" PRId64 ") did not "
 			      "resume on %s: %s; the VM's disk is paused",
 			      rec_int(active, "pid"),
-			      image_path ? image_path : "its image",
+			      qimg_path ? qimg_path : "its image",
 			      reply ? rec_str(reply, "error") : strerror(-r));
 	json_object_put(reply);
 	return r;
@@ -455,20 +458,20 @@ static bool serves_overlay(struct sr *sr, const char *key, json_object *active)
  * becomes immutable.  Returns the new leaf id and format.
  */
 static int new_leaf(struct call *c, struct sr *sr, json_object *vol,
-		    char id[UUID_STR_LEN], enum image_fmt *fmt)
+		    char id[UUID_STR_LEN], enum sr_fmt *fmt)
 {
-	enum image_fmt parent_fmt;
+	enum sr_fmt parent_fmt;
 	char msg[512];
 	int r;
 
-	if (image_fmt_parse(rec_str(vol, "image-format"), &parent_fmt) < 0)
+	if (sr_fmt_parse(rec_str(vol, "image-format"), &parent_fmt) < 0)
 		return call_fail(c, -EUCLEAN, "SR_corrupt",
 				 "volume %s has an unknown image format",
 				 rec_str(vol, "key"));
 	if (uuid_generate(id) < 0)
 		return call_fail(c, -EIO, "Storage_error", "no random numbers");
-	r = image_create_overlay(sr, id, rec_str(vol, "image"), parent_fmt,
-				 fmt, msg, sizeof(msg));
+	r = qimg_create_overlay(sr, id, rec_str(vol, "image"), parent_fmt,
+				fmt, msg, sizeof(msg));
 	if (r == -ENOSPC)
 		return vp_fail_errno(c, r, "cannot create the overlay image");
 	if (r < 0)
@@ -478,10 +481,10 @@ static int new_leaf(struct call *c, struct sr *sr, json_object *vol,
 }
 
 static void point_volume_at(json_object *vol, const char *id,
-			    enum image_fmt fmt)
+			    enum sr_fmt fmt)
 {
 	json_add_string(vol, "image", id);
-	json_add_string(vol, "image-format", image_fmt_name(fmt));
+	json_add_string(vol, "image-format", sr_fmt_name(fmt));
 }
 
 /*
@@ -526,17 +529,17 @@ static int repair_if_unclean(struct call *c, struct sr *sr, const char *key,
 			     json_object *vol)
 {
 	json_object *stale = NULL;
-	enum image_fmt fmt;
+	enum sr_fmt fmt;
 	char msg[512];
 	int r;
 
 	if (active_load(sr, key, &stale) < 0)
 		return 0;	/* no record: the last server stopped cleanly */
 	json_object_put(stale);
-	if (image_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
+	if (sr_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
 		return 0;
-	r = image_repair_leaks(sr, rec_str(vol, "image"), fmt, msg,
-			       sizeof(msg));
+	r = qimg_repair_leaks(sr, rec_str(vol, "image"), fmt, msg,
+			      sizeof(msg));
 	if (r == -EUCLEAN)
 		return call_fail(c, r, "SR_corrupt", "volume %s: its image is "
 				 "damaged (%s); not taking a snapshot of it",
@@ -556,7 +559,7 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 	json_object *vol = NULL, *copy = NULL, *active = NULL, *recs[4];
 	char newkey[UUID_STR_LEN], leaf[UUID_STR_LEN], leaf2[UUID_STR_LEN];
 	char served[80];	/* the image the server is on: the leaf */
-	enum image_fmt leaf_fmt, leaf2_fmt, fmt;
+	enum sr_fmt leaf_fmt, leaf2_fmt, fmt;
 	bool suspended = false;
 	const char *key;
 	size_t n = 0;
@@ -571,7 +574,7 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 		r = call_fail(c, -EIO, "Storage_error", "no random numbers");
 		goto out;
 	}
-	if (image_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
+	if (sr_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
 		fmt = FMT_QCOW2;
 	copy = new_volume_record(newkey, rec_str(vol, "name"),
 				 rec_str(vol, "description"),
@@ -600,7 +603,7 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 	r = sr_volume_active(&sr, key, &active);
 	if (r < 0)
 		goto out;
-	if (r == 1 && strcmp(rec_str(active, "host"), sr_paths()->host_uuid)) {
+	if (r == 1 && strcmp(rec_str(active, "host"), host_paths()->host_uuid)) {
 		r = call_fail(c, -EBUSY, "Activated_on_another_host",
 			      "volume %s is active on host %s", key,
 			      rec_str(active, "host"));
@@ -681,20 +684,20 @@ out:
 	return r;
 }
 
-int volume_snapshot(struct call *c, json_object **ret)
+int vp_volume_snapshot(struct call *c, json_object **ret)
 {
 	return copy_volume(c, ret, false);
 }
 
-int volume_clone(struct call *c, json_object **ret)
+int vp_volume_clone(struct call *c, json_object **ret)
 {
 	return copy_volume(c, ret, true);
 }
 
-int volume_resize(struct call *c, json_object **ret)
+int vp_volume_resize(struct call *c, json_object **ret)
 {
 	json_object *vol = NULL, *img = NULL, *recs[2];
-	enum image_fmt fmt;
+	enum sr_fmt fmt;
 	const char *key;
 	uint64_t size, cur;
 	char msg[512];
@@ -705,7 +708,7 @@ int volume_resize(struct call *c, json_object **ret)
 	r = vp_open_volume(c, SR_LOCK_EXCLUSIVE, &sr, &key, &vol);
 	if (r < 0)
 		return r;
-	if (image_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
+	if (sr_fmt_parse(rec_str(vol, "image-format"), &fmt) < 0)
 		fmt = FMT_QCOW2;
 	r = arg_size(c, "new_size", fmt, &size);
 	if (r < 0)
@@ -741,8 +744,8 @@ int volume_resize(struct call *c, json_object **ret)
 	r = publish(c, &sr, &vol, 1);
 	if (r < 0)
 		goto out;
-	r = image_resize(&sr, rec_str(vol, "image"), fmt, size, msg,
-			 sizeof(msg));
+	r = qimg_resize(&sr, rec_str(vol, "image"), fmt, size, msg,
+			sizeof(msg));
 	fault_point("resize-after-image");
 	if (r < 0) {
 		r = r == -ENOSPC ? vp_fail_errno(c, r, "cannot resize") :
@@ -868,25 +871,25 @@ static int edit_unset(struct call *c, json_object *vol)
 	return r;
 }
 
-int volume_set_name(struct call *c, json_object **ret)
+int vp_volume_set_name(struct call *c, json_object **ret)
 {
 	(void)ret;
 	return update_volume(c, edit_name);
 }
 
-int volume_set_description(struct call *c, json_object **ret)
+int vp_volume_set_description(struct call *c, json_object **ret)
 {
 	(void)ret;
 	return update_volume(c, edit_description);
 }
 
-int volume_set(struct call *c, json_object **ret)
+int vp_volume_set(struct call *c, json_object **ret)
 {
 	(void)ret;
 	return update_volume(c, edit_set);
 }
 
-int volume_unset(struct call *c, json_object **ret)
+int vp_volume_unset(struct call *c, json_object **ret)
 {
 	(void)ret;
 	return update_volume(c, edit_unset);

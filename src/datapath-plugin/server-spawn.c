@@ -17,7 +17,7 @@
 
 #include "active.h"
 #include "cleanup.h"
-#include "control.h"
+#include "ctl-client.h"
 #include "dp.h"
 #include "fileio.h"
 #include "json-io.h"
@@ -37,7 +37,7 @@ int dp_volume_image(struct call *c, struct sr *sr, const char *key,
 		    bool *nonpersistent)
 {
 	json_object *vol;
-	enum image_fmt f;
+	enum sr_fmt f;
 	struct stat st;
 	char rel[80], name[80];
 	int r;
@@ -56,17 +56,17 @@ int dp_volume_image(struct call *c, struct sr *sr, const char *key,
 		return 0;
 	}
 	*nonpersistent = false;
-	r = sr_call_load_volume(c, sr, key, &vol);
+	r = dp_load_volume(c, sr, key, &vol);
 	if (r < 0)
 		return r;
 	/* the format recorded when the image was made: a guest-writable
 	 * image is never probed (it could claim to be anything) */
-	if (image_fmt_parse(rec_str(vol, "image-format"), &f) < 0) {
+	if (sr_fmt_parse(rec_str(vol, "image-format"), &f) < 0) {
 		json_object_put(vol);
 		return call_fail(c, -EUCLEAN, "SR_corrupt", "volume %s has no "
 				 "valid image format in its record", key);
 	}
-	snprintf(fmt, fmt_len, "%s", image_fmt_qemu(f));
+	snprintf(fmt, fmt_len, "%s", sr_fmt_qemu(f));
 	sr_volume_image(vol, rel, sizeof(rel));
 	snprintf(out, len, "%s/%s", sr->path, rel);
 	json_object_put(vol);
@@ -263,7 +263,7 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 				 how, line[0] ? line : "no message");
 	}
 	rec = json_new_object();
-	json_add_string(rec, "host", sr_paths()->host_uuid);
+	json_add_string(rec, "host", host_paths()->host_uuid);
 	json_add_int64(rec, "pid", pid);
 	json_add_int64(rec, "starttime", process_starttime(pid));
 	json_add_string(rec, "image", image_path);

@@ -16,7 +16,7 @@
 #include "json-io.h"
 #include "log.h"
 #include "names.h"
-#include "sr.h"
+#include "host.h"
 
 int call_fail(struct call *c, int err, const char *name, const char *fmt, ...)
 {
@@ -120,8 +120,8 @@ static void remember_line(const char *plugin, const char *method,
 	struct tm tm;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/recent-errors", sr_paths()->run_dir);
-	if (mkdir_p(sr_paths()->run_dir, 0700) < 0)
+	snprintf(path, sizeof(path), "%s/recent-errors", host_paths()->run_dir);
+	if (mkdir_p(host_paths()->run_dir, 0700) < 0)
 		return;
 	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0)

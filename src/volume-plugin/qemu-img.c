@@ -9,17 +9,14 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "image.h"
+#include "formats/vhd.h"
 #include "json-io.h"
 #include "log.h"
 #include "proc.h"
+#include "qemu-img.h"
 
-#if __has_include("formats/vhd.h")
-#include "formats/vhd.h"
-#define HAVE_VHD_WRITER 1
-#endif
 
-void image_path(struct sr *sr, const char *id, enum image_fmt fmt, char *out,
+void qimg_path(struct sr *sr, const char *id, enum sr_fmt fmt, char *out,
 		size_t len)
 {
 	char name[64];
@@ -29,7 +26,7 @@ void image_path(struct sr *sr, const char *id, enum image_fmt fmt, char *out,
 }
 
 /* The new file must be on disk before a record may point at it. */
-static int make_durable(struct sr *sr, const char *id, enum image_fmt fmt)
+static int make_durable(struct sr *sr, const char *id, enum sr_fmt fmt)
 {
 	char name[64];
 	CLEANUP_CLOSE int fd = -1;
@@ -41,7 +38,7 @@ static int make_durable(struct sr *sr, const char *id, enum image_fmt fmt)
 	return fsync_dir_at(sr->imagesfd, ".");
 }
 
-static void discard_file(struct sr *sr, const char *id, enum image_fmt fmt)
+static void discard_file(struct sr *sr, const char *id, enum sr_fmt fmt)
 {
 	char name[64];
 
@@ -64,14 +61,14 @@ static int judge_failure(struct sr *sr, int r)
 	return r;
 }
 
-int image_create(struct sr *sr, enum image_fmt fmt, const char *id,
-		 uint64_t size, const char *preallocation, char *msg,
-		 size_t len)
+int qimg_create(struct sr *sr, enum sr_fmt fmt, const char *id,
+		uint64_t size, const char *preallocation, char *msg,
+		size_t len)
 {
 	char path[PATH_MAX], sizestr[32], opts[128];
 	int r;
 
-	image_path(sr, id, fmt, path, sizeof(path));
+	qimg_path(sr, id, fmt, path, sizeof(path));
 	snprintf(sizestr, sizeof(sizestr), "%" PRIu64, size);
 	if (fmt == FMT_QCOW2) {
 		/* compat=1.1 (v3): zero clusters; 64 KiB clusters keep the
@@ -88,7 +85,7 @@ int image_create(struct sr *sr, enum image_fmt fmt, const char *id,
 	}
 	{
 		const char *const argv[] = { "qemu-img", "create", "-q", "-f",
-					     image_fmt_qemu(fmt), "-o", opts,
+					     sr_fmt_qemu(fmt), "-o", opts,
 					     path, sizestr, NULL };
 
 		r = judge_failure(sr, proc_run_checked(argv, msg, len));
@@ -100,39 +97,33 @@ int image_create(struct sr *sr, enum image_fmt fmt, const char *id,
 	return r;
 }
 
-int image_create_overlay(struct sr *sr, const char *id, const char *parent_id,
-			 enum image_fmt parent_fmt, enum image_fmt *ret_fmt,
-			 char *msg, size_t len)
+int qimg_create_overlay(struct sr *sr, const char *id, const char *parent_id,
+			enum sr_fmt parent_fmt, enum sr_fmt *ret_fmt,
+			char *msg, size_t len)
 {
 	char path[PATH_MAX], parent_name[64];
-	enum image_fmt fmt = parent_fmt == FMT_VHD ? FMT_VHD : FMT_QCOW2;
+	enum sr_fmt fmt = parent_fmt == FMT_VHD ? FMT_VHD : FMT_QCOW2;
 	int r;
 
-	image_path(sr, id, fmt, path, sizeof(path));
+	qimg_path(sr, id, fmt, path, sizeof(path));
 	/* backing names are relative: the SR can be mounted anywhere, and
 	 * the datapath refuses backing files outside the SR */
 	sr_image_filename(parent_id, parent_fmt, parent_name,
 			  sizeof(parent_name));
 	if (fmt == FMT_VHD) {
-#ifdef HAVE_VHD_WRITER
 		char parent_path[PATH_MAX];
 
-		image_path(sr, parent_id, parent_fmt, parent_path,
-			   sizeof(parent_path));
+		qimg_path(sr, parent_id, parent_fmt, parent_path,
+			  sizeof(parent_path));
 		r = vhd_create_differencing(path, parent_path);
 		if (r < 0)
 			snprintf(msg, len, "cannot create a VHD differencing "
 				 "image: %s", strerror(-r));
-#else
-		snprintf(msg, len, "VHD snapshots are not available in this "
-			 "build");
-		r = -ENOTSUP;
-#endif
 	} else {
 		const char *const argv[] = { "qemu-img", "create", "-q", "-f",
 					     "qcow2", "-o", "compat=1.1", "-b",
 					     parent_name, "-F",
-					     image_fmt_qemu(parent_fmt), path,
+					     sr_fmt_qemu(parent_fmt), path,
 					     NULL };
 
 		r = judge_failure(sr, proc_run_checked(argv, msg, len));
@@ -146,16 +137,16 @@ int image_create_overlay(struct sr *sr, const char *id, const char *parent_id,
 	return r;
 }
 
-int image_resize(struct sr *sr, const char *id, enum image_fmt fmt,
-		 uint64_t new_size, char *msg, size_t len)
+int qimg_resize(struct sr *sr, const char *id, enum sr_fmt fmt,
+		uint64_t new_size, char *msg, size_t len)
 {
 	char path[PATH_MAX], sizestr[32];
 	const char *const argv[] = { "qemu-img", "resize", "-q", "-f",
-				     image_fmt_qemu(fmt), path, sizestr, NULL };
+				     sr_fmt_qemu(fmt), path, sizestr, NULL };
 	CLEANUP_CLOSE int fd = -1;
 	int r;
 
-	image_path(sr, id, fmt, path, sizeof(path));
+	qimg_path(sr, id, fmt, path, sizeof(path));
 	snprintf(sizestr, sizeof(sizestr), "%" PRIu64, new_size);
 	r = judge_failure(sr, proc_run_checked(argv, msg, len));
 	if (r < 0)
@@ -166,18 +157,18 @@ int image_resize(struct sr *sr, const char *id, enum image_fmt fmt,
 	return 0;
 }
 
-int image_virtual_size(struct sr *sr, const char *id, enum image_fmt fmt,
-		       uint64_t *ret)
+int qimg_virtual_size(struct sr *sr, const char *id, enum sr_fmt fmt,
+		      uint64_t *ret)
 {
 	char path[PATH_MAX];
 	const char *const argv[] = { "qemu-img", "info", "--output=json", "-f",
-				     image_fmt_qemu(fmt), path, NULL };
+				     sr_fmt_qemu(fmt), path, NULL };
 	struct proc_result res;
 	json_object *info = NULL;
 	int64_t v;
 	int r;
 
-	image_path(sr, id, fmt, path, sizeof(path));
+	qimg_path(sr, id, fmt, path, sizeof(path));
 	r = proc_run(argv, &res);
 	if (r == 0 && res.status != 0)
 		r = -EIO;
@@ -192,18 +183,18 @@ int image_virtual_size(struct sr *sr, const char *id, enum image_fmt fmt,
 	return r;
 }
 
-int image_repair_leaks(struct sr *sr, const char *id, enum image_fmt fmt,
-		       char *msg, size_t len)
+int qimg_repair_leaks(struct sr *sr, const char *id, enum sr_fmt fmt,
+		      char *msg, size_t len)
 {
 	char path[PATH_MAX];
 	const char *const argv[] = { "qemu-img", "check", "-q", "-r", "leaks",
-				     "-f", image_fmt_qemu(fmt), path, NULL };
+				     "-f", sr_fmt_qemu(fmt), path, NULL };
 	struct proc_result res;
 	int r;
 
 	if (fmt != FMT_QCOW2)	/* only qcow2 keeps refcounts that can leak */
 		return 0;
-	image_path(sr, id, fmt, path, sizeof(path));
+	qimg_path(sr, id, fmt, path, sizeof(path));
 	r = proc_run(argv, &res);
 	/* qemu-img check: 0 clean (or repaired), 1 check failed, 2 corrupt,
 	 * 3 leaks left */

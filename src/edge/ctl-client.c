@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "control.h"
+#include "ctl-client.h"
 #include "fileio.h"
 #include "json-io.h"
 

@@ -17,7 +17,7 @@
 
 static void mount_dir(const char *uuid, char *out, size_t len)
 {
-	snprintf(out, len, "%s/%s", sr_paths()->mount_root, uuid);
+	snprintf(out, len, "%s/%s", host_paths()->mount_root, uuid);
 }
 
 /* device-config keys we understand; anything else is refused so that a
@@ -26,7 +26,7 @@ static const char *const known_keys[] = { "device", "force", "image-format",
 					  "preallocation", "sr_uuid", NULL };
 
 static int check_config(struct call *c, json_object *config,
-			enum image_fmt *fmt, bool *force)
+			enum sr_fmt *fmt, bool *force)
 {
 	const char *v;
 	size_t i;
@@ -43,7 +43,7 @@ static int check_config(struct call *c, json_object *config,
 	}
 	*fmt = FMT_QCOW2;
 	if (json_get_string(config, "image-format", &v) == 0 &&
-	    image_fmt_parse(v, fmt) < 0)
+	    sr_fmt_parse(v, fmt) < 0)
 		return call_fail(c, -EINVAL, "Invalid_argument",
 				 "image-format must be qcow2, vhd or raw, not "
 				 "'%.64s'", v);
@@ -63,7 +63,7 @@ static int check_config(struct call *c, json_object *config,
 			return call_fail(c, -EINVAL, "Invalid_argument",
 					 "preallocation '%.64s' is not valid "
 					 "for %s images", v,
-					 image_fmt_name(*fmt));
+					 sr_fmt_name(*fmt));
 	}
 	return 0;
 }
@@ -107,14 +107,14 @@ static void describe_content(const struct device_content *dc, char *out,
 		snprintf(out, len, "nothing we recognise");
 }
 
-int sr_create(struct call *c, json_object **ret)
+int vp_sr_create(struct call *c, json_object **ret)
 {
 	const struct volume_plugin *p = vp_plugin(c);
 	const char *uuid, *name, *description;
 	char dev[PATH_MAX], dir[PATH_MAX], src[PATH_MAX], msg[512], what[256];
 	struct device_content dc;
 	json_object *config, *out;
-	enum image_fmt fmt;
+	enum sr_fmt fmt;
 	bool force = false;
 	int r;
 
@@ -213,7 +213,7 @@ static bool same_device(const char *a, const char *b)
 	       S_ISBLK(sa.st_mode) && sa.st_rdev == sb.st_rdev;
 }
 
-int sr_attach(struct call *c, json_object **ret)
+int vp_sr_attach(struct call *c, json_object **ret)
 {
 	const struct volume_plugin *p = vp_plugin(c);
 	char dev[PATH_MAX], dir[PATH_MAX], src[PATH_MAX], msg[512];
@@ -302,7 +302,7 @@ static int refuse_if_any_active(struct call *c, struct sr *sr,
 				 strerror(-n)) : 0;
 }
 
-int sr_detach(struct call *c, json_object **ret)
+int vp_sr_detach(struct call *c, json_object **ret)
 {
 	char src[PATH_MAX], msg[512];
 	const char *handle;
@@ -332,7 +332,7 @@ int sr_detach(struct call *c, json_object **ret)
 	return 0;
 }
 
-int sr_destroy(struct call *c, json_object **ret)
+int vp_sr_destroy(struct call *c, json_object **ret)
 {
 	char src[PATH_MAX], msg[512];
 	const char *handle;
@@ -424,7 +424,7 @@ static json_object *stat_record(struct sr *sr)
 	return stat_of(sr->dirfd, sr->info, sr->path, sr->uuid, false, why);
 }
 
-int sr_stat(struct call *c, json_object **ret)
+int vp_sr_stat(struct call *c, json_object **ret)
 {
 	struct sr sr;
 	int r = vp_open_sr(c, SR_LOCK_SHARED, &sr);
@@ -453,19 +453,19 @@ static int update_info(struct call *c, const char *param, const char *field)
 	return r;
 }
 
-int sr_set_name(struct call *c, json_object **ret)
+int vp_sr_set_name(struct call *c, json_object **ret)
 {
 	(void)ret;
 	return update_info(c, "new_name", "name");
 }
 
-int sr_set_description(struct call *c, json_object **ret)
+int vp_sr_set_description(struct call *c, json_object **ret)
 {
 	(void)ret;
 	return update_info(c, "new_description", "description");
 }
 
-int sr_ls(struct call *c, json_object **ret)
+int vp_sr_ls(struct call *c, json_object **ret)
 {
 	json_object *vols, *out, *hidden;
 	struct sr sr;
@@ -538,7 +538,7 @@ static json_object *probe_sr_stat(const struct volume_plugin *p,
 	}
 	if (mount_point_of_device(dev, src, sizeof(src)) == 1)
 		return NULL;	/* mounted elsewhere: leave it alone */
-	snprintf(dir, sizeof(dir), "%s/probe-%s", sr_paths()->run_dir, uuid);
+	snprintf(dir, sizeof(dir), "%s/probe-%s", host_paths()->run_dir, uuid);
 	if (mkdir_p(dir, 0700) < 0)
 		return NULL;
 	if (fs_mount(p->fs, dev, dir, true, msg, sizeof(msg)) < 0) {
@@ -559,7 +559,7 @@ static json_object *probe_sr_stat(const struct volume_plugin *p,
 	return st;
 }
 
-int sr_probe(struct call *c, json_object **ret)
+int vp_sr_probe(struct call *c, json_object **ret)
 {
 	const struct volume_plugin *p = vp_plugin(c);
 	json_object *config, *out, *res, *cfg, *extra, *st;

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "fileio.h"
+#include "host.h"
 #include "names.h"
 
 #define SR_LOCK_TIMEOUT_MS (120 * 1000)
@@ -36,19 +37,12 @@
 #define RECORD_WRITE_MAX (512 * 1024)
 #define RECORD_READ_MAX (1024 * 1024)
 
-struct sr_paths {
-	char mount_root[PATH_MAX];	/* XSNG_MOUNT_ROOT, /var/run/sr-mount */
-	char run_dir[PATH_MAX];		/* XSNG_RUN_DIR, /var/run/xapi-storage-ng */
-	char host_uuid[UUID_STR_LEN];	/* XSNG_HOST_UUID or the inventory */
-};
-/* Paths from the environment (tests relocate them), loaded once. */
-const struct sr_paths *sr_paths(void);
 
-enum image_fmt { FMT_QCOW2, FMT_VHD, FMT_RAW };
-int image_fmt_parse(const char *s, enum image_fmt *ret);
-const char *image_fmt_name(enum image_fmt f);	/* "qcow2", "vhd", "raw" */
-const char *image_fmt_qemu(enum image_fmt f);	/* "qcow2", "vpc", "raw" */
-uint64_t image_fmt_max_size(enum image_fmt f);
+enum sr_fmt { FMT_QCOW2, FMT_VHD, FMT_RAW };
+int sr_fmt_parse(const char *s, enum sr_fmt *ret);
+const char *sr_fmt_name(enum sr_fmt f);	/* "qcow2", "vhd", "raw" */
+const char *sr_fmt_qemu(enum sr_fmt f);	/* "qcow2", "vpc", "raw" */
+uint64_t sr_fmt_max_size(enum sr_fmt f);
 
 enum sr_lock_mode { SR_LOCK_NONE, SR_LOCK_SHARED, SR_LOCK_EXCLUSIVE };
 
@@ -73,9 +67,9 @@ int sr_save_info(struct sr *sr);
 /* Create the layout in an empty mounted filesystem. */
 int sr_format(const char *path, const char *uuid, const char *type,
 	      const char *name, const char *description,
-	      enum image_fmt fmt);
+	      enum sr_fmt fmt);
 bool sr_handle_is_plausible(const char *handle);
-enum image_fmt sr_default_format(struct sr *sr);
+enum sr_fmt sr_default_format(struct sr *sr);
 
 /* Records.  *ret is a new json_object the caller owns. */
 int sr_volume_load(struct sr *sr, const char *key, json_object **ret);
@@ -86,9 +80,9 @@ int sr_commit(struct sr *sr, struct staged_file *f, size_t n);
 void sr_abort(struct sr *sr, struct staged_file *f, size_t n);
 
 /* "images/<id>.<ext>" relative to the SR root, and the image's file name. */
-void sr_image_filename(const char *id, enum image_fmt fmt, char *out,
+void sr_image_filename(const char *id, enum sr_fmt fmt, char *out,
 		       size_t len);
-int sr_image_fmt(json_object *img, enum image_fmt *ret);
+int sr_image_fmt(json_object *img, enum sr_fmt *ret);
 const char *rec_str(json_object *rec, const char *key);	/* "" if absent */
 int64_t rec_int(json_object *rec, const char *key);
 bool rec_bool(json_object *rec, const char *key);
@@ -119,10 +113,15 @@ void sr_gc_blocked_reason(struct sr *sr, char *out, size_t len);
  * SR root. */
 void sr_volume_image(const json_object *vol, char *out, size_t len);
 
-struct call;
-/* sr_volume_load() with the error worded for xapi (Volume_does_not_exist). */
-int sr_call_load_volume(struct call *c, struct sr *sr, const char *key,
-			json_object **ret);
+/* Why an SR operation failed, as xapi's error name and a sentence an
+ * administrator understands; the plugin's edge reports it. */
+struct sr_why {
+	const char *code;		/* "Volume_does_not_exist", "SR_corrupt" */
+	char text[512];
+};
+/* sr_volume_load(), with the failure explained in *why. */
+int sr_volume_load_why(struct sr *sr, const char *key, json_object **ret,
+		       struct sr_why *why);
 
 /* Allocated bytes of a file under the SR root (st_blocks * 512). */
 int64_t sr_file_allocated(struct sr *sr, const char *relpath);
