@@ -24,7 +24,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wvla -Wformat=2 -Wstrict-prototypes \
 	-Wmissing-prototypes -Wwrite-strings -Wpointer-arith -Wno-format-nonliteral \
 	-Wno-format-truncation
 override CFLAGS   += -std=gnu11 $(WARN) -fno-common -fstack-protector-strong -MMD -MP
-override CPPFLAGS += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude \
+override CPPFLAGS += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Iinclude/util \
 	-DVERSION=\"$(VERSION)\" -DPKGLIBEXEC=\"$(PKGLIBEXEC)\"
 
 ifeq ($(SANITIZE),1)
@@ -38,7 +38,7 @@ override CPPFLAGS += $(shell pkg-config --cflags $(PKGS_LIB) 2>/dev/null)
 LIBS_SERVER = -laio -luring -lz -lpthread
 
 # ---------------------------------------------------------------- sources
-COMMON_SRC  := $(wildcard src/common/*.c src/sr/*.c)
+COMMON_SRC  := $(wildcard src/common/*.c src/sr/*.c src/util/*.c)
 FORMATS_SRC := $(wildcard src/formats/*.c)
 VOLUME_SRC  := $(wildcard src/volume-plugin/*.c)
 DPPLUG_SRC  := $(wildcard src/datapath-plugin/*.c)

@@ -29,8 +29,12 @@ deps:
 	fi
 
 # ---------------------------------------------------------------- unit
-COMMON_UNIT := test-names test-json-io test-fileio test-proc test-sr-meta
+COMMON_UNIT := test-names test-json-io test-fileio test-proc test-sr-meta \
+	test-util
 COMMON_UNIT_BIN := $(addprefix $(B)/tests/unit/,$(COMMON_UNIT))
+
+# test-util scripts short transfers and EINTR through fullio.c's calls.
+$(B)/tests/unit/test-util: override LDFLAGS += -Wl,--wrap=pread64,--wrap=pwrite64
 
 $(COMMON_UNIT_BIN): $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBCOMMON)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_COMMON)
