@@ -33,11 +33,11 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=a
 FUZZ_QCOW2 := $(B)/fuzz/fuzz-qcow2-open
 FUZZ_TIME  ?= 60
 
-$(FUZZ_QCOW2): tests/fuzz/fuzz-qcow2-open.c $(FORMATS_SRC) tests/fuzz/qcow2-fuzz-log.c include/formats/format.h
+$(FUZZ_QCOW2): tests/fuzz/fuzz-qcow2-open.c $(FORMATS_SRC) src/util/fullio.c tests/fuzz/qcow2-fuzz-log.c include/formats/format.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(if $(wildcard src/formats/vhd.c),-DHAVE_FORMAT_VHD) \
 		$(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-qcow2-open.c $(FORMATS_SRC) \
-		tests/fuzz/qcow2-fuzz-log.c -lz
+		src/util/fullio.c tests/fuzz/qcow2-fuzz-log.c -lz
 
 FUZZ_QCOW2_OPTS := -max_len=65536
 

@@ -29,7 +29,7 @@ $(B)/tests/unit/test-nbd-%: tests/unit/test-nbd-%.c $(LIBSERVER) $(LIBFORMATS) $
 
 # The fuzzer is built from sources with clang (libFuzzer), not from the
 # gcc archives.
-$(SERVER_FUZZ): tests/fuzz/fuzz-nbd.c $(SERVER_SRC) $(FORMATS_SRC) src/common/log.c src/common/fileio.c src/common/json-io.c
+$(SERVER_FUZZ): tests/fuzz/fuzz-nbd.c $(SERVER_SRC) $(FORMATS_SRC) src/util/fullio.c src/common/log.c src/common/fileio.c src/common/json-io.c
 	@mkdir -p $(dir $@)
 	$(SERVER_FUZZ_CC) $(CPPFLAGS) $(if $(wildcard src/formats/vhd.c),-DHAVE_FORMAT_VHD) \
 		$(SERVER_FUZZ_FLAGS) -o $@ $^ $(LIBS_COMMON) $(LIBS_SERVER)

@@ -22,7 +22,7 @@ $(VHD_TOOL): tests/formats/vhd-tool.c $(LIBFORMATS) $(LIBCOMMON)
 
 # The fuzzer is built with clang straight from the sources (libFuzzer +
 # ASan + UBSan), independently of $(B)'s objects.
-VHD_FUZZ_SRC := tests/fuzz/fuzz-vhd-open.c $(FORMATS_SRC) src/common/log.c
+VHD_FUZZ_SRC := tests/fuzz/fuzz-vhd-open.c $(FORMATS_SRC) src/util/fullio.c src/common/log.c
 $(VHD_FUZZ): $(VHD_FUZZ_SRC) include/formats/format.h include/formats/vhd.h
 	@mkdir -p $(dir $@)
 	$(VHD_FUZZ_CC) $(CPPFLAGS) -DHAVE_FORMAT_VHD -g -O1 \

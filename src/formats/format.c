@@ -12,7 +12,9 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "formats/format.h"
+#include "fullio.h"
 #include "log.h"
 
 /*
@@ -84,47 +86,6 @@ static bool io_aligned(const struct image *img, const void *buf, size_t len,
 	return ((uintptr_t)buf % a) == 0 && len % a == 0 && offset % a == 0;
 }
 
-/* Full-length pread; returns the bytes read (short only at EOF) or -errno. */
-static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t offset)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = pread(fd, (char *)buf + done, len - done,
-				  (off_t)(offset + done));
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			break;
-		done += (size_t)r;
-	}
-	return (ssize_t)done;
-}
-
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t offset)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = pwrite(fd, (const char *)buf + done, len - done,
-				   (off_t)(offset + done));
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return -EIO;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
 int image_pread(struct image *img, void *buf, size_t len, uint64_t offset)
 {
 	uint64_t a = img->dio_align, start, end;
@@ -136,19 +97,20 @@ int image_pread(struct image *img, void *buf, size_t len, uint64_t offset)
 	if (offset > UINT64_MAX - len)
 		return -EINVAL;
 	if (io_aligned(img, buf, len, offset)) {
-		r = pread_full(img->fd, buf, len, offset);
+		r = pread_upto(img->fd, buf, len, offset);
 		if (r < 0)
 			return (int)r;
 		return (size_t)r == len ? 0 : -EINVAL;
 	}
 	/* Unaligned for O_DIRECT: read the covering aligned range. */
-	start = offset / a * a;
-	end = (offset + len + a - 1) / a * a;
+	start = round_down(offset, a);
+	end = round_up(offset + len, a);
 	if (end - start > SIZE_MAX / 2)
 		return -EINVAL;
-	if (posix_memalign(&bounce, a, end - start))
+	bounce = aligned_malloc(a, end - start);
+	if (!bounce)
 		return -ENOMEM;
-	r = pread_full(img->fd, bounce, end - start, start);
+	r = pread_upto(img->fd, bounce, end - start, start);
 	if (r >= 0 && (uint64_t)r < offset + len - start)
 		r = -EINVAL;	/* the range reaches beyond EOF */
 	if (r >= 0)
@@ -342,7 +304,7 @@ static unsigned int dev_logical_block_size(dev_t dev)
 
 static bool pow2_sane(unsigned int v)
 {
-	return v >= 1 && v <= 65536 && (v & (v - 1)) == 0;
+	return is_power_of_2(v) && v <= 65536;
 }
 
 static unsigned int find_dio_align(int fd, const struct stat *st)
@@ -462,7 +424,7 @@ static int open_fds(struct image *img, int dirfd, const char *name,
 static int probe_format(struct image *img, const struct image_format **ret)
 {
 	uint8_t head[PROBE_LEN] = { 0 };
-	ssize_t r = pread_full(img->buffered_fd, head, sizeof(head), 0);
+	ssize_t r = pread_upto(img->buffered_fd, head, sizeof(head), 0);
 
 	if (r < 0) {
 		log_error("cannot read '%s': %s", img->path, strerror((int)-r));

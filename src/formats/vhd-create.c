@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /* VHD on-disk layout (parse, build, validate) and image creation. */
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -15,8 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "cleanup.h"
 #include "formats/vhd.h"
+#include "fullio.h"
 #include "log.h"
 
 #define VHD_COOKIE		"conectix"
@@ -27,39 +28,6 @@
 #define VHD_EPOCH_OFFSET	946684800ll
 /* Longest parent locator we accept (a path, so PATH_MAX in UTF-16). */
 #define VHD_LOC_MAX_LEN		(PATH_MAX * 2)
-
-static inline uint64_t round_up(uint64_t v, uint64_t a)
-{
-	return (v + a - 1) / a * a;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return be32toh(v);
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return be64toh(v);
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	v = htobe32(v);
-	memcpy(p, &v, 4);
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	v = htobe64(v);
-	memcpy(p, &v, 8);
-}
 
 uint32_t vhd_checksum(const uint8_t *buf, size_t len, size_t skip_off)
 {
@@ -110,20 +78,20 @@ int vhd_footer_parse(const uint8_t *buf, struct vhd_footer *ret)
 
 	if (memcmp(buf, VHD_COOKIE, 8))
 		return -EINVAL;
-	if (get_be32(buf + 64) != vhd_checksum(buf, VHD_FOOTER_SIZE, 64))
+	if (load_be32(buf + 64) != vhd_checksum(buf, VHD_FOOTER_SIZE, 64))
 		return -EINVAL;
 	memset(&f, 0, sizeof(f));
-	f.features = get_be32(buf + 8);
-	f.version = get_be32(buf + 12);
-	f.data_offset = get_be64(buf + 16);
-	f.timestamp = get_be32(buf + 24);
+	f.features = load_be32(buf + 8);
+	f.version = load_be32(buf + 12);
+	f.data_offset = load_be64(buf + 16);
+	f.timestamp = load_be32(buf + 24);
 	memcpy(f.creator_app, buf + 28, 4);
-	f.creator_version = get_be32(buf + 32);
-	f.creator_os = get_be32(buf + 36);
-	f.original_size = get_be64(buf + 40);
-	f.current_size = get_be64(buf + 48);
-	f.geometry = get_be32(buf + 56);
-	f.type = get_be32(buf + 60);
+	f.creator_version = load_be32(buf + 32);
+	f.creator_os = load_be32(buf + 36);
+	f.original_size = load_be64(buf + 40);
+	f.current_size = load_be64(buf + 48);
+	f.geometry = load_be32(buf + 56);
+	f.type = load_be32(buf + 60);
 	memcpy(f.uuid, buf + 68, 16);
 	f.saved_state = buf[84];
 
@@ -149,20 +117,20 @@ void vhd_footer_build(const struct vhd_footer *f, uint8_t *buf)
 {
 	memset(buf, 0, VHD_FOOTER_SIZE);
 	memcpy(buf, VHD_COOKIE, 8);
-	put_be32(buf + 8, f->features);
-	put_be32(buf + 12, f->version);
-	put_be64(buf + 16, f->data_offset);
-	put_be32(buf + 24, f->timestamp);
+	store_be32(buf + 8, f->features);
+	store_be32(buf + 12, f->version);
+	store_be64(buf + 16, f->data_offset);
+	store_be32(buf + 24, f->timestamp);
 	memcpy(buf + 28, f->creator_app, 4);
-	put_be32(buf + 32, f->creator_version);
-	put_be32(buf + 36, f->creator_os);
-	put_be64(buf + 40, f->original_size);
-	put_be64(buf + 48, f->current_size);
-	put_be32(buf + 56, f->geometry);
-	put_be32(buf + 60, f->type);
+	store_be32(buf + 32, f->creator_version);
+	store_be32(buf + 36, f->creator_os);
+	store_be64(buf + 40, f->original_size);
+	store_be64(buf + 48, f->current_size);
+	store_be32(buf + 56, f->geometry);
+	store_be32(buf + 60, f->type);
 	memcpy(buf + 68, f->uuid, 16);
 	buf[84] = f->saved_state;
-	put_be32(buf + 64, vhd_checksum(buf, VHD_FOOTER_SIZE, 64));
+	store_be32(buf + 64, vhd_checksum(buf, VHD_FOOTER_SIZE, 64));
 }
 
 int vhd_dyn_header_parse(const uint8_t *buf, struct vhd_dyn_header *ret)
@@ -171,24 +139,24 @@ int vhd_dyn_header_parse(const uint8_t *buf, struct vhd_dyn_header *ret)
 
 	if (memcmp(buf, VHD_DYN_COOKIE, 8))
 		return -EINVAL;
-	if (get_be32(buf + 36) != vhd_checksum(buf, VHD_DYN_HEADER_SIZE, 36))
+	if (load_be32(buf + 36) != vhd_checksum(buf, VHD_DYN_HEADER_SIZE, 36))
 		return -EINVAL;
-	if ((get_be32(buf + 24) >> 16) != 1)
+	if ((load_be32(buf + 24) >> 16) != 1)
 		return -ENOTSUP;
 	memset(&h, 0, sizeof(h));
-	h.table_offset = get_be64(buf + 16);
-	h.max_table_entries = get_be32(buf + 28);
-	h.block_size = get_be32(buf + 32);
+	h.table_offset = load_be64(buf + 16);
+	h.max_table_entries = load_be32(buf + 28);
+	h.block_size = load_be32(buf + 32);
 	memcpy(h.parent_uuid, buf + 40, 16);
-	h.parent_timestamp = get_be32(buf + 56);
+	h.parent_timestamp = load_be32(buf + 56);
 	memcpy(h.parent_name, buf + 64, 512);
 	for (int i = 0; i < 8; i++) {
 		const uint8_t *l = buf + 576 + 24 * i;
 
-		h.loc[i].code = get_be32(l);
-		h.loc[i].data_space = get_be32(l + 4);
-		h.loc[i].data_len = get_be32(l + 8);
-		h.loc[i].data_offset = get_be64(l + 16);
+		h.loc[i].code = load_be32(l);
+		h.loc[i].data_space = load_be32(l + 4);
+		h.loc[i].data_len = load_be32(l + 8);
+		h.loc[i].data_offset = load_be64(l + 16);
 	}
 	/* Power of two in [512, 256 MiB]. */
 	if (h.block_size < VHD_MIN_BLOCK_SIZE ||
@@ -206,23 +174,23 @@ void vhd_dyn_header_build(const struct vhd_dyn_header *h, uint8_t *buf)
 {
 	memset(buf, 0, VHD_DYN_HEADER_SIZE);
 	memcpy(buf, VHD_DYN_COOKIE, 8);
-	put_be64(buf + 8, UINT64_MAX);
-	put_be64(buf + 16, h->table_offset);
-	put_be32(buf + 24, VHD_VERSION);
-	put_be32(buf + 28, h->max_table_entries);
-	put_be32(buf + 32, h->block_size);
+	store_be64(buf + 8, UINT64_MAX);
+	store_be64(buf + 16, h->table_offset);
+	store_be32(buf + 24, VHD_VERSION);
+	store_be32(buf + 28, h->max_table_entries);
+	store_be32(buf + 32, h->block_size);
 	memcpy(buf + 40, h->parent_uuid, 16);
-	put_be32(buf + 56, h->parent_timestamp);
+	store_be32(buf + 56, h->parent_timestamp);
 	memcpy(buf + 64, h->parent_name, 512);
 	for (int i = 0; i < 8; i++) {
 		uint8_t *l = buf + 576 + 24 * i;
 
-		put_be32(l, h->loc[i].code);
-		put_be32(l + 4, h->loc[i].data_space);
-		put_be32(l + 8, h->loc[i].data_len);
-		put_be64(l + 16, h->loc[i].data_offset);
+		store_be32(l, h->loc[i].code);
+		store_be32(l + 4, h->loc[i].data_space);
+		store_be32(l + 8, h->loc[i].data_len);
+		store_be64(l + 16, h->loc[i].data_offset);
 	}
-	put_be32(buf + 36, vhd_checksum(buf, VHD_DYN_HEADER_SIZE, 36));
+	store_be32(buf + 36, vhd_checksum(buf, VHD_DYN_HEADER_SIZE, 36));
 }
 
 int vhd_utf8_to_utf16(const char *s, uint8_t *out, size_t out_len,
@@ -403,42 +371,12 @@ uint32_t vhd_bit_run(const uint8_t *bm, uint32_t i, uint32_t max)
 	return n;
 }
 
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+/* Metadata read: a range that reaches beyond the end of the file is corrupt. */
+static int meta_pread(int fd, void *buf, size_t len, uint64_t off)
 {
-	size_t done = 0;
+	int r = pread_full(fd, buf, len, off);
 
-	while (done < len) {
-		ssize_t r = pread(fd, (char *)buf + done, len - done,
-				  (off_t)(off + done));
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return -EINVAL;	/* short: points beyond EOF */
-		done += (size_t)r;
-	}
-	return 0;
-}
-
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = pwrite(fd, (const char *)buf + done, len - done,
-				   (off_t)(off + done));
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		done += (size_t)r;
-	}
-	return 0;
+	return r == -ENODATA ? -EINVAL : r;
 }
 
 static bool range_in_file(uint64_t off, uint64_t len, uint64_t file_size)
@@ -485,7 +423,7 @@ static int read_parent_locator(int fd, const struct vhd_meta *m, char **ret)
 			data = malloc(l->data_len);
 			if (!data)
 				return -ENOMEM;
-			r = pread_full(fd, data, l->data_len, l->data_offset);
+			r = meta_pread(fd, data, l->data_len, l->data_offset);
 			if (r < 0)
 				return r;
 			path = vhd_locator_decode(l->code, data, l->data_len);
@@ -544,11 +482,11 @@ int vhd_meta_read(int fd, struct vhd_meta *ret)
 	if (m.file_size < VHD_FOOTER_SIZE)
 		return -EINVAL;
 
-	r = pread_full(fd, buf, VHD_FOOTER_SIZE, 0);
+	r = meta_pread(fd, buf, VHD_FOOTER_SIZE, 0);
 	if (r < 0)
 		return r;
 	r_copy = vhd_footer_parse(buf, &copy);
-	r = pread_full(fd, buf, VHD_FOOTER_SIZE, m.file_size - VHD_FOOTER_SIZE);
+	r = meta_pread(fd, buf, VHD_FOOTER_SIZE, m.file_size - VHD_FOOTER_SIZE);
 	if (r < 0)
 		return r;
 	r_end = vhd_footer_parse(buf, &end);
@@ -584,7 +522,7 @@ int vhd_meta_read(int fd, struct vhd_meta *ret)
 	if (!range_in_file(m.footer.data_offset, VHD_DYN_HEADER_SIZE,
 			   m.file_size))
 		return -EINVAL;
-	r = pread_full(fd, buf, VHD_DYN_HEADER_SIZE, m.footer.data_offset);
+	r = meta_pread(fd, buf, VHD_DYN_HEADER_SIZE, m.footer.data_offset);
 	if (r < 0)
 		return r;
 	r = vhd_dyn_header_parse(buf, &m.header);

@@ -27,7 +27,6 @@
  * probing sees them as raw, which is equally correct for their data).
  */
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -35,8 +34,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "formats/format.h"
 #include "formats/vhd.h"
+#include "fullio.h"
 #include "log.h"
 
 /* Grow the file by up to this many blocks / bytes at a time. */
@@ -92,30 +93,16 @@ struct vhd {
 	int parent_check;		/* 0 not yet, 1 ok, -errno failed */
 };
 
-static inline uint64_t round_up(uint64_t v, uint64_t a)
-{
-	return (v + a - 1) / a * a;
-}
-
-static inline uint64_t min_u64(uint64_t a, uint64_t b)
-{
-	return a < b ? a : b;
-}
-
 static uint32_t bat_get(const struct vhd *v, uint32_t blk)
 {
-	uint32_t e;
-
-	memcpy(&e, v->bat_raw + (size_t)blk * 4, 4);
-	return be32toh(e);
+	return load_be32(v->bat_raw + (size_t)blk * 4);
 }
 
 static void bat_set(struct vhd *v, uint32_t blk, uint32_t sector)
 {
-	uint32_t e = htobe32(sector);
 	uint32_t s = (uint32_t)((uint64_t)blk * 4 / VHD_SECTOR);
 
-	memcpy(v->bat_raw + (size_t)blk * 4, &e, 4);
+	store_be32(v->bat_raw + (size_t)blk * 4, sector);
 	v->bat_dirty[s >> 3] |= (uint8_t)(1u << (s & 7));
 	v->any_bat_dirty = true;
 }
@@ -608,9 +595,9 @@ static int cow_fill_sector(struct image *img, uint32_t blk, uint32_t s)
 	uint8_t *sec;
 	int r = 0;
 
-	if (posix_memalign((void **)&sec, VHD_DATA_ALIGN, VHD_SECTOR))
+	sec = aligned_zalloc(VHD_DATA_ALIGN, VHD_SECTOR);
+	if (!sec)
 		return -ENOMEM;
-	memset(sec, 0, VHD_SECTOR);
 	if (v->type == VHD_TYPE_DIFF && img->backing)
 		r = image_read(img->backing, goff, VHD_SECTOR, sec);
 	if (!r)
@@ -839,7 +826,8 @@ static int vhd_flush(struct image *img)
 	r = write_bat(img);
 	if (r < 0)
 		return r;
-	if (posix_memalign((void **)&foot, VHD_DATA_ALIGN, VHD_FOOTER_SIZE))
+	foot = aligned_malloc(VHD_DATA_ALIGN, VHD_FOOTER_SIZE);
+	if (!foot)
 		return -ENOMEM;
 	vhd_footer_build(&v->footer, foot);
 	if (v->footer_dirty)

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "formats/format.h"
+#include "fullio.h"
 #include "log.h"
 
 #define CHUNK (1u << 20)
@@ -376,7 +377,8 @@ int main(int argc, char **argv)
 			argv[optind], strerror(-r));
 		return 1;
 	}
-	if (posix_memalign(&c.buf, 4096, CHUNK)) {
+	c.buf = aligned_malloc(4096, CHUNK);
+	if (!c.buf) {
 		image_close(c.img);
 		return 1;
 	}
