@@ -18,10 +18,12 @@ $(IMGIO): $(call obj,src/tools/ngdp-imgio.c) $(LIBFORMATS) $(LIBCOMMON)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_FORMATS)
 
 # ---------------------------------------------------------------- unit tests
-FORMATS_UNIT_SRC := $(wildcard tests/unit/test-qcow2-*.c)
+FORMATS_UNIT_SRC := $(wildcard tests/unit/test-qcow2-*.c) tests/unit/test-format-dispatch.c
 FORMATS_UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(FORMATS_UNIT_SRC))
 
 $(B)/tests/unit/test-qcow2-%: $(call obj,tests/unit/test-qcow2-%.c) $(LIBFORMATS) $(LIBCOMMON)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_FORMATS)
+$(B)/tests/unit/test-format-dispatch: $(call obj,tests/unit/test-format-dispatch.c) $(LIBFORMATS) $(LIBCOMMON)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_FORMATS)
 
 check-formats-unit: $(FORMATS_UNIT_BIN)

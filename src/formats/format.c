@@ -216,15 +216,32 @@ int image_map_backing_read(struct image *img, uint64_t offset,
 
 /* ------------------------------------------------------------ dispatch */
 
+/*
+ * Every dispatch entry point checks its arguments before the format sees
+ * them, as nbdkit's backend does: [offset, offset + length) must lie in
+ * the virtual size (computed without overflow), and nothing that changes
+ * the image runs on a read-only one.  The formats may rely on both.
+ */
+static bool range_ok(const struct image *img, uint64_t offset,
+		     uint64_t length)
+{
+	return offset <= img->virtual_size &&
+	       length <= img->virtual_size - offset;
+}
+
 int image_map_read(struct image *img, uint64_t offset, uint64_t length,
 		   void *buf, struct extent_list *out)
 {
+	if (!range_ok(img, offset, length))
+		return -EINVAL;
 	return img->fmt->map_read(img, offset, length, buf, out);
 }
 
 int image_block_status(struct image *img, uint64_t offset, uint64_t length,
 		       struct extent_list *out)
 {
+	if (!range_ok(img, offset, length))
+		return -EINVAL;
 	if (img->fmt->block_status)
 		return img->fmt->block_status(img, offset, length, out);
 	return img->fmt->map_read(img, offset, length, NULL, out);
@@ -235,7 +252,32 @@ int image_map_write(struct image *img, uint64_t offset, uint64_t length,
 {
 	if (img->readonly || !img->fmt->map_write)
 		return -EROFS;
+	if (!range_ok(img, offset, length))
+		return -EINVAL;
 	return img->fmt->map_write(img, offset, length, out);
+}
+
+int image_zero(struct image *img, uint64_t offset, uint64_t length,
+	       bool may_unmap)
+{
+	if (img->readonly)
+		return -EROFS;
+	if (!range_ok(img, offset, length))
+		return -EINVAL;
+	if (!img->fmt->zero)
+		return -ENOTSUP;
+	return img->fmt->zero(img, offset, length, may_unmap);
+}
+
+int image_discard(struct image *img, uint64_t offset, uint64_t length)
+{
+	if (img->readonly)
+		return -EROFS;
+	if (!range_ok(img, offset, length))
+		return -EINVAL;
+	if (!img->fmt->discard)
+		return -ENOTSUP;
+	return img->fmt->discard(img, offset, length);
 }
 
 int image_flush(struct image *img)
