@@ -114,7 +114,7 @@ static uint64_t block_data_offset(const struct vhd *v, uint32_t blk)
 
 static bool vhd_probe(const uint8_t *head, size_t len)
 {
-	return len >= 8 && !memcmp(head, "conectix", 8);
+	return len >= 8 && !memcmp(head, VHD_COOKIE, 8);
 }
 
 static void vhd_free(struct vhd *v)
@@ -733,13 +733,7 @@ static int vhd_discard(struct image *img, uint64_t offset, uint64_t length)
 
 static bool bitmap_is_full(const struct vhd *v, const uint8_t *bm)
 {
-	for (uint32_t i = 0; i < v->spb / 8; i++)
-		if (bm[i] != 0xff)
-			return false;
-	for (uint32_t i = v->spb / 8 * 8; i < v->spb; i++)
-		if (!vhd_bit_test(bm, i))
-			return false;
-	return true;
+	return vhd_bit_test(bm, 0) && vhd_bit_run(bm, 0, v->spb) == v->spb;
 }
 
 static int write_bitmaps(struct image *img)
