@@ -7,13 +7,6 @@ LIBS_FORMATS := -lz
 
 all: $(IMGIO)
 
-# libformats.a is an archive: format.c must reference format_vhd strongly
-# for vhd.o to be pulled in, and only when vhd.c exists (else weak/NULL).
-ifneq ($(wildcard src/formats/vhd.c),)
-$(B)/src/formats/format.o: override CPPFLAGS += -DHAVE_FORMAT_VHD
-$(B)/src/formats/format.o: src/formats/vhd.c
-endif
-
 $(IMGIO): $(call obj,src/tools/ngdp-imgio.c) $(LIBFORMATS) $(LIBCOMMON)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_FORMATS)
 
@@ -37,8 +30,7 @@ FUZZ_TIME  ?= 60
 
 $(FUZZ_QCOW2): tests/fuzz/fuzz-qcow2-open.c $(FORMATS_SRC) src/util/fullio.c tests/fuzz/qcow2-fuzz-log.c include/formats/format.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CPPFLAGS) $(if $(wildcard src/formats/vhd.c),-DHAVE_FORMAT_VHD) \
-		$(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-qcow2-open.c $(FORMATS_SRC) \
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-qcow2-open.c $(FORMATS_SRC) \
 		src/util/fullio.c tests/fuzz/qcow2-fuzz-log.c -lz
 
 FUZZ_QCOW2_OPTS := -max_len=65536

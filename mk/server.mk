@@ -31,7 +31,7 @@ $(B)/tests/unit/test-nbd-%: tests/unit/test-nbd-%.c $(LIBSERVER) $(LIBFORMATS) $
 # gcc archives.
 $(SERVER_FUZZ): tests/fuzz/fuzz-nbd.c $(SERVER_SRC) $(FORMATS_SRC) src/util/fullio.c src/common/log.c src/common/fileio.c src/common/json-io.c
 	@mkdir -p $(dir $@)
-	$(SERVER_FUZZ_CC) $(CPPFLAGS) $(if $(wildcard src/formats/vhd.c),-DHAVE_FORMAT_VHD) \
+	$(SERVER_FUZZ_CC) $(CPPFLAGS) \
 		$(SERVER_FUZZ_FLAGS) -o $@ $^ $(LIBS_COMMON) $(LIBS_SERVER)
 
 SERVER_FUZZ_OPTS := -max_len=8192 -timeout=10

@@ -25,7 +25,7 @@ $(VHD_TOOL): tests/formats/vhd-tool.c $(LIBFORMATS) $(LIBCOMMON)
 VHD_FUZZ_SRC := tests/fuzz/fuzz-vhd-open.c $(FORMATS_SRC) src/util/fullio.c src/common/log.c
 $(VHD_FUZZ): $(VHD_FUZZ_SRC) include/formats/format.h include/formats/vhd.h
 	@mkdir -p $(dir $@)
-	$(VHD_FUZZ_CC) $(CPPFLAGS) -DHAVE_FORMAT_VHD -g -O1 \
+	$(VHD_FUZZ_CC) $(CPPFLAGS) -g -O1 \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $(VHD_FUZZ_SRC) -lz
 

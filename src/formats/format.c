@@ -17,16 +17,6 @@
 #include "fullio.h"
 #include "log.h"
 
-/*
- * The VHD engine lives in vhd.c, written separately.  libformats.a is a
- * static archive and a weak reference never pulls a member out of an
- * archive, so mk/formats.mk defines HAVE_FORMAT_VHD when vhd.c exists and
- * we then take a strong reference; otherwise the symbol is weak and NULL.
- */
-#ifndef HAVE_FORMAT_VHD
-#pragma weak format_vhd
-#endif
-
 #define DEFAULT_MAX_DEPTH 64
 #define PROBE_LEN 512
 
@@ -291,12 +281,6 @@ int image_flush(struct image *img)
 
 /* ------------------------------------------------------------ open */
 
-/* NULL when vhd.c is not linked in. */
-static const struct image_format *vhd_format(void)
-{
-	return &format_vhd;
-}
-
 static const struct image_format *format_by_name(const char *name)
 {
 	if (!strcmp(name, "raw"))
@@ -304,18 +288,16 @@ static const struct image_format *format_by_name(const char *name)
 	if (!strcmp(name, "qcow2"))
 		return &format_qcow2;
 	if (!strcmp(name, "vpc") || !strcmp(name, "vhd"))
-		return vhd_format();
+		return &format_vhd;
 	return NULL;
 }
 
 static const struct image_format *format_probe(const uint8_t *head, size_t len)
 {
-	const struct image_format *vhd = vhd_format();
-
 	if (format_qcow2.probe(head, len))
 		return &format_qcow2;
-	if (vhd && vhd->probe && vhd->probe(head, len))
-		return vhd;
+	if (format_vhd.probe(head, len))
+		return &format_vhd;
 	return &format_raw;
 }
 
