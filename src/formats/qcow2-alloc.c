@@ -77,7 +77,7 @@ static int ensure_file(struct image *img, struct qcow2 *q, uint64_t end)
 
 	if (end <= q->file_alloc_end)
 		return 0;
-	size = (end + GROW_STEP - 1) / GROW_STEP * GROW_STEP;
+	size = round_up(end, GROW_STEP);
 	if (ftruncate(img->fd, (off_t)size) < 0) {
 		int r = -errno;
 
@@ -142,7 +142,7 @@ static int grow_rt(struct image *img, struct qcow2 *q, uint64_t bi)
 	if (n < bi + 1)
 		n = bi + 1;
 	/* The table must also cover itself and its blocks: n*2 is ample. */
-	clusters = (n * 8 + cs - 1) / cs;
+	clusters = div_round_up(n * 8, cs);
 	if (clusters > UINT32_MAX)
 		return -EFBIG;
 	n = clusters * cs / 8;
@@ -280,7 +280,7 @@ int qcow2_refcounts_load(struct image *img, struct qcow2 *q)
 			if (rc_get(q, i * q->rb_entries + j))
 				top = i * q->rb_entries + j + 1;
 	}
-	q->next_free = (q->file_size + cs - 1) / cs * cs;
+	q->next_free = round_up(q->file_size, cs);
 	if (top * cs > q->next_free)
 		q->next_free = top * cs;
 	q->file_alloc_end = q->file_size;
@@ -701,8 +701,8 @@ int qcow2_zero(struct image *img, uint64_t offset, uint64_t length,
 
 	if (q->h.version < 3 && img->backing)
 		return -ENOTSUP;	/* v2 cannot hide backing data */
-	a0 = (offset + g - 1) / g * g;
-	a1 = end == img->virtual_size ? end : end / g * g;
+	a0 = round_up(offset, g);
+	a1 = end == img->virtual_size ? end : round_down(end, g);
 	if (a0 >= a1)
 		return zero_by_write(img, q, offset, length);
 	r = zero_by_write(img, q, offset, a0 - offset);
@@ -736,8 +736,8 @@ int qcow2_discard(struct image *img, uint64_t offset, uint64_t length)
 	/* v2 cannot say "zero": unmapping would expose backing data. */
 	if (q->h.version < 3 && img->backing)
 		return 0;
-	a0 = (offset + cs - 1) / cs * cs;
-	a1 = end == img->virtual_size ? end : end / cs * cs;
+	a0 = round_up(offset, cs);
+	a1 = end == img->virtual_size ? end : round_down(end, cs);
 	for (; r == 0 && a0 < a1; a0 += cs) {
 		struct wctx w;
 		uint64_t ne, nb = 0;

@@ -185,7 +185,7 @@ uint64_t qcow2_rt_limit(const struct qcow2_header *h, uint64_t file_size)
 	/* cluster counts: no overflow for sizes below 2^63 */
 	uint64_t clusters = 2 * ((file_size >> cb) + 1 + (h->size >> cb) + 1);
 
-	return (clusters + rb_entries - 1) / rb_entries + 1;
+	return div_round_up(clusters, rb_entries) + 1;
 }
 
 static int check_geometry(const struct qcow2_header *h, uint64_t file_size)
@@ -204,7 +204,7 @@ static int check_geometry(const struct qcow2_header *h, uint64_t file_size)
 		log_error("qcow2: virtual size %" PRIu64 " too large", h->size);
 		return -EINVAL;
 	}
-	need_l1 = (h->size + cover - 1) / cover;
+	need_l1 = div_round_up(h->size, cover);
 	if (h->l1_size < need_l1 ||
 	    (uint64_t)h->l1_size * 8 > QCOW2_MAX_L1_BYTES) {
 		log_error("qcow2: L1 size %u inconsistent with virtual size %" PRIu64,
@@ -229,7 +229,7 @@ static int check_geometry(const struct qcow2_header *h, uint64_t file_size)
 	{
 		uint64_t lim = qcow2_rt_limit(h, file_size) * 8, rt_bytes;
 
-		lim = (lim + cs - 1) / cs * cs;
+		lim = round_up(lim, cs);
 		if (lim > QCOW2_MAX_RT_BYTES)
 			lim = QCOW2_MAX_RT_BYTES < cs ? cs : QCOW2_MAX_RT_BYTES;
 		rt_bytes = (uint64_t)h->refcount_table_clusters << h->cluster_bits;

@@ -105,8 +105,8 @@ static int meta_add(struct qcow2 *q, uint64_t off, uint64_t len,
 		q->meta = v;
 		q->cap_meta = cap;
 	}
-	q->meta[q->n_meta].start = off / cs * cs;
-	q->meta[q->n_meta].end = (off + len + cs - 1) / cs * cs;
+	q->meta[q->n_meta].start = round_down(off, cs);
+	q->meta[q->n_meta].end = round_up(off + len, cs);
 	q->meta[q->n_meta].what = what;
 	q->n_meta++;
 	return 0;

@@ -131,7 +131,7 @@ static int write_image(const char *path, const struct vhd_footer *f,
 
 	if (!copy)
 		return -ENOMEM;
-	entries = (f->current_size + h->block_size - 1) / h->block_size;
+	entries = div_round_up(f->current_size, h->block_size);
 	if (entries > UINT32_MAX)
 		return -EFBIG;
 	h->max_table_entries = (uint32_t)entries;

@@ -524,8 +524,7 @@ int vhd_meta_read(int fd, struct vhd_meta *ret)
 	if (r < 0)
 		return r;
 
-	entries = (m.footer.current_size + m.header.block_size - 1) /
-		  m.header.block_size;
+	entries = div_round_up(m.footer.current_size, m.header.block_size);
 	if (m.header.max_table_entries < entries)
 		return -EINVAL;
 	if (entries > VHD_MAX_BLOCKS) {

@@ -247,7 +247,7 @@ static int vhd_open(struct image *img, char **ret_backing,
 	v->block_size = m.header.block_size;
 	v->block_shift = (unsigned int)__builtin_ctz(v->block_size);
 	v->spb = v->block_size / VHD_SECTOR;
-	v->bitmap_size = (uint32_t)round_up((v->spb + 7) / 8, VHD_SECTOR);
+	v->bitmap_size = (uint32_t)round_up(div_round_up(v->spb, 8), VHD_SECTOR);
 	v->nblocks = (uint32_t)((v->size + v->block_size - 1) >> v->block_shift);
 	v->table_offset = m.header.table_offset;
 	memcpy(v->parent_uuid, m.header.parent_uuid, 16);

@@ -87,7 +87,7 @@ static int corrupt(const char *path, const char *kind)
 		 * ends at the end of the file (over the footer). */
 		uint64_t toff = load_be64(hdr + 16);
 		uint32_t bs = load_be32(hdr + 32);
-		uint64_t bm = ((uint64_t)bs / 512 / 8 + 511) / 512 * 512;
+		uint64_t bm = round_up((uint64_t)bs / 512 / 8, 512);
 		uint64_t loc = load_be64(hdr + 576 + 16);
 		uint8_t e[4];
 
@@ -203,7 +203,8 @@ static int crash_write_one(struct image *img, uint64_t off, uint64_t len,
 	uint8_t *buf;
 	int r;
 
-	if (posix_memalign((void **)&buf, 4096, len))
+	buf = aligned_malloc(4096, len);
+	if (!buf)
 		return -ENOMEM;
 	memset(buf, byte, len);
 	r = image_map_write(img, off, len, &l);
