@@ -39,6 +39,9 @@ TEST_TOOLS := $(B)/tests/server/nbd-evil $(B)/tests/server/ngdp-ctl \
 $(UNIT_BIN): $(B)/tests/unit/%: $(B)/tests/unit/%.o $(ALL_LIBS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_ALL)
 
+# test-util scripts short transfers and EINTR through fullio.c's calls.
+$(B)/tests/unit/test-util: override LDFLAGS += -Wl,--wrap=pread64,--wrap=pwrite64
+
 $(TEST_TOOLS): $(B)/%: $(B)/%.o $(ALL_LIBS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
 

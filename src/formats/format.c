@@ -12,7 +12,9 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "formats/format.h"
+#include "fullio.h"
 #include "log.h"
 
 #define DEFAULT_MAX_DEPTH 64
@@ -74,47 +76,6 @@ static bool io_aligned(const struct image *img, const void *buf, size_t len,
 	return ((uintptr_t)buf % a) == 0 && len % a == 0 && offset % a == 0;
 }
 
-/* Full-length pread; returns the bytes read (short only at EOF) or -errno. */
-static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t offset)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = pread(fd, (char *)buf + done, len - done,
-				  (off_t)(offset + done));
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			break;
-		done += (size_t)r;
-	}
-	return (ssize_t)done;
-}
-
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t offset)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = pwrite(fd, (const char *)buf + done, len - done,
-				   (off_t)(offset + done));
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return -EIO;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
 int image_pread(struct image *img, void *buf, size_t len, uint64_t offset)
 {
 	uint64_t a = img->dio_align, start, end;
@@ -126,19 +87,20 @@ int image_pread(struct image *img, void *buf, size_t len, uint64_t offset)
 	if (offset > UINT64_MAX - len)
 		return -EINVAL;
 	if (io_aligned(img, buf, len, offset)) {
-		r = pread_full(img->fd, buf, len, offset);
+		r = pread_upto(img->fd, buf, len, offset);
 		if (r < 0)
 			return (int)r;
 		return (size_t)r == len ? 0 : -EINVAL;
 	}
 	/* Unaligned for O_DIRECT: read the covering aligned range. */
-	start = offset / a * a;
-	end = (offset + len + a - 1) / a * a;
+	start = round_down(offset, a);
+	end = round_up(offset + len, a);
 	if (end - start > SIZE_MAX / 2)
 		return -EINVAL;
-	if (posix_memalign(&bounce, a, end - start))
+	bounce = aligned_malloc(a, end - start);
+	if (!bounce)
 		return -ENOMEM;
-	r = pread_full(img->fd, bounce, end - start, start);
+	r = pread_upto(img->fd, bounce, end - start, start);
 	if (r >= 0 && (uint64_t)r < offset + len - start)
 		r = -EINVAL;	/* the range reaches beyond EOF */
 	if (r >= 0)
@@ -244,15 +206,32 @@ int image_map_backing_read(struct image *img, uint64_t offset,
 
 /* ------------------------------------------------------------ dispatch */
 
+/*
+ * Every dispatch entry point checks its arguments before the format sees
+ * them, as nbdkit's backend does: [offset, offset + length) must lie in
+ * the virtual size (computed without overflow), and nothing that changes
+ * the image runs on a read-only one.  The formats may rely on both.
+ */
+static bool range_ok(const struct image *img, uint64_t offset,
+		     uint64_t length)
+{
+	return offset <= img->virtual_size &&
+	       length <= img->virtual_size - offset;
+}
+
 int image_map_read(struct image *img, uint64_t offset, uint64_t length,
 		   void *buf, struct extent_list *out)
 {
+	if (!range_ok(img, offset, length))
+		return -EINVAL;
 	return img->fmt->map_read(img, offset, length, buf, out);
 }
 
 int image_block_status(struct image *img, uint64_t offset, uint64_t length,
 		       struct extent_list *out)
 {
+	if (!range_ok(img, offset, length))
+		return -EINVAL;
 	if (img->fmt->block_status)
 		return img->fmt->block_status(img, offset, length, out);
 	return img->fmt->map_read(img, offset, length, NULL, out);
@@ -263,7 +242,32 @@ int image_map_write(struct image *img, uint64_t offset, uint64_t length,
 {
 	if (img->readonly || !img->fmt->map_write)
 		return -EROFS;
+	if (!range_ok(img, offset, length))
+		return -EINVAL;
 	return img->fmt->map_write(img, offset, length, out);
+}
+
+int image_zero(struct image *img, uint64_t offset, uint64_t length,
+	       bool may_unmap)
+{
+	if (img->readonly)
+		return -EROFS;
+	if (!range_ok(img, offset, length))
+		return -EINVAL;
+	if (!img->fmt->zero)
+		return -ENOTSUP;
+	return img->fmt->zero(img, offset, length, may_unmap);
+}
+
+int image_discard(struct image *img, uint64_t offset, uint64_t length)
+{
+	if (img->readonly)
+		return -EROFS;
+	if (!range_ok(img, offset, length))
+		return -EINVAL;
+	if (!img->fmt->discard)
+		return -ENOTSUP;
+	return img->fmt->discard(img, offset, length);
 }
 
 int image_flush(struct image *img)
@@ -277,12 +281,6 @@ int image_flush(struct image *img)
 
 /* ------------------------------------------------------------ open */
 
-/* NULL when vhd.c is not linked in. */
-static const struct image_format *vhd_format(void)
-{
-	return &format_vhd;
-}
-
 static const struct image_format *format_by_name(const char *name)
 {
 	if (!strcmp(name, "raw"))
@@ -290,18 +288,16 @@ static const struct image_format *format_by_name(const char *name)
 	if (!strcmp(name, "qcow2"))
 		return &format_qcow2;
 	if (!strcmp(name, "vpc") || !strcmp(name, "vhd"))
-		return vhd_format();
+		return &format_vhd;
 	return NULL;
 }
 
 static const struct image_format *format_probe(const uint8_t *head, size_t len)
 {
-	const struct image_format *vhd = vhd_format();
-
 	if (format_qcow2.probe(head, len))
 		return &format_qcow2;
-	if (vhd && vhd->probe && vhd->probe(head, len))
-		return vhd;
+	if (format_vhd.probe(head, len))
+		return &format_vhd;
 	return &format_raw;
 }
 
@@ -332,7 +328,7 @@ static unsigned int dev_logical_block_size(dev_t dev)
 
 static bool pow2_sane(unsigned int v)
 {
-	return v >= 1 && v <= 65536 && (v & (v - 1)) == 0;
+	return is_power_of_2(v) && v <= 65536;
 }
 
 static unsigned int find_dio_align(int fd, const struct stat *st)
@@ -452,7 +448,7 @@ static int open_fds(struct image *img, int dirfd, const char *name,
 static int probe_format(struct image *img, const struct image_format **ret)
 {
 	uint8_t head[PROBE_LEN] = { 0 };
-	ssize_t r = pread_full(img->buffered_fd, head, sizeof(head), 0);
+	ssize_t r = pread_upto(img->buffered_fd, head, sizeof(head), 0);
 
 	if (r < 0) {
 		log_error("cannot read '%s': %s", img->path, strerror((int)-r));

@@ -6,22 +6,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bytes.h"
+#include "fullio.h"
 #include "log.h"
 #include "qcow2.h"
 
 /* The file grows in steps this large so data writes never extend it. */
 #define GROW_STEP (64ull << 20)
-
-static void *aligned_zalloc(size_t len)
-{
-	void *p;
-
-	len = (len + 4095) & ~(size_t)4095;
-	if (posix_memalign(&p, 4096, len))
-		return NULL;
-	memset(p, 0, len);
-	return p;
-}
 
 /* ------------------------------------------------------------ refcounts */
 
@@ -30,9 +21,6 @@ static uint64_t rc_get(const struct qcow2 *q, uint64_t idx)
 	uint64_t bi = idx / q->rb_entries, i = idx % q->rb_entries;
 	const uint8_t *b;
 	unsigned int bits = q->refcount_bits;
-	uint16_t v16;
-	uint32_t v32;
-	uint64_t v64;
 
 	if (bi >= q->rt_entries || !q->rb[bi])
 		return 0;
@@ -43,14 +31,11 @@ static uint64_t rc_get(const struct qcow2 *q, uint64_t idx)
 	case 8:
 		return b[i];
 	case 16:
-		memcpy(&v16, b + 2 * i, 2);
-		return be16toh(v16);
+		return load_be16(b + 2 * i);
 	case 32:
-		memcpy(&v32, b + 4 * i, 4);
-		return be32toh(v32);
+		return load_be32(b + 4 * i);
 	default:
-		memcpy(&v64, b + 8 * i, 8);
-		return be64toh(v64);
+		return load_be64(b + 8 * i);
 	}
 }
 
@@ -59,9 +44,6 @@ static void rc_put(struct qcow2 *q, uint64_t idx, uint64_t v)
 	uint64_t bi = idx / q->rb_entries, i = idx % q->rb_entries;
 	uint8_t *b = q->rb[bi];
 	unsigned int bits = q->refcount_bits, sh;
-	uint16_t v16;
-	uint32_t v32;
-	uint64_t v64;
 
 	switch (bits) {
 	case 1: case 2: case 4:
@@ -74,16 +56,13 @@ static void rc_put(struct qcow2 *q, uint64_t idx, uint64_t v)
 		b[i] = (uint8_t)v;
 		break;
 	case 16:
-		v16 = htobe16((uint16_t)v);
-		memcpy(b + 2 * i, &v16, 2);
+		store_be16(b + 2 * i, (uint16_t)v);
 		break;
 	case 32:
-		v32 = htobe32((uint32_t)v);
-		memcpy(b + 4 * i, &v32, 4);
+		store_be32(b + 4 * i, (uint32_t)v);
 		break;
 	default:
-		v64 = htobe64(v);
-		memcpy(b + 8 * i, &v64, 8);
+		store_be64(b + 8 * i, v);
 		break;
 	}
 	q->rb_dirty[bi] = true;
@@ -98,7 +77,7 @@ static int ensure_file(struct image *img, struct qcow2 *q, uint64_t end)
 
 	if (end <= q->file_alloc_end)
 		return 0;
-	size = (end + GROW_STEP - 1) / GROW_STEP * GROW_STEP;
+	size = round_up(end, GROW_STEP);
 	if (ftruncate(img->fd, (off_t)size) < 0) {
 		int r = -errno;
 
@@ -163,11 +142,11 @@ static int grow_rt(struct image *img, struct qcow2 *q, uint64_t bi)
 	if (n < bi + 1)
 		n = bi + 1;
 	/* The table must also cover itself and its blocks: n*2 is ample. */
-	clusters = (n * 8 + cs - 1) / cs;
+	clusters = div_round_up(n * 8, cs);
 	if (clusters > UINT32_MAX)
 		return -EFBIG;
 	n = clusters * cs / 8;
-	nt = aligned_zalloc(clusters * cs);
+	nt = aligned_zalloc(4096, clusters * cs);
 	nrb = calloc(n, sizeof(*nrb));
 	nrd = calloc(n, sizeof(*nrd));
 	if (!nt || !nrb || !nrd) {
@@ -219,7 +198,7 @@ static int ensure_block(struct image *img, struct qcow2 *q, uint64_t bi)
 	}
 	if (q->rb[bi])
 		return 0;
-	q->rb[bi] = aligned_zalloc(q->cluster_size);
+	q->rb[bi] = aligned_zalloc(4096, q->cluster_size);
 	if (!q->rb[bi])
 		return -ENOMEM;
 	q->rb_dirty[bi] = true;
@@ -284,7 +263,7 @@ int qcow2_refcounts_load(struct image *img, struct qcow2 *q)
 				  img->path);
 			return -EINVAL;
 		}
-		q->rb[i] = aligned_zalloc(cs);
+		q->rb[i] = aligned_zalloc(4096, cs);
 		if (!q->rb[i])
 			return -ENOMEM;
 		r = image_pread(img, q->rb[i], cs, e);
@@ -301,7 +280,7 @@ int qcow2_refcounts_load(struct image *img, struct qcow2 *q)
 			if (rc_get(q, i * q->rb_entries + j))
 				top = i * q->rb_entries + j + 1;
 	}
-	q->next_free = (q->file_size + cs - 1) / cs * cs;
+	q->next_free = round_up(q->file_size, cs);
 	if (top * cs > q->next_free)
 		q->next_free = top * cs;
 	q->file_alloc_end = q->file_size;
@@ -382,7 +361,7 @@ static int l2_writable(struct image *img, struct qcow2 *q, uint64_t l1i)
 	if (q->l2[l1i] && (l1e & QCOW2_OFLAG_COPIED))
 		return 0;
 	if (!q->l2[l1i]) {
-		q->l2[l1i] = aligned_zalloc(q->cluster_size);
+		q->l2[l1i] = aligned_zalloc(4096, q->cluster_size);
 		if (!q->l2[l1i])
 			return -ENOMEM;
 		/* A fresh cluster reads as zeros: an empty table. */
@@ -722,8 +701,8 @@ int qcow2_zero(struct image *img, uint64_t offset, uint64_t length,
 
 	if (q->h.version < 3 && img->backing)
 		return -ENOTSUP;	/* v2 cannot hide backing data */
-	a0 = (offset + g - 1) / g * g;
-	a1 = end == img->virtual_size ? end : end / g * g;
+	a0 = round_up(offset, g);
+	a1 = end == img->virtual_size ? end : round_down(end, g);
 	if (a0 >= a1)
 		return zero_by_write(img, q, offset, length);
 	r = zero_by_write(img, q, offset, a0 - offset);
@@ -757,8 +736,8 @@ int qcow2_discard(struct image *img, uint64_t offset, uint64_t length)
 	/* v2 cannot say "zero": unmapping would expose backing data. */
 	if (q->h.version < 3 && img->backing)
 		return 0;
-	a0 = (offset + cs - 1) / cs * cs;
-	a1 = end == img->virtual_size ? end : end / cs * cs;
+	a0 = round_up(offset, cs);
+	a1 = end == img->virtual_size ? end : round_down(end, cs);
 	for (; r == 0 && a0 < a1; a0 += cs) {
 		struct wctx w;
 		uint64_t ne, nb = 0;
@@ -808,8 +787,6 @@ static int write_refblocks(struct image *img, struct qcow2 *q)
 static int write_rt(struct image *img, struct qcow2 *q)
 {
 	uint8_t hdr[12];
-	uint64_t off = htobe64(q->h.refcount_table_offset);
-	uint32_t n = htobe32(q->h.refcount_table_clusters);
 	int r;
 
 	if (!q->rt_dirty && !q->rt_moved)
@@ -824,8 +801,8 @@ static int write_rt(struct image *img, struct qcow2 *q)
 	r = image_datasync(img);
 	if (r < 0)
 		return r;
-	memcpy(hdr, &off, 8);
-	memcpy(hdr + 8, &n, 4);
+	store_be64(hdr, q->h.refcount_table_offset);
+	store_be32(hdr + 8, q->h.refcount_table_clusters);
 	r = image_pwrite(img, hdr, sizeof(hdr), 48);
 	if (r == 0)
 		r = image_datasync(img);

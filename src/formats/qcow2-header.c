@@ -5,24 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "log.h"
 #include "qcow2.h"
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return be32toh(v);
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return be64toh(v);
-}
 
 /* Is [off, off+len) inside the file and clear of the header cluster? */
 static bool table_ok(uint64_t off, uint64_t len, uint64_t cluster_size,
@@ -68,8 +53,8 @@ static int parse_extensions(const uint8_t *buf, size_t len,
 	if (end > len)
 		end = len;
 	while (off + 8 <= end) {
-		uint32_t type = get_be32(buf + off);
-		uint32_t elen = get_be32(buf + off + 4);
+		uint32_t type = load_be32(buf + off);
+		uint32_t elen = load_be32(buf + off + 4);
 
 		off += 8;
 		if (type == QCOW2_EXT_END)
@@ -156,18 +141,18 @@ static int check_features(const uint8_t *buf, size_t len,
 static void read_fields(const uint8_t *buf, struct qcow2_header *h)
 {
 	memset(h, 0, sizeof(*h));
-	h->version = get_be32(buf + 4);
-	h->backing_file_offset = get_be64(buf + 8);
-	h->backing_file_size = get_be32(buf + 16);
-	h->cluster_bits = get_be32(buf + 20);
-	h->size = get_be64(buf + 24);
-	h->crypt_method = get_be32(buf + 32);
-	h->l1_size = get_be32(buf + 36);
-	h->l1_table_offset = get_be64(buf + 40);
-	h->refcount_table_offset = get_be64(buf + 48);
-	h->refcount_table_clusters = get_be32(buf + 56);
-	h->nb_snapshots = get_be32(buf + 60);
-	h->snapshots_offset = get_be64(buf + 64);
+	h->version = load_be32(buf + 4);
+	h->backing_file_offset = load_be64(buf + 8);
+	h->backing_file_size = load_be32(buf + 16);
+	h->cluster_bits = load_be32(buf + 20);
+	h->size = load_be64(buf + 24);
+	h->crypt_method = load_be32(buf + 32);
+	h->l1_size = load_be32(buf + 36);
+	h->l1_table_offset = load_be64(buf + 40);
+	h->refcount_table_offset = load_be64(buf + 48);
+	h->refcount_table_clusters = load_be32(buf + 56);
+	h->nb_snapshots = load_be32(buf + 60);
+	h->snapshots_offset = load_be64(buf + 64);
 	h->refcount_order = 4;
 	h->header_length = QCOW2_V2_HEADER_LEN;
 }
@@ -177,11 +162,11 @@ static int read_v3_fields(const uint8_t *buf, size_t len,
 {
 	if (len < QCOW2_V3_HEADER_LEN)
 		return -EINVAL;
-	h->incompatible_features = get_be64(buf + 72);
-	h->compatible_features = get_be64(buf + 80);
-	h->autoclear_features = get_be64(buf + 88);
-	h->refcount_order = get_be32(buf + 96);
-	h->header_length = get_be32(buf + 100);
+	h->incompatible_features = load_be64(buf + 72);
+	h->compatible_features = load_be64(buf + 80);
+	h->autoclear_features = load_be64(buf + 88);
+	h->refcount_order = load_be32(buf + 96);
+	h->header_length = load_be32(buf + 100);
 	if (h->header_length < QCOW2_V3_HEADER_LEN ||
 	    h->header_length > len || h->header_length % 8) {
 		log_error("qcow2: bad header length %u", h->header_length);
@@ -200,7 +185,7 @@ uint64_t qcow2_rt_limit(const struct qcow2_header *h, uint64_t file_size)
 	/* cluster counts: no overflow for sizes below 2^63 */
 	uint64_t clusters = 2 * ((file_size >> cb) + 1 + (h->size >> cb) + 1);
 
-	return (clusters + rb_entries - 1) / rb_entries + 1;
+	return div_round_up(clusters, rb_entries) + 1;
 }
 
 static int check_geometry(const struct qcow2_header *h, uint64_t file_size)
@@ -219,7 +204,7 @@ static int check_geometry(const struct qcow2_header *h, uint64_t file_size)
 		log_error("qcow2: virtual size %" PRIu64 " too large", h->size);
 		return -EINVAL;
 	}
-	need_l1 = (h->size + cover - 1) / cover;
+	need_l1 = div_round_up(h->size, cover);
 	if (h->l1_size < need_l1 ||
 	    (uint64_t)h->l1_size * 8 > QCOW2_MAX_L1_BYTES) {
 		log_error("qcow2: L1 size %u inconsistent with virtual size %" PRIu64,
@@ -244,7 +229,7 @@ static int check_geometry(const struct qcow2_header *h, uint64_t file_size)
 	{
 		uint64_t lim = qcow2_rt_limit(h, file_size) * 8, rt_bytes;
 
-		lim = (lim + cs - 1) / cs * cs;
+		lim = round_up(lim, cs);
 		if (lim > QCOW2_MAX_RT_BYTES)
 			lim = QCOW2_MAX_RT_BYTES < cs ? cs : QCOW2_MAX_RT_BYTES;
 		rt_bytes = (uint64_t)h->refcount_table_clusters << h->cluster_bits;
@@ -284,7 +269,7 @@ int qcow2_header_parse(const uint8_t *buf, size_t len, uint64_t file_size,
 	uint32_t ftlen = 0;
 	int r;
 
-	if (len < QCOW2_V2_HEADER_LEN || get_be32(buf) != QCOW2_MAGIC) {
+	if (len < QCOW2_V2_HEADER_LEN || load_be32(buf) != QCOW2_MAGIC) {
 		log_error("qcow2: bad magic or truncated header");
 		return -EINVAL;
 	}

@@ -8,6 +8,8 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
+#include "bytes.h"
+#include "fullio.h"
 #include "log.h"
 #include "qcow2.h"
 
@@ -29,17 +31,6 @@ static int file_size_of(int fd, uint64_t *ret)
 	return 0;
 }
 
-static void *aligned_zalloc(size_t len)
-{
-	void *p;
-
-	len = (len + 4095) & ~(size_t)4095;
-	if (posix_memalign(&p, 4096, len))
-		return NULL;
-	memset(p, 0, len);
-	return p;
-}
-
 /* Read the header cluster (or the whole file when smaller) and parse it. */
 static int read_header(struct image *img, struct qcow2 *q, uint8_t **ret_buf,
 		       size_t *ret_len)
@@ -58,15 +49,14 @@ static int read_header(struct image *img, struct qcow2 *q, uint8_t **ret_buf,
 	r = image_pread(img, small, len, 0);
 	if (r < 0)
 		return r;
-	memcpy(&q->h.cluster_bits, small + 20, 4);
-	q->h.cluster_bits = be32toh(q->h.cluster_bits);
+	q->h.cluster_bits = load_be32(small + 20);
 	if (q->h.cluster_bits < 9 || q->h.cluster_bits > 21) {
 		log_error("qcow2: bad cluster_bits %u", q->h.cluster_bits);
 		return -EINVAL;
 	}
 	cs = (uint64_t)1 << q->h.cluster_bits;
 	len = q->file_size < cs ? (size_t)q->file_size : (size_t)cs;
-	buf = aligned_zalloc(len);
+	buf = aligned_zalloc(4096, len);
 	if (!buf)
 		return -ENOMEM;
 	r = image_pread(img, buf, len, 0);
@@ -115,8 +105,8 @@ static int meta_add(struct qcow2 *q, uint64_t off, uint64_t len,
 		q->meta = v;
 		q->cap_meta = cap;
 	}
-	q->meta[q->n_meta].start = off / cs * cs;
-	q->meta[q->n_meta].end = (off + len + cs - 1) / cs * cs;
+	q->meta[q->n_meta].start = round_down(off, cs);
+	q->meta[q->n_meta].end = round_up(off + len, cs);
 	q->meta[q->n_meta].what = what;
 	q->n_meta++;
 	return 0;
@@ -181,7 +171,7 @@ static int read_rt(struct image *img, struct qcow2 *q)
 	bytes = (uint64_t)q->h.refcount_table_clusters * cs;
 	q->rt_entries = bytes / 8;
 	q->rt_limit = qcow2_rt_limit(&q->h, q->file_size);
-	q->rt = aligned_zalloc(bytes);
+	q->rt = aligned_zalloc(4096, bytes);
 	if (!q->rt)
 		return -ENOMEM;
 	r = image_pread(img, q->rt, bytes, q->h.refcount_table_offset);
@@ -229,16 +219,11 @@ static int read_snapshots(struct image *img, struct qcow2 *q)
 		r = image_pread(img, e, sizeof(e), pos);
 		if (r < 0)
 			return r;
-		memcpy(&l1_off, e, 8);
-		memcpy(&l1_size, e + 8, 4);
-		memcpy(&id_len, e + 12, 2);
-		memcpy(&name_len, e + 14, 2);
-		memcpy(&extra, e + 36, 4);
-		l1_off = be64toh(l1_off);
-		l1_size = be32toh(l1_size);
-		id_len = be16toh(id_len);
-		name_len = be16toh(name_len);
-		extra = be32toh(extra);
+		l1_off = load_be64(e);
+		l1_size = load_be32(e + 8);
+		id_len = load_be16(e + 12);
+		name_len = load_be16(e + 14);
+		extra = load_be32(e + 36);
 		if ((uint64_t)l1_size * 8 > QCOW2_MAX_L1_BYTES ||
 		    (l1_size && (l1_off % q->cluster_size || l1_off == 0 ||
 				 l1_off > q->file_size ||
@@ -299,7 +284,7 @@ static int load_l2(struct image *img, struct qcow2 *q, uint64_t l1i,
 		   uint64_t l2_off)
 {
 	uint64_t i, n = q->l2_entries;
-	uint64_t *t = aligned_zalloc(q->cluster_size);
+	uint64_t *t = aligned_zalloc(4096, q->cluster_size);
 	int r;
 
 	if (!t)
@@ -342,7 +327,7 @@ static int read_l1(struct image *img, struct qcow2 *q)
 	uint64_t l1_bytes = (uint64_t)q->h.l1_size * 8, i, need = l1_needed(q);
 	int r;
 
-	q->l1 = aligned_zalloc(l1_bytes ? l1_bytes : 8);
+	q->l1 = aligned_zalloc(4096, l1_bytes ? l1_bytes : 8);
 	q->l2 = calloc(q->h.l1_size ? q->h.l1_size : 1, sizeof(*q->l2));
 	q->l2_dirty = calloc((size_t)(q->h.l1_size ? q->h.l1_size : 1) * q->l2_words,
 			     sizeof(uint64_t));
@@ -462,10 +447,10 @@ static int qcow2_open(struct image *img, char **ret_backing,
 	r = load_metadata(img, q);
 	if (r < 0)
 		goto out_free;
-	q->cbuf = aligned_zalloc(2 * q->cluster_size);
-	q->dbuf = aligned_zalloc(q->cluster_size);
-	q->cow_buf = aligned_zalloc(q->cluster_size);
-	q->zero_buf = aligned_zalloc(q->cluster_size);
+	q->cbuf = aligned_zalloc(4096, 2 * q->cluster_size);
+	q->dbuf = aligned_zalloc(4096, q->cluster_size);
+	q->cow_buf = aligned_zalloc(4096, q->cluster_size);
+	q->zero_buf = aligned_zalloc(4096, q->cluster_size);
 	if (!q->cbuf || !q->dbuf || !q->cow_buf || !q->zero_buf) {
 		r = -ENOMEM;
 		goto out_free;

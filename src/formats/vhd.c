@@ -27,7 +27,6 @@
  * probing sees them as raw, which is equally correct for their data).
  */
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -35,8 +34,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "formats/format.h"
 #include "formats/vhd.h"
+#include "fullio.h"
 #include "log.h"
 
 /* Grow the file by up to this many blocks / bytes at a time. */
@@ -92,30 +93,16 @@ struct vhd {
 	int parent_check;		/* 0 not yet, 1 ok, -errno failed */
 };
 
-static inline uint64_t round_up(uint64_t v, uint64_t a)
-{
-	return (v + a - 1) / a * a;
-}
-
-static inline uint64_t min_u64(uint64_t a, uint64_t b)
-{
-	return a < b ? a : b;
-}
-
 static uint32_t bat_get(const struct vhd *v, uint32_t blk)
 {
-	uint32_t e;
-
-	memcpy(&e, v->bat_raw + (size_t)blk * 4, 4);
-	return be32toh(e);
+	return load_be32(v->bat_raw + (size_t)blk * 4);
 }
 
 static void bat_set(struct vhd *v, uint32_t blk, uint32_t sector)
 {
-	uint32_t e = htobe32(sector);
 	uint32_t s = (uint32_t)((uint64_t)blk * 4 / VHD_SECTOR);
 
-	memcpy(v->bat_raw + (size_t)blk * 4, &e, 4);
+	store_be32(v->bat_raw + (size_t)blk * 4, sector);
 	v->bat_dirty[s >> 3] |= (uint8_t)(1u << (s & 7));
 	v->any_bat_dirty = true;
 }
@@ -127,7 +114,7 @@ static uint64_t block_data_offset(const struct vhd *v, uint32_t blk)
 
 static bool vhd_probe(const uint8_t *head, size_t len)
 {
-	return len >= 8 && !memcmp(head, "conectix", 8);
+	return len >= 8 && !memcmp(head, VHD_COOKIE, 8);
 }
 
 static void vhd_free(struct vhd *v)
@@ -260,7 +247,7 @@ static int vhd_open(struct image *img, char **ret_backing,
 	v->block_size = m.header.block_size;
 	v->block_shift = (unsigned int)__builtin_ctz(v->block_size);
 	v->spb = v->block_size / VHD_SECTOR;
-	v->bitmap_size = (uint32_t)round_up((v->spb + 7) / 8, VHD_SECTOR);
+	v->bitmap_size = (uint32_t)round_up(div_round_up(v->spb, 8), VHD_SECTOR);
 	v->nblocks = (uint32_t)((v->size + v->block_size - 1) >> v->block_shift);
 	v->table_offset = m.header.table_offset;
 	memcpy(v->parent_uuid, m.header.parent_uuid, 16);
@@ -608,9 +595,9 @@ static int cow_fill_sector(struct image *img, uint32_t blk, uint32_t s)
 	uint8_t *sec;
 	int r = 0;
 
-	if (posix_memalign((void **)&sec, VHD_DATA_ALIGN, VHD_SECTOR))
+	sec = aligned_zalloc(VHD_DATA_ALIGN, VHD_SECTOR);
+	if (!sec)
 		return -ENOMEM;
-	memset(sec, 0, VHD_SECTOR);
 	if (v->type == VHD_TYPE_DIFF && img->backing)
 		r = image_read(img->backing, goff, VHD_SECTOR, sec);
 	if (!r)
@@ -746,13 +733,7 @@ static int vhd_discard(struct image *img, uint64_t offset, uint64_t length)
 
 static bool bitmap_is_full(const struct vhd *v, const uint8_t *bm)
 {
-	for (uint32_t i = 0; i < v->spb / 8; i++)
-		if (bm[i] != 0xff)
-			return false;
-	for (uint32_t i = v->spb / 8 * 8; i < v->spb; i++)
-		if (!vhd_bit_test(bm, i))
-			return false;
-	return true;
+	return vhd_bit_test(bm, 0) && vhd_bit_run(bm, 0, v->spb) == v->spb;
 }
 
 static int write_bitmaps(struct image *img)
@@ -839,7 +820,8 @@ static int vhd_flush(struct image *img)
 	r = write_bat(img);
 	if (r < 0)
 		return r;
-	if (posix_memalign((void **)&foot, VHD_DATA_ALIGN, VHD_FOOTER_SIZE))
+	foot = aligned_malloc(VHD_DATA_ALIGN, VHD_FOOTER_SIZE);
+	if (!foot)
 		return -ENOMEM;
 	vhd_footer_build(&v->footer, foot);
 	if (v->footer_dirty)

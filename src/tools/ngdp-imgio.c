@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "formats/format.h"
+#include "fullio.h"
 #include "log.h"
 
 #define CHUNK (1u << 20)
@@ -187,13 +188,12 @@ static int cmd_write_pattern(struct ctx *c, uint64_t off, uint64_t len,
 
 static int cmd_zero(struct ctx *c, uint64_t off, uint64_t len, bool unmap)
 {
-	int r = -ENOTSUP;
+	int r;
 
 	if (c->img->readonly)
 		return -EROFS;
 	c->wrote = true;
-	if (c->img->fmt->zero)
-		r = c->img->fmt->zero(c->img, off, len, unmap);
+	r = image_zero(c->img, off, len, unmap);
 	if (r == -ENOTSUP)
 		r = cmd_write_pattern(c, off, len, 0);
 	return r;
@@ -205,8 +205,8 @@ static int cmd_discard(struct ctx *c, uint64_t off, uint64_t len)
 		return -EROFS;
 	c->wrote = true;
 	if (!c->img->fmt->discard)
-		return 0;
-	return c->img->fmt->discard(c->img, off, len);
+		return 0;	/* a hint */
+	return image_discard(c->img, off, len);
 }
 
 static const char *kind_name(enum extent_kind k)
@@ -376,7 +376,8 @@ int main(int argc, char **argv)
 			argv[optind], strerror(-r));
 		return 1;
 	}
-	if (posix_memalign(&c.buf, 4096, CHUNK)) {
+	c.buf = aligned_malloc(4096, CHUNK);
+	if (!c.buf) {
 		image_close(c.img);
 		return 1;
 	}

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /* Test helper for the VHD engine: create, inspect, corrupt, crash-write. */
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -10,8 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "formats/format.h"
 #include "formats/vhd.h"
+#include "fullio.h"
 #include "log.h"
 
 static int usage(void)
@@ -32,29 +33,10 @@ static int usage(void)
 
 static int rw_at(int fd, void *buf, size_t len, off_t off, bool wr)
 {
-	ssize_t r = wr ? pwrite(fd, buf, len, off) : pread(fd, buf, len, off);
+	int r = wr ? pwrite_full(fd, buf, len, (uint64_t)off) :
+		     pread_full(fd, buf, len, (uint64_t)off);
 
-	return r == (ssize_t)len ? 0 : -EIO;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	v = htobe32(v);
-	memcpy(p, &v, 4);
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	v = htobe64(v);
-	memcpy(p, &v, 8);
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return be32toh(v);
+	return r < 0 ? -EIO : 0;
 }
 
 /* Rewrite the dynamic header (fixing its checksum unless asked not to). */
@@ -86,62 +68,62 @@ static int corrupt(const char *path, const char *kind)
 		fix_header = false;
 		r = rw_at(fd, hdr, 1024, (off_t)hoff, true);
 	} else if (!strcmp(kind, "bat-beyond-eof")) {
-		uint64_t toff = be64toh(*(uint64_t *)(hdr + 16));
+		uint64_t toff = load_be64(hdr + 16);
 		uint8_t e[4];
 
-		put_be32(e, (uint32_t)((uint64_t)end / 512 + 100));
+		store_be32(e, (uint32_t)((uint64_t)end / 512 + 100));
 		r = rw_at(fd, e, 4, (off_t)toff, true);
 	} else if (!strcmp(kind, "bat-overlap")) {
-		uint64_t toff = be64toh(*(uint64_t *)(hdr + 16));
+		uint64_t toff = load_be64(hdr + 16);
 		uint8_t e[8];
 
 		/* Two blocks at the same place, the first on the BAT. */
-		put_be32(e, (uint32_t)(toff / 512));
-		put_be32(e + 4, (uint32_t)(toff / 512));
+		store_be32(e, (uint32_t)(toff / 512));
+		store_be32(e + 4, (uint32_t)(toff / 512));
 		r = rw_at(fd, e, 8, (off_t)toff, true);
 	} else if (!strcmp(kind, "bat-on-locator") ||
 		   !strcmp(kind, "bat-on-footer")) {
 		/* Block 0 moved over the first parent locator, or so that it
 		 * ends at the end of the file (over the footer). */
-		uint64_t toff = be64toh(*(uint64_t *)(hdr + 16));
-		uint32_t bs = get_be32(hdr + 32);
-		uint64_t bm = ((uint64_t)bs / 512 / 8 + 511) / 512 * 512;
-		uint64_t loc = be64toh(*(uint64_t *)(hdr + 576 + 16));
+		uint64_t toff = load_be64(hdr + 16);
+		uint32_t bs = load_be32(hdr + 32);
+		uint64_t bm = round_up((uint64_t)bs / 512 / 8, 512);
+		uint64_t loc = load_be64(hdr + 576 + 16);
 		uint8_t e[4];
 
 		if (!strcmp(kind, "bat-on-locator"))
-			put_be32(e, (uint32_t)(loc / 512));
+			store_be32(e, (uint32_t)(loc / 512));
 		else
-			put_be32(e, (uint32_t)(((uint64_t)end - bm - bs) / 512));
+			store_be32(e, (uint32_t)(((uint64_t)end - bm - bs) / 512));
 		r = rw_at(fd, e, 4, (off_t)toff, true);
 	} else if (!strcmp(kind, "huge-sparse-bat")) {
 		/* 200 GiB of 512-byte blocks: a 1.6 GiB BAT, in a sparse
 		 * file that holds it, valid checksums everywhere. */
-		uint64_t size = 200ull << 30, toff = be64toh(*(uint64_t *)(hdr + 16));
+		uint64_t size = 200ull << 30, toff = load_be64(hdr + 16);
 		uint64_t n = size / 512, nend = toff + n * 4 + 512;
 
-		put_be32(hdr + 32, 512);
-		put_be32(hdr + 28, (uint32_t)n);
-		put_be64(foot + 40, size);
-		put_be64(foot + 48, size);
-		put_be32(foot + 64, vhd_checksum(foot, 512, 64));
+		store_be32(hdr + 32, 512);
+		store_be32(hdr + 28, (uint32_t)n);
+		store_be64(foot + 40, size);
+		store_be64(foot + 48, size);
+		store_be32(foot + 64, vhd_checksum(foot, 512, 64));
 		r = ftruncate(fd, (off_t)nend) < 0 ? -errno : 0;
 		if (!r)
 			r = rw_at(fd, foot, 512, 0, true);
 		if (!r)
 			r = rw_at(fd, foot, 512, (off_t)nend - 512, true);
 	} else if (!strcmp(kind, "huge-max-entries")) {
-		put_be32(hdr + 28, 0xfffffff0u);
+		store_be32(hdr + 28, 0xfffffff0u);
 	} else if (!strcmp(kind, "block-size-0")) {
-		put_be32(hdr + 32, 0);
+		store_be32(hdr + 32, 0);
 	} else if (!strcmp(kind, "block-size-npot")) {
-		put_be32(hdr + 32, 3u << 20);
+		store_be32(hdr + 32, 3u << 20);
 	} else if (!strcmp(kind, "block-size-huge")) {
-		put_be32(hdr + 32, 1u << 30);
+		store_be32(hdr + 32, 1u << 30);
 	} else if (!strcmp(kind, "size-huge")) {
 		/* 4 TiB virtual size, valid checksums. */
-		put_be64(foot + 48, 4ull << 40);
-		put_be32(foot + 64, vhd_checksum(foot, 512, 64));
+		store_be64(foot + 48, 4ull << 40);
+		store_be32(foot + 64, vhd_checksum(foot, 512, 64));
 		r = rw_at(fd, foot, 512, 0, true);
 		if (!r)
 			r = rw_at(fd, foot, 512, end - 512, true);
@@ -149,7 +131,7 @@ static int corrupt(const char *path, const char *kind)
 	} else if (!strcmp(kind, "uuid-fixed")) {
 		/* uuid 11111111-...: the fuzzer's base image uses it. */
 		memset(foot + 68, 0x11, 16);
-		put_be32(foot + 64, vhd_checksum(foot, 512, 64));
+		store_be32(foot + 64, vhd_checksum(foot, 512, 64));
 		r = rw_at(fd, foot, 512, 0, true);
 		if (!r)
 			r = rw_at(fd, foot, 512, end - 512, true);
@@ -161,8 +143,8 @@ static int corrupt(const char *path, const char *kind)
 
 		for (int i = 0; i < 8 && !r; i++) {
 			uint8_t *l = hdr + 576 + 24 * i;
-			uint32_t code = get_be32(l);
-			uint64_t off = be64toh(*(uint64_t *)(l + 16));
+			uint32_t code = load_be32(l);
+			uint64_t off = load_be64(l + 16);
 			int n;
 
 			memset(buf, 0, sizeof(buf));
@@ -179,18 +161,18 @@ static int corrupt(const char *path, const char *kind)
 				break;
 			}
 			/* Grow the locator area only within its data_space. */
-			if ((uint32_t)n > get_be32(l + 4) && get_be32(l + 4) < 512) {
+			if ((uint32_t)n > load_be32(l + 4) && load_be32(l + 4) < 512) {
 				r = -ENOSPC;
 				break;
 			}
-			put_be32(l + 8, (uint32_t)n);
+			store_be32(l + 8, (uint32_t)n);
 			r = rw_at(fd, buf, (size_t)n, (off_t)off, true);
 		}
 	} else {
 		r = -EINVAL;
 	}
 	if (!r && fix_header) {
-		put_be32(hdr + 36, vhd_checksum(hdr, 1024, 36));
+		store_be32(hdr + 36, vhd_checksum(hdr, 1024, 36));
 		r = rw_at(fd, hdr, 1024, (off_t)hoff, true);
 	}
 	close(fd);
@@ -221,7 +203,8 @@ static int crash_write_one(struct image *img, uint64_t off, uint64_t len,
 	uint8_t *buf;
 	int r;
 
-	if (posix_memalign((void **)&buf, 4096, len))
+	buf = aligned_malloc(4096, len);
+	if (!buf)
 		return -ENOMEM;
 	memset(buf, byte, len);
 	r = image_map_write(img, off, len, &l);

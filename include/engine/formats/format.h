@@ -75,7 +75,10 @@ struct image_format {
 	/*
 	 * Required.  Map a guest read of [offset, offset+length) into extents.
 	 * Unallocated ranges are resolved through img->backing (call
-	 * image_map_read() on it) or reported as EXTENT_ZERO with hole=true.
+	 * image_map_backing_read(), which clips to its size) or reported as
+	 * EXTENT_ZERO with hole=true.  The range is within virtual_size, and
+	 * map_write, zero and discard run only on a writable image: the
+	 * dispatch functions below check both.
 	 * 'buf' is where the caller will place the bytes: a format that must
 	 * produce bytes itself (compression) writes them at
 	 * buf + (extent guest offset - offset) and emits EXTENT_FILLED.
@@ -178,11 +181,23 @@ int image_open(const char *path, const struct image_open_options *opt,
 	       struct image **ret);
 void image_close(struct image *img);	/* closes the whole chain */
 
-/* Dispatch helpers (clip to virtual_size is the caller's job). */
+/*
+ * Dispatch: callers go through these, not through img->fmt.  Each checks
+ * its range before the format sees it: [offset, offset+length) must lie
+ * within img->virtual_size (length 0 at offset virtual_size is fine), else
+ * -EINVAL; nothing is clipped.  Those that change the image return -EROFS
+ * on a read-only image (checked first).
+ */
 int image_map_read(struct image *img, uint64_t offset, uint64_t length,
 		   void *buf, struct extent_list *out);
 int image_map_write(struct image *img, uint64_t offset, uint64_t length,
 		    struct extent_list *out);
+/* fmt->zero; -ENOTSUP when the format has none (write zeros instead). */
+int image_zero(struct image *img, uint64_t offset, uint64_t length,
+	       bool may_unmap);
+/* fmt->discard; -ENOTSUP when the format has none (a hint: ignore it). */
+int image_discard(struct image *img, uint64_t offset, uint64_t length);
+/* Does nothing (returns 0) on a read-only image. */
 int image_flush(struct image *img);
 
 /* Block status of [offset, offset+length): fmt->block_status or map_read. */

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /*
- * VHD (Microsoft Virtual Hard Disk v1, qemu's "vpc") image creation and
- * inspection, for the volume plugins.  The datapath engine is format_vhd
- * in format.h; the on-disk layout helpers shared by both live here too.
+ * VHD (Microsoft Virtual Hard Disk v1, qemu's "vpc"): the on-disk layout
+ * (src/formats/vhd-layout.c: parse, build and validate the footer and
+ * dynamic header, read the metadata, locators, bitmaps; vhd_read_info for
+ * the volume plugins) and image creation (src/formats/vhd-create.c, which
+ * builds on the layout code).  The datapath engine is format_vhd in
+ * format.h (src/formats/vhd.c), also a user of the layout code.
  */
 #ifndef FORMATS_VHD_H
 #define FORMATS_VHD_H
@@ -11,6 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define VHD_COOKIE		"conectix"	/* footer */
+#define VHD_DYN_COOKIE		"cxsparse"	/* dynamic header */
+#define VHD_VERSION		0x00010000u
 #define VHD_SECTOR		512u
 #define VHD_FOOTER_SIZE		512u
 #define VHD_DYN_HEADER_SIZE	1024u
@@ -44,6 +50,8 @@ struct vhd_info {
 	char *parent;			/* malloc'ed locator path, or NULL */
 };
 
+/* ---- creation (vhd-create.c) ---- */
+
 /*
  * Create a dynamic (sparse) VHD of exactly 'size' bytes at 'path'.
  * block_size 0 means 2 MiB; otherwise a power of two in [512, 256 MiB].
@@ -63,6 +71,15 @@ int vhd_create_dynamic(const char *path, uint64_t size, uint32_t block_size);
 int vhd_create_differencing(const char *path, const char *parent_path);
 
 /*
+ * Relative path from directory 'from_dir' to file 'to' (both absolute and
+ * canonical), e.g. "./base.vhd" or "../a/base.vhd".  malloc'ed or NULL.
+ * (For the W2ru locator.)
+ */
+char *vhd_relative_path(const char *from_dir, const char *to);
+
+/* ---- inspection and layout (vhd-layout.c) ---- */
+
+/*
  * Read and validate the footer (and dynamic header) of 'path'.  ret->parent
  * holds the preferred parent locator (relative when present) for
  * differencing images; free it with vhd_info_release().
@@ -70,19 +87,12 @@ int vhd_create_differencing(const char *path, const char *parent_path);
 int vhd_read_info(const char *path, struct vhd_info *ret);
 void vhd_info_release(struct vhd_info *info);
 
-/* ---- layout helpers (also used by the engine and the unit tests) ---- */
-
 /* One's complement of the byte sum, skipping the 4-byte field at skip_off. */
 uint32_t vhd_checksum(const uint8_t *buf, size_t len, size_t skip_off);
 
 /* CHS geometry as packed in the footer (cylinders:16 heads:8 spt:8). */
 uint32_t vhd_geometry(uint64_t size);
 
-/*
- * Relative path from directory 'from_dir' to file 'to' (both absolute and
- * canonical), e.g. "./base.vhd" or "../a/base.vhd".  malloc'ed or NULL.
- */
-char *vhd_relative_path(const char *from_dir, const char *to);
 
 /* ---- on-disk structures, parsed (host byte order) ---- */
 
