@@ -24,7 +24,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wvla -Wformat=2 -Wstrict-prototypes \
 	-Wmissing-prototypes -Wwrite-strings -Wpointer-arith -Wno-format-nonliteral \
 	-Wno-format-truncation
 override CFLAGS   += -std=gnu11 $(WARN) -fno-common -fstack-protector-strong -MMD -MP
-override CPPFLAGS += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude \
+override CPPFLAGS += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Iinclude/proto \
 	-DVERSION=\"$(VERSION)\" -DPKGLIBEXEC=\"$(PKGLIBEXEC)\"
 
 ifeq ($(SANITIZE),1)
@@ -63,7 +63,15 @@ all: $(PROGRAMS)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(POISON) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+# The engine (formats, the server core) must not see JSON or the plugin
+# edge: mk/poison comes first in its include path and holds an #error
+# json-c/json.h, json-io.h, call.h and sr.h.  src/server/control*.c is the
+# daemon's one door for JSON.
+ENGINE_OBJ := $(call obj,$(FORMATS_SRC) src/server/main.c \
+	$(filter-out src/server/control%.c,$(SERVER_SRC)))
+$(ENGINE_OBJ): POISON := -Imk/poison
 
 $(LIBCOMMON): $(call obj,$(COMMON_SRC))
 	@rm -f $@; $(AR) rcs $@ $^

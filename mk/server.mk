@@ -12,7 +12,7 @@ SERVER_FUZZ_CC  ?= clang
 SERVER_FUZZ_TIME ?= $(FUZZ_TIME)
 SERVER_FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 
-$(B)/tests/server/%: tests/server/%.c include/server/nbd-proto.h
+$(B)/tests/server/%: tests/server/%.c include/proto/nbd-proto.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
 

@@ -18,7 +18,7 @@
 #include <sys/uio.h>
 
 #include "formats/format.h"
-#include "server/nbd-proto.h"
+#include "server/nbd.h"
 
 struct io_engine;
 struct io_op;
@@ -192,13 +192,6 @@ void conn_flush_dirty(struct server *srv);
 void conn_free_all(struct server *srv);
 /* Stop reading new requests (shutdown). */
 void conn_stop_reading(struct server *srv);
-
-/* control.c */
-int control_listen(struct server *srv, const char *path);
-void control_on_accept(struct server *srv);
-void control_on_event(struct ctl_conn *cc, uint32_t events);
-void control_suspend_done(struct server *srv, int err);
-void control_close_all(struct server *srv);
 
 /* listen.c */
 int listen_unix(const char *path, int *ret_fd);

@@ -13,10 +13,10 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "ctl-proto.h"
 #include "log.h"
 #include "server/server.h"
-
-#define CTL_MAX_REQUEST	(64 * 1024)
+#include "control.h"
 
 struct ctl_conn {
 	struct ev_tag tag;
@@ -25,7 +25,7 @@ struct ctl_conn {
 	struct ctl_conn *next;		/* all control connections */
 	struct ctl_conn *wait_next;	/* srv->suspend_waiters */
 	size_t len;
-	char buf[CTL_MAX_REQUEST];
+	char buf[CTL_REQUEST_MAX];
 };
 
 int control_listen(struct server *srv, const char *path)
@@ -87,9 +87,9 @@ static json_object *reply_error(int err, const char *what)
 {
 	json_object *o = json_object_new_object();
 
-	json_object_object_add(o, "ok", json_object_new_boolean(0));
-	json_object_object_add(o, "error", json_object_new_string(what));
-	json_object_object_add(o, "errno", json_object_new_int(-err));
+	json_object_object_add(o, CTL_KEY_OK, json_object_new_boolean(0));
+	json_object_object_add(o, CTL_KEY_ERROR, json_object_new_string(what));
+	json_object_object_add(o, CTL_KEY_ERRNO, json_object_new_int(-err));
 	return o;
 }
 
@@ -97,7 +97,7 @@ static json_object *reply_ok(void)
 {
 	json_object *o = json_object_new_object();
 
-	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	json_object_object_add(o, CTL_KEY_OK, json_object_new_boolean(1));
 	return o;
 }
 
@@ -110,34 +110,34 @@ static json_object *status(struct server *srv)
 {
 	json_object *o = reply_ok();
 
-	add_u64(o, "pid", (uint64_t)getpid());
-	json_object_object_add(o, "image",
+	add_u64(o, CTL_ST_PID, (uint64_t)getpid());
+	json_object_object_add(o, CTL_ST_IMAGE,
 			       json_object_new_string(srv->img->path));
-	json_object_object_add(o, "format",
+	json_object_object_add(o, CTL_ST_FORMAT,
 			       json_object_new_string(srv->img->fmt->name));
-	json_object_object_add(o, "engine",
+	json_object_object_add(o, CTL_ST_ENGINE,
 			       json_object_new_string(server_engine_name(srv)));
-	add_u64(o, "size", srv->size);
-	json_object_object_add(o, "readonly",
+	add_u64(o, CTL_ST_SIZE, srv->size);
+	json_object_object_add(o, CTL_ST_READONLY,
 			       json_object_new_boolean(srv->cfg.readonly));
-	add_u64(o, "connections", srv->nconns);
-	add_u64(o, "in_flight", server_in_flight(srv));
-	json_object_object_add(o, "suspended",
+	add_u64(o, CTL_ST_CONNECTIONS, srv->nconns);
+	add_u64(o, CTL_ST_IN_FLIGHT, server_in_flight(srv));
+	json_object_object_add(o, CTL_ST_SUSPENDED,
 			       json_object_new_boolean(srv->suspended));
-	json_object_object_add(o, "suspend_expired",
+	json_object_object_add(o, CTL_ST_SUSPEND_EXPIRED,
 			       json_object_new_boolean(srv->suspend_expired));
-	json_object_object_add(o, "dirty", json_object_new_boolean(srv->dirty));
-	add_u64(o, "connections_total", srv->n_conns_total);
-	add_u64(o, "reads", srv->n_reads);
-	add_u64(o, "writes", srv->n_writes);
-	add_u64(o, "flushes", srv->n_flushes);
-	add_u64(o, "trims", srv->n_trims);
-	add_u64(o, "write_zeroes", srv->n_zeroes);
-	add_u64(o, "block_status", srv->n_block_status);
-	add_u64(o, "errors", srv->n_errors);
-	add_u64(o, "slow_path", srv->n_slow);
-	add_u64(o, "bytes_read", srv->bytes_read);
-	add_u64(o, "bytes_written", srv->bytes_written);
+	json_object_object_add(o, CTL_ST_DIRTY, json_object_new_boolean(srv->dirty));
+	add_u64(o, CTL_ST_CONNECTIONS_TOTAL, srv->n_conns_total);
+	add_u64(o, CTL_ST_READS, srv->n_reads);
+	add_u64(o, CTL_ST_WRITES, srv->n_writes);
+	add_u64(o, CTL_ST_FLUSHES, srv->n_flushes);
+	add_u64(o, CTL_ST_TRIMS, srv->n_trims);
+	add_u64(o, CTL_ST_WRITE_ZEROES, srv->n_zeroes);
+	add_u64(o, CTL_ST_BLOCK_STATUS, srv->n_block_status);
+	add_u64(o, CTL_ST_ERRORS, srv->n_errors);
+	add_u64(o, CTL_ST_SLOW_PATH, srv->n_slow);
+	add_u64(o, CTL_ST_BYTES_READ, srv->bytes_read);
+	add_u64(o, CTL_ST_BYTES_WRITTEN, srv->bytes_written);
 	return o;
 }
 
@@ -149,18 +149,18 @@ static void ctl_handle(struct ctl_conn *cc, json_object *req)
 	int r;
 
 	if (!json_object_is_type(req, json_type_object) ||
-	    !json_object_object_get_ex(req, "op", &v) ||
+	    !json_object_object_get_ex(req, CTL_KEY_OP, &v) ||
 	    !json_object_is_type(v, json_type_string)) {
 		ctl_send(cc, reply_error(-EINVAL, "expected {\"op\": ...}"));
 		return;
 	}
 	op = json_object_get_string(v);
-	if (!strcmp(op, "status")) {
+	if (!strcmp(op, CTL_OP_STATUS)) {
 		ctl_send(cc, status(srv));
-	} else if (!strcmp(op, "suspend")) {
+	} else if (!strcmp(op, CTL_OP_SUSPEND)) {
 		int64_t t = 0;
 
-		if (json_object_object_get_ex(req, "timeout_ms", &v)) {
+		if (json_object_object_get_ex(req, CTL_KEY_TIMEOUT_MS, &v)) {
 			if (!json_object_is_type(v, json_type_int) ||
 			    (t = json_object_get_int64(v)) < 0) {
 				ctl_send(cc, reply_error(-EINVAL,
@@ -177,10 +177,10 @@ static void ctl_handle(struct ctl_conn *cc, json_object *req)
 		epoll_ctl(srv->epfd, EPOLL_CTL_DEL, cc->fd, NULL);
 		cc->wait_next = srv->suspend_waiters;
 		srv->suspend_waiters = cc;
-	} else if (!strcmp(op, "resume")) {
+	} else if (!strcmp(op, CTL_OP_RESUME)) {
 		const char *img = NULL;
 
-		if (json_object_object_get_ex(req, "image", &v)) {
+		if (json_object_object_get_ex(req, CTL_KEY_IMAGE, &v)) {
 			if (!json_object_is_type(v, json_type_string)) {
 				ctl_send(cc, reply_error(-EINVAL, "bad image"));
 				return;
@@ -189,7 +189,7 @@ static void ctl_handle(struct ctl_conn *cc, json_object *req)
 		}
 		r = server_resume(srv, img);
 		ctl_send(cc, r < 0 ? reply_error(r, strerror(-r)) : status(srv));
-	} else if (!strcmp(op, "stop")) {
+	} else if (!strcmp(op, CTL_OP_STOP)) {
 		server_request_stop(srv);
 		ctl_send(cc, reply_ok());
 	} else {

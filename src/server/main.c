@@ -11,8 +11,13 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "ctl-proto.h"
 #include "log.h"
 #include "server/server.h"
+#include "control.h"
+
+#define QD_STR(n) #n
+#define QD_TEXT(n) QD_STR(n)
 
 static const char usage[] =
 "Usage: ngdp-server --image PATH --socket PATH [options]\n"
@@ -52,7 +57,8 @@ static const char usage[] =
 "  --pidfile PATH        write our PID there (atomically) once listening\n"
 "  --ready-fd N          write \"ready\\n\" to fd N and close it once listening\n"
 "  --log-stderr          copy log messages to stderr\n"
-"  --queue-depth N       maximum data I/O operations in flight (default 128)\n"
+"  --queue-depth N       maximum data I/O operations in flight (default "
+	QD_TEXT(NGDP_QUEUE_DEPTH_DEFAULT) ")\n"
 "  --flush-interval MS   flush dirty state after MS ms (default 5000, 0 off)\n"
 "  --help                this text\n"
 "\n"
@@ -139,7 +145,7 @@ int main(int argc, char *argv[])
 	struct server_config cfg = {
 		.export_name = "",
 		.engine = "auto",
-		.queue_depth = 128,
+		.queue_depth = NGDP_QUEUE_DEPTH_DEFAULT,
 		.flush_interval_ms = 5000,
 	};
 	const char *sock = NULL, *tcp = NULL, *control = NULL, *pidfile = NULL;

@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /* ngdp-server core: request scheduling, data I/O, flush barriers, loop. */
-#include <ctype.h>
 #include <errno.h>
-#include <json-c/json.h>
 #include <limits.h>
 #include <sys/file.h>
 #include <fcntl.h>
@@ -20,10 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fileio.h"
-#include "json-io.h"
+#include "ctl-proto.h"
 #include "log.h"
 #include "server/server.h"
+#include "control.h"
 #include "io/engine.h"
 
 #define ZERO_BUF_SIZE		(1024 * 1024)
@@ -951,91 +949,8 @@ static int resume_on(struct server *srv, const char *image,
 
 /* ------------------------------------------------------------ record */
 
-/* what the plugins' reader accepts (sr.h RECORD_READ_MAX): they never
- * write a record larger than that */
-#define RECORD_MAX		(1024 * 1024)
 #define RECORD_RETRY_MS		1000
 #define RECORD_LOG_MS		30000
-
-/* Read the volume record; *ret is the parsed object. */
-static int record_load(const char *path, json_object **ret)
-{
-	char *buf = NULL;
-	size_t len;
-	int r = read_file_at(AT_FDCWD, path, RECORD_MAX, &buf, &len);
-
-	if (r < 0)
-		return r;
-	r = json_parse_exact(buf, len, ret) < 0 ? -EBADMSG : 0;
-	free(buf);
-	if (r == 0 && !json_object_is_type(*ret, json_type_object)) {
-		json_object_put(*ret);
-		r = -EBADMSG;
-	}
-	return r;
-}
-
-/* An image id as the SR writes them: no path separators, no dot files. */
-static bool valid_image_id(const char *id)
-{
-	size_t n = strlen(id);
-
-	if (n == 0 || n > 64)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)id[i]) && id[i] != '-' &&
-		    id[i] != '_')
-			return false;
-	return true;
-}
-
-/*
- * The image the volume record names: <SR>/images/<id>.<ext> and the
- * format to open it with.  Same rule as the SR library (sr_volume_image):
- * a missing "image-format" is qcow2.
- */
-static int record_image(struct server *srv, char *path, size_t len,
-			const char **format)
-{
-	json_object *rec = NULL, *v;
-	const char *id, *f = "qcow2";
-	const char *ext;
-	int r;
-
-	r = record_load(srv->cfg.volume_record, &rec);
-	if (r < 0)
-		return r;
-	if (!json_object_object_get_ex(rec, "image", &v) ||
-	    !json_object_is_type(v, json_type_string) ||
-	    !valid_image_id(id = json_object_get_string(v))) {
-		json_object_put(rec);
-		return -EBADMSG;
-	}
-	if (json_object_object_get_ex(rec, "image-format", &v)) {
-		if (!json_object_is_type(v, json_type_string)) {
-			json_object_put(rec);
-			return -EBADMSG;
-		}
-		f = json_object_get_string(v);
-	}
-	if (!strcmp(f, "qcow2")) {
-		ext = "qcow2";
-		*format = "qcow2";
-	} else if (!strcmp(f, "vhd") || !strcmp(f, "vpc")) {
-		ext = "vhd";
-		*format = "vpc";
-	} else if (!strcmp(f, "raw")) {
-		ext = "raw";
-		*format = "raw";
-	} else {
-		json_object_put(rec);
-		return -EBADMSG;
-	}
-	r = snprintf(path, len, "%s/images/%s.%s", srv->sr_dir, id, ext) >=
-	    (int)len ? -ENAMETOOLONG : 0;
-	json_object_put(rec);
-	return r;
-}
 
 static bool serving_overlay(const struct server *srv)
 {
@@ -1078,7 +993,8 @@ static int resume_from_record(struct server *srv)
 		r = resume_on(srv, NULL, NULL);
 		goto out;
 	}
-	r = record_image(srv, path, sizeof(path), &format);
+	r = control_record_image(srv->cfg.volume_record, srv->sr_dir, path,
+				 sizeof(path), &format);
 	if (r < 0)
 		goto out;
 	if (stat(path, &st) == 0 && fstat(srv->img->fd, &cur) == 0 &&
@@ -1161,7 +1077,8 @@ int server_init(struct server *srv, const struct server_config *cfg)
 	srv->tag_engine.kind = EV_ENGINE;
 	srv->tag_signal.kind = EV_SIGNAL;
 	srv->tag_ctl_listen.kind = EV_CTL_LISTEN;
-	depth = cfg->queue_depth ? cfg->queue_depth : 128;
+	depth = cfg->queue_depth ? cfg->queue_depth :
+				   NGDP_QUEUE_DEPTH_DEFAULT;
 
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (srv->epfd < 0)
