@@ -47,10 +47,18 @@ enum req_state {
 	REQ_REPLY,		/* in the connection's output queue */
 };
 
+struct req;
+/*
+ * A request is finished (wire_err set): its submitter sends the reply or
+ * drops it.  The server calls it exactly once per request it was handed.
+ */
+typedef void req_done_fn(struct req *req);
+
 struct req {
 	struct req *next;		/* waitq / submitq / flushq / free */
 	struct req *out_next;		/* connection output queue */
-	struct conn *conn;
+	struct conn *conn;		/* the submitter's, opaque to the core */
+	req_done_fn *done;		/* set by the submitter (conn.c) */
 	enum req_state state;
 	struct nbd_request h;
 	uint32_t wire_err;		/* NBD error to reply with */
@@ -185,9 +193,6 @@ unsigned int server_in_flight(const struct server *srv);
 #define LISTEN_RO 2
 int conn_new(struct server *srv, int fd, bool readonly);
 void conn_on_event(struct conn *c, uint32_t events);
-/* The request is finished: send its reply (or drop it if the
- * connection is gone). */
-void conn_reply(struct req *req);
 void conn_flush_dirty(struct server *srv);
 void conn_free_all(struct server *srv);
 /* Stop reading new requests (shutdown). */

@@ -547,7 +547,7 @@ static int build_block_status(struct req *req)
 	return 0;
 }
 
-void conn_reply(struct req *req)
+static void conn_reply(struct req *req)
 {
 	struct conn *c = req->conn;
 	int r;
@@ -804,6 +804,7 @@ static void request_header(struct conn *c, const uint8_t *buf)
 		return;
 	}
 	req->conn = c;
+	req->done = conn_reply;
 	req->h = h;
 	c->reqs++;
 	if (v == 0 && (h.type == NBD_CMD_READ || h.type == NBD_CMD_WRITE) &&

@@ -172,6 +172,7 @@ struct req *server_req_get(struct server *srv)
 	}
 	req->next = req->out_next = NULL;
 	req->conn = NULL;
+	req->done = NULL;
 	req->wire_err = 0;
 	req->excl = false;
 	req->buf = NULL;
@@ -285,7 +286,7 @@ static void finish_req(struct server *srv, struct req *req, int err)
 		q_push(&srv->flushq, &srv->flushq_tail, req);
 		return;
 	}
-	conn_reply(req);
+	req->done(req);
 }
 
 void server_submit(struct server *srv, struct req *req)
@@ -709,7 +710,7 @@ static void flush_barrier(struct server *srv)
 	srv->flush_wanted = false;
 	while ((req = q_pop(&srv->flushq, &srv->flushq_tail))) {
 		req->wire_err = nbd_errno_to_wire(r);
-		conn_reply(req);
+		req->done(req);
 	}
 	if (srv->suspend_flush_pending) {
 		srv->suspend_flush_pending = false;
@@ -733,7 +734,7 @@ static void fail_req(struct server *srv, struct req *req, int err)
 {
 	srv->n_errors++;
 	req->wire_err = nbd_errno_to_wire(err);
-	conn_reply(req);
+	req->done(req);
 }
 
 static void schedule(struct server *srv)
