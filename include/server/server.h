@@ -90,10 +90,27 @@ struct buf_pool {
 
 struct ctl_conn;
 
-/* epoll tags: pointers to these identify the fd kind */
-enum ev_kind { EV_LISTEN, EV_CONN, EV_ENGINE, EV_SIGNAL, EV_CTL_LISTEN, EV_CTL };
+/* epoll tags: pointers to these identify the fd kind.  EV_HOOK: a
+ * module's own fd (the control socket), the loop calls on_event. */
+enum ev_kind { EV_LISTEN, EV_CONN, EV_ENGINE, EV_SIGNAL, EV_HOOK };
 struct ev_tag {
 	enum ev_kind kind;
+	void (*on_event)(struct ev_tag *tag, uint32_t events);	/* EV_HOOK */
+};
+
+/* Called when a suspend's flush is done (err: its result, 0 or -errno). */
+typedef void server_suspend_hook_fn(void *opaque, int err);
+
+/* What the control socket reports (server_get_status). */
+struct server_status {
+	const char *image, *format, *engine;
+	uint64_t size;
+	bool readonly;
+	unsigned int connections, in_flight;
+	bool suspended, suspend_expired, dirty;
+	uint64_t connections_total, reads, writes, flushes, trims,
+		 write_zeroes, block_status, errors, slow_path, bytes_read,
+		 bytes_written;
 };
 
 struct server {
@@ -108,14 +125,16 @@ struct server {
 	/* unix, tcp, read-only unix; -1 when unused.  Connections accepted on
 	 * LISTEN_RO get a read-only view whatever export they ask for. */
 	int listen_fd[3];
-	int ctl_fd;
+	int ctl_fd;			/* the control module's listener */
+	struct ev_tag *ctl_tag;
+	server_suspend_hook_fn *suspend_hook;
+	void *suspend_hook_opaque;
 
 	struct conn *conns;		/* doubly linked */
 	unsigned int nconns;
 	struct conn *out_dirty;		/* connections with replies to send */
 	struct conn *zombies;		/* dead, freed at the end of an
 					 * iteration */
-	struct ctl_conn *ctl_conns;
 
 	struct req *free_reqs;
 	unsigned int nfree_reqs;
@@ -141,7 +160,6 @@ struct server {
 	bool suspended;
 	bool suspend_expired;
 	uint64_t suspend_deadline_ms;	/* 0: no timeout */
-	struct ctl_conn *suspend_waiters;
 	bool suspend_flush_pending;	/* the suspend's flush not done yet */
 	char *sr_dir;			/* from cfg.volume_record */
 	uint64_t record_retry_ms, record_log_ms;
@@ -152,7 +170,7 @@ struct server {
 	bool exit_when_idle;		/* fuzzing: stop when no connection */
 	bool quit;
 
-	struct ev_tag tag_listen, tag_engine, tag_signal, tag_ctl_listen;
+	struct ev_tag tag_listen, tag_engine, tag_signal;
 	/* accept failed for want of resources: listeners off until then */
 	bool accept_paused;
 	uint64_t accept_resume_ms, accept_log_ms, accept_failures;
@@ -173,6 +191,15 @@ int server_setup_signals(struct server *srv);
 uint64_t server_now_ms(void);
 int server_epoll_add(struct server *srv, int fd, uint32_t events, void *tag);
 int server_epoll_mod(struct server *srv, int fd, uint32_t events, void *tag);
+void server_epoll_del(struct server *srv, int fd);
+/*
+ * The control module: its listener (an EV_HOOK tag; paused with the NBD
+ * listeners when accept fails) and its suspend hook.  fd -1 unregisters.
+ */
+int server_set_control(struct server *srv, int fd, struct ev_tag *tag,
+		       server_suspend_hook_fn *hook, void *opaque);
+bool server_stopping(const struct server *srv);
+void server_get_status(const struct server *srv, struct server_status *st);
 /* Hand a request (validated, payload received) to the scheduler. */
 void server_submit(struct server *srv, struct req *req);
 struct req *server_req_get(struct server *srv);

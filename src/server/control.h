@@ -12,15 +12,17 @@
 #include <stdint.h>
 
 struct server;
-struct ctl_conn;
+struct control;
 
-/* Listen on the control socket at path (and register with srv's loop). */
-int control_listen(struct server *srv, const char *path);
-void control_on_accept(struct server *srv);
-void control_on_event(struct ctl_conn *cc, uint32_t events);
-void control_close_all(struct server *srv);
-/* A suspend's flush is done: answer the suspenders. */
-void control_suspend_done(struct server *srv, int err);
+/*
+ * Listen on the control socket at path and register it, and the suspend
+ * hook, with srv.  *ret is freed by control_close(), before
+ * server_release().
+ */
+int control_listen(struct server *srv, const char *path,
+		   struct control **ret);
+/* Close the listener and every control connection; NULL is a no-op. */
+void control_close(struct control *ctl);
 
 /*
  * The image the volume record (<SR>/meta/v-<key>.json, at record) names:

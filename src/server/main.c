@@ -150,6 +150,7 @@ int main(int argc, char *argv[])
 	};
 	const char *sock = NULL, *tcp = NULL, *control = NULL, *pidfile = NULL;
 	const char *ro_sock = NULL;
+	struct control *ctl = NULL;
 	bool log_stderr = false;
 	long ready_fd = -1;
 	struct server srv;
@@ -233,7 +234,7 @@ int main(int argc, char *argv[])
 					     EPOLLIN, &srv.tag_listen);
 	}
 	if (r == 0 && control)
-		r = control_listen(&srv, control);
+		r = control_listen(&srv, control, &ctl);
 	if (r < 0) {
 		log_error("cannot listen: %s", strerror(-r));
 		goto out_unlink;
@@ -262,9 +263,10 @@ out_unlink:
 		unlink(sock);
 	if (ro_sock && (srv.listen_fd[LISTEN_RO] >= 0 || srv.stopping))
 		unlink(ro_sock);
-	if (control && srv.ctl_fd >= 0)
+	if (ctl)
 		unlink(control);
 out:
+	control_close(ctl);
 	server_release(&srv);
 	return status;
 

@@ -64,6 +64,53 @@ int server_epoll_mod(struct server *srv, int fd, uint32_t events, void *tag)
 	return 0;
 }
 
+void server_epoll_del(struct server *srv, int fd)
+{
+	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+int server_set_control(struct server *srv, int fd, struct ev_tag *tag,
+		       server_suspend_hook_fn *hook, void *opaque)
+{
+	srv->ctl_fd = fd;
+	srv->ctl_tag = tag;
+	srv->suspend_hook = hook;
+	srv->suspend_hook_opaque = opaque;
+	if (fd < 0)
+		return 0;
+	return server_epoll_add(srv, fd, EPOLLIN, tag);
+}
+
+bool server_stopping(const struct server *srv)
+{
+	return srv->stopping;
+}
+
+void server_get_status(const struct server *srv, struct server_status *st)
+{
+	st->image = srv->img->path;
+	st->format = srv->img->fmt->name;
+	st->engine = server_engine_name(srv);
+	st->size = srv->size;
+	st->readonly = srv->cfg.readonly;
+	st->connections = srv->nconns;
+	st->in_flight = server_in_flight(srv);
+	st->suspended = srv->suspended;
+	st->suspend_expired = srv->suspend_expired;
+	st->dirty = srv->dirty;
+	st->connections_total = srv->n_conns_total;
+	st->reads = srv->n_reads;
+	st->writes = srv->n_writes;
+	st->flushes = srv->n_flushes;
+	st->trims = srv->n_trims;
+	st->write_zeroes = srv->n_zeroes;
+	st->block_status = srv->n_block_status;
+	st->errors = srv->n_errors;
+	st->slow_path = srv->n_slow;
+	st->bytes_read = srv->bytes_read;
+	st->bytes_written = srv->bytes_written;
+}
+
 const char *server_engine_name(const struct server *srv)
 {
 	return srv->eng->ops->name;
@@ -726,8 +773,8 @@ static void flush_barrier(struct server *srv)
 			srv->suspend_expired = false;
 		}
 	}
-	if (srv->suspend_waiters)
-		control_suspend_done(srv, r);
+	if (srv->suspend_hook)
+		srv->suspend_hook(srv->suspend_hook_opaque, r);
 }
 
 static void fail_req(struct server *srv, struct req *req, int err)
@@ -1077,7 +1124,6 @@ int server_init(struct server *srv, const struct server_config *cfg)
 	srv->tag_listen.kind = EV_LISTEN;
 	srv->tag_engine.kind = EV_ENGINE;
 	srv->tag_signal.kind = EV_SIGNAL;
-	srv->tag_ctl_listen.kind = EV_CTL_LISTEN;
 	depth = cfg->queue_depth ? cfg->queue_depth :
 				   NGDP_QUEUE_DEPTH_DEFAULT;
 
@@ -1158,12 +1204,9 @@ void server_request_stop(struct server *srv)
 void server_release(struct server *srv)
 {
 	conn_free_all(srv);
-	control_close_all(srv);
 	for (int i = 0; i < 3; i++)
 		if (srv->listen_fd[i] >= 0)
 			close(srv->listen_fd[i]);
-	if (srv->ctl_fd >= 0)
-		close(srv->ctl_fd);
 	if (srv->sigfd >= 0)
 		close(srv->sigfd);
 	io_engine_free(srv->eng);
@@ -1189,7 +1232,7 @@ static void listeners_enable(struct server *srv, bool on)
 					 &srv->tag_listen);
 	if (srv->ctl_fd >= 0)
 		server_epoll_mod(srv, srv->ctl_fd, on ? EPOLLIN : 0,
-				 &srv->tag_ctl_listen);
+				 srv->ctl_tag);
 	srv->accept_paused = !on;
 }
 
@@ -1417,12 +1460,8 @@ int server_run(struct server *srv)
 			case EV_SIGNAL:
 				on_signal(srv);
 				break;
-			case EV_CTL_LISTEN:
-				control_on_accept(srv);
-				break;
-			case EV_CTL:
-				control_on_event((struct ctl_conn *)tag,
-						 evs[i].events);
+			case EV_HOOK:
+				tag->on_event(tag, evs[i].events);
 				break;
 			}
 		}
