@@ -113,6 +113,8 @@ struct server_status {
 		 bytes_written;
 };
 
+#define LISTEN_RO 2	/* index of the read-only listener in listen_fd */
+
 struct server {
 	struct server_config cfg;
 	struct image *img;
@@ -130,11 +132,7 @@ struct server {
 	server_suspend_hook_fn *suspend_hook;
 	void *suspend_hook_opaque;
 
-	struct conn *conns;		/* doubly linked */
-	unsigned int nconns;
-	struct conn *out_dirty;		/* connections with replies to send */
-	struct conn *zombies;		/* dead, freed at the end of an
-					 * iteration */
+	struct conn_set *conns;		/* conn.c's */
 
 	struct req *free_reqs;
 	unsigned int nfree_reqs;
@@ -149,8 +147,6 @@ struct server {
 	struct io_op *ops;		/* engine op pool */
 	struct io_op *free_ops;
 	struct buf_pool pool;
-	size_t conn_bytes;		/* request buffers owned by connections */
-	unsigned int n_mem_wait;	/* connections waiting for memory */
 	void *zero_buf;			/* 1 MiB of zeros, aligned */
 
 	bool dirty;			/* unflushed writes or metadata */
@@ -176,10 +172,9 @@ struct server {
 	uint64_t accept_resume_ms, accept_log_ms, accept_failures;
 	uint64_t heartbeat_ms;		/* last refresh of cfg.heartbeat */
 
-	/* counters for status */
+	/* counters for status (conn.c counts its own) */
 	uint64_t n_reads, n_writes, n_flushes, n_trims, n_zeroes,
-		 n_block_status, n_errors, n_slow, bytes_read, bytes_written,
-		 n_conns_total;
+		 n_block_status, n_errors, n_slow, bytes_read, bytes_written;
 };
 
 /* server.c */
@@ -199,6 +194,13 @@ void server_epoll_del(struct server *srv, int fd);
 int server_set_control(struct server *srv, int fd, struct ev_tag *tag,
 		       server_suspend_hook_fn *hook, void *opaque);
 bool server_stopping(const struct server *srv);
+/* Serve NBD on the connected socket fd (the fuzzer's way in). */
+int server_add_conn(struct server *srv, int fd, bool readonly);
+/* The export, as a connection's handshake sees it now. */
+uint64_t server_size(const struct server *srv);
+bool server_readonly(const struct server *srv);
+bool server_fast_zero(const struct server *srv);
+const char *server_export_name(const struct server *srv);
 void server_get_status(const struct server *srv, struct server_status *st);
 /* Hand a request (validated, payload received) to the scheduler. */
 void server_submit(struct server *srv, struct req *req);
@@ -215,15 +217,6 @@ int server_set_record(struct server *srv, const char *record);
 void server_accept_failed(struct server *srv, int err);
 const char *server_engine_name(const struct server *srv);
 unsigned int server_in_flight(const struct server *srv);
-
-/* conn.c */
-#define LISTEN_RO 2
-int conn_new(struct server *srv, int fd, bool readonly);
-void conn_on_event(struct conn *c, uint32_t events);
-void conn_flush_dirty(struct server *srv);
-void conn_free_all(struct server *srv);
-/* Stop reading new requests (shutdown). */
-void conn_stop_reading(struct server *srv);
 
 /* listen.c */
 int listen_unix(const char *path, int *ret_fd);

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "server/server.h"
 #include "control.h"
+#include "conn.h"
 #include "io/engine.h"
 
 #define ZERO_BUF_SIZE		(1024 * 1024)
@@ -81,6 +82,31 @@ int server_set_control(struct server *srv, int fd, struct ev_tag *tag,
 	return server_epoll_add(srv, fd, EPOLLIN, tag);
 }
 
+int server_add_conn(struct server *srv, int fd, bool readonly)
+{
+	return conn_new(srv->conns, fd, readonly);
+}
+
+uint64_t server_size(const struct server *srv)
+{
+	return srv->size;
+}
+
+bool server_readonly(const struct server *srv)
+{
+	return srv->cfg.readonly;
+}
+
+bool server_fast_zero(const struct server *srv)
+{
+	return srv->fast_zero;
+}
+
+const char *server_export_name(const struct server *srv)
+{
+	return srv->cfg.export_name;
+}
+
 bool server_stopping(const struct server *srv)
 {
 	return srv->stopping;
@@ -88,24 +114,26 @@ bool server_stopping(const struct server *srv)
 
 void server_get_status(const struct server *srv, struct server_status *st)
 {
+	uint64_t conn_errors;
+
+	conn_set_stats(srv->conns, &st->connections_total, &conn_errors);
 	st->image = srv->img->path;
 	st->format = srv->img->fmt->name;
 	st->engine = server_engine_name(srv);
 	st->size = srv->size;
 	st->readonly = srv->cfg.readonly;
-	st->connections = srv->nconns;
+	st->connections = conn_set_count(srv->conns);
 	st->in_flight = server_in_flight(srv);
 	st->suspended = srv->suspended;
 	st->suspend_expired = srv->suspend_expired;
 	st->dirty = srv->dirty;
-	st->connections_total = srv->n_conns_total;
 	st->reads = srv->n_reads;
 	st->writes = srv->n_writes;
 	st->flushes = srv->n_flushes;
 	st->trims = srv->n_trims;
 	st->write_zeroes = srv->n_zeroes;
 	st->block_status = srv->n_block_status;
-	st->errors = srv->n_errors;
+	st->errors = srv->n_errors + conn_errors;
 	st->slow_path = srv->n_slow;
 	st->bytes_read = srv->bytes_read;
 	st->bytes_written = srv->bytes_written;
@@ -1130,6 +1158,9 @@ int server_init(struct server *srv, const struct server_config *cfg)
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (srv->epfd < 0)
 		return -errno;
+	r = conn_set_new(srv, &srv->conns);
+	if (r < 0)
+		return r;
 	if (cfg->volume_record) {
 		r = server_set_record(srv, cfg->volume_record);
 		if (r < 0) {
@@ -1203,7 +1234,8 @@ void server_request_stop(struct server *srv)
 
 void server_release(struct server *srv)
 {
-	conn_free_all(srv);
+	conn_set_free(srv->conns);
+	srv->conns = NULL;
 	for (int i = 0; i < 3; i++)
 		if (srv->listen_fd[i] >= 0)
 			close(srv->listen_fd[i]);
@@ -1253,7 +1285,8 @@ void server_accept_failed(struct server *srv, int err)
 	if (now >= srv->accept_log_ms) {
 		log_error("cannot accept connections: %s (%u connections open); "
 			  "retrying every %d ms (%llu failures so far)",
-			  strerror(err), srv->nconns, ACCEPT_BACKOFF_MS,
+			  strerror(err), conn_set_count(srv->conns),
+			  ACCEPT_BACKOFF_MS,
 			  (unsigned long long)srv->accept_failures);
 		srv->accept_log_ms = now + ACCEPT_LOG_MS;
 	}
@@ -1275,7 +1308,7 @@ static void accept_all(struct server *srv, int lfd, bool readonly)
 		}
 		/* TCP: do not delay small replies (fails harmlessly on Unix) */
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (conn_new(srv, fd, readonly) < 0) {
+		if (conn_new(srv->conns, fd, readonly) < 0) {
 			close(fd);
 			server_accept_failed(srv, ENOMEM);
 			return;
@@ -1304,7 +1337,7 @@ static void stop_progress(struct server *srv)
 				close(srv->listen_fd[i]);
 			srv->listen_fd[i] = -1;
 		}
-		conn_stop_reading(srv);
+		conn_stop_reading(srv->conns);
 	}
 	if (srv->waitq || srv->submitq || srv->held || srv->flushq ||
 	    srv->active || srv->flush_wanted)
@@ -1473,11 +1506,11 @@ int server_run(struct server *srv)
 			if (r < 0)
 				log_error("I/O submit: %s", strerror(-r));
 		}
-		conn_flush_dirty(srv);
+		conn_flush_dirty(srv->conns);
 		if (srv->stopping)
 			stop_progress(srv);
-		if (srv->exit_when_idle && !srv->nconns && !srv->active &&
-		    !srv->waitq && !srv->held && !srv->flushq)
+		if (srv->exit_when_idle && !conn_set_count(srv->conns) &&
+		    !srv->active && !srv->waitq && !srv->held && !srv->flushq)
 			srv->quit = true;
 	}
 	return srv->exit_status;
