@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /*
- * ngdp-server internals: one process serves one image chain to any number
- * of NBD connections from a single epoll thread.  Requests flow
+ * ngdp-server core API (server.c): one process serves one image chain to
+ * any number of NBD connections from a single epoll thread.  Only server.c
+ * touches the fields of struct server; the other parts use the functions
+ * below (connections: src/server/conn.h, control socket and volume record:
+ * src/server/control.h, listening sockets: src/server/listen.h).
+ * Requests flow
  *
  *   conn (parse) -> srv.waitq -> start (map extents) -> srv.submitq
  *   -> engine ops -> completion -> [flush barrier for FUA] -> conn output
@@ -18,11 +22,14 @@
 #include <sys/uio.h>
 
 #include "formats/format.h"
-#include "server/nbd.h"
+#include "nbd-proto.h"
 
 struct io_engine;
 struct io_op;
 struct conn;
+
+/* The NBD listeners, indexes of server.listen_fd. */
+enum server_listener { LISTEN_UNIX, LISTEN_TCP, LISTEN_RO };
 
 struct server_config {
 	const char *image;
@@ -113,8 +120,6 @@ struct server_status {
 		 bytes_written;
 };
 
-#define LISTEN_RO 2	/* index of the read-only listener in listen_fd */
-
 struct server {
 	struct server_config cfg;
 	struct image *img;
@@ -177,31 +182,34 @@ struct server {
 		 n_block_status, n_errors, n_slow, bytes_read, bytes_written;
 };
 
-/* server.c */
+/* ---- lifecycle (main.c, the fuzzer) */
 int server_init(struct server *srv, const struct server_config *cfg);
 void server_release(struct server *srv);
 int server_run(struct server *srv);
-void server_request_stop(struct server *srv);
 int server_setup_signals(struct server *srv);
-uint64_t server_now_ms(void);
+/*
+ * Listen for NBD clients: LISTEN_UNIX and LISTEN_RO on a Unix socket path
+ * (LISTEN_RO: its connections get a read-only view of any export),
+ * LISTEN_TCP on ADDR:PORT.
+ */
+int server_listen(struct server *srv, enum server_listener which,
+		  const char *addr);
+/* Listening there now (false once stopping closed the listeners). */
+bool server_listening(const struct server *srv, enum server_listener which);
+/* Serve NBD on the connected socket fd (the fuzzer's way in). */
+int server_add_conn(struct server *srv, int fd, bool readonly);
+/* Fuzzing: leave server_run() once no connection is left. */
+void server_exit_when_idle(struct server *srv);
+bool server_stopping(const struct server *srv);
+
+/* ---- the event loop, for the modules' own fds (conn.c, control.c) */
 int server_epoll_add(struct server *srv, int fd, uint32_t events, void *tag);
 int server_epoll_mod(struct server *srv, int fd, uint32_t events, void *tag);
 void server_epoll_del(struct server *srv, int fd);
-/*
- * The control module: its listener (an EV_HOOK tag; paused with the NBD
- * listeners when accept fails) and its suspend hook.  fd -1 unregisters.
- */
-int server_set_control(struct server *srv, int fd, struct ev_tag *tag,
-		       server_suspend_hook_fn *hook, void *opaque);
-bool server_stopping(const struct server *srv);
-/* Serve NBD on the connected socket fd (the fuzzer's way in). */
-int server_add_conn(struct server *srv, int fd, bool readonly);
-/* The export, as a connection's handshake sees it now. */
-uint64_t server_size(const struct server *srv);
-bool server_readonly(const struct server *srv);
-bool server_fast_zero(const struct server *srv);
-const char *server_export_name(const struct server *srv);
-void server_get_status(const struct server *srv, struct server_status *st);
+/* accept(2) failed with err (not EAGAIN): back off, log rate-limited. */
+void server_accept_failed(struct server *srv, int err);
+
+/* ---- requests (conn.c): in with server_submit, out through req->done */
 /* Hand a request (validated, payload received) to the scheduler. */
 void server_submit(struct server *srv, struct req *req);
 struct req *server_req_get(struct server *srv);
@@ -209,18 +217,24 @@ void server_req_put(struct server *srv, struct req *req);
 int server_buf_get(struct server *srv, struct req *req, size_t len);
 /* Bytes a buffer for a request of len bytes takes. */
 size_t server_buf_size(size_t len);
+/* The export, as a connection's handshake sees it now. */
+uint64_t server_size(const struct server *srv);
+bool server_readonly(const struct server *srv);
+bool server_fast_zero(const struct server *srv);
+const char *server_export_name(const struct server *srv);
+
+/* ---- control (control.c) */
+/*
+ * The control module: its listener (an EV_HOOK tag; paused with the NBD
+ * listeners when accept fails) and its suspend hook.  fd -1 unregisters.
+ */
+int server_set_control(struct server *srv, int fd, struct ev_tag *tag,
+		       server_suspend_hook_fn *hook, void *opaque);
+void server_get_status(const struct server *srv, struct server_status *st);
+/* Drain and flush, then hold new I/O; the hook gets the flush's result. */
 int server_suspend(struct server *srv, uint64_t timeout_ms);
+/* Resume (on image, a new top of the chain, when not NULL). */
 int server_resume(struct server *srv, const char *image);
-/* --volume-record: check the path's shape and remember the SR. */
-int server_set_record(struct server *srv, const char *record);
-/* accept(2) failed with err (not EAGAIN): back off, log rate-limited. */
-void server_accept_failed(struct server *srv, int err);
-const char *server_engine_name(const struct server *srv);
-unsigned int server_in_flight(const struct server *srv);
-
-/* listen.c */
-int listen_unix(const char *path, int *ret_fd);
-int listen_tcp(const char *addr, int *ret_fd);
-
+void server_request_stop(struct server *srv);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "server/server.h"
+#include "server/nbd.h"
 #include "conn.h"
 
 #define CONN_IN_SIZE	(64 * 1024)

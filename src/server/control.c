@@ -17,6 +17,7 @@
 #include "log.h"
 #include "server/server.h"
 #include "control.h"
+#include "listen.h"
 
 /* The control socket: its listener and connections. */
 struct control {

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "ctl-proto.h"
@@ -217,22 +216,11 @@ int main(int argc, char *argv[])
 		log_error("cannot set up signals: %s", strerror(-r));
 		goto out;
 	}
-	r = listen_unix(sock, &srv.listen_fd[0]);
-	if (r == 0)
-		r = server_epoll_add(&srv, srv.listen_fd[0], EPOLLIN,
-				     &srv.tag_listen);
-	if (r == 0 && tcp) {
-		r = listen_tcp(tcp, &srv.listen_fd[1]);
-		if (r == 0)
-			r = server_epoll_add(&srv, srv.listen_fd[1], EPOLLIN,
-					     &srv.tag_listen);
-	}
-	if (r == 0 && ro_sock) {
-		r = listen_unix(ro_sock, &srv.listen_fd[LISTEN_RO]);
-		if (r == 0)
-			r = server_epoll_add(&srv, srv.listen_fd[LISTEN_RO],
-					     EPOLLIN, &srv.tag_listen);
-	}
+	r = server_listen(&srv, LISTEN_UNIX, sock);
+	if (r == 0 && tcp)
+		r = server_listen(&srv, LISTEN_TCP, tcp);
+	if (r == 0 && ro_sock)
+		r = server_listen(&srv, LISTEN_RO, ro_sock);
 	if (r == 0 && control)
 		r = control_listen(&srv, control, &ctl);
 	if (r < 0) {
@@ -259,9 +247,10 @@ int main(int argc, char *argv[])
 	if (pidfile)
 		unlink(pidfile);
 out_unlink:
-	if (srv.listen_fd[0] >= 0 || srv.stopping)
+	if (server_listening(&srv, LISTEN_UNIX) || server_stopping(&srv))
 		unlink(sock);
-	if (ro_sock && (srv.listen_fd[LISTEN_RO] >= 0 || srv.stopping))
+	if (ro_sock && (server_listening(&srv, LISTEN_RO) ||
+			server_stopping(&srv)))
 		unlink(ro_sock);
 	if (ctl)
 		unlink(control);

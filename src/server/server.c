@@ -21,8 +21,10 @@
 #include "ctl-proto.h"
 #include "log.h"
 #include "server/server.h"
+#include "server/nbd.h"
 #include "control.h"
 #include "conn.h"
+#include "listen.h"
 #include "io/engine.h"
 
 #define ZERO_BUF_SIZE		(1024 * 1024)
@@ -39,7 +41,7 @@
 #define ACCEPT_BACKOFF_MS	100
 #define ACCEPT_LOG_MS		10000
 
-uint64_t server_now_ms(void)
+static uint64_t server_now_ms(void)
 {
 	struct timespec ts;
 
@@ -65,6 +67,16 @@ int server_epoll_mod(struct server *srv, int fd, uint32_t events, void *tag)
 	return 0;
 }
 
+static const char *server_engine_name(const struct server *srv)
+{
+	return srv->eng->ops->name;
+}
+
+static unsigned int server_in_flight(const struct server *srv)
+{
+	return srv->active;
+}
+
 void server_epoll_del(struct server *srv, int fd)
 {
 	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, fd, NULL);
@@ -80,6 +92,29 @@ int server_set_control(struct server *srv, int fd, struct ev_tag *tag,
 	if (fd < 0)
 		return 0;
 	return server_epoll_add(srv, fd, EPOLLIN, tag);
+}
+
+int server_listen(struct server *srv, enum server_listener which,
+		  const char *addr)
+{
+	int r = which == LISTEN_TCP ?
+		listen_tcp(addr, &srv->listen_fd[which]) :
+		listen_unix(addr, &srv->listen_fd[which]);
+
+	if (r < 0)
+		return r;
+	return server_epoll_add(srv, srv->listen_fd[which], EPOLLIN,
+				&srv->tag_listen);
+}
+
+bool server_listening(const struct server *srv, enum server_listener which)
+{
+	return srv->listen_fd[which] >= 0;
+}
+
+void server_exit_when_idle(struct server *srv)
+{
+	srv->exit_when_idle = true;
 }
 
 int server_add_conn(struct server *srv, int fd, bool readonly)
@@ -137,16 +172,6 @@ void server_get_status(const struct server *srv, struct server_status *st)
 	st->slow_path = srv->n_slow;
 	st->bytes_read = srv->bytes_read;
 	st->bytes_written = srv->bytes_written;
-}
-
-const char *server_engine_name(const struct server *srv)
-{
-	return srv->eng->ops->name;
-}
-
-unsigned int server_in_flight(const struct server *srv)
-{
-	return srv->active;
 }
 
 /* ------------------------------------------------------------ pools */
@@ -1111,7 +1136,7 @@ static void record_retry(struct server *srv, uint64_t now)
 	}
 }
 
-int server_set_record(struct server *srv, const char *record)
+static int server_set_record(struct server *srv, const char *record)
 {
 	char *d = strdup(record), *p;
 
