@@ -66,6 +66,7 @@ struct req {
 	struct req *out_next;		/* connection output queue */
 	struct conn *conn;		/* the submitter's, opaque to the core */
 	req_done_fn *done;		/* set by the submitter (conn.c) */
+	bool readonly;			/* the submitter's view is read-only */
 	enum req_state state;
 	struct nbd_request h;
 	uint32_t wire_err;		/* NBD error to reply with */

@@ -822,6 +822,7 @@ static void request_header(struct conn *c, const uint8_t *buf)
 	}
 	req->conn = c;
 	req->done = conn_reply;
+	req->readonly = c->view.readonly;
 	req->h = h;
 	c->reqs++;
 	if (v == 0 && (h.type == NBD_CMD_READ || h.type == NBD_CMD_WRITE) &&

@@ -273,6 +273,7 @@ struct req *server_req_get(struct server *srv)
 	req->next = req->out_next = NULL;
 	req->conn = NULL;
 	req->done = NULL;
+	req->readonly = false;
 	req->wire_err = 0;
 	req->excl = false;
 	req->buf = NULL;
@@ -753,9 +754,35 @@ static int do_block_status(struct server *srv, struct req *req)
 	return image_block_status(srv->img, req->h.offset, len, &req->el);
 }
 
+/*
+ * Where calls are dispatched, as nbdkit's backend_pread/pwrite do: the
+ * range must lie inside the image served now and writes need a writable
+ * view.  conn.c validated the request against its connection's view
+ * (nbd_request_validate: same errors), and a resume never shrinks the
+ * image, so this does not fire today; but the formats are asked for
+ * exactly [offset, offset + length), never for something to clip.
+ */
+static int dispatch_check(const struct server *srv, const struct req *req)
+{
+	const struct nbd_request *h = &req->h;
+
+	if (is_write_type(h->type) && req->readonly)
+		return -EPERM;
+	if (h->offset > srv->size || h->length > srv->size - h->offset)
+		return h->type == NBD_CMD_WRITE ||
+		       h->type == NBD_CMD_WRITE_ZEROES ? -ENOSPC : -EINVAL;
+	return 0;
+}
+
 /* Start one request.  Returns false if it had to go back to the queue. */
 static bool start_req(struct server *srv, struct req *req)
 {
+	int r = dispatch_check(srv, req);
+
+	if (r < 0) {
+		finish_req(srv, req, r);
+		return true;
+	}
 	switch (req->h.type) {
 	case NBD_CMD_READ:
 	case NBD_CMD_WRITE:
