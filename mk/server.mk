@@ -17,7 +17,10 @@ $(B)/tests/server/%: tests/server/%.c include/proto/nbd-proto.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
 # The server with its fault-injection hooks ($$NGDP_FAULT), for tests only.
-$(B)/tests/server/ngdp-server-fault: src/server/main.c $(SERVER_SRC) $(wildcard src/server/io/*.h include/server/*.h) $(LIBFORMATS) $(LIBCOMMON)
+# (sources and headers of the daemon, for the two recipes below)
+SERVER_HDR := $(wildcard src/server/*.h src/server/io/*.h include/server/*.h include/proto/*.h)
+
+$(B)/tests/server/ngdp-server-fault: src/server/main.c $(SERVER_SRC) $(SERVER_HDR) $(LIBFORMATS) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DNGDP_FAULT_INJECT $(filter-out -MMD -MP,$(CFLAGS)) -o $@ \
 		src/server/main.c $(SERVER_SRC) $(LIBFORMATS) $(LIBCOMMON) \
@@ -29,10 +32,11 @@ $(B)/tests/unit/test-nbd-%: tests/unit/test-nbd-%.c $(LIBSERVER) $(LIBFORMATS) $
 
 # The fuzzer is built from sources with clang (libFuzzer), not from the
 # gcc archives.
-$(SERVER_FUZZ): tests/fuzz/fuzz-nbd.c $(SERVER_SRC) $(FORMATS_SRC) src/common/log.c src/common/fileio.c src/common/json-io.c
+# (control-record.c, the volume record reader, needs fileio.c and json-io.c)
+$(SERVER_FUZZ): tests/fuzz/fuzz-nbd.c $(SERVER_SRC) $(FORMATS_SRC) src/common/log.c src/common/fileio.c src/common/json-io.c $(SERVER_HDR)
 	@mkdir -p $(dir $@)
 	$(SERVER_FUZZ_CC) $(CPPFLAGS) $(if $(wildcard src/formats/vhd.c),-DHAVE_FORMAT_VHD) \
-		$(SERVER_FUZZ_FLAGS) -o $@ $^ $(LIBS_COMMON) $(LIBS_SERVER)
+		$(SERVER_FUZZ_FLAGS) -o $@ $(filter %.c,$^) $(LIBS_COMMON) $(LIBS_SERVER)
 
 SERVER_FUZZ_OPTS := -max_len=8192 -timeout=10
 
