@@ -1,2 +1,1 @@
-/* Poison: engine code (src/server except control*.c, src/formats) must not see this header. */
 #error "ngdp engine code must not include <json.h>: JSON and the plugin edge stay behind src/server/control*.c (see mk/poison)"
