@@ -26,6 +26,7 @@
 #include "dp.h"
 #include "fileio.h"
 #include "log.h"
+#include "nbd-proto.h"
 #include "proc.h"
 
 #define NBD_MAX_DEVICES 1024
@@ -278,14 +279,6 @@ void nbd_kernel_release(const struct dp_target *t)
 
 /* ------------------------------------------------------------ handshake */
 
-#define NBD_MAGIC 0x4e42444d41474943ULL		/* "NBDMAGIC" */
-#define NBD_IHAVEOPT 0x49484156454F5054ULL
-#define NBD_REPLY_MAGIC 0x3e889045565a9ULL
-#define NBD_OPT_GO 7
-#define NBD_REP_ACK 1
-#define NBD_REP_INFO 3
-#define NBD_INFO_EXPORT 0
-
 static int read_full(int fd, void *buf, size_t len)
 {
 	char *p = buf;
@@ -318,13 +311,13 @@ static int nbd_handshake(int fd, const char *export, uint64_t *size,
 	    (r = read_full(fd, &opt, 8)) < 0 ||
 	    (r = read_full(fd, &hflags, 2)) < 0)
 		return r;
-	if (be64toh(magic) != NBD_MAGIC || be64toh(opt) != NBD_IHAVEOPT ||
+	if (be64toh(magic) != NBD_MAGIC || be64toh(opt) != NBD_OPTS_MAGIC ||
 	    !(be16toh(hflags) & 1) || namelen > 255)
 		return -EPROTO;
 	cflags = htobe32(be16toh(hflags) & 3);	/* fixed newstyle, no zeroes */
 	if ((r = write_all(fd, &cflags, 4)) < 0)
 		return r;
-	opt = htobe64(NBD_IHAVEOPT);
+	opt = htobe64(NBD_OPTS_MAGIC);
 	memcpy(req, &opt, 8);
 	hdr[0] = htobe32(NBD_OPT_GO);
 	hdr[1] = htobe32(4 + namelen + 2);
@@ -350,7 +343,7 @@ static int nbd_handshake(int fd, const char *export, uint64_t *size,
 		memcpy(&len, rep + 16, 4);
 		type = be32toh(type);
 		len = be32toh(len);
-		if (be64toh(magic) != NBD_REPLY_MAGIC || len > 65536)
+		if (be64toh(magic) != NBD_REP_MAGIC || len > 65536)
 			return -EPROTO;
 		if (type & 0x80000000u)
 			return -ENOENT;	/* the server refused the export */

@@ -18,6 +18,7 @@
 #include "active.h"
 #include "cleanup.h"
 #include "ctl-client.h"
+#include "ctl-proto.h"
 #include "dp.h"
 #include "fileio.h"
 #include "json-io.h"
@@ -164,7 +165,7 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 				 t->run_dir, strerror(-r));
 	snprintf(rw, sizeof(rw), "%s/rw.sock", t->run_dir);
 	snprintf(ro, sizeof(ro), "%s/ro.sock", t->run_dir);
-	snprintf(ctl, sizeof(ctl), "%s/ctl.sock", t->run_dir);
+	snprintf(ctl, sizeof(ctl), "%s/" CTL_SOCKET_NAME, t->run_dir);
 	snprintf(logp, sizeof(logp), "%s/server.log", t->run_dir);
 	snprintf(confine, sizeof(confine), "%s/images", sr->path);
 	snprintf(heartbeat, sizeof(heartbeat), "%s/.sr/active/%s.json",
@@ -310,7 +311,7 @@ int dp_server_stop(struct call *c, json_object *rec)
 		return 0;
 	/* "stop" flushes everything before the server exits */
 	req = json_new_object();
-	json_add_string(req, "op", "stop");
+	json_add_string(req, CTL_KEY_OP, CTL_OP_STOP);
 	r = control_call(rec_str(rec, "control"), req, STOP_TIMEOUT_MS, &reply);
 	json_object_put(req);
 	json_object_put(reply);

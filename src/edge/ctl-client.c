@@ -11,10 +11,9 @@
 
 #include "cleanup.h"
 #include "ctl-client.h"
+#include "ctl-proto.h"
 #include "fileio.h"
 #include "json-io.h"
-
-#define REPLY_MAX (1024 * 1024)
 
 static long ms_since(const struct timespec *t0)
 {
@@ -77,7 +76,7 @@ int control_call(const char *path, json_object *req, int timeout_ms,
 			char *nb;
 
 			cap = cap ? cap * 2 : 8192;
-			if (cap > REPLY_MAX)
+			if (cap > CTL_REPLY_MAX)
 				return -EFBIG;
 			nb = realloc(buf, cap);
 			if (!nb)
@@ -103,7 +102,7 @@ int control_call(const char *path, json_object *req, int timeout_ms,
 			json_object_put(reply);
 		return -EPROTO;
 	}
-	if (json_get_bool(reply, "ok", &ok) < 0)
+	if (json_get_bool(reply, CTL_KEY_OK, &ok) < 0)
 		ok = false;
 	*ret = reply;
 	return ok ? 0 : -EREMOTEIO;

@@ -15,6 +15,8 @@
 
 #include "log.h"
 #include "server/server.h"
+#include "server/nbd.h"
+#include "conn.h"
 
 #define CONN_IN_SIZE	(64 * 1024)
 #define CONN_MAX_REQS	256	/* stop reading beyond this many requests */
@@ -43,12 +45,27 @@ enum conn_state {
 	CS_DISCARD,
 };
 
+/* All connections of a server, owned here. */
+struct conn_set {
+	struct server *srv;
+	struct conn *conns;		/* doubly linked */
+	unsigned int nconns;
+	struct conn *out_dirty;		/* connections with replies to send */
+	struct conn *zombies;		/* dead, freed at the end of an
+					 * iteration */
+	size_t bytes;			/* request buffers owned by connections */
+	unsigned int n_mem_wait;	/* connections waiting for memory */
+	uint64_t n_opened;		/* connections accepted, ever */
+	uint64_t n_errors;		/* requests refused by validation */
+};
+
 struct conn {
 	struct ev_tag tag;		/* first: epoll data points here */
-	struct server *srv;
+	struct conn_set *set;
+	struct server *srv;		/* set->srv */
 	int fd;
 	bool forced_ro;			/* accepted on the read-only socket */
-	struct conn *next, *prev;	/* srv->conns */
+	struct conn *next, *prev;	/* set->conns */
 	struct conn *dirty_next;
 	bool in_dirty;
 	enum conn_state state;
@@ -115,13 +132,13 @@ static void conn_mark_dirty(struct conn *c)
 	if (c->in_dirty || c->dead)
 		return;
 	c->in_dirty = true;
-	c->dirty_next = c->srv->out_dirty;
-	c->srv->out_dirty = c;
+	c->dirty_next = c->set->out_dirty;
+	c->set->out_dirty = c;
 }
 
 static void conn_unlink_dirty(struct conn *c)
 {
-	struct conn **pp = &c->srv->out_dirty;
+	struct conn **pp = &c->set->out_dirty;
 
 	if (!c->in_dirty)
 		return;
@@ -145,12 +162,12 @@ static void conn_maybe_free(struct conn *c)
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		c->srv->conns = c->next;
+		c->set->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	c->srv->nconns--;
-	c->next = c->srv->zombies;
-	c->srv->zombies = c;
+	c->set->nconns--;
+	c->next = c->set->zombies;
+	c->set->zombies = c;
 }
 
 static void set_mem_wait(struct conn *c, bool on)
@@ -159,15 +176,15 @@ static void set_mem_wait(struct conn *c, bool on)
 		return;
 	c->mem_wait = on;
 	if (on)
-		c->srv->n_mem_wait++;
+		c->set->n_mem_wait++;
 	else
-		c->srv->n_mem_wait--;
+		c->set->n_mem_wait--;
 }
 
 /* Memory was freed: let the connections waiting for it parse again. */
-static void wake_mem_waiters(struct server *srv)
+static void wake_mem_waiters(struct conn_set *cs)
 {
-	for (struct conn *c = srv->conns; c && srv->n_mem_wait; c = c->next) {
+	for (struct conn *c = cs->conns; c && cs->n_mem_wait; c = c->next) {
 		if (c->mem_wait) {
 			set_mem_wait(c, false);
 			conn_mark_dirty(c);
@@ -183,20 +200,20 @@ static void conn_release_req(struct conn *c, struct req *req)
 		size_t n = (size_t)1 << req->buf_class;
 
 		c->bytes -= n;
-		srv->conn_bytes -= n;
+		c->set->bytes -= n;
 	}
 	c->out_meta -= req->out_meta;
 	req->out_meta = 0;
 	server_req_put(srv, req);
 	c->reqs--;
-	if (srv->n_mem_wait)
-		wake_mem_waiters(srv);
+	if (c->set->n_mem_wait)
+		wake_mem_waiters(c->set);
 }
 
 /* Would a request of this header fit under the memory caps? */
 static bool mem_admit(const struct conn *c, const uint8_t *hdr)
 {
-	const struct server *srv = c->srv;
+	const struct conn_set *cs = c->set;
 	uint16_t type = nbd_get16(hdr + 6);
 	uint32_t len = nbd_get32(hdr + 24);
 	size_t need;
@@ -207,9 +224,9 @@ static bool mem_admit(const struct conn *c, const uint8_t *hdr)
 	need = server_buf_size(len);
 	if (c->bytes && c->bytes + need > CONN_MAX_BYTES)
 		return false;
-	if (srv->conn_bytes + need <= SRV_MAX_BYTES)
+	if (cs->bytes + need <= SRV_MAX_BYTES)
 		return true;
-	return !c->bytes && (need <= CONN_RESERVE || !srv->conn_bytes);
+	return !c->bytes && (need <= CONN_RESERVE || !cs->bytes);
 }
 
 static void conn_kill(struct conn *c)
@@ -221,7 +238,7 @@ static void conn_kill(struct conn *c)
 	log_debug("connection %d closed", c->fd);
 	c->dead = true;
 	set_mem_wait(c, false);
-	epoll_ctl(c->srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	server_epoll_del(c->srv, c->fd);
 	close(c->fd);
 	c->fd = -1;
 	if (c->cur) {
@@ -547,7 +564,7 @@ static int build_block_status(struct req *req)
 	return 0;
 }
 
-void conn_reply(struct req *req)
+static void conn_reply(struct req *req)
 {
 	struct conn *c = req->conn;
 	int r;
@@ -594,11 +611,11 @@ static void start_transmission(struct conn *c, int match)
 {
 	struct server *srv = c->srv;
 
-	c->view.size = srv->size;
-	c->view.readonly = srv->cfg.readonly || match == 2 || c->forced_ro;
+	c->view.size = server_size(srv);
+	c->view.readonly = server_readonly(srv) || match == 2 || c->forced_ro;
 	c->view.structured = c->structured;
 	c->view.meta_base_allocation = c->meta_ba;
-	c->view.fast_zero = srv->fast_zero && !c->view.readonly;
+	c->view.fast_zero = server_fast_zero(srv) && !c->view.readonly;
 	c->transmission = true;
 	c->state = CS_REQ_HDR;
 	log_debug("connection %d: transmission (%s%s)", c->fd,
@@ -608,9 +625,9 @@ static void start_transmission(struct conn *c, int match)
 
 static uint16_t conn_export_flags(const struct conn *c, int match)
 {
-	bool ro = c->srv->cfg.readonly || match == 2 || c->forced_ro;
+	bool ro = server_readonly(c->srv) || match == 2 || c->forced_ro;
 
-	return nbd_export_flags(ro, c->srv->fast_zero && !ro);
+	return nbd_export_flags(ro, server_fast_zero(c->srv) && !ro);
 }
 
 static int opt_export_name(struct conn *c)
@@ -622,12 +639,12 @@ static int opt_export_name(struct conn *c)
 		match = 0;
 	else
 		match = nbd_match_export((const char *)c->opt_data,
-					 c->opt_len, c->srv->cfg.export_name);
+					 c->opt_len, server_export_name(c->srv));
 	if (!match) {
 		log_warn("connection %d: unknown export requested", c->fd);
 		return -ENOENT;	/* no way to answer: hang up */
 	}
-	nbd_put64(buf, c->srv->size);
+	nbd_put64(buf, server_size(c->srv));
 	nbd_put16(buf + 8, conn_export_flags(c, match));
 	if (obuf_put(c, buf, c->no_zeroes ? 10 : sizeof(buf)) < 0)
 		return -ENOMEM;
@@ -647,11 +664,11 @@ static int opt_info_go(struct conn *c)
 				   &infos);
 	if (r < 0)
 		return opt_reply(c, NBD_REP_ERR_INVALID, NULL, 0);
-	match = nbd_match_export(name, namelen, c->srv->cfg.export_name);
+	match = nbd_match_export(name, namelen, server_export_name(c->srv));
 	if (!match)
 		return opt_reply(c, NBD_REP_ERR_UNKNOWN, NULL, 0);
 	nbd_put16(b, NBD_INFO_EXPORT);
-	nbd_put64(b + 2, c->srv->size);
+	nbd_put64(b + 2, server_size(c->srv));
 	nbd_put16(b + 10, conn_export_flags(c, match));
 	r = opt_reply(c, NBD_REP_INFO, b, 12);
 	if (r == 0 && (infos & (1U << NBD_INFO_NAME))) {
@@ -697,7 +714,7 @@ static int opt_meta(struct conn *c)
 		return opt_reply(c, NBD_REP_ERR_INVALID, NULL, 0);
 	if (nbd_parse_meta_request(c->opt_data, c->opt_len, &m) < 0)
 		return opt_reply(c, NBD_REP_ERR_INVALID, NULL, 0);
-	if (!nbd_match_export(m.name, m.namelen, c->srv->cfg.export_name))
+	if (!nbd_match_export(m.name, m.namelen, server_export_name(c->srv)))
 		return opt_reply(c, NBD_REP_ERR_UNKNOWN, NULL, 0);
 	if (set)
 		c->meta_ba = false;
@@ -737,7 +754,7 @@ static int process_option(struct conn *c)
 		c->disc = true;
 		return opt_reply(c, NBD_REP_ACK, NULL, 0);
 	case NBD_OPT_LIST: {
-		const char *n = c->srv->cfg.export_name;
+		const char *n = server_export_name(c->srv);
 		uint8_t b[4 + NBD_MAX_STRING];
 		size_t l = strlen(n);
 
@@ -804,6 +821,8 @@ static void request_header(struct conn *c, const uint8_t *buf)
 		return;
 	}
 	req->conn = c;
+	req->done = conn_reply;
+	req->readonly = c->view.readonly;
 	req->h = h;
 	c->reqs++;
 	if (v == 0 && (h.type == NBD_CMD_READ || h.type == NBD_CMD_WRITE) &&
@@ -811,10 +830,10 @@ static void request_header(struct conn *c, const uint8_t *buf)
 		v = NBD_ENOMEM;
 	if (req->buf) {
 		c->bytes += (size_t)1 << req->buf_class;
-		srv->conn_bytes += (size_t)1 << req->buf_class;
+		c->set->bytes += (size_t)1 << req->buf_class;
 	}
 	if (v > 0) {
-		srv->n_errors++;
+		c->set->n_errors++;
 		req->wire_err = (uint32_t)v;
 		if (payload > 0) {
 			c->cur = req;
@@ -1035,8 +1054,32 @@ void conn_on_event(struct conn *c, uint32_t events)
 		conn_update_events(c);
 }
 
-int conn_new(struct server *srv, int fd, bool readonly)
+int conn_set_new(struct server *srv, struct conn_set **ret)
 {
+	struct conn_set *cs = calloc(1, sizeof(*cs));
+
+	if (!cs)
+		return -ENOMEM;
+	cs->srv = srv;
+	*ret = cs;
+	return 0;
+}
+
+unsigned int conn_set_count(const struct conn_set *cs)
+{
+	return cs->nconns;
+}
+
+void conn_set_stats(const struct conn_set *cs, uint64_t *opened,
+		    uint64_t *errors)
+{
+	*opened = cs->n_opened;
+	*errors = cs->n_errors;
+}
+
+int conn_new(struct conn_set *cs, int fd, bool readonly)
+{
+	struct server *srv = cs->srv;
 	struct conn *c = calloc(1, sizeof(*c));
 	uint8_t greet[18];
 	int r;
@@ -1045,6 +1088,7 @@ int conn_new(struct server *srv, int fd, bool readonly)
 		return -ENOMEM;
 	c->forced_ro = readonly;
 	c->tag.kind = EV_CONN;
+	c->set = cs;
 	c->srv = srv;
 	c->fd = fd;
 	c->in = malloc(CONN_IN_SIZE);
@@ -1059,12 +1103,12 @@ int conn_new(struct server *srv, int fd, bool readonly)
 		conn_destroy(c);
 		return r;
 	}
-	c->next = srv->conns;
-	if (srv->conns)
-		srv->conns->prev = c;
-	srv->conns = c;
-	srv->nconns++;
-	srv->n_conns_total++;
+	c->next = cs->conns;
+	if (cs->conns)
+		cs->conns->prev = c;
+	cs->conns = c;
+	cs->nconns++;
+	cs->n_opened++;
 	nbd_put64(greet, NBD_MAGIC);
 	nbd_put64(greet + 8, NBD_OPTS_MAGIC);
 	nbd_put16(greet + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
@@ -1076,12 +1120,12 @@ int conn_new(struct server *srv, int fd, bool readonly)
 	return 0;
 }
 
-void conn_flush_dirty(struct server *srv)
+void conn_flush_dirty(struct conn_set *cs)
 {
 	struct conn *c;
 
-	while ((c = srv->out_dirty)) {
-		srv->out_dirty = c->dirty_next;
+	while ((c = cs->out_dirty)) {
+		cs->out_dirty = c->dirty_next;
 		c->in_dirty = false;
 		/* input left over when we paused at CONN_MAX_REQS */
 		if (c->in_start < c->in_end && can_parse(c))
@@ -1089,15 +1133,15 @@ void conn_flush_dirty(struct server *srv)
 		if (!c->dead)
 			conn_flush(c);
 	}
-	while ((c = srv->zombies)) {
-		srv->zombies = c->next;
+	while ((c = cs->zombies)) {
+		cs->zombies = c->next;
 		conn_destroy(c);
 	}
 }
 
-void conn_stop_reading(struct server *srv)
+void conn_stop_reading(struct conn_set *cs)
 {
-	for (struct conn *c = srv->conns, *n; c; c = n) {
+	for (struct conn *c = cs->conns, *n; c; c = n) {
 		n = c->next;
 		if (c->dead)
 			continue;
@@ -1111,21 +1155,24 @@ void conn_stop_reading(struct server *srv)
 	}
 }
 
-void conn_free_all(struct server *srv)
+void conn_set_free(struct conn_set *cs)
 {
 	struct conn *c;
 
-	while ((c = srv->conns)) {
+	if (!cs)
+		return;
+	while ((c = cs->conns)) {
 		conn_kill(c);	/* releases its queued replies */
-		if (srv->conns == c) {
+		if (cs->conns == c) {
 			/* requests still in the server are abandoned */
-			srv->conns = c->next;
-			srv->nconns--;
+			cs->conns = c->next;
+			cs->nconns--;
 			conn_destroy(c);
 		}
 	}
-	while ((c = srv->zombies)) {
-		srv->zombies = c->next;
+	while ((c = cs->zombies)) {
+		cs->zombies = c->next;
 		conn_destroy(c);
 	}
+	free(cs);
 }

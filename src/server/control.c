@@ -13,48 +13,80 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "ctl-proto.h"
 #include "log.h"
 #include "server/server.h"
+#include "control.h"
+#include "listen.h"
 
-#define CTL_MAX_REQUEST	(64 * 1024)
-
-struct ctl_conn {
-	struct ev_tag tag;
+/* The control socket: its listener and connections. */
+struct control {
+	struct ev_tag tag;		/* the listener's; first */
 	struct server *srv;
 	int fd;
-	struct ctl_conn *next;		/* all control connections */
-	struct ctl_conn *wait_next;	/* srv->suspend_waiters */
-	size_t len;
-	char buf[CTL_MAX_REQUEST];
+	struct ctl_conn *conns;		/* all control connections */
+	struct ctl_conn *waiters;	/* suspends waiting for their flush */
 };
 
-int control_listen(struct server *srv, const char *path)
-{
-	int r = listen_unix(path, &srv->ctl_fd);
+struct ctl_conn {
+	struct ev_tag tag;		/* first */
+	struct control *ctl;
+	int fd;
+	struct ctl_conn *next;		/* ctl->conns */
+	struct ctl_conn *wait_next;	/* ctl->waiters */
+	size_t len;
+	char buf[CTL_REQUEST_MAX];
+};
 
-	if (r < 0)
+static void on_accept(struct ev_tag *tag, uint32_t events);
+static void on_event(struct ev_tag *tag, uint32_t events);
+static void suspend_done(void *opaque, int err);
+
+int control_listen(struct server *srv, const char *path,
+		   struct control **ret)
+{
+	struct control *ctl = calloc(1, sizeof(*ctl));
+	int r;
+
+	if (!ctl)
+		return -ENOMEM;
+	ctl->tag.kind = EV_HOOK;
+	ctl->tag.on_event = on_accept;
+	ctl->srv = srv;
+	r = listen_unix(path, &ctl->fd);
+	if (r < 0) {
+		free(ctl);
 		return r;
-	return server_epoll_add(srv, srv->ctl_fd, EPOLLIN,
-				&srv->tag_ctl_listen);
+	}
+	r = server_set_control(srv, ctl->fd, &ctl->tag, suspend_done, ctl);
+	if (r < 0) {
+		close(ctl->fd);
+		unlink(path);
+		free(ctl);
+		return r;
+	}
+	*ret = ctl;
+	return 0;
 }
 
 static void ctl_close(struct ctl_conn *cc)
 {
+	struct control *ctl = cc->ctl;
 	struct ctl_conn **pp;
 
-	for (pp = &cc->srv->ctl_conns; *pp; pp = &(*pp)->next) {
+	for (pp = &ctl->conns; *pp; pp = &(*pp)->next) {
 		if (*pp == cc) {
 			*pp = cc->next;
 			break;
 		}
 	}
-	for (pp = &cc->srv->suspend_waiters; *pp; pp = &(*pp)->wait_next) {
+	for (pp = &ctl->waiters; *pp; pp = &(*pp)->wait_next) {
 		if (*pp == cc) {
 			*pp = cc->wait_next;
 			break;
 		}
 	}
-	epoll_ctl(cc->srv->epfd, EPOLL_CTL_DEL, cc->fd, NULL);
+	server_epoll_del(ctl->srv, cc->fd);
 	close(cc->fd);
 	free(cc);
 }
@@ -87,9 +119,9 @@ static json_object *reply_error(int err, const char *what)
 {
 	json_object *o = json_object_new_object();
 
-	json_object_object_add(o, "ok", json_object_new_boolean(0));
-	json_object_object_add(o, "error", json_object_new_string(what));
-	json_object_object_add(o, "errno", json_object_new_int(-err));
+	json_object_object_add(o, CTL_KEY_OK, json_object_new_boolean(0));
+	json_object_object_add(o, CTL_KEY_ERROR, json_object_new_string(what));
+	json_object_object_add(o, CTL_KEY_ERRNO, json_object_new_int(-err));
 	return o;
 }
 
@@ -97,7 +129,7 @@ static json_object *reply_ok(void)
 {
 	json_object *o = json_object_new_object();
 
-	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	json_object_object_add(o, CTL_KEY_OK, json_object_new_boolean(1));
 	return o;
 }
 
@@ -106,61 +138,65 @@ static void add_u64(json_object *o, const char *k, uint64_t v)
 	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
 }
 
-static json_object *status(struct server *srv)
+static json_object *status(const struct server *srv)
 {
 	json_object *o = reply_ok();
+	struct server_status st;
 
-	add_u64(o, "pid", (uint64_t)getpid());
-	json_object_object_add(o, "image",
-			       json_object_new_string(srv->img->path));
-	json_object_object_add(o, "format",
-			       json_object_new_string(srv->img->fmt->name));
-	json_object_object_add(o, "engine",
-			       json_object_new_string(server_engine_name(srv)));
-	add_u64(o, "size", srv->size);
-	json_object_object_add(o, "readonly",
-			       json_object_new_boolean(srv->cfg.readonly));
-	add_u64(o, "connections", srv->nconns);
-	add_u64(o, "in_flight", server_in_flight(srv));
-	json_object_object_add(o, "suspended",
-			       json_object_new_boolean(srv->suspended));
-	json_object_object_add(o, "suspend_expired",
-			       json_object_new_boolean(srv->suspend_expired));
-	json_object_object_add(o, "dirty", json_object_new_boolean(srv->dirty));
-	add_u64(o, "connections_total", srv->n_conns_total);
-	add_u64(o, "reads", srv->n_reads);
-	add_u64(o, "writes", srv->n_writes);
-	add_u64(o, "flushes", srv->n_flushes);
-	add_u64(o, "trims", srv->n_trims);
-	add_u64(o, "write_zeroes", srv->n_zeroes);
-	add_u64(o, "block_status", srv->n_block_status);
-	add_u64(o, "errors", srv->n_errors);
-	add_u64(o, "slow_path", srv->n_slow);
-	add_u64(o, "bytes_read", srv->bytes_read);
-	add_u64(o, "bytes_written", srv->bytes_written);
+	server_get_status(srv, &st);
+	add_u64(o, CTL_ST_PID, (uint64_t)getpid());
+	json_object_object_add(o, CTL_ST_IMAGE,
+			       json_object_new_string(st.image));
+	json_object_object_add(o, CTL_ST_FORMAT,
+			       json_object_new_string(st.format));
+	json_object_object_add(o, CTL_ST_ENGINE,
+			       json_object_new_string(st.engine));
+	add_u64(o, CTL_ST_SIZE, st.size);
+	json_object_object_add(o, CTL_ST_READONLY,
+			       json_object_new_boolean(st.readonly));
+	add_u64(o, CTL_ST_CONNECTIONS, st.connections);
+	add_u64(o, CTL_ST_IN_FLIGHT, st.in_flight);
+	json_object_object_add(o, CTL_ST_SUSPENDED,
+			       json_object_new_boolean(st.suspended));
+	json_object_object_add(o, CTL_ST_SUSPEND_EXPIRED,
+			       json_object_new_boolean(st.suspend_expired));
+	json_object_object_add(o, CTL_ST_DIRTY,
+			       json_object_new_boolean(st.dirty));
+	add_u64(o, CTL_ST_CONNECTIONS_TOTAL, st.connections_total);
+	add_u64(o, CTL_ST_READS, st.reads);
+	add_u64(o, CTL_ST_WRITES, st.writes);
+	add_u64(o, CTL_ST_FLUSHES, st.flushes);
+	add_u64(o, CTL_ST_TRIMS, st.trims);
+	add_u64(o, CTL_ST_WRITE_ZEROES, st.write_zeroes);
+	add_u64(o, CTL_ST_BLOCK_STATUS, st.block_status);
+	add_u64(o, CTL_ST_ERRORS, st.errors);
+	add_u64(o, CTL_ST_SLOW_PATH, st.slow_path);
+	add_u64(o, CTL_ST_BYTES_READ, st.bytes_read);
+	add_u64(o, CTL_ST_BYTES_WRITTEN, st.bytes_written);
 	return o;
 }
 
 static void ctl_handle(struct ctl_conn *cc, json_object *req)
 {
-	struct server *srv = cc->srv;
+	struct control *ctl = cc->ctl;
+	struct server *srv = ctl->srv;
 	json_object *v;
 	const char *op;
 	int r;
 
 	if (!json_object_is_type(req, json_type_object) ||
-	    !json_object_object_get_ex(req, "op", &v) ||
+	    !json_object_object_get_ex(req, CTL_KEY_OP, &v) ||
 	    !json_object_is_type(v, json_type_string)) {
 		ctl_send(cc, reply_error(-EINVAL, "expected {\"op\": ...}"));
 		return;
 	}
 	op = json_object_get_string(v);
-	if (!strcmp(op, "status")) {
+	if (!strcmp(op, CTL_OP_STATUS)) {
 		ctl_send(cc, status(srv));
-	} else if (!strcmp(op, "suspend")) {
+	} else if (!strcmp(op, CTL_OP_SUSPEND)) {
 		int64_t t = 0;
 
-		if (json_object_object_get_ex(req, "timeout_ms", &v)) {
+		if (json_object_object_get_ex(req, CTL_KEY_TIMEOUT_MS, &v)) {
 			if (!json_object_is_type(v, json_type_int) ||
 			    (t = json_object_get_int64(v)) < 0) {
 				ctl_send(cc, reply_error(-EINVAL,
@@ -168,19 +204,19 @@ static void ctl_handle(struct ctl_conn *cc, json_object *req)
 				return;
 			}
 		}
-		if (srv->stopping) {
+		if (server_stopping(srv)) {
 			ctl_send(cc, reply_error(-ESHUTDOWN, "stopping"));
 			return;
 		}
 		server_suspend(srv, (uint64_t)t);
-		/* the reply comes from control_suspend_done() */
-		epoll_ctl(srv->epfd, EPOLL_CTL_DEL, cc->fd, NULL);
-		cc->wait_next = srv->suspend_waiters;
-		srv->suspend_waiters = cc;
-	} else if (!strcmp(op, "resume")) {
+		/* the reply comes from suspend_done() */
+		server_epoll_del(srv, cc->fd);
+		cc->wait_next = ctl->waiters;
+		ctl->waiters = cc;
+	} else if (!strcmp(op, CTL_OP_RESUME)) {
 		const char *img = NULL;
 
-		if (json_object_object_get_ex(req, "image", &v)) {
+		if (json_object_object_get_ex(req, CTL_KEY_IMAGE, &v)) {
 			if (!json_object_is_type(v, json_type_string)) {
 				ctl_send(cc, reply_error(-EINVAL, "bad image"));
 				return;
@@ -189,7 +225,7 @@ static void ctl_handle(struct ctl_conn *cc, json_object *req)
 		}
 		r = server_resume(srv, img);
 		ctl_send(cc, r < 0 ? reply_error(r, strerror(-r)) : status(srv));
-	} else if (!strcmp(op, "stop")) {
+	} else if (!strcmp(op, CTL_OP_STOP)) {
 		server_request_stop(srv);
 		ctl_send(cc, reply_ok());
 	} else {
@@ -197,10 +233,14 @@ static void ctl_handle(struct ctl_conn *cc, json_object *req)
 	}
 }
 
-void control_on_accept(struct server *srv)
+static void on_accept(struct ev_tag *tag, uint32_t events)
 {
+	struct control *ctl = (struct control *)tag;
+	struct server *srv = ctl->srv;
+
+	(void)events;
 	for (;;) {
-		int fd = accept4(srv->ctl_fd, NULL, NULL,
+		int fd = accept4(ctl->fd, NULL, NULL,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		struct ctl_conn *cc;
 
@@ -216,8 +256,9 @@ void control_on_accept(struct server *srv)
 			close(fd);
 			continue;
 		}
-		cc->tag.kind = EV_CTL;
-		cc->srv = srv;
+		cc->tag.kind = EV_HOOK;
+		cc->tag.on_event = on_event;
+		cc->ctl = ctl;
 		cc->fd = fd;
 		cc->len = 0;
 		cc->wait_next = NULL;
@@ -226,13 +267,14 @@ void control_on_accept(struct server *srv)
 			free(cc);
 			continue;
 		}
-		cc->next = srv->ctl_conns;
-		srv->ctl_conns = cc;
+		cc->next = ctl->conns;
+		ctl->conns = cc;
 	}
 }
 
-void control_on_event(struct ctl_conn *cc, uint32_t events)
+static void on_event(struct ev_tag *tag, uint32_t events)
 {
+	struct ctl_conn *cc = (struct ctl_conn *)tag;
 	struct json_tokener *tok;
 	json_object *req;
 	ssize_t n;
@@ -266,25 +308,33 @@ void control_on_event(struct ctl_conn *cc, uint32_t events)
 	json_object_put(req);
 }
 
-void control_suspend_done(struct server *srv, int err)
+/* The server's suspend hook: a suspend's flush is done (err: its result). */
+static void suspend_done(void *opaque, int err)
 {
+	struct control *ctl = opaque;
 	struct ctl_conn *cc;
 
-	while ((cc = srv->suspend_waiters)) {
-		srv->suspend_waiters = cc->wait_next;
+	while ((cc = ctl->waiters)) {
+		ctl->waiters = cc->wait_next;
 		cc->wait_next = NULL;
 		if (err < 0) {
 			ctl_send(cc, reply_error(err, "flush failed"));
 		} else {
-			json_object *o = status(srv);
+			json_object *o = status(ctl->srv);
 
 			ctl_send(cc, o);
 		}
 	}
 }
 
-void control_close_all(struct server *srv)
+void control_close(struct control *ctl)
 {
-	while (srv->ctl_conns)
-		ctl_close(srv->ctl_conns);
+	if (!ctl)
+		return;
+	while (ctl->conns)
+		ctl_close(ctl->conns);
+	server_set_control(ctl->srv, -1, NULL, NULL, NULL);
+	server_epoll_del(ctl->srv, ctl->fd);
+	close(ctl->fd);
+	free(ctl);
 }

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "server/server.h"
+#include "listen.h"
 
 /* Is somebody accepting on this socket path? */
 static bool unix_in_use(const struct sockaddr_un *sa)

@@ -8,11 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <unistd.h>
 
+#include "ctl-proto.h"
 #include "log.h"
 #include "server/server.h"
+#include "control.h"
+
+#define QD_STR(n) #n
+#define QD_TEXT(n) QD_STR(n)
 
 static const char usage[] =
 "Usage: ngdp-server --image PATH --socket PATH [options]\n"
@@ -52,7 +56,8 @@ static const char usage[] =
 "  --pidfile PATH        write our PID there (atomically) once listening\n"
 "  --ready-fd N          write \"ready\\n\" to fd N and close it once listening\n"
 "  --log-stderr          copy log messages to stderr\n"
-"  --queue-depth N       maximum data I/O operations in flight (default 128)\n"
+"  --queue-depth N       maximum data I/O operations in flight (default "
+	QD_TEXT(NGDP_QUEUE_DEPTH_DEFAULT) ")\n"
 "  --flush-interval MS   flush dirty state after MS ms (default 5000, 0 off)\n"
 "  --help                this text\n"
 "\n"
@@ -139,11 +144,12 @@ int main(int argc, char *argv[])
 	struct server_config cfg = {
 		.export_name = "",
 		.engine = "auto",
-		.queue_depth = 128,
+		.queue_depth = NGDP_QUEUE_DEPTH_DEFAULT,
 		.flush_interval_ms = 5000,
 	};
 	const char *sock = NULL, *tcp = NULL, *control = NULL, *pidfile = NULL;
 	const char *ro_sock = NULL;
+	struct control *ctl = NULL;
 	bool log_stderr = false;
 	long ready_fd = -1;
 	struct server srv;
@@ -210,24 +216,13 @@ int main(int argc, char *argv[])
 		log_error("cannot set up signals: %s", strerror(-r));
 		goto out;
 	}
-	r = listen_unix(sock, &srv.listen_fd[0]);
-	if (r == 0)
-		r = server_epoll_add(&srv, srv.listen_fd[0], EPOLLIN,
-				     &srv.tag_listen);
-	if (r == 0 && tcp) {
-		r = listen_tcp(tcp, &srv.listen_fd[1]);
-		if (r == 0)
-			r = server_epoll_add(&srv, srv.listen_fd[1], EPOLLIN,
-					     &srv.tag_listen);
-	}
-	if (r == 0 && ro_sock) {
-		r = listen_unix(ro_sock, &srv.listen_fd[LISTEN_RO]);
-		if (r == 0)
-			r = server_epoll_add(&srv, srv.listen_fd[LISTEN_RO],
-					     EPOLLIN, &srv.tag_listen);
-	}
+	r = server_listen(&srv, LISTEN_UNIX, sock);
+	if (r == 0 && tcp)
+		r = server_listen(&srv, LISTEN_TCP, tcp);
+	if (r == 0 && ro_sock)
+		r = server_listen(&srv, LISTEN_RO, ro_sock);
 	if (r == 0 && control)
-		r = control_listen(&srv, control);
+		r = control_listen(&srv, control, &ctl);
 	if (r < 0) {
 		log_error("cannot listen: %s", strerror(-r));
 		goto out_unlink;
@@ -252,13 +247,15 @@ int main(int argc, char *argv[])
 	if (pidfile)
 		unlink(pidfile);
 out_unlink:
-	if (srv.listen_fd[0] >= 0 || srv.stopping)
+	if (server_listening(&srv, LISTEN_UNIX) || server_stopping(&srv))
 		unlink(sock);
-	if (ro_sock && (srv.listen_fd[LISTEN_RO] >= 0 || srv.stopping))
+	if (ro_sock && (server_listening(&srv, LISTEN_RO) ||
+			server_stopping(&srv)))
 		unlink(ro_sock);
-	if (control && srv.ctl_fd >= 0)
+	if (ctl)
 		unlink(control);
 out:
+	control_close(ctl);
 	server_release(&srv);
 	return status;
 

@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "server/nbd-proto.h"
+#include "server/nbd.h"
 
 void nbd_request_decode(const uint8_t *buf, struct nbd_request *ret)
 {

@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /* ngdp-server core: request scheduling, data I/O, flush barriers, loop. */
-#include <ctype.h>
 #include <errno.h>
-#include <json-c/json.h>
 #include <limits.h>
 #include <sys/file.h>
 #include <fcntl.h>
@@ -20,10 +18,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fileio.h"
-#include "json-io.h"
+#include "ctl-proto.h"
 #include "log.h"
 #include "server/server.h"
+#include "server/nbd.h"
+#include "control.h"
+#include "conn.h"
+#include "listen.h"
 #include "io/engine.h"
 
 #define ZERO_BUF_SIZE		(1024 * 1024)
@@ -40,7 +41,7 @@
 #define ACCEPT_BACKOFF_MS	100
 #define ACCEPT_LOG_MS		10000
 
-uint64_t server_now_ms(void)
+static uint64_t server_now_ms(void)
 {
 	struct timespec ts;
 
@@ -66,14 +67,111 @@ int server_epoll_mod(struct server *srv, int fd, uint32_t events, void *tag)
 	return 0;
 }
 
-const char *server_engine_name(const struct server *srv)
+static const char *server_engine_name(const struct server *srv)
 {
 	return srv->eng->ops->name;
 }
 
-unsigned int server_in_flight(const struct server *srv)
+static unsigned int server_in_flight(const struct server *srv)
 {
 	return srv->active;
+}
+
+void server_epoll_del(struct server *srv, int fd)
+{
+	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+int server_set_control(struct server *srv, int fd, struct ev_tag *tag,
+		       server_suspend_hook_fn *hook, void *opaque)
+{
+	srv->ctl_fd = fd;
+	srv->ctl_tag = tag;
+	srv->suspend_hook = hook;
+	srv->suspend_hook_opaque = opaque;
+	if (fd < 0)
+		return 0;
+	return server_epoll_add(srv, fd, EPOLLIN, tag);
+}
+
+int server_listen(struct server *srv, enum server_listener which,
+		  const char *addr)
+{
+	int r = which == LISTEN_TCP ?
+		listen_tcp(addr, &srv->listen_fd[which]) :
+		listen_unix(addr, &srv->listen_fd[which]);
+
+	if (r < 0)
+		return r;
+	return server_epoll_add(srv, srv->listen_fd[which], EPOLLIN,
+				&srv->tag_listen);
+}
+
+bool server_listening(const struct server *srv, enum server_listener which)
+{
+	return srv->listen_fd[which] >= 0;
+}
+
+void server_exit_when_idle(struct server *srv)
+{
+	srv->exit_when_idle = true;
+}
+
+int server_add_conn(struct server *srv, int fd, bool readonly)
+{
+	return conn_new(srv->conns, fd, readonly);
+}
+
+uint64_t server_size(const struct server *srv)
+{
+	return srv->size;
+}
+
+bool server_readonly(const struct server *srv)
+{
+	return srv->cfg.readonly;
+}
+
+bool server_fast_zero(const struct server *srv)
+{
+	return srv->fast_zero;
+}
+
+const char *server_export_name(const struct server *srv)
+{
+	return srv->cfg.export_name;
+}
+
+bool server_stopping(const struct server *srv)
+{
+	return srv->stopping;
+}
+
+void server_get_status(const struct server *srv, struct server_status *st)
+{
+	uint64_t conn_errors;
+
+	conn_set_stats(srv->conns, &st->connections_total, &conn_errors);
+	st->image = srv->img->path;
+	st->format = srv->img->fmt->name;
+	st->engine = server_engine_name(srv);
+	st->size = srv->size;
+	st->readonly = srv->cfg.readonly;
+	st->connections = conn_set_count(srv->conns);
+	st->in_flight = server_in_flight(srv);
+	st->suspended = srv->suspended;
+	st->suspend_expired = srv->suspend_expired;
+	st->dirty = srv->dirty;
+	st->reads = srv->n_reads;
+	st->writes = srv->n_writes;
+	st->flushes = srv->n_flushes;
+	st->trims = srv->n_trims;
+	st->write_zeroes = srv->n_zeroes;
+	st->block_status = srv->n_block_status;
+	st->errors = srv->n_errors + conn_errors;
+	st->slow_path = srv->n_slow;
+	st->bytes_read = srv->bytes_read;
+	st->bytes_written = srv->bytes_written;
 }
 
 /* ------------------------------------------------------------ pools */
@@ -174,6 +272,8 @@ struct req *server_req_get(struct server *srv)
 	}
 	req->next = req->out_next = NULL;
 	req->conn = NULL;
+	req->done = NULL;
+	req->readonly = false;
 	req->wire_err = 0;
 	req->excl = false;
 	req->buf = NULL;
@@ -287,7 +387,7 @@ static void finish_req(struct server *srv, struct req *req, int err)
 		q_push(&srv->flushq, &srv->flushq_tail, req);
 		return;
 	}
-	conn_reply(req);
+	req->done(req);
 }
 
 void server_submit(struct server *srv, struct req *req)
@@ -654,9 +754,35 @@ static int do_block_status(struct server *srv, struct req *req)
 	return image_block_status(srv->img, req->h.offset, len, &req->el);
 }
 
+/*
+ * Where calls are dispatched, as nbdkit's backend_pread/pwrite do: the
+ * range must lie inside the image served now and writes need a writable
+ * view.  conn.c validated the request against its connection's view
+ * (nbd_request_validate: same errors), and a resume never shrinks the
+ * image, so this does not fire today; but the formats are asked for
+ * exactly [offset, offset + length), never for something to clip.
+ */
+static int dispatch_check(const struct server *srv, const struct req *req)
+{
+	const struct nbd_request *h = &req->h;
+
+	if (is_write_type(h->type) && req->readonly)
+		return -EPERM;
+	if (h->offset > srv->size || h->length > srv->size - h->offset)
+		return h->type == NBD_CMD_WRITE ||
+		       h->type == NBD_CMD_WRITE_ZEROES ? -ENOSPC : -EINVAL;
+	return 0;
+}
+
 /* Start one request.  Returns false if it had to go back to the queue. */
 static bool start_req(struct server *srv, struct req *req)
 {
+	int r = dispatch_check(srv, req);
+
+	if (r < 0) {
+		finish_req(srv, req, r);
+		return true;
+	}
 	switch (req->h.type) {
 	case NBD_CMD_READ:
 	case NBD_CMD_WRITE:
@@ -711,7 +837,7 @@ static void flush_barrier(struct server *srv)
 	srv->flush_wanted = false;
 	while ((req = q_pop(&srv->flushq, &srv->flushq_tail))) {
 		req->wire_err = nbd_errno_to_wire(r);
-		conn_reply(req);
+		req->done(req);
 	}
 	if (srv->suspend_flush_pending) {
 		srv->suspend_flush_pending = false;
@@ -727,15 +853,15 @@ static void flush_barrier(struct server *srv)
 			srv->suspend_expired = false;
 		}
 	}
-	if (srv->suspend_waiters)
-		control_suspend_done(srv, r);
+	if (srv->suspend_hook)
+		srv->suspend_hook(srv->suspend_hook_opaque, r);
 }
 
 static void fail_req(struct server *srv, struct req *req, int err)
 {
 	srv->n_errors++;
 	req->wire_err = nbd_errno_to_wire(err);
-	conn_reply(req);
+	req->done(req);
 }
 
 static void schedule(struct server *srv)
@@ -951,91 +1077,8 @@ static int resume_on(struct server *srv, const char *image,
 
 /* ------------------------------------------------------------ record */
 
-/* what the plugins' reader accepts (sr.h RECORD_READ_MAX): they never
- * write a record larger than that */
-#define RECORD_MAX		(1024 * 1024)
 #define RECORD_RETRY_MS		1000
 #define RECORD_LOG_MS		30000
-
-/* Read the volume record; *ret is the parsed object. */
-static int record_load(const char *path, json_object **ret)
-{
-	char *buf = NULL;
-	size_t len;
-	int r = read_file_at(AT_FDCWD, path, RECORD_MAX, &buf, &len);
-
-	if (r < 0)
-		return r;
-	r = json_parse_exact(buf, len, ret) < 0 ? -EBADMSG : 0;
-	free(buf);
-	if (r == 0 && !json_object_is_type(*ret, json_type_object)) {
-		json_object_put(*ret);
-		r = -EBADMSG;
-	}
-	return r;
-}
-
-/* An image id as the SR writes them: no path separators, no dot files. */
-static bool valid_image_id(const char *id)
-{
-	size_t n = strlen(id);
-
-	if (n == 0 || n > 64)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)id[i]) && id[i] != '-' &&
-		    id[i] != '_')
-			return false;
-	return true;
-}
-
-/*
- * The image the volume record names: <SR>/images/<id>.<ext> and the
- * format to open it with.  Same rule as the SR library (sr_volume_image):
- * a missing "image-format" is qcow2.
- */
-static int record_image(struct server *srv, char *path, size_t len,
-			const char **format)
-{
-	json_object *rec = NULL, *v;
-	const char *id, *f = "qcow2";
-	const char *ext;
-	int r;
-
-	r = record_load(srv->cfg.volume_record, &rec);
-	if (r < 0)
-		return r;
-	if (!json_object_object_get_ex(rec, "image", &v) ||
-	    !json_object_is_type(v, json_type_string) ||
-	    !valid_image_id(id = json_object_get_string(v))) {
-		json_object_put(rec);
-		return -EBADMSG;
-	}
-	if (json_object_object_get_ex(rec, "image-format", &v)) {
-		if (!json_object_is_type(v, json_type_string)) {
-			json_object_put(rec);
-			return -EBADMSG;
-		}
-		f = json_object_get_string(v);
-	}
-	if (!strcmp(f, "qcow2")) {
-		ext = "qcow2";
-		*format = "qcow2";
-	} else if (!strcmp(f, "vhd") || !strcmp(f, "vpc")) {
-		ext = "vhd";
-		*format = "vpc";
-	} else if (!strcmp(f, "raw")) {
-		ext = "raw";
-		*format = "raw";
-	} else {
-		json_object_put(rec);
-		return -EBADMSG;
-	}
-	r = snprintf(path, len, "%s/images/%s.%s", srv->sr_dir, id, ext) >=
-	    (int)len ? -ENAMETOOLONG : 0;
-	json_object_put(rec);
-	return r;
-}
 
 static bool serving_overlay(const struct server *srv)
 {
@@ -1078,7 +1121,8 @@ static int resume_from_record(struct server *srv)
 		r = resume_on(srv, NULL, NULL);
 		goto out;
 	}
-	r = record_image(srv, path, sizeof(path), &format);
+	r = control_record_image(srv->cfg.volume_record, srv->sr_dir, path,
+				 sizeof(path), &format);
 	if (r < 0)
 		goto out;
 	if (stat(path, &st) == 0 && fstat(srv->img->fd, &cur) == 0 &&
@@ -1119,7 +1163,7 @@ static void record_retry(struct server *srv, uint64_t now)
 	}
 }
 
-int server_set_record(struct server *srv, const char *record)
+static int server_set_record(struct server *srv, const char *record)
 {
 	char *d = strdup(record), *p;
 
@@ -1160,12 +1204,15 @@ int server_init(struct server *srv, const struct server_config *cfg)
 	srv->tag_listen.kind = EV_LISTEN;
 	srv->tag_engine.kind = EV_ENGINE;
 	srv->tag_signal.kind = EV_SIGNAL;
-	srv->tag_ctl_listen.kind = EV_CTL_LISTEN;
-	depth = cfg->queue_depth ? cfg->queue_depth : 128;
+	depth = cfg->queue_depth ? cfg->queue_depth :
+				   NGDP_QUEUE_DEPTH_DEFAULT;
 
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (srv->epfd < 0)
 		return -errno;
+	r = conn_set_new(srv, &srv->conns);
+	if (r < 0)
+		return r;
 	if (cfg->volume_record) {
 		r = server_set_record(srv, cfg->volume_record);
 		if (r < 0) {
@@ -1239,13 +1286,11 @@ void server_request_stop(struct server *srv)
 
 void server_release(struct server *srv)
 {
-	conn_free_all(srv);
-	control_close_all(srv);
+	conn_set_free(srv->conns);
+	srv->conns = NULL;
 	for (int i = 0; i < 3; i++)
 		if (srv->listen_fd[i] >= 0)
 			close(srv->listen_fd[i]);
-	if (srv->ctl_fd >= 0)
-		close(srv->ctl_fd);
 	if (srv->sigfd >= 0)
 		close(srv->sigfd);
 	io_engine_free(srv->eng);
@@ -1271,7 +1316,7 @@ static void listeners_enable(struct server *srv, bool on)
 					 &srv->tag_listen);
 	if (srv->ctl_fd >= 0)
 		server_epoll_mod(srv, srv->ctl_fd, on ? EPOLLIN : 0,
-				 &srv->tag_ctl_listen);
+				 srv->ctl_tag);
 	srv->accept_paused = !on;
 }
 
@@ -1292,7 +1337,8 @@ void server_accept_failed(struct server *srv, int err)
 	if (now >= srv->accept_log_ms) {
 		log_error("cannot accept connections: %s (%u connections open); "
 			  "retrying every %d ms (%llu failures so far)",
-			  strerror(err), srv->nconns, ACCEPT_BACKOFF_MS,
+			  strerror(err), conn_set_count(srv->conns),
+			  ACCEPT_BACKOFF_MS,
 			  (unsigned long long)srv->accept_failures);
 		srv->accept_log_ms = now + ACCEPT_LOG_MS;
 	}
@@ -1314,7 +1360,7 @@ static void accept_all(struct server *srv, int lfd, bool readonly)
 		}
 		/* TCP: do not delay small replies (fails harmlessly on Unix) */
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (conn_new(srv, fd, readonly) < 0) {
+		if (conn_new(srv->conns, fd, readonly) < 0) {
 			close(fd);
 			server_accept_failed(srv, ENOMEM);
 			return;
@@ -1343,7 +1389,7 @@ static void stop_progress(struct server *srv)
 				close(srv->listen_fd[i]);
 			srv->listen_fd[i] = -1;
 		}
-		conn_stop_reading(srv);
+		conn_stop_reading(srv->conns);
 	}
 	if (srv->waitq || srv->submitq || srv->held || srv->flushq ||
 	    srv->active || srv->flush_wanted)
@@ -1499,12 +1545,8 @@ int server_run(struct server *srv)
 			case EV_SIGNAL:
 				on_signal(srv);
 				break;
-			case EV_CTL_LISTEN:
-				control_on_accept(srv);
-				break;
-			case EV_CTL:
-				control_on_event((struct ctl_conn *)tag,
-						 evs[i].events);
+			case EV_HOOK:
+				tag->on_event(tag, evs[i].events);
 				break;
 			}
 		}
@@ -1516,11 +1558,11 @@ int server_run(struct server *srv)
 			if (r < 0)
 				log_error("I/O submit: %s", strerror(-r));
 		}
-		conn_flush_dirty(srv);
+		conn_flush_dirty(srv->conns);
 		if (srv->stopping)
 			stop_progress(srv);
-		if (srv->exit_when_idle && !srv->nconns && !srv->active &&
-		    !srv->waitq && !srv->held && !srv->flushq)
+		if (srv->exit_when_idle && !conn_set_count(srv->conns) &&
+		    !srv->active && !srv->waitq && !srv->held && !srv->flushq)
 			srv->quit = true;
 	}
 	return srv->exit_status;

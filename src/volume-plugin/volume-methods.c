@@ -17,6 +17,7 @@
 
 #include "active.h"
 #include "ctl-client.h"
+#include "ctl-proto.h"
 #include "fault.h"
 #include "qemu-img.h"
 #include "json-io.h"
@@ -405,8 +406,8 @@ static int suspend_server(struct call *c, json_object *active)
 	json_object *req = json_new_object(), *reply = NULL;
 	int r;
 
-	json_add_string(req, "op", "suspend");
-	json_add_int64(req, "timeout_ms", SUSPEND_TIMEOUT_MS);
+	json_add_string(req, CTL_KEY_OP, CTL_OP_SUSPEND);
+	json_add_int64(req, CTL_KEY_TIMEOUT_MS, SUSPEND_TIMEOUT_MS);
 	r = control_call(rec_str(active, "control"), req, SUSPEND_TIMEOUT_MS,
 			 &reply);
 	json_object_put(req);
@@ -415,20 +416,20 @@ static int suspend_server(struct call *c, json_object *active)
 			      "cannot pause the datapath server (pid %" PRId64
 			      ") to take the snapshot: %s",
 			      rec_int(active, "pid"),
-			      reply ? rec_str(reply, "error") : strerror(-r));
+			      reply ? rec_str(reply, CTL_KEY_ERROR) : strerror(-r));
 	json_object_put(reply);
 	return r;
 }
 
 static int resume_server(struct call *c, json_object *active,
-			 const char *qimg_path)
+			 const char *image_path)
 {
 	json_object *req = json_new_object(), *reply = NULL;
 	int r;
 
-	json_add_string(req, "op", "resume");
-	if (qimg_path)
-		json_add_string(req, "image", qimg_path);
+	json_add_string(req, CTL_KEY_OP, CTL_OP_RESUME);
+	if (image_path)
+		json_add_string(req, CTL_KEY_IMAGE, image_path);
 	r = control_call(rec_str(active, "control"), req, SUSPEND_TIMEOUT_MS,
 			 &reply);
 	json_object_put(req);
@@ -437,8 +438,8 @@ static int resume_server(struct call *c, json_object *active,
 			      "the datapath server (pid %" PRId64 ") did not "
 			      "resume on %s: %s; the VM's disk is paused",
 			      rec_int(active, "pid"),
-			      qimg_path ? qimg_path : "its image",
-			      reply ? rec_str(reply, "error") : strerror(-r));
+			      image_path ? image_path : "its image",
+			      reply ? rec_str(reply, CTL_KEY_ERROR) : strerror(-r));
 	json_object_put(reply);
 	return r;
 }

@@ -109,11 +109,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (server_init(&srv, &cfg) < 0)
 		abort();
-	srv.exit_when_idle = true;
+	server_exit_when_idle(&srv);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		abort();
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);
-	if (conn_new(&srv, sv[0], false) < 0)
+	if (server_add_conn(&srv, sv[0], false) < 0)
 		abort();
 	f.fd = sv[1];
 	f.server_fd = sv[0];

@@ -36,7 +36,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "server/nbd-proto.h"
+#include "nbd-proto.h"
 
 static const char *sock_path;
 static int passed, failed;

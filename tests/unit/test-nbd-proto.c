@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "server/nbd-proto.h"
+#include "server/nbd.h"
 
 static const struct nbd_export_view rw = {
 	.size = 1 << 20, .structured = true, .meta_base_allocation = true,

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /*
- * ngdp-server internals: one process serves one image chain to any number
- * of NBD connections from a single epoll thread.  Requests flow
+ * ngdp-server core API (server.c): one process serves one image chain to
+ * any number of NBD connections from a single epoll thread.  Only server.c
+ * touches the fields of struct server; the other parts use the functions
+ * below (connections: src/server/conn.h, control socket and volume record:
+ * src/server/control.h, listening sockets: src/server/listen.h).
+ * Requests flow
  *
  *   conn (parse) -> srv.waitq -> start (map extents) -> srv.submitq
  *   -> engine ops -> completion -> [flush barrier for FUA] -> conn output
@@ -18,11 +22,14 @@
 #include <sys/uio.h>
 
 #include "formats/format.h"
-#include "server/nbd-proto.h"
+#include "nbd-proto.h"
 
 struct io_engine;
 struct io_op;
 struct conn;
+
+/* The NBD listeners, indexes of server.listen_fd. */
+enum server_listener { LISTEN_UNIX, LISTEN_TCP, LISTEN_RO };
 
 struct server_config {
 	const char *image;
@@ -47,10 +54,19 @@ enum req_state {
 	REQ_REPLY,		/* in the connection's output queue */
 };
 
+struct req;
+/*
+ * A request is finished (wire_err set): its submitter sends the reply or
+ * drops it.  The server calls it exactly once per request it was handed.
+ */
+typedef void req_done_fn(struct req *req);
+
 struct req {
 	struct req *next;		/* waitq / submitq / flushq / free */
 	struct req *out_next;		/* connection output queue */
-	struct conn *conn;
+	struct conn *conn;		/* the submitter's, opaque to the core */
+	req_done_fn *done;		/* set by the submitter (conn.c) */
+	bool readonly;			/* the submitter's view is read-only */
 	enum req_state state;
 	struct nbd_request h;
 	uint32_t wire_err;		/* NBD error to reply with */
@@ -82,10 +98,27 @@ struct buf_pool {
 
 struct ctl_conn;
 
-/* epoll tags: pointers to these identify the fd kind */
-enum ev_kind { EV_LISTEN, EV_CONN, EV_ENGINE, EV_SIGNAL, EV_CTL_LISTEN, EV_CTL };
+/* epoll tags: pointers to these identify the fd kind.  EV_HOOK: a
+ * module's own fd (the control socket), the loop calls on_event. */
+enum ev_kind { EV_LISTEN, EV_CONN, EV_ENGINE, EV_SIGNAL, EV_HOOK };
 struct ev_tag {
 	enum ev_kind kind;
+	void (*on_event)(struct ev_tag *tag, uint32_t events);	/* EV_HOOK */
+};
+
+/* Called when a suspend's flush is done (err: its result, 0 or -errno). */
+typedef void server_suspend_hook_fn(void *opaque, int err);
+
+/* What the control socket reports (server_get_status). */
+struct server_status {
+	const char *image, *format, *engine;
+	uint64_t size;
+	bool readonly;
+	unsigned int connections, in_flight;
+	bool suspended, suspend_expired, dirty;
+	uint64_t connections_total, reads, writes, flushes, trims,
+		 write_zeroes, block_status, errors, slow_path, bytes_read,
+		 bytes_written;
 };
 
 struct server {
@@ -100,14 +133,12 @@ struct server {
 	/* unix, tcp, read-only unix; -1 when unused.  Connections accepted on
 	 * LISTEN_RO get a read-only view whatever export they ask for. */
 	int listen_fd[3];
-	int ctl_fd;
+	int ctl_fd;			/* the control module's listener */
+	struct ev_tag *ctl_tag;
+	server_suspend_hook_fn *suspend_hook;
+	void *suspend_hook_opaque;
 
-	struct conn *conns;		/* doubly linked */
-	unsigned int nconns;
-	struct conn *out_dirty;		/* connections with replies to send */
-	struct conn *zombies;		/* dead, freed at the end of an
-					 * iteration */
-	struct ctl_conn *ctl_conns;
+	struct conn_set *conns;		/* conn.c's */
 
 	struct req *free_reqs;
 	unsigned int nfree_reqs;
@@ -122,8 +153,6 @@ struct server {
 	struct io_op *ops;		/* engine op pool */
 	struct io_op *free_ops;
 	struct buf_pool pool;
-	size_t conn_bytes;		/* request buffers owned by connections */
-	unsigned int n_mem_wait;	/* connections waiting for memory */
 	void *zero_buf;			/* 1 MiB of zeros, aligned */
 
 	bool dirty;			/* unflushed writes or metadata */
@@ -133,7 +162,6 @@ struct server {
 	bool suspended;
 	bool suspend_expired;
 	uint64_t suspend_deadline_ms;	/* 0: no timeout */
-	struct ctl_conn *suspend_waiters;
 	bool suspend_flush_pending;	/* the suspend's flush not done yet */
 	char *sr_dir;			/* from cfg.volume_record */
 	uint64_t record_retry_ms, record_log_ms;
@@ -144,27 +172,45 @@ struct server {
 	bool exit_when_idle;		/* fuzzing: stop when no connection */
 	bool quit;
 
-	struct ev_tag tag_listen, tag_engine, tag_signal, tag_ctl_listen;
+	struct ev_tag tag_listen, tag_engine, tag_signal;
 	/* accept failed for want of resources: listeners off until then */
 	bool accept_paused;
 	uint64_t accept_resume_ms, accept_log_ms, accept_failures;
 	uint64_t heartbeat_ms;		/* last refresh of cfg.heartbeat */
 
-	/* counters for status */
+	/* counters for status (conn.c counts its own) */
 	uint64_t n_reads, n_writes, n_flushes, n_trims, n_zeroes,
-		 n_block_status, n_errors, n_slow, bytes_read, bytes_written,
-		 n_conns_total;
+		 n_block_status, n_errors, n_slow, bytes_read, bytes_written;
 };
 
-/* server.c */
+/* ---- lifecycle (main.c, the fuzzer) */
 int server_init(struct server *srv, const struct server_config *cfg);
 void server_release(struct server *srv);
 int server_run(struct server *srv);
-void server_request_stop(struct server *srv);
 int server_setup_signals(struct server *srv);
-uint64_t server_now_ms(void);
+/*
+ * Listen for NBD clients: LISTEN_UNIX and LISTEN_RO on a Unix socket path
+ * (LISTEN_RO: its connections get a read-only view of any export),
+ * LISTEN_TCP on ADDR:PORT.
+ */
+int server_listen(struct server *srv, enum server_listener which,
+		  const char *addr);
+/* Listening there now (false once stopping closed the listeners). */
+bool server_listening(const struct server *srv, enum server_listener which);
+/* Serve NBD on the connected socket fd (the fuzzer's way in). */
+int server_add_conn(struct server *srv, int fd, bool readonly);
+/* Fuzzing: leave server_run() once no connection is left. */
+void server_exit_when_idle(struct server *srv);
+bool server_stopping(const struct server *srv);
+
+/* ---- the event loop, for the modules' own fds (conn.c, control.c) */
 int server_epoll_add(struct server *srv, int fd, uint32_t events, void *tag);
 int server_epoll_mod(struct server *srv, int fd, uint32_t events, void *tag);
+void server_epoll_del(struct server *srv, int fd);
+/* accept(2) failed with err (not EAGAIN): back off, log rate-limited. */
+void server_accept_failed(struct server *srv, int err);
+
+/* ---- requests (conn.c): in with server_submit, out through req->done */
 /* Hand a request (validated, payload received) to the scheduler. */
 void server_submit(struct server *srv, struct req *req);
 struct req *server_req_get(struct server *srv);
@@ -172,37 +218,24 @@ void server_req_put(struct server *srv, struct req *req);
 int server_buf_get(struct server *srv, struct req *req, size_t len);
 /* Bytes a buffer for a request of len bytes takes. */
 size_t server_buf_size(size_t len);
+/* The export, as a connection's handshake sees it now. */
+uint64_t server_size(const struct server *srv);
+bool server_readonly(const struct server *srv);
+bool server_fast_zero(const struct server *srv);
+const char *server_export_name(const struct server *srv);
+
+/* ---- control (control.c) */
+/*
+ * The control module: its listener (an EV_HOOK tag; paused with the NBD
+ * listeners when accept fails) and its suspend hook.  fd -1 unregisters.
+ */
+int server_set_control(struct server *srv, int fd, struct ev_tag *tag,
+		       server_suspend_hook_fn *hook, void *opaque);
+void server_get_status(const struct server *srv, struct server_status *st);
+/* Drain and flush, then hold new I/O; the hook gets the flush's result. */
 int server_suspend(struct server *srv, uint64_t timeout_ms);
+/* Resume (on image, a new top of the chain, when not NULL). */
 int server_resume(struct server *srv, const char *image);
-/* --volume-record: check the path's shape and remember the SR. */
-int server_set_record(struct server *srv, const char *record);
-/* accept(2) failed with err (not EAGAIN): back off, log rate-limited. */
-void server_accept_failed(struct server *srv, int err);
-const char *server_engine_name(const struct server *srv);
-unsigned int server_in_flight(const struct server *srv);
-
-/* conn.c */
-#define LISTEN_RO 2
-int conn_new(struct server *srv, int fd, bool readonly);
-void conn_on_event(struct conn *c, uint32_t events);
-/* The request is finished: send its reply (or drop it if the
- * connection is gone). */
-void conn_reply(struct req *req);
-void conn_flush_dirty(struct server *srv);
-void conn_free_all(struct server *srv);
-/* Stop reading new requests (shutdown). */
-void conn_stop_reading(struct server *srv);
-
-/* control.c */
-int control_listen(struct server *srv, const char *path);
-void control_on_accept(struct server *srv);
-void control_on_event(struct ctl_conn *cc, uint32_t events);
-void control_suspend_done(struct server *srv, int err);
-void control_close_all(struct server *srv);
-
-/* listen.c */
-int listen_unix(const char *path, int *ret_fd);
-int listen_tcp(const char *addr, int *ret_fd);
-
+void server_request_stop(struct server *srv);
 
 #endif

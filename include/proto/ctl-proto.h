@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/*
+ * The vocabulary of ngdp-server's control socket, shared by the server
+ * (src/server/control.c) and its clients (the control client, the
+ * datapath plugin that spawns and stops the server, the volume plugin that
+ * suspends it for snapshots).  Constants only: each side builds and parses
+ * its JSON with its own code.
+ *
+ * One JSON object per connection each way:
+ *   request  {"op": CTL_OP_*, ...arguments}
+ *   reply    {"ok": true, ...} or {"ok": false, "error": text, "errno": n}
+ */
+#ifndef PROTO_CTL_PROTO_H
+#define PROTO_CTL_PROTO_H
+
+/* The socket's file name in a volume's run directory. */
+#define CTL_SOCKET_NAME		"ctl.sock"
+
+/* Largest request the server reads, largest reply a client accepts. */
+#define CTL_REQUEST_MAX		(64 * 1024)
+#define CTL_REPLY_MAX		(1024 * 1024)
+
+/* request: the operation and its arguments */
+#define CTL_KEY_OP		"op"
+#define CTL_OP_STATUS		"status"
+#define CTL_OP_SUSPEND		"suspend"	/* [timeout_ms] */
+#define CTL_OP_RESUME		"resume"	/* [image] */
+#define CTL_OP_STOP		"stop"
+#define CTL_KEY_TIMEOUT_MS	"timeout_ms"	/* suspend: integer >= 0 */
+#define CTL_KEY_IMAGE		"image"		/* resume: path of the new top */
+
+/* reply */
+#define CTL_KEY_OK		"ok"
+#define CTL_KEY_ERROR		"error"
+#define CTL_KEY_ERRNO		"errno"
+
+/* status (also the reply to a suspend or resume that succeeded) */
+#define CTL_ST_PID		"pid"
+#define CTL_ST_IMAGE		"image"
+#define CTL_ST_FORMAT		"format"
+#define CTL_ST_ENGINE		"engine"
+#define CTL_ST_SIZE		"size"
+#define CTL_ST_READONLY		"readonly"
+#define CTL_ST_CONNECTIONS	"connections"
+#define CTL_ST_IN_FLIGHT	"in_flight"
+#define CTL_ST_SUSPENDED	"suspended"
+#define CTL_ST_SUSPEND_EXPIRED	"suspend_expired"
+#define CTL_ST_DIRTY		"dirty"
+#define CTL_ST_CONNECTIONS_TOTAL "connections_total"
+#define CTL_ST_READS		"reads"
+#define CTL_ST_WRITES		"writes"
+#define CTL_ST_FLUSHES		"flushes"
+#define CTL_ST_TRIMS		"trims"
+#define CTL_ST_WRITE_ZEROES	"write_zeroes"
+#define CTL_ST_BLOCK_STATUS	"block_status"
+#define CTL_ST_ERRORS		"errors"
+#define CTL_ST_SLOW_PATH	"slow_path"
+#define CTL_ST_BYTES_READ	"bytes_read"
+#define CTL_ST_BYTES_WRITTEN	"bytes_written"
+
+/*
+ * ngdp-server's --queue-depth when not given: data I/O operations in
+ * flight.  The one place this number lives.
+ */
+#define NGDP_QUEUE_DEPTH_DEFAULT 128
+
+#endif
