@@ -707,17 +707,14 @@ static int write_zeros(struct server *srv, struct req *req)
 
 static int do_zero(struct server *srv, struct req *req)
 {
-	const struct image_format *f = srv->img->fmt;
 	int r;
 
 	srv->n_zeroes++;
 	mark_dirty(srv);
-	if (f->zero) {
-		r = f->zero(srv->img, req->h.offset, req->h.length,
-			    !(req->h.flags & NBD_CMD_FLAG_NO_HOLE));
-		if (r != -ENOTSUP)
-			return r;
-	}
+	r = image_zero(srv->img, req->h.offset, req->h.length,
+		       !(req->h.flags & NBD_CMD_FLAG_NO_HOLE));
+	if (r != -ENOTSUP)
+		return r;
 	if (req->h.flags & NBD_CMD_FLAG_FAST_ZERO)
 		return -ENOTSUP;
 	return write_zeros(srv, req);
@@ -725,21 +722,16 @@ static int do_zero(struct server *srv, struct req *req)
 
 static int do_trim(struct server *srv, struct req *req)
 {
-	const struct image_format *f = srv->img->fmt;
 	int r;
 
 	srv->n_trims++;
 	mark_dirty(srv);
-	if (f->discard) {
-		r = f->discard(srv->img, req->h.offset, req->h.length);
-		if (r != -ENOTSUP)
-			return r;
-	}
-	if (f->zero) {
-		r = f->zero(srv->img, req->h.offset, req->h.length, true);
-		if (r != -ENOTSUP)
-			return r;
-	}
+	r = image_discard(srv->img, req->h.offset, req->h.length);
+	if (r != -ENOTSUP)
+		return r;
+	r = image_zero(srv->img, req->h.offset, req->h.length, true);
+	if (r != -ENOTSUP)
+		return r;
 	return 0;	/* TRIM is only a hint */
 }
 
