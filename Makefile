@@ -45,10 +45,15 @@ endif
 #   libngdp.a     src/server/    include/engine/server/    the daemon's core
 #
 # include/proto/ (the NBD and control-socket wire vocabulary) is open to all.
-# The engine (formats, the daemon's core, tools) sees mk/poison/ first, whose
-# json-c, JSON and plugin headers are #errors: JSON enters the daemon only
-# through its control socket, src/server/control*.c ("the door"), and the
-# plugins' call and SR headers never reach the daemon.
+# A layer's include path starts with the mk/poison/ directories of what it
+# must not use, whose headers are #errors (json-c sits in the system's
+# include path, so leaving its directory out would not be enough):
+#   json  json-c and json-io.h: libutil and the engine (formats, the
+#         daemon's core, tools).  JSON enters the daemon only through its
+#         control socket, src/server/control*.c ("the door").
+#   edge  call.h, ctl-client.h: the SR model and the daemon.
+#   sr    sr.h, active.h: the daemon.
+# tests/layers/t-layers.sh proves each rule fails the build.
 PKGS_JSON     := json-c blkid
 JSON_CPPFLAGS := $(shell pkg-config --cflags $(PKGS_JSON))
 LIBS_JSON     := $(shell pkg-config --libs $(PKGS_JSON))
@@ -61,12 +66,15 @@ $(error pkg-config finds no json-c or libblkid: run 'make deps' as root)
 endif
 endif
 
-INC_UTIL   := -Iinclude/util -Iinclude/proto
-INC_ENGINE := -Imk/poison/json -Imk/poison/plugin $(INC_UTIL) -Iinclude/engine
-INC_DOOR   := -Imk/poison/plugin $(INC_UTIL) -Iinclude/engine -Iinclude/edge $(JSON_CPPFLAGS)
-INC_EDGE   := $(INC_UTIL) -Iinclude/edge $(JSON_CPPFLAGS)
-INC_SR     := $(INC_EDGE) -Iinclude/sr
-INC_PLUGIN := $(INC_SR) -Iinclude/engine -Isrc/volume-plugin
+UTIL_DIRS  := -Iinclude/util -Iinclude/proto
+INC_UTIL   := -Imk/poison/json $(UTIL_DIRS)
+INC_EDGE   := $(UTIL_DIRS) -Iinclude/edge $(JSON_CPPFLAGS)
+INC_SR     := -Imk/poison/edge $(UTIL_DIRS) -Iinclude/edge -Iinclude/sr $(JSON_CPPFLAGS)
+INC_ENGINE := -Imk/poison/json -Imk/poison/edge -Imk/poison/sr $(UTIL_DIRS) -Iinclude/engine
+INC_DOOR   := -Imk/poison/edge -Imk/poison/sr $(UTIL_DIRS) -Iinclude/engine \
+	      -Iinclude/edge $(JSON_CPPFLAGS)
+INC_PLUGIN := $(UTIL_DIRS) -Iinclude/edge -Iinclude/sr -Iinclude/engine \
+	      -Isrc/volume-plugin $(JSON_CPPFLAGS)
 INC_TESTS  := $(INC_PLUGIN)
 
 # The daemon's JSON door.
@@ -81,6 +89,10 @@ layer_inc = $(strip \
 	$(if $(filter src/formats/% src/server/% src/tools/%,$1),$(INC_ENGINE), \
 	$(if $(filter src/volume-plugin/% src/datapath-plugin/% plugins/%,$1),$(INC_PLUGIN), \
 	$(INC_TESTS))))))))
+
+# The include flags of FILE's layer (tests/layers/t-layers.sh).
+layer-inc:
+	@echo $(call layer_inc,$(FILE))
 
 # ---------------------------------------------------------------- sources
 UTIL_SRC    := $(wildcard src/util/*.c)
@@ -174,5 +186,5 @@ include mk/tests.mk mk/bench.mk mk/formats.mk mk/server.mk mk/vhd.mk mk/vm.mk
 # Dependency files of the objects built so far (none on a fresh tree).
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 
-.PHONY: all install uninstall clean
+.PHONY: all install uninstall clean layer-inc
 .DELETE_ON_ERROR:

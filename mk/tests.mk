@@ -49,8 +49,9 @@ $(TEST_TOOLS): $(B)/%: $(B)/%.o $(ALL_LIBS)
 # tests/README.md): exit 0 pass, 1 fail, 77 skip; one closing line.
 RUN_TESTS = bash tests/run-tests.sh
 
+# Unit tests, and the proof that the layering rules fail the build.
 check-unit: $(UNIT_BIN)
-	@$(RUN_TESTS) -s unit $(UNIT_BIN)
+	@$(RUN_TESTS) -s unit $(UNIT_BIN) "CC=$(CC) tests/layers/t-layers.sh"
 
 # ---------------------------------------------------------------- functional
 TEST_ROOT = $(abspath $(B))/test-root

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /* QCOW2 writes: refcounts, cluster allocation, COW, zero/discard, flush. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -854,19 +855,45 @@ static int write_l1(struct image *img, struct qcow2 *q)
 	return 0;
 }
 
+/*
+ * Give the space of clusters nothing references any more back to the
+ * filesystem.  Called once the tables that dropped them are durable, so the
+ * punched data is never read again; a crash before the refcounts reach the
+ * disk only leaks zeroed clusters.  Best effort: a filesystem that cannot
+ * punch holes keeps the space, and the image stays correct.
+ */
+static void punch_clusters(struct image *img, uint64_t off, uint64_t len)
+{
+	if (len && fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			     (off_t)off, (off_t)len) < 0 && errno != EOPNOTSUPP)
+		log_warn("qcow2: '%s': cannot free %" PRIu64 " bytes at %" PRIu64
+			 ": %m", img->path, len, off);
+}
+
 static int apply_frees(struct image *img, struct qcow2 *q)
 {
+	uint64_t cs = q->cluster_size, run = 0, run_len = 0;
 	size_t i;
 	int r = 0;
 
 	for (i = 0; i < q->n_frees && r == 0; i++) {
-		uint64_t cs = q->cluster_size;
 		uint64_t c = q->frees[i].offset / cs * cs;
 		uint64_t end = q->frees[i].offset + q->frees[i].length;
 
-		for (; c < end && r == 0; c += cs)
+		for (; c < end && r == 0; c += cs) {
 			r = rc_update(img, q, c, -1);
+			if (r < 0 || rc_get(q, c >> q->h.cluster_bits))
+				continue;
+			/* unreferenced now: punch, in runs */
+			if (run + run_len != c) {
+				punch_clusters(img, run, run_len);
+				run = c;
+				run_len = 0;
+			}
+			run_len += cs;
+		}
 	}
+	punch_clusters(img, run, run_len);
 	q->n_frees = 0;
 	return r;
 }

@@ -1,2 +1,2 @@
-/* Poison: the engine must not parse JSON (see Makefile, "layers"). */
-#error "engine code includes <json-io.h>: JSON enters ngdp-server only through src/server/control*.c"
+/* Poison: no JSON in this layer (see Makefile, "layers"). */
+#error "<json-io.h>: this layer must not parse JSON; in ngdp-server JSON enters only through src/server/control*.c"

@@ -1,1 +1,2 @@
-#error "ngdp engine code must not include <json.h>: JSON and the plugin edge stay behind src/server/control*.c (see mk/poison)"
+/* Poison: no JSON in this layer (see Makefile, "layers"). */
+#error "<json.h>: this layer must not parse JSON; in ngdp-server JSON enters only through src/server/control*.c"

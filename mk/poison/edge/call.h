@@ -1,0 +1,2 @@
+/* Poison: the plugins' edge stays out of this layer (see Makefile, "layers"). */
+#error "call.h belongs to the plugins' edge (libedge): this layer must not include it"
