@@ -4,6 +4,7 @@
 # installed ngdp plugin on loop-backed SRs, as xapi drives it.
 #  - attach loads nbd.ko and returns XenDisk + BlockDevice + Nbd;
 #  - O_DIRECT I/O through /dev/nbdN reaches the volume (qemu-img compare);
+#  - blkdiscard through /dev/nbdN gives the image's space back;
 #  - a read-only activation gives a read-only device (a write fails);
 #  - two domains, each with its own device: detaching one leaves the other's;
 #  - kill -9 of the server, then activate: both devices work again;
@@ -67,6 +68,21 @@ check "...reads back over NBD" qemu-io -r -f raw -c "read -P 0x61 $((100 * M)) 4
 check "a wrong pattern is caught (the check can fail)" bash -c \
 	"! qemu-io -r -f raw -c 'read -P 0x62 $((100 * M)) 4M' '$NBD' >/dev/null 2>&1"
 qemu-io -f raw -c "write -P 0x61 $((100 * M)) 4M" "$T/ref" >/dev/null
+# guest discard through the device gives the space back (QCOW2 frees the
+# clusters, raw punches holes) and the range then reads as zeros
+allocated() { echo $(( $(stat -c %b "$(vol_image "$K")") * 512 )); }
+check "O_DIRECT write of 32 MiB at 160 MiB through $D1" \
+	dev_write "$D1" 0x63 $((160 * M)) 32M
+check "...flushed (fsync of $D1)" sync "$D1"
+before=$(allocated)
+check "blkdiscard of those 32 MiB through $D1" \
+	blkdiscard -o $((160 * M)) -l $((32 * M)) "$D1"
+check "...flushed (fsync of $D1)" sync "$D1"
+after=$(allocated)
+check "the discard freed at least 24 MiB of the image ($before -> $after bytes)" \
+	[ $((before - after)) -ge $((24 * M)) ]
+check "the discarded range reads as zeros through $D1" \
+	dev_read "$D1" 0 $((160 * M)) 32M
 
 # ---------------------------------------------------------------- read-only
 dp Datapath.attach u0_ro
