@@ -90,10 +90,6 @@ layer_inc = $(strip \
 	$(if $(filter src/volume-plugin/% src/datapath-plugin/% plugins/%,$1),$(INC_PLUGIN), \
 	$(INC_TESTS))))))))
 
-# The include flags of FILE's layer (tests/layers/t-layers.sh).
-layer-inc:
-	@echo $(call layer_inc,$(FILE))
-
 # ---------------------------------------------------------------- sources
 UTIL_SRC    := $(wildcard src/util/*.c)
 EDGE_SRC    := $(wildcard src/edge/*.c)
@@ -119,6 +115,10 @@ LIBS_ALL    = $(LIBS_JSON) $(LIBS_ENGINE)
 PROGRAMS := $(addprefix $(B)/,$(PLUGINS)) $(B)/ngdp $(B)/ngdp-server
 
 all: $(PROGRAMS) $(B)/ngdp-imgio
+
+# The include flags of FILE's layer (tests/layers/t-layers.sh).
+layer-inc:
+	@echo $(call layer_inc,$(FILE))
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
