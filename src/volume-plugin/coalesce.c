@@ -403,6 +403,12 @@ static int copy_child(struct sr *sr, const struct candidate *cd,
 		r = -ENOMEM;
 		goto out;
 	}
+	/* one mapping with the parent attached first: a differencing VHD
+	 * checks its parent (uuid) on first use and remembers the verdict */
+	r = image_map_read(c, 0, c->virtual_size < 512 ? c->virtual_size :
+			   512, NULL, &cel);
+	if (r < 0)
+		goto out;
 	c->backing = NULL;	/* C alone: what it does not hold is a hole */
 	for (off = 0; off < c->virtual_size && r == 0; off += CHUNK) {
 		uint64_t n = c->virtual_size - off < CHUNK ?
