@@ -66,6 +66,15 @@ wait_job() {
 	echo "    job still busy: $d"
 	return 1
 }
+# wait (bounded: 60 s) until no job runs (a random kill may come too late)
+wait_idle() {
+	local i
+	for i in $(seq 1 300); do
+		diag | grep -q "coalesce: running" || return 0
+		sleep 0.2
+	done
+	return 1
+}
 check_images() {
 	local f ok=0
 	for f in "$SR"/images/*.qcow2; do
@@ -135,6 +144,7 @@ for where in coalesce-job-start coalesce-mid-copy coalesce-after-copy \
 	esac
 	check "$FMT: kill at $where: Volume.destroy returned at once" [ "$RC" -eq 0 ]
 	sleep 0.5
+	wait_idle
 	check "$FMT: kill at $where: images clean" check_images
 	check "$FMT: kill at $where: data intact" content_ok "$V" $pat
 	vcall SR.ls "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
