@@ -173,6 +173,35 @@ check "$FMT: deactivated volume: chain at most 2 ($(chain_len "$V"))" [ "$(chain
 check "$FMT: content after the live write" content_ok "$V" 0x77
 check "$FMT: images clean at the end" check_images
 
+# 4. a read-only activation (a backup reading the disk) and a reset-on-boot
+#    epoch (its overlay sits on the volume's leaf) hold the chain too
+for mode in read-only reset-on-boot; do
+	URI=$(jq -r '.uri[0]' <<<"$VOL")
+	[ $mode = reset-on-boot ] &&
+		dcall Datapath.open "{\"dbg\":\"t\",\"uri\":\"$URI\",\"persistent\":false}"
+	dcall Datapath.attach "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"3\"}"
+	NBD=$(jqr '.implementations[] | select(.[0]=="Nbd") | .[1].uri')
+	m=Datapath.activate; [ $mode = read-only ] && m=Datapath.activate_readonly
+	dcall $m "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"3\"}"
+	expect_ok "$FMT: $mode: $m"
+	PIDS+=("$(jq -r .pid "$SR/.sr/active/$V.json")")
+	snapshot "$V"
+	destroy "$S"
+	trigger
+	sleep 2
+	check "$FMT: $mode: chain left at 2 images while active" [ "$(chain_len "$V")" -eq 2 ]
+	check "$FMT: $mode: its reader still reads the data" \
+		qio -r -f raw "$NBD" -c "read -P 0x77 0 4M" -c "read -P 0x11 4M 12M"
+	vol_deactivate 3
+	[ $mode = reset-on-boot ] &&
+		dcall Datapath.close "{\"dbg\":\"t\",\"uri\":\"$URI\"}"
+	trigger
+	check "$FMT: $mode: coalesced once it ended" wait_job
+	check "$FMT: $mode: chain at most 2 ($(chain_len "$V"))" [ "$(chain_len "$V")" -le 2 ]
+	check "$FMT: $mode: content intact" content_ok "$V" 0x77
+done
+check "$FMT: images clean after the activations" check_images
+
 vcall SR.detach "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
 expect_ok "SR.detach"
 finish
