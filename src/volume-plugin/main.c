@@ -31,6 +31,8 @@ static const struct method volume_methods[] = {
 
 int volume_plugin_main(const struct volume_plugin *p, int argc, char **argv)
 {
+	if (vp_coalesce_is_job(argc, argv))
+		return vp_coalesce_job(p, argc, argv);
 	return call_main(argc, argv, p->type, volume_methods,
 			 sizeof(volume_methods) / sizeof(volume_methods[0]), p);
 }

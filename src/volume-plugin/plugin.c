@@ -168,6 +168,12 @@ static void describe_sr(char **t, size_t *len, const char *dir)
 		       json_object_array_length(vols), active, hidden,
 		       hidden_bytes);
 	}
+	{
+		char line[1024];
+
+		vp_coalesce_describe(&sr, line, sizeof(line));
+		append(t, len, "  SR %s: %s\n", sr.uuid, line);
+	}
 	json_object_put(vols);
 	json_object_put(imgs);
 	sr_close(&sr);

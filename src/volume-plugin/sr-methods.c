@@ -279,6 +279,8 @@ check:
 	/* finish what crashed calls left: unreferenced images, temp files */
 	if (sr_collect_garbage(&sr, true) < 0)
 		log_warn("SR %s: garbage collection failed", uuid);
+	else
+		vp_coalesce_kick(&sr);
 	sr_close(&sr);
 	log_info("attached SR %s (%s) at %s", uuid, dev, dir);
 	*ret = json_new_string(dir);
@@ -319,6 +321,8 @@ int vp_sr_detach(struct call *c, json_object **ret)
 	if (r < 0)
 		return r;
 	r = refuse_if_any_active(c, &sr, "detach");
+	if (r == 0)
+		vp_coalesce_stop(handle);
 	/* the lock file lives on the filesystem: close before unmounting */
 	sr_close(&sr);
 	if (r < 0)
@@ -349,6 +353,8 @@ int vp_sr_destroy(struct call *c, json_object **ret)
 	if (r == 0 && mount_source_of(handle, src, sizeof(src)) != 1)
 		r = call_fail(c, -ENOENT, "Sr_not_attached",
 			      "%s is not a mount point", handle);
+	if (r == 0)
+		vp_coalesce_stop(handle);
 	sr_close(&sr);
 	if (r < 0)
 		return r;
@@ -432,6 +438,7 @@ int vp_sr_stat(struct call *c, json_object **ret)
 	if (r < 0)
 		return r;
 	*ret = stat_record(&sr);
+	vp_coalesce_kick(&sr);
 	sr_close(&sr);
 	return 0;
 }

@@ -389,6 +389,8 @@ int vp_volume_destroy(struct call *c, json_object **ret)
 		log_warn("volume %s destroyed; freeing its images failed: %s "
 			 "(retried by the next destroy or attach)", key,
 			 strerror(-r));
+	else
+		vp_coalesce_kick(&sr);	/* a backup's snapshot went */
 	r = 0;
 	log_info("destroyed volume %s", key);
 out:

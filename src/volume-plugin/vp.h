@@ -31,6 +31,16 @@ int vp_fail_errno(struct call *c, int err, const char *what);
 /* The xapi "volume" record for one of our volume records. */
 json_object *vp_volume_to_xapi(struct sr *sr, json_object *vol);
 
+/* Offline coalesce (coalesce.c): start the SR's background job when there
+ * is work (call with the SR lock held), stop it before an unmount, one
+ * line for Plugin.diagnostics, and the job itself (the plugin binary run
+ * with "--coalesce-job <SR>"). */
+void vp_coalesce_kick(struct sr *sr);
+void vp_coalesce_stop(const char *handle);
+void vp_coalesce_describe(struct sr *sr, char *out, size_t len);
+bool vp_coalesce_is_job(int argc, char **argv);
+int vp_coalesce_job(const struct volume_plugin *p, int argc, char **argv);
+
 /* Handlers (sr-methods.c, volume-methods.c, plugin.c). */
 int vp_sr_probe(struct call *c, json_object **ret);
 int vp_sr_create(struct call *c, json_object **ret);

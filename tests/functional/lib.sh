@@ -36,6 +36,12 @@ FINISHED=
 cleanup() {
 	local rc=$? m p l
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+	# coalesce jobs on our SRs (started by our calls; killing one is safe):
+	# under our temp dir, or the last SR we made (real paths)
+	for p in $(grep -lsF -e --coalesce-job /proc/[0-9]*/cmdline); do
+		tr '\0' '\n' <"$p" 2>/dev/null | grep -qF -e "$T/" -e "${SR:-$T/}" &&
+			p=${p#/proc/} && kill -9 "${p%/cmdline}" 2>/dev/null
+	done
 	for p in "${PIDS[@]}"; do
 		while kill -0 "$p" 2>/dev/null; do sleep 0.05; done
 	done
@@ -181,9 +187,30 @@ vol_deactivate() {
 	expect_ok "Datapath.detach"
 }
 
+# coalesce_idle: wait (bounded, 120 s) until no coalesce job of $SR runs.
+# Volume.destroy, SR.attach and SR.stat may start one, which moves a
+# volume to its parent image and deletes the old leaf: a test that opens
+# image files by hand must not race it (xapi only reaches images through
+# the datapath, under the SR lock).  The job is "<plugin> --coalesce-job
+# <SR>", a process from the moment the call that started it returns.
+coalesce_idle() {
+	local i f busy
+	for i in $(seq 1 600); do
+		busy=
+		for f in $(grep -lsF -e --coalesce-job /proc/[0-9]*/cmdline); do
+			tr '\0' '\n' <"$f" 2>/dev/null | grep -qxF -- "$SR" && busy=1
+		done
+		[ -z "$busy" ] && return 0
+		sleep 0.2
+	done
+	echo "    a coalesce job of $SR still runs after 120 s"
+	return 1
+}
+
 # The image file behind a volume (internal layout, for qemu-io/qemu-img).
 vol_image() {
 	local rec id fmt
+	[ -n "${SR:-}" ] && coalesce_idle >&2
 	rec=$SR/meta/v-$1.json
 	id=$(jq -r .image "$rec")
 	fmt=$(jq -r '."image-format"' "$rec")

@@ -42,6 +42,7 @@ check "SR.ls has exactly the expected volumes" \
 check "the 4 bases kept their keys" jqt --arg b "${bases[2]}" \
 	'map(select(.key==$b))[0].keys == {"tag2":"v2","extra":"x"}' <<<"$OUT"
 bad=0
+coalesce_idle	# a coalesce job writes images and deletes merged ones
 for f in "$SR"/images/*.qcow2; do qemu-img check -q -f qcow2 "$f" || bad=$((bad + 1)); done
 check "qemu-img check clean on every image" [ "$bad" = 0 ]
 # each snapshot/clone sees its base's data

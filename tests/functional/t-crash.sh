@@ -51,6 +51,7 @@ check "the kept volume still has its data" qio -r -f qcow2 -c 'read -P 0x5a 0 1M
 # a fresh attach collects garbage: every image file is then referenced
 vcall SR.detach "{$s}"; vcall SR.attach "{\"dbg\":\"t\",\"configuration\":$CONFIG}"
 expect_ok "re-attach after the kills"
+coalesce_idle	# the attach may have started one: let it end first
 refs=$(cat "$SR"/meta/*.json | jq -r '.image // empty, .parent // empty, .id // empty' | sort -u)
 orphans=0
 for f in "$SR"/images/*; do

@@ -1,0 +1,207 @@
+#!/bin/bash
+# Offline coalesce (issue 13): backup cycles (snapshot, overwrite, destroy
+# the snapshot) on an inactive volume leave its chain at most 2 images deep
+# and the SR at most 1.5x a fresh copy; every byte reads back through NBD
+# and through the image files; a coalesce job killed at any step loses
+# nothing and the next trigger finishes it; an active volume is left alone
+# until it is deactivated.
+# per-plugin
+# per-format
+. "$(dirname "$0")/lib.sh"
+
+to_bytes() { numfmt --from=iec "$1"; }
+write() { # write KEY PATTERN OFFSET LEN (offline, through the image file)
+	local img fmt
+	img=$(vol_image "$1"); fmt=$(vol_qemu_fmt "$1")
+	if [ "$fmt" = vpc ]; then
+		"$IMGIO" --format vpc "$img" write-pattern "$(to_bytes $3)" "$(to_bytes $4)" "$2" >/dev/null
+	else
+		qemu-io -f "$fmt" -c "write -P $2 $3 $4" "$img" >/dev/null 2>&1
+	fi
+}
+reads() { # reads KEY PATTERN OFFSET LEN: every byte has the pattern
+	local img fmt
+	img=$(vol_image "$1"); fmt=$(vol_qemu_fmt "$1")
+	if [ "$fmt" = vpc ]; then
+		cmp -s <("$IMGIO" --readonly --format vpc "$img" read "$(to_bytes $3)" "$(to_bytes $4)") \
+		       <(head -c "$(to_bytes $4)" /dev/zero | tr '\0' "\\$(printf '%03o' "$2")")
+		return
+	fi
+	qio -r -f "$fmt" -c "read -P $2 $3 $4" "$img"
+}
+# the volume's content as written: PAT over [0, 4M), 0x11 over [4M, 16M)
+content_ok() { reads "$1" "$2" 0 4M && reads "$1" 0x11 4M 12M && reads "$1" 0 16M 16M; }
+nbd_content_ok() { # through the datapath, activated read-write
+	local ok
+	vol_activate 1
+	qio -f raw "$NBD" -c "read -P $2 0 4M" -c "read -P 0x11 4M 12M" -c "read -P 0 16M 16M"
+	ok=$?
+	vol_deactivate 1
+	return $ok
+}
+destroy() { vcall Volume.destroy "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$1\"}"; }
+snapshot() { vcall Volume.snapshot "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$1\"}"; S=$(jqr .key); }
+trigger() { vcall SR.stat "{\"dbg\":\"t\",\"sr\":\"$SR\"}"; }
+# images in the volume's chain, from the records
+chain_len() {
+	local id n=0
+	id=$(jq -r .image "$SR/meta/v-$1.json")
+	while [ -n "$id" ] && [ "$id" != null ]; do
+		n=$((n + 1))
+		id=$(jq -r '.parent // empty' "$SR/meta/i-$id.json")
+	done
+	echo $n
+}
+diag() { vcall Plugin.diagnostics '{"dbg":"t"}'; jqr . | grep -F "SR $SR_UUID"; }
+# wait (bounded: 60 s) until the job is not running and no image is hidden
+wait_job() {
+	local i d
+	for i in $(seq 1 "${COALESCE_WAIT_TRIES:-300}"); do
+		d=$(diag)
+		if ! grep -q "coalesce: running" <<<"$d" && grep -q " 0 hidden images" <<<"$d"; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	echo "    job still busy: $d"
+	return 1
+}
+# wait (bounded: 60 s) until no job runs (a random kill may come too late)
+wait_idle() {
+	local i
+	for i in $(seq 1 300); do
+		diag | grep -q "coalesce: running" || return 0
+		sleep 0.2
+	done
+	return 1
+}
+check_images() {
+	local f ok=0
+	for f in "$SR"/images/*.qcow2; do
+		[ -e "$f" ] || continue
+		qemu-img check -q -f qcow2 "$f" || { echo "    $f not clean"; ok=1; }
+	done
+	return $ok
+}
+sr_bytes() { du -s -B1 "$SR/images" | cut -f1; }
+# allocated bytes of a fresh copy of the volume (one image, same format)
+fresh_bytes() {
+	local img fmt
+	img=$(vol_image "$1"); fmt=$(vol_qemu_fmt "$1")
+	qemu-img convert -f "$fmt" -O "$fmt" "$img" "$T/fresh" >/dev/null 2>&1 || { echo 0; return; }
+	du -B1 "$T/fresh" | cut -f1
+	rm -f "$T/fresh"
+}
+export IMGIO
+
+mk_sr || { fail "SR setup"; finish; }
+FMT=${IMAGE_FORMAT:-qcow2}
+vol_create $((64 << 20)) "coalesced"
+V=$KEY
+check "$FMT: base content written" write "$V" 0x11 0 16M
+
+# 1. backup cycles on an inactive volume
+ok=1
+for i in 1 2 3 4 5 6 7 8; do
+	snapshot "$V"
+	[ "$RC" -eq 0 ] || { ok=0; break; }
+	write "$V" $((0x20 + i)) 0 4M || { ok=0; echo "    write $i failed"; break; }
+	prev=$((0x20 + i - 1)); [ $i -eq 1 ] && prev=0x11
+	reads "$S" $prev 0 4M || { ok=0; echo "    snapshot $i does not read what the volume held"; }
+	destroy "$S"
+	[ "$RC" -eq 0 ] || { ok=0; break; }
+	wait_job || ok=0
+done
+check "$FMT: 8 backup cycles ran, each coalesced by the job" [ $ok = 1 ]
+check "$FMT: the chain is back to at most 2 images ($(chain_len "$V"))" [ "$(chain_len "$V")" -le 2 ]
+check "$FMT: every image file is clean" check_images
+check "$FMT: content through the image files" content_ok "$V" 0x28
+used=$(sr_bytes) fresh=$(fresh_bytes "$V")
+check "$FMT: the SR uses $used bytes, at most 1.5x a fresh copy ($fresh)" \
+	[ "$fresh" -gt 0 -a $((used * 2)) -le $((fresh * 3)) ]
+check "$FMT: content through NBD" nbd_content_ok "$V" 0x28
+d=$(diag)
+check "$FMT: diagnostics shows the job's last result" grep -q "coalesce: idle; last result" <<<"$d"
+
+# 2. kill -9 of the job at each step (fault points), then at random moments
+pat=0x28
+n=0
+for where in coalesce-job-start coalesce-mid-copy coalesce-after-copy \
+	     coalesce-before-commit coalesce-after-commit 0.05 0.2 0.5; do
+	n=$((n + 1))
+	snapshot "$V"
+	pat=$((0x40 + n))
+	write "$V" $pat 0 4M
+	write "$V" 0x11 4M 12M	# more for the copy to do
+	case $where in
+	coalesce-*) XSNG_FAULT=$where destroy "$S" ;;
+	*)	destroy "$S"
+		sleep "$where"
+		jp=$(jq -r .pid "$SR/.sr/coalesce.json" 2>/dev/null)
+		if [ -n "$jp" ] && grep -qa -- --coalesce-job "/proc/$jp/cmdline" 2>/dev/null; then
+			kill -9 "$jp"
+		fi ;;
+	esac
+	check "$FMT: kill at $where: Volume.destroy returned at once" [ "$RC" -eq 0 ]
+	sleep 0.5
+	wait_idle
+	check "$FMT: kill at $where: images clean" check_images
+	check "$FMT: kill at $where: data intact" content_ok "$V" $pat
+	vcall SR.ls "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
+	check "$FMT: kill at $where: the SR lists its one volume" jqt --arg v "$V" 'map(.key) == [$v]' <<<"$OUT"
+	trigger
+	check "$FMT: kill at $where: a later trigger finishes the coalesce" wait_job
+	check "$FMT: kill at $where: chain at most 2 ($(chain_len "$V"))" [ "$(chain_len "$V")" -le 2 ]
+	check "$FMT: kill at $where: data intact after" content_ok "$V" $pat
+done
+check "$FMT: images clean after the kills" check_images
+check "$FMT: content through NBD after the kills" nbd_content_ok "$V" $pat
+
+# 3. an active volume is left alone, and coalesced once deactivated
+vol_activate 2
+snapshot "$V"
+destroy "$S"
+trigger
+sleep 2
+check "$FMT: active volume: chain left at 2 images" [ "$(chain_len "$V")" -eq 2 ]
+check "$FMT: write through NBD while active" qio -f raw "$NBD" -c "write -P 0x77 0 4M"
+vol_deactivate 2
+check "$FMT: active volume: chain still 2 after the write" [ "$(chain_len "$V")" -eq 2 ]
+trigger
+check "$FMT: after deactivate + trigger the job finishes" wait_job
+check "$FMT: deactivated volume: chain at most 2 ($(chain_len "$V"))" [ "$(chain_len "$V")" -le 2 ]
+check "$FMT: content after the live write" content_ok "$V" 0x77
+check "$FMT: images clean at the end" check_images
+
+# 4. a read-only activation (a backup reading the disk) and a reset-on-boot
+#    epoch (its overlay sits on the volume's leaf) hold the chain too
+for mode in read-only reset-on-boot; do
+	URI=$(jq -r '.uri[0]' <<<"$VOL")
+	[ $mode = reset-on-boot ] &&
+		dcall Datapath.open "{\"dbg\":\"t\",\"uri\":\"$URI\",\"persistent\":false}"
+	dcall Datapath.attach "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"3\"}"
+	NBD=$(jqr '.implementations[] | select(.[0]=="Nbd") | .[1].uri')
+	m=Datapath.activate; [ $mode = read-only ] && m=Datapath.activate_readonly
+	dcall $m "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"3\"}"
+	expect_ok "$FMT: $mode: $m"
+	PIDS+=("$(jq -r .pid "$SR/.sr/active/$V.json")")
+	snapshot "$V"
+	destroy "$S"
+	trigger
+	sleep 2
+	check "$FMT: $mode: chain left at 2 images while active" [ "$(chain_len "$V")" -eq 2 ]
+	check "$FMT: $mode: its reader still reads the data" \
+		qio -r -f raw "$NBD" -c "read -P 0x77 0 4M" -c "read -P 0x11 4M 12M"
+	vol_deactivate 3
+	[ $mode = reset-on-boot ] &&
+		dcall Datapath.close "{\"dbg\":\"t\",\"uri\":\"$URI\"}"
+	trigger
+	check "$FMT: $mode: coalesced once it ended" wait_job
+	check "$FMT: $mode: chain at most 2 ($(chain_len "$V"))" [ "$(chain_len "$V")" -le 2 ]
+	check "$FMT: $mode: content intact" content_ok "$V" 0x77
+done
+check "$FMT: images clean after the activations" check_images
+
+vcall SR.detach "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
+expect_ok "SR.detach"
+finish
