@@ -189,7 +189,7 @@ int image_map_backing_read(struct image *img, uint64_t offset,
 	uint64_t in = 0;
 	int r;
 
-	if (b && offset < b->virtual_size) {
+	if (b && !img->own_only && offset < b->virtual_size) {
 		in = b->virtual_size - offset;
 		if (in > length)
 			in = length;
@@ -225,6 +225,19 @@ int image_map_read(struct image *img, uint64_t offset, uint64_t length,
 	if (!range_ok(img, offset, length))
 		return -EINVAL;
 	return img->fmt->map_read(img, offset, length, buf, out);
+}
+
+int image_map_read_own(struct image *img, uint64_t offset, uint64_t length,
+		       void *buf, struct extent_list *out)
+{
+	int r;
+
+	if (!range_ok(img, offset, length))
+		return -EINVAL;
+	img->own_only = true;
+	r = img->fmt->map_read(img, offset, length, buf, out);
+	img->own_only = false;
+	return r;
 }
 
 int image_block_status(struct image *img, uint64_t offset, uint64_t length,

@@ -112,12 +112,12 @@ static int volume_busy(struct sr *sr, const char *key)
  * The first candidate (see the top of the file), skipping the children
  * listed in 'skip' and, when 'only_child' is set, any other.  Returns 1
  * and fills *ret, 0 when there is none, -errno when the SR cannot be read.
- * 'busy' (optional) counts candidates left alone because their volume is
- * active.
+ * 'garbage' (optional) is set when an image nothing references is left
+ * (a job killed after its commit): the job's collection frees it.
  */
 static int find_candidate(struct sr *sr, json_object *skip,
 			  const char *only_child, struct candidate *ret,
-			  int *busy)
+			  bool *garbage)
 {
 	json_object *vols = NULL, *imgs = NULL, *vrefs, *children, *owner;
 	int r, found = 0;
@@ -145,13 +145,10 @@ static int find_candidate(struct sr *sr, json_object *skip,
 		json_object_object_foreach(imgs, id, img) {
 			const char *h = rec_str(img, "parent"), *vk;
 			json_object *himg, *vrec = NULL;
-			int b;
 
-			/* garbage (a job killed after its commit): the
-			 * job's collection frees it */
-			if (busy && counted(vrefs, id) == 0 &&
+			if (garbage && counted(vrefs, id) == 0 &&
 			    counted(children, id) == 0)
-				(*busy) += 1000;
+				*garbage = true;
 			if (found || !h[0] || counted(vrefs, h) != 0 ||
 			    counted(children, h) != 1 ||
 			    counted(vrefs, id) != 1 ||
@@ -166,12 +163,8 @@ static int find_candidate(struct sr *sr, json_object *skip,
 				continue;
 			vk = json_object_get_string(
 				json_object_object_get(owner, id));
-			b = volume_busy(sr, vk);
-			if (b != 0) {
-				if (busy)
-					(*busy)++;
+			if (volume_busy(sr, vk) != 0)
 				continue;
-			}
 			/* a resize in progress settles from C's own size */
 			if (sr_volume_load(sr, vk, &vrec) == 0 &&
 			    json_object_object_get_ex(vrec, "resizing-to",
@@ -277,14 +270,13 @@ void vp_coalesce_kick(struct sr *sr)
 	struct candidate cd = { .vol = "" };
 	char exe[PATH_MAX];
 	ssize_t n;
+	bool garbage = false;
 	pid_t pid;
 	int r;
 
-	int work = 0;
-
-	if (find_candidate(sr, NULL, NULL, &cd, &work) != 1 && work < 1000)
+	if (find_candidate(sr, NULL, NULL, &cd, &garbage) != 1 && !garbage)
 		return;
-	if (work >= 1000 && !cd.vol[0])
+	if (!cd.vol[0])
 		snprintf(cd.vol, sizeof(cd.vol), "(none: garbage only)");
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n <= 0)
@@ -356,7 +348,7 @@ static int zero_into(struct image *h, struct extent_list *el, uint64_t off,
 
 /*
  * Copy every range C holds itself into H.  C's chain is opened read-only
- * and mapped with its backing detached, so unallocated ranges show up as
+ * and mapped on its own (image_map_read_own), so unallocated ranges show up as
  * holes; H is opened read-write on its own chain.
  */
 static int copy_child(struct sr *sr, const struct candidate *cd,
@@ -403,20 +395,14 @@ static int copy_child(struct sr *sr, const struct candidate *cd,
 		r = -ENOMEM;
 		goto out;
 	}
-	/* one mapping with the parent attached first: a differencing VHD
-	 * checks its parent (uuid) on first use and remembers the verdict */
-	r = image_map_read(c, 0, c->virtual_size < 512 ? c->virtual_size :
-			   512, NULL, &cel);
-	if (r < 0)
-		goto out;
-	c->backing = NULL;	/* C alone: what it does not hold is a hole */
 	for (off = 0; off < c->virtual_size && r == 0; off += CHUNK) {
 		uint64_t n = c->virtual_size - off < CHUNK ?
 				     c->virtual_size - off : CHUNK, pos = 0;
 		size_t i;
 
 		extent_list_clear(&cel);
-		r = image_map_read(c, off, n, buf, &cel);
+		/* C alone: what it does not hold is a hole */
+		r = image_map_read_own(c, off, n, buf, &cel);
 		for (i = 0; r == 0 && i < cel.n; i++) {
 			const struct extent *e = &cel.v[i];
 
@@ -441,15 +427,12 @@ static int copy_child(struct sr *sr, const struct candidate *cd,
 		if (r == 0 && off == 0)
 			fault_point("coalesce-mid-copy");
 	}
-	c->backing = below;
 	if (r == 0)
 		r = image_flush(h);
 	if (r == 0 && (fsync(h->fd) < 0 ||
 		       (h->buffered_fd >= 0 && fsync(h->buffered_fd) < 0)))
 		r = -errno;
 out:
-	if (c)
-		c->backing = below;
 	image_close(c);
 	image_close(h);
 	extent_list_release(&cel);

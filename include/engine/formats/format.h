@@ -143,6 +143,7 @@ struct image {
 	uint64_t virtual_size;
 	struct image *backing;		/* next in chain, or NULL */
 	unsigned int depth;		/* 0 for the top image */
+	bool own_only;			/* image_map_read_own() is mapping */
 	void *priv;			/* format private state */
 };
 
@@ -192,6 +193,14 @@ int image_map_read(struct image *img, uint64_t offset, uint64_t length,
 		   void *buf, struct extent_list *out);
 int image_map_write(struct image *img, uint64_t offset, uint64_t length,
 		    struct extent_list *out);
+/*
+ * map_read of what img holds itself: ranges it leaves to its backing file
+ * are EXTENT_ZERO hole=true, as if it had none (coalescing copies an
+ * image's own data into its parent).  The backing file stays attached, so
+ * formats that check it on first use (a VHD its parent's uuid) still do.
+ */
+int image_map_read_own(struct image *img, uint64_t offset, uint64_t length,
+		       void *buf, struct extent_list *out);
 /* fmt->zero; -ENOTSUP when the format has none (write zeros instead). */
 int image_zero(struct image *img, uint64_t offset, uint64_t length,
 	       bool may_unmap);
