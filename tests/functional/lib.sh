@@ -221,6 +221,30 @@ vol_qemu_fmt() {
 	vhd) echo vpc ;; *) jq -r '."image-format"' "$SR/meta/v-$1.json" ;;
 	esac
 }
+# Pattern I/O on a volume's image file, offline: qemu-io (qcow2, raw) or
+# our ngdp-imgio ($IMGIO) for VHD, since qemu cannot read VHD differencing
+# images.  Sizes as qemu-io takes them (4M, 1G).
+to_bytes() { numfmt --from=iec "$1"; }
+vol_file_write() { # vol_file_write KEY PATTERN OFFSET LEN
+	local img fmt
+	img=$(vol_image "$1"); fmt=$(vol_qemu_fmt "$1")
+	if [ "$fmt" = vpc ]; then
+		"$IMGIO" --format vpc "$img" write-pattern "$(to_bytes $3)" "$(to_bytes $4)" "$2" >/dev/null
+	else
+		qemu-io -f "$fmt" -c "write -P $2 $3 $4" "$img" >/dev/null 2>&1
+	fi
+}
+vol_file_reads() { # vol_file_reads KEY PATTERN OFFSET LEN: every byte has the pattern
+	local img fmt
+	img=$(vol_image "$1"); fmt=$(vol_qemu_fmt "$1")
+	if [ "$fmt" = vpc ]; then
+		cmp -s <("$IMGIO" --readonly --format vpc "$img" read "$(to_bytes $3)" "$(to_bytes $4)") \
+		       <(head -c "$(to_bytes $4)" /dev/zero | tr '\0' "\\$(printf '%03o' "$2")")
+		return
+	fi
+	# qemu-io exits 1 on a pattern mismatch or a failed read
+	qio -r -f "$fmt" -c "read -P $2 $3 $4" "$img"
+}
 # alive PID: running (a zombie has exited; our PID 1 may not reap it)
 alive() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$s" ] && [ "${s:0:1}" != Z ]; }
 

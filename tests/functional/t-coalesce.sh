@@ -9,26 +9,8 @@
 # per-format
 . "$(dirname "$0")/lib.sh"
 
-to_bytes() { numfmt --from=iec "$1"; }
-write() { # write KEY PATTERN OFFSET LEN (offline, through the image file)
-	local img fmt
-	img=$(vol_image "$1"); fmt=$(vol_qemu_fmt "$1")
-	if [ "$fmt" = vpc ]; then
-		"$IMGIO" --format vpc "$img" write-pattern "$(to_bytes $3)" "$(to_bytes $4)" "$2" >/dev/null
-	else
-		qemu-io -f "$fmt" -c "write -P $2 $3 $4" "$img" >/dev/null 2>&1
-	fi
-}
-reads() { # reads KEY PATTERN OFFSET LEN: every byte has the pattern
-	local img fmt
-	img=$(vol_image "$1"); fmt=$(vol_qemu_fmt "$1")
-	if [ "$fmt" = vpc ]; then
-		cmp -s <("$IMGIO" --readonly --format vpc "$img" read "$(to_bytes $3)" "$(to_bytes $4)") \
-		       <(head -c "$(to_bytes $4)" /dev/zero | tr '\0' "\\$(printf '%03o' "$2")")
-		return
-	fi
-	qio -r -f "$fmt" -c "read -P $2 $3 $4" "$img"
-}
+write() { vol_file_write "$@"; }
+reads() { vol_file_reads "$@"; }
 # the volume's content as written: PAT over [0, 4M), 0x11 over [4M, 16M)
 content_ok() { reads "$1" "$2" 0 4M && reads "$1" 0x11 4M 12M && reads "$1" 0 16M 16M; }
 nbd_content_ok() { # through the datapath, activated read-write

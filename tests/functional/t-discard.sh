@@ -61,20 +61,9 @@ else
 fi
 vol_deactivate 5
 
-# Readers of the image files, after the server flushed and exited: qemu
-# (qcow2, raw, a dynamic VHD), or our ngdp-imgio ($IMGIO) for a VHD
-# differencing leaf, which qemu cannot read.
-reads() { # reads KEY PATTERN OFFSET LEN: every byte has the pattern
-	local img fmt off len
-	img=$(vol_image "$1") fmt=$(vol_qemu_fmt "$1")
-	off=$(numfmt --from=iec "$3") len=$(numfmt --from=iec "$4")
-	if [ "$fmt" = vpc ] && [ "$1" = "$K" ]; then
-		cmp -s <("$IMGIO" --readonly --format vpc "$img" read "$off" "$len") \
-		       <(head -c "$len" /dev/zero | tr '\0' "\\$(printf '%03o' "$2")")
-		return
-	fi
-	qio -r -f "$fmt" -c "read -P $2 $3 $4" "$img"
-}
+# Readers of the image files, after the server flushed and exited (qemu,
+# or $IMGIO for VHD: see vol_file_reads).
+reads() { vol_file_reads "$@"; }
 if [ "$(vol_qemu_fmt "$K")" = qcow2 ]; then
 	check "qemu-img check: the leaf is clean" qemu-img check -q "$(vol_image "$K")"
 fi

@@ -7,27 +7,8 @@
 
 # Pattern I/O on a volume's image, offline, through qemu-io (qcow2, raw)
 # or our ngdp-imgio ($IMGIO: qemu cannot read VHD differencing images).
-to_bytes() { numfmt --from=iec "$1"; }
-write() { # write KEY PATTERN OFFSET LEN
-	local img fmt
-	img=$(vol_image "$1"); fmt=$(vol_qemu_fmt "$1")
-	if [ "$fmt" = vpc ]; then
-		"$IMGIO" --format vpc "$img" write-pattern "$(to_bytes $3)" "$(to_bytes $4)" "$2" >/dev/null
-	else
-		qemu-io -f "$fmt" -c "write -P $2 $3 $4" "$img" >/dev/null 2>&1
-	fi
-}
-reads() { # reads KEY PATTERN OFFSET LEN: every byte has the pattern
-	local img fmt out
-	img=$(vol_image "$1"); fmt=$(vol_qemu_fmt "$1")
-	if [ "$fmt" = vpc ]; then
-		cmp -s <("$IMGIO" --readonly --format vpc "$img" read "$(to_bytes $3)" "$(to_bytes $4)") \
-		       <(head -c "$(to_bytes $4)" /dev/zero | tr '\0' "\\$(printf '%03o' "$2")")
-		return
-	fi
-	# qemu-io exits 1 on a pattern mismatch or a failed read
-	qio -r -f "$fmt" -c "read -P $2 $3 $4" "$img"
-}
+write() { vol_file_write "$@"; }
+reads() { vol_file_reads "$@"; }
 stat_vol() { vcall Volume.stat "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$1\"}"; }
 destroy() { vcall Volume.destroy "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$1\"}"; }
 # both CMD1... -- CMD2...: both commands succeed (run in this shell, so
