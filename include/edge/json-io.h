@@ -38,6 +38,10 @@ void json_add_string(json_object *obj, const char *key, const char *val);
 void json_add_int64(json_object *obj, const char *key, int64_t val);
 void json_add_bool(json_object *obj, const char *key, bool val);
 void json_add(json_object *obj, const char *key, json_object *val);
+/* Counters kept in an object, one per key ("" is not counted): how many
+ * records name an image, for instance. */
+void json_count(json_object *counts, const char *key);
+int64_t json_counted(json_object *counts, const char *key);
 json_object *json_new_object(void);
 json_object *json_new_array(void);
 json_object *json_new_string(const char *s);

@@ -132,6 +132,26 @@ static json_object *checked(json_object *o)
 	return o;
 }
 
+void json_count(json_object *counts, const char *key)
+{
+	json_object *v;
+
+	if (!key[0])
+		return;
+	if (json_object_object_get_ex(counts, key, &v))
+		json_object_set_int64(v, json_object_get_int64(v) + 1);
+	else
+		json_add_int64(counts, key, 1);
+}
+
+int64_t json_counted(json_object *counts, const char *key)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(counts, key, &v) ?
+		       json_object_get_int64(v) : 0;
+}
+
 json_object *json_new_object(void)
 {
 	return checked(json_object_new_object());

@@ -419,26 +419,6 @@ static void gc_blocked_set(struct sr *sr, const char *why)
 		(void)unlink_durable_at(fd, "gc-blocked");
 }
 
-static void ref_inc(json_object *refs, const char *id)
-{
-	json_object *v;
-
-	if (!id[0])
-		return;
-	if (json_object_object_get_ex(refs, id, &v))
-		json_object_set_int64(v, json_object_get_int64(v) + 1);
-	else
-		json_add_int64(refs, id, 1);
-}
-
-static int64_t ref_get(json_object *refs, const char *id)
-{
-	json_object *v;
-
-	return json_object_object_get_ex(refs, id, &v) ?
-		       json_object_get_int64(v) : 0;
-}
-
 static int delete_image(struct sr *sr, json_object *img)
 {
 	const char *id = rec_str(img, "id");
@@ -485,12 +465,12 @@ int sr_collect_garbage(struct sr *sr, bool sweep)
 	gc_blocked_set(sr, NULL);
 	refs = json_new_object();
 	for (i = 0; i < json_object_array_length(vols); i++)
-		ref_inc(refs, rec_str(json_object_array_get_idx(vols, i),
+		json_count(refs, rec_str(json_object_array_get_idx(vols, i),
 				      "image"));
 	{
 		json_object_object_foreach(imgs, k, img) {
 			(void)k;
-			ref_inc(refs, rec_str(img, "parent"));
+			json_count(refs, rec_str(img, "parent"));
 		}
 	}
 	/* delete unreferenced images until a fixed point: a parent becomes
@@ -501,7 +481,7 @@ int sr_collect_garbage(struct sr *sr, bool sweep)
 			json_object *pv;
 			const char *parent;
 
-			if (!img || ref_get(refs, k) > 0)
+			if (!img || json_counted(refs, k) > 0)
 				continue;
 			parent = rec_str(img, "parent");
 			if (parent[0] &&

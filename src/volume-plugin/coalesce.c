@@ -74,26 +74,6 @@ struct snap_of_child {
 	ino_t ino;
 };
 
-static void count(json_object *o, const char *id)
-{
-	json_object *v;
-
-	if (!id[0])
-		return;
-	if (json_object_object_get_ex(o, id, &v))
-		json_object_set_int64(v, json_object_get_int64(v) + 1);
-	else
-		json_add_int64(o, id, 1);
-}
-
-static int64_t counted(json_object *o, const char *id)
-{
-	json_object *v;
-
-	return json_object_object_get_ex(o, id, &v) ?
-		       json_object_get_int64(v) : 0;
-}
-
 /* Does V's activation (or an overlay of a reset-on-boot server) hold it? */
 static int volume_busy(struct sr *sr, const char *key)
 {
@@ -132,13 +112,13 @@ static int find_candidate(struct sr *sr, json_object *skip,
 	for (i = 0; i < json_object_array_length(vols); i++) {
 		json_object *v = json_object_array_get_idx(vols, i);
 
-		count(vrefs, rec_str(v, "image"));
+		json_count(vrefs, rec_str(v, "image"));
 		json_add_string(owner, rec_str(v, "image"), rec_str(v, "key"));
 	}
 	{
 		json_object_object_foreach(imgs, id, img) {
 			(void)id;
-			count(children, rec_str(img, "parent"));
+			json_count(children, rec_str(img, "parent"));
 		}
 	}
 	{
@@ -146,13 +126,13 @@ static int find_candidate(struct sr *sr, json_object *skip,
 			const char *h = rec_str(img, "parent"), *vk;
 			json_object *himg, *vrec = NULL;
 
-			if (garbage && counted(vrefs, id) == 0 &&
-			    counted(children, id) == 0)
+			if (garbage && json_counted(vrefs, id) == 0 &&
+			    json_counted(children, id) == 0)
 				*garbage = true;
-			if (found || !h[0] || counted(vrefs, h) != 0 ||
-			    counted(children, h) != 1 ||
-			    counted(vrefs, id) != 1 ||
-			    counted(children, id) != 0 ||
+			if (found || !h[0] || json_counted(vrefs, h) != 0 ||
+			    json_counted(children, h) != 1 ||
+			    json_counted(vrefs, id) != 1 ||
+			    json_counted(children, id) != 0 ||
 			    !json_object_object_get_ex(imgs, h, &himg))
 				continue;
 			if (only_child && strcmp(only_child, id))

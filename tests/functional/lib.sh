@@ -38,9 +38,8 @@ cleanup() {
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
 	# coalesce jobs on our SRs (started by our calls; killing one is safe):
 	# under our temp dir, or the last SR we made (real paths)
-	for p in $(grep -lsF -e --coalesce-job /proc/[0-9]*/cmdline); do
-		tr '\0' '\n' <"$p" 2>/dev/null | grep -qF -e "$T/" -e "${SR:-$T/}" &&
-			p=${p#/proc/} && kill -9 "${p%/cmdline}" 2>/dev/null
+	coalesce_jobs | while read -r p m; do
+		case $m in "$T"/* | "${SR:-$T/}") kill -9 "$p" 2>/dev/null ;; esac
 	done
 	for p in "${PIDS[@]}"; do
 		while kill -0 "$p" 2>/dev/null; do sleep 0.05; done
@@ -193,14 +192,21 @@ vol_deactivate() {
 # image files by hand must not race it (xapi only reaches images through
 # the datapath, under the SR lock).  The job is "<plugin> --coalesce-job
 # <SR>", a process from the moment the call that started it returns.
+# coalesce_jobs: "PID SR" for each running coalesce job (its SR is its
+# last argument)
+coalesce_jobs() {
+	local f
+	for f in $(grep -lsF -e --coalesce-job /proc/[0-9]*/cmdline); do
+		f=${f#/proc/}
+		f=${f%/cmdline}
+		printf '%s %s\n' "$f" "$(tr '\0' '\n' <"/proc/$f/cmdline" 2>/dev/null | tail -n 1)"
+	done
+}
 coalesce_idle() {
-	local i f busy
+	local i
 	for i in $(seq 1 600); do
-		busy=
-		for f in $(grep -lsF -e --coalesce-job /proc/[0-9]*/cmdline); do
-			tr '\0' '\n' <"$f" 2>/dev/null | grep -qxF -- "$SR" && busy=1
-		done
-		[ -z "$busy" ] && return 0
+		coalesce_jobs | awk -v s="$SR" '$2 == s { f = 1 } END { exit !f }' ||
+			return 0
 		sleep 0.2
 	done
 	echo "    a coalesce job of $SR still runs after 120 s"

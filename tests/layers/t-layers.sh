@@ -17,28 +17,21 @@ compiles() {
 	printf '#include %s\nint layer_probe;\n' "$2" |
 		$CC $flags -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -fsyntax-only -x c - 2>/dev/null
 }
-refuse() {
-	local f=$1 h
-	shift
+# expect yes|no FILE HEADER...: each HEADER compiles in FILE's layer, or not
+expect() {
+	local want=$1 f=$2 h got
+	shift 2
 	for h in "$@"; do
-		if compiles "$f" "$h"; then
-			echo "FAIL: $f may include $h"; bad=$((bad + 1))
+		if compiles "$f" "$h"; then got=yes; else got=no; fi
+		if [ "$got" = "$want" ]; then
+			echo "ok: $f ${h}: $got"; ok=$((ok + 1))
 		else
-			echo "ok: $f cannot include $h"; ok=$((ok + 1))
+			echo "FAIL: $f ${h}: $got, wanted $want"; bad=$((bad + 1))
 		fi
 	done
 }
-allow() {
-	local f=$1 h
-	shift
-	for h in "$@"; do
-		if compiles "$f" "$h"; then
-			echo "ok: $f includes $h"; ok=$((ok + 1))
-		else
-			echo "FAIL: $f cannot include $h"; bad=$((bad + 1))
-		fi
-	done
-}
+allow() { expect yes "$@"; }
+refuse() { expect no "$@"; }
 
 allow  src/util/probe.c '"log.h"' '"fileio.h"' '"nbd-proto.h"'
 refuse src/util/probe.c '<json-c/json.h>' '"json-io.h"' '"call.h"' '"sr.h"' \
