@@ -26,6 +26,9 @@
 #define CTL_OP_SUSPEND		"suspend"	/* [timeout_ms] */
 #define CTL_OP_RESUME		"resume"	/* [image] */
 #define CTL_OP_STOP		"stop"
+#define CTL_OP_COALESCE		"coalesce"	/* parent */
+#define CTL_KEY_PARENT		"parent"	/* coalesce: path of the top's
+						 * backing file to merge away */
 #define CTL_KEY_TIMEOUT_MS	"timeout_ms"	/* suspend: integer >= 0 */
 #define CTL_KEY_IMAGE		"image"		/* resume: path of the new top */
 
@@ -57,6 +60,28 @@
 #define CTL_ST_SLOW_PATH	"slow_path"
 #define CTL_ST_BYTES_READ	"bytes_read"
 #define CTL_ST_BYTES_WRITTEN	"bytes_written"
+
+/*
+ * status: the chain, and the live coalesce (issue 13).  "backing" is the
+ * path of the top's backing file, or null.  "coalesce" is absent until a
+ * coalesce op was accepted, then an object:
+ *   parent   the backing file being merged away (path)
+ *   state    "running", "done" (switched: the top no longer names parent)
+ *            or "failed" (error says why; the chain is unchanged)
+ *   copied   bytes written into the top so far
+ *   offset   guest bytes scanned so far, of "size"
+ *   error    text, when failed
+ */
+#define CTL_ST_BACKING		"backing"
+#define CTL_ST_COALESCE		"coalesce"
+#define CTL_CO_PARENT		"parent"
+#define CTL_CO_STATE		"state"
+#define CTL_CO_RUNNING		"running"
+#define CTL_CO_DONE		"done"
+#define CTL_CO_FAILED		"failed"
+#define CTL_CO_COPIED		"copied"
+#define CTL_CO_OFFSET		"offset"
+#define CTL_CO_ERROR		"error"
 
 /*
  * ngdp-server's --queue-depth when not given: data I/O operations in

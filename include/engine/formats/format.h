@@ -201,6 +201,30 @@ int image_map_write(struct image *img, uint64_t offset, uint64_t length,
  */
 int image_map_read_own(struct image *img, uint64_t offset, uint64_t length,
 		       void *buf, struct extent_list *out);
+/*
+ * Coalescing a hidden parent down into its child ("pull", issue 13):
+ *
+ * image_pull_backing copies into img what img->backing holds itself (its
+ * own data, not what lies deeper) in [offset, offset+length), wherever img
+ * holds nothing itself.  Ranges img holds itself are never touched, so a
+ * newer guest write always wins.  Allocated zeros of the backing are
+ * written as zeros only when something lies below the backing.  After a
+ * pull of the whole disk, img reads the same with img->backing->backing
+ * as its backing file.  Synchronous; img writable with a backing file.
+ * *copied (optional) grows by the bytes written into img.  Not durable
+ * until image_flush().
+ *
+ * image_skip_backing rewrites img's header so its backing file becomes
+ * img->backing->backing (or none, when that is NULL): the caller pulled
+ * all of img->backing first and flushed.  Crash-ordered and durable when
+ * it returns: a crash leaves either the old or the new header.  The
+ * in-memory chain is stale afterwards: close img and open it again.
+ * -ENOTSUP for formats without backing files (raw).
+ */
+int image_pull_backing(struct image *img, uint64_t offset, uint64_t length,
+		       uint64_t *copied);
+int image_skip_backing(struct image *img);
+
 /* fmt->zero; -ENOTSUP when the format has none (write zeros instead). */
 int image_zero(struct image *img, uint64_t offset, uint64_t length,
 	       bool may_unmap);
