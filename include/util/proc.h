@@ -7,7 +7,9 @@
 #ifndef PROC_H
 #define PROC_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #define PROC_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -37,5 +39,21 @@ int proc_run_checked(const char *const argv[], char *err_line, size_t len);
 
 /* The last non-empty line of a program's output, for messages. */
 void proc_last_line(const char *s, char *out, size_t len);
+
+/*
+ * Start argv[0] (an absolute path) detached: its own session, stdin and
+ * stdout on /dev/null (a plugin's stdout is xapi's JSON), stderr appended
+ * to stderr_path or /dev/null, and ready_fd (>= 0) as its fd 3.  Its
+ * environment is PATH=PROC_PATH and LC_ALL=C, plus our own XSNG_*
+ * variables and the sanitizers' settings when pass_xsng is set (the
+ * plugin's configuration and test hooks).  It outlives the caller, which does not wait for it.
+ */
+struct proc_detached {
+	const char *stderr_path;
+	int ready_fd;
+	bool pass_xsng;
+};
+int proc_spawn_detached(const char *const argv[],
+			const struct proc_detached *opt, pid_t *pid);
 
 #endif

@@ -6,7 +6,6 @@
 #include <libgen.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,8 +148,6 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 	char record[PATH_MAX];
 	const char *engine = getenv("XSNG_DATAPATH_ENGINE");
 	const char *argv[32];
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
 	int pipefd[2], argc = 0, r, status = 0;
 	json_object *rec;
 	pid_t pid;
@@ -211,25 +208,14 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return call_fail(c, -errno, "Datapath_error", "pipe: %m");
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	/* never let the server write into our stdout: that is xapi's JSON */
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 2, logp,
-					 O_WRONLY | O_CREAT | O_APPEND, 0600);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 3);
-	posix_spawnattr_init(&attr);
-	/* its own session: it outlives this call and ignores our signals */
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
 	{
-		static const char *const envp[] = { "PATH=" PROC_PATH,
-						    "LC_ALL=C", NULL };
+		/* its own session: it outlives this call and ignores our
+		 * signals; never our stdout, which is xapi's JSON */
+		struct proc_detached o = { .stderr_path = logp,
+					   .ready_fd = pipefd[1] };
 
-		r = -posix_spawn(&pid, prog, &fa, &attr, (char *const *)argv,
-				 (char *const *)envp);
+		r = proc_spawn_detached(argv, &o, &pid);
 	}
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
 	close(pipefd[1]);
 	if (r < 0) {
 		close(pipefd[0]);

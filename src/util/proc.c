@@ -239,3 +239,49 @@ int proc_run_checked(const char *const argv[], char *err_line, size_t len)
 	proc_result_release(&res);
 	return -EIO;
 }
+
+extern char **environ;
+
+#define DETACHED_ENV_MAX 32
+
+/* A sanitized build's settings reach its children too (make SANITIZE=1). */
+static bool is_sanitizer_env(const char *e)
+{
+	return !strncmp(e, "ASAN_OPTIONS=", 13) ||
+	       !strncmp(e, "UBSAN_OPTIONS=", 14) ||
+	       !strncmp(e, "LSAN_OPTIONS=", 13);
+}
+
+int proc_spawn_detached(const char *const argv[],
+			const struct proc_detached *opt, pid_t *pid)
+{
+	const char *envp[DETACHED_ENV_MAX + 3];
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	size_t n = 0;
+	char **e;
+	int r;
+
+	envp[n++] = "PATH=" PROC_PATH;
+	envp[n++] = "LC_ALL=C";
+	for (e = environ; opt->pass_xsng && e && *e; e++)
+		if ((!strncmp(*e, "XSNG_", 5) || is_sanitizer_env(*e)) &&
+		    n < DETACHED_ENV_MAX + 2)
+			envp[n++] = *e;
+	envp[n] = NULL;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 2, opt->stderr_path ?
+					 opt->stderr_path : "/dev/null",
+					 O_WRONLY | O_CREAT | O_APPEND, 0600);
+	if (opt->ready_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, opt->ready_fd, 3);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+	r = -posix_spawn(pid, argv[0], &fa, &attr, (char *const *)argv,
+			 (char *const *)envp);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	return r;
+}

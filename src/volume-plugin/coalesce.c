@@ -33,7 +33,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +48,7 @@
 #include "fullio.h"
 #include "json-io.h"
 #include "log.h"
+#include "proc.h"
 #include "qemu-img.h"
 #include "vp.h"
 
@@ -57,8 +57,6 @@
 #define JOB_STATUS "coalesce.json"	/* in .sr/ */
 #define CHUNK (1024 * 1024)
 #define OVERLAY_PREFIX ".np-"
-
-extern char **environ;
 
 struct candidate {
 	char vol[UUID_STR_LEN];		/* V */
@@ -244,9 +242,8 @@ void vp_coalesce_describe(struct sr *sr, char *out, size_t len)
 
 void vp_coalesce_kick(struct sr *sr)
 {
-	char *args[4] = { NULL, (char *)JOB_ARG, sr->path, NULL };
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
+	const char *args[4] = { NULL, JOB_ARG, sr->path, NULL };
+	struct proc_detached opt = { .ready_fd = -1, .pass_xsng = true };
 	struct candidate cd = { .vol = "" };
 	char exe[PATH_MAX];
 	ssize_t n;
@@ -263,20 +260,10 @@ void vp_coalesce_kick(struct sr *sr)
 		return;
 	exe[n] = '\0';
 	args[0] = exe;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&attr);
-	/* detached: its own session, nothing of the caller's stdio (xapi
-	 * waits for stdout's end) */
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	r = posix_spawn(&pid, exe, &fa, &attr, args, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	if (r)
+	r = proc_spawn_detached(args, &opt, &pid);
+	if (r < 0)
 		log_warn("SR %s: cannot start the coalesce job: %s", sr->uuid,
-			 strerror(r));
+			 strerror(-r));
 	else
 		log_info("SR %s: coalesce job started (pid %d) for volume %s",
 			 sr->uuid, (int)pid, cd.vol);
