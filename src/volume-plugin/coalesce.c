@@ -49,6 +49,7 @@
 #include "json-io.h"
 #include "log.h"
 #include "proc.h"
+#include "coalesce.h"
 #include "qemu-img.h"
 #include "vp.h"
 
@@ -58,32 +59,45 @@
 #define CHUNK (1024 * 1024)
 #define OVERLAY_PREFIX ".np-"
 
-struct candidate {
-	char vol[UUID_STR_LEN];		/* V */
-	char child[UUID_STR_LEN];	/* C: V's image */
-	char parent[UUID_STR_LEN];	/* H: C's parent, hidden */
-	enum sr_fmt cfmt, pfmt;
-};
-
-/* The state of C captured when the copy began. */
-struct snap_of_child {
-	struct timespec mtime, ctime;
-	off_t size;
-	ino_t ino;
-};
-
-/* Does V's activation (or an overlay of a reset-on-boot server) hold it? */
-static int volume_busy(struct sr *sr, const char *key)
+int co_volume_idle(struct sr *sr, const char *key)
 {
 	char name[80];
 	int r = sr_volume_active(sr, key, NULL);
 
 	if (r != 0)
-		return r < 0 ? r : 1;
+		return r < 0 ? r : 0;
+	snprintf(name, sizeof(name), OVERLAY_PREFIX "%s.qcow2", key);
+	return faccessat(sr->imagesfd, name, F_OK, AT_SYMLINK_NOFOLLOW) != 0;
+}
+
+/*
+ * How V is used: 0 not at all, 1 served read-write here on C itself
+ * (live; 'control' gets its server's socket), -1 otherwise (another
+ * host, read-only, a reset-on-boot overlay that reads C: left alone).
+ */
+static int volume_use(struct sr *sr, const char *key, const char *child,
+		      enum sr_fmt cfmt, char *control, size_t len)
+{
+	char name[80], path[PATH_MAX + 96];
+	json_object *rec = NULL;
+	int r, use = -1;
+
 	snprintf(name, sizeof(name), OVERLAY_PREFIX "%s.qcow2", key);
 	if (faccessat(sr->imagesfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-		return 1;
-	return 0;
+		return -1;
+	r = sr_volume_active(sr, key, &rec);
+	if (r <= 0)
+		return r < 0 ? -1 : 0;
+	sr_image_filename(child, cfmt, name, sizeof(name));
+	snprintf(path, sizeof(path), "%s/images/%s", sr->path, name);
+	if (!strcmp(rec_str(rec, "host"), host_paths()->host_uuid) &&
+	    !rec_bool(rec, "readonly") && !strcmp(rec_str(rec, "image"), path) &&
+	    rec_str(rec, "control")[0]) {
+		snprintf(control, len, "%s", rec_str(rec, "control"));
+		use = 1;
+	}
+	json_object_put(rec);
+	return use;
 }
 
 /*
@@ -93,9 +107,9 @@ static int volume_busy(struct sr *sr, const char *key)
  * 'garbage' (optional) is set when an image nothing references is left
  * (a job killed after its commit): the job's collection frees it.
  */
-static int find_candidate(struct sr *sr, json_object *skip,
-			  const char *only_child, struct candidate *ret,
-			  bool *garbage)
+int co_find_candidate(struct sr *sr, json_object *skip,
+		      const char *only_child, struct candidate *ret,
+		      bool *garbage)
 {
 	json_object *vols = NULL, *imgs = NULL, *vrefs, *children, *owner;
 	int r, found = 0;
@@ -121,8 +135,9 @@ static int find_candidate(struct sr *sr, json_object *skip,
 	}
 	{
 		json_object_object_foreach(imgs, id, img) {
-			const char *h = rec_str(img, "parent"), *vk;
-			json_object *himg, *vrec = NULL;
+			const char *h = rec_str(img, "parent"), *vk, *g;
+			json_object *himg, *gimg, *vrec = NULL;
+			int use;
 
 			if (garbage && json_counted(vrefs, id) == 0 &&
 			    json_counted(children, id) == 0)
@@ -141,7 +156,12 @@ static int find_candidate(struct sr *sr, json_object *skip,
 				continue;
 			vk = json_object_get_string(
 				json_object_object_get(owner, id));
-			if (volume_busy(sr, vk) != 0)
+			if (sr_image_fmt(img, &ret->cfmt) < 0 ||
+			    sr_image_fmt(himg, &ret->pfmt) < 0)
+				continue;
+			use = volume_use(sr, vk, id, ret->cfmt, ret->control,
+					 sizeof(ret->control));
+			if (use < 0)
 				continue;
 			/* a resize in progress settles from C's own size */
 			if (sr_volume_load(sr, vk, &vrec) == 0 &&
@@ -151,12 +171,17 @@ static int find_candidate(struct sr *sr, json_object *skip,
 				continue;
 			}
 			json_object_put(vrec);
-			if (sr_image_fmt(img, &ret->cfmt) < 0 ||
-			    sr_image_fmt(himg, &ret->pfmt) < 0)
+			g = rec_str(himg, "parent");
+			if (g[0] && (!json_object_object_get_ex(imgs, g, &gimg) ||
+				     sr_image_fmt(gimg, &ret->gfmt) < 0))
 				continue;
+			ret->live = use == 1;
+			if (!ret->live)
+				ret->control[0] = '\0';
 			snprintf(ret->vol, sizeof(ret->vol), "%s", vk);
 			snprintf(ret->child, sizeof(ret->child), "%s", id);
 			snprintf(ret->parent, sizeof(ret->parent), "%s", h);
+			snprintf(ret->grand, sizeof(ret->grand), "%s", g);
 			found = 1;
 		}
 	}
@@ -188,9 +213,14 @@ static void status_write(struct sr *sr, const char *state,
 	json_add_int64(st, "starttime", process_starttime(getpid()));
 	json_add_int64(st, "time", (int64_t)time(NULL));
 	if (cd) {
+		bool down = cd->plan != CO_INTO_PARENT;
+
 		json_add_string(st, "volume", cd->vol);
-		json_add_string(st, "image", cd->child);
-		json_add_string(st, "into", cd->parent);
+		json_add_string(st, "image", down ? cd->parent : cd->child);
+		json_add_string(st, "into", down ? cd->child : cd->parent);
+		json_add_string(st, "how", cd->plan == CO_DOWN_LIVE ?
+				"live, in the volume's datapath server" :
+				"offline");
 	}
 	if (result)
 		json_add_string(st, "result", result);
@@ -223,9 +253,10 @@ void vp_coalesce_describe(struct sr *sr, char *out, size_t len)
 	alive = pid > 0 && process_starttime(pid) == rec_int(st, "starttime");
 	if (!strcmp(state, "running") && alive)
 		snprintf(out, len, "coalesce: running (pid %d) on volume %s, "
-			 "merging image %s into %s%s%s", (int)pid,
+			 "merging image %s into %s (%s)%s%s", (int)pid,
 			 rec_str(st, "volume"), rec_str(st, "image"),
-			 rec_str(st, "into"), rec_str(st, "result")[0] ?
+			 rec_str(st, "into"), rec_str(st, "how"),
+			 rec_str(st, "result")[0] ?
 			 "; last result: " : "", rec_str(st, "result"));
 	else if (!strcmp(state, "running"))
 		snprintf(out, len, "coalesce: interrupted (pid %d died) on "
@@ -251,7 +282,7 @@ void vp_coalesce_kick(struct sr *sr)
 	pid_t pid;
 	int r;
 
-	if (find_candidate(sr, NULL, NULL, &cd, &garbage) != 1 && !garbage)
+	if (co_find_candidate(sr, NULL, NULL, &cd, &garbage) != 1 && !garbage)
 		return;
 	if (!cd.vol[0])
 		snprintf(cd.vol, sizeof(cd.vol), "(none: garbage only)");
@@ -411,7 +442,7 @@ out:
 
 /* ---------------------------------------------------------------- job */
 
-static int stat_child(struct sr *sr, const struct candidate *cd,
+int co_stat_child(struct sr *sr, const struct candidate *cd,
 		      struct snap_of_child *s)
 {
 	char name[80];
@@ -427,7 +458,7 @@ static int stat_child(struct sr *sr, const struct candidate *cd,
 	return 0;
 }
 
-static bool same_child(const struct snap_of_child *a,
+bool co_same_child(const struct snap_of_child *a,
 		       const struct snap_of_child *b)
 {
 	return a->mtime.tv_sec == b->mtime.tv_sec &&
@@ -438,8 +469,45 @@ static bool same_child(const struct snap_of_child *a,
 }
 
 /*
- * Step 1, under the exclusive lock: pick a candidate, grow H to C's size
- * if needed, capture C's state.  1: one is ready; 0: none left.
+ * Which way copies less: C into H copies what C holds itself, H down into
+ * C what H holds.  A live volume can only be merged down, by its server;
+ * a VHD parent smaller than its grown child cannot take it in.
+ */
+static int choose_plan(struct sr *sr, struct candidate *cd, uint64_t csize,
+		       uint64_t hsize)
+{
+	uint64_t cown, hown;
+	int r;
+
+	if (cd->live) {
+		cd->plan = CO_DOWN_LIVE;
+		return 0;
+	}
+	r = co_child_switched(sr, cd);
+	if (r < 0)
+		return r;
+	if (r == 1 || (hsize < csize && cd->pfmt == FMT_VHD)) {
+		/* switched already: only the record is left to write */
+		cd->plan = CO_DOWN_OFFLINE;
+		return 0;
+	}
+	r = co_own_bytes(sr, cd->child, cd->cfmt, &cown);
+	if (r == 0)
+		r = co_own_bytes(sr, cd->parent, cd->pfmt, &hown);
+	if (r < 0)
+		return r;
+	cd->plan = hown < cown ? CO_DOWN_OFFLINE : CO_INTO_PARENT;
+	log_info("volume %s: image %s holds %" PRIu64 " bytes, its parent %s "
+		 "%" PRIu64 ": merging %s", cd->vol, cd->child, cown,
+		 cd->parent, hown, cd->plan == CO_INTO_PARENT ?
+		 "the image into its parent" : "the parent into the image");
+	return 0;
+}
+
+/*
+ * Step 1, under the exclusive lock: pick a candidate and its plan; for C
+ * into H, grow H to C's size if needed.  Capture C's state.  1: one is
+ * ready; 0: none left.
  */
 static int prepare(struct sr *sr, json_object *skip, struct candidate *cd,
 		   struct snap_of_child *snap, uint64_t *size)
@@ -452,19 +520,15 @@ static int prepare(struct sr *sr, json_object *skip, struct candidate *cd,
 	if (sr_collect_garbage(sr, false) < 0)
 		log_warn("SR %s: garbage collection failed", sr->uuid);
 	for (;;) {
-		r = find_candidate(sr, skip, NULL, cd, NULL);
+		r = co_find_candidate(sr, skip, NULL, cd, NULL);
 		if (r <= 0)
 			return r;
 		r = qimg_virtual_size(sr, cd->child, cd->cfmt, &csize);
 		if (r == 0)
 			r = qimg_virtual_size(sr, cd->parent, cd->pfmt, &hsize);
-		if (r == 0 && hsize < csize && cd->pfmt == FMT_VHD) {
-			log_warn("volume %s: not coalescing image %s into %s: "
-				 "the volume grew since the snapshot and a VHD "
-				 "image cannot be resized", cd->vol, cd->child,
-				 cd->parent);
-			r = -EFBIG;
-		} else if (r == 0 && hsize < csize) {
+		if (r == 0)
+			r = choose_plan(sr, cd, csize, hsize);
+		if (r == 0 && cd->plan == CO_INTO_PARENT && hsize < csize) {
 			r = qimg_resize(sr, cd->parent, cd->pfmt, csize, msg,
 					sizeof(msg));
 			if (r < 0)
@@ -473,7 +537,7 @@ static int prepare(struct sr *sr, json_object *skip, struct candidate *cd,
 					  cd->parent, csize, msg);
 		}
 		if (r == 0)
-			r = stat_child(sr, cd, snap);
+			r = co_stat_child(sr, cd, snap);
 		if (r == 0) {
 			*size = csize;
 			return 1;
@@ -491,15 +555,15 @@ static int commit(struct sr *sr, const struct candidate *cd,
 	struct snap_of_child s2;
 	int r;
 
-	r = find_candidate(sr, NULL, cd->child, &now, NULL);
-	if (r <= 0 || strcmp(now.vol, cd->vol) ||
+	r = co_find_candidate(sr, NULL, cd->child, &now, NULL);
+	if (r <= 0 || strcmp(now.vol, cd->vol) || now.live ||
 	    strcmp(now.parent, cd->parent)) {
 		log_info("volume %s: image %s changed role (snapshot, "
 			 "activation); coalesce abandoned, retried later",
 			 cd->vol, cd->child);
 		return r < 0 ? r : 0;
 	}
-	if (stat_child(sr, cd, &s2) < 0 || !same_child(snap, &s2)) {
+	if (co_stat_child(sr, cd, &s2) < 0 || !co_same_child(snap, &s2)) {
 		log_info("volume %s: image %s was written during the copy; "
 			 "coalesce abandoned, retried later", cd->vol,
 			 cd->child);
@@ -527,6 +591,34 @@ out:
 	return r;
 }
 
+/* C into H: steps 2 and 3.  1: merged; 0: abandoned; -errno. */
+static int merge_into_parent(const char *handle, const char *type,
+			     const struct candidate *cd,
+			     const struct snap_of_child *snap, uint64_t size,
+			     uint64_t *copied)
+{
+	struct sr sr;
+	int r;
+
+	r = sr_open(handle, type, SR_LOCK_NONE, &sr);
+	if (r < 0)
+		return r;
+	r = copy_child(&sr, cd, copied);
+	sr_close(&sr);
+	if (r < 0)
+		return r;
+	fault_point("coalesce-after-copy");
+	r = sr_open(handle, type, SR_LOCK_EXCLUSIVE, &sr);
+	if (r < 0)
+		return r;
+	r = commit(&sr, cd, snap, size);
+	if (r == 1 && sr_collect_garbage(&sr, false) < 0)
+		log_warn("SR %s: freeing image %s failed (retried by the next "
+			 "collection)", sr.uuid, cd->child);
+	sr_close(&sr);
+	return r;
+}
+
 /* One round: every candidate once.  Returns how many were merged. */
 static int run_round(const char *handle, const char *type, json_object *skip,
 		     char *result, size_t rlen)
@@ -534,6 +626,7 @@ static int run_round(const char *handle, const char *type, json_object *skip,
 	struct snap_of_child snap;
 	struct candidate cd;
 	uint64_t size, copied;
+	const char *from, *into;
 	int merged = 0, r;
 	struct sr sr;
 
@@ -547,46 +640,35 @@ static int run_round(const char *handle, const char *type, json_object *skip,
 		sr_close(&sr);
 		if (r <= 0)
 			break;
-		log_info("volume %s: coalescing image %s into %s", cd.vol,
-			 cd.child, cd.parent);
-		r = sr_open(handle, type, SR_LOCK_NONE, &sr);
-		if (r < 0)
-			break;
-		r = copy_child(&sr, &cd, &copied);
-		sr_close(&sr);
-		if (r < 0) {
-			log_error("volume %s: copying image %s into %s failed: "
-				  "%s", cd.vol, cd.child, cd.parent,
-				  strerror(-r));
-			snprintf(result, rlen, "volume %s: copying image %s "
-				 "into %s failed: %s", cd.vol, cd.child,
-				 cd.parent, strerror(-r));
-			json_add_bool(skip, cd.child, true);
-			continue;
-		}
-		fault_point("coalesce-after-copy");
-		r = sr_open(handle, type, SR_LOCK_EXCLUSIVE, &sr);
-		if (r < 0)
-			break;
-		r = commit(&sr, &cd, &snap, size);
+		from = cd.plan == CO_INTO_PARENT ? cd.child : cd.parent;
+		into = cd.plan == CO_INTO_PARENT ? cd.parent : cd.child;
+		log_info("volume %s: coalescing image %s into %s (%s)", cd.vol,
+			 from, into, cd.plan == CO_DOWN_LIVE ? "live" :
+			 "offline");
+		copied = 0;
+		if (cd.plan == CO_INTO_PARENT)
+			r = merge_into_parent(handle, type, &cd, &snap, size,
+					      &copied);
+		else if (cd.plan == CO_DOWN_OFFLINE)
+			r = co_down_offline(handle, type, &cd, &snap, &copied);
+		else
+			r = co_down_live(handle, type, &cd, &copied);
 		if (r == 1) {
 			merged++;
-			if (sr_collect_garbage(&sr, false) < 0)
-				log_warn("SR %s: freeing image %s failed "
-					 "(retried by the next collection)",
-					 sr.uuid, cd.child);
 			log_info("volume %s: image %s merged into %s (%" PRIu64
-				 " bytes copied)", cd.vol, cd.child, cd.parent,
-				 copied);
+				 " bytes copied)", cd.vol, from, into, copied);
 			snprintf(result, rlen, "volume %s: image %s merged "
-				 "into %s", cd.vol, cd.child, cd.parent);
-		} else {
-			snprintf(result, rlen, "volume %s: merge of image %s "
-				 "abandoned (%s)", cd.vol, cd.child,
-				 r < 0 ? strerror(-r) : "changed meanwhile");
-			json_add_bool(skip, cd.child, true);
+				 "into %s", cd.vol, from, into);
+			continue;
 		}
-		sr_close(&sr);
+		if (r < 0)
+			log_error("volume %s: merging image %s into %s failed: "
+				  "%s", cd.vol, from, into, strerror(-r));
+		snprintf(result, rlen, "volume %s: merge of image %s into %s "
+			 "%s (%s)", cd.vol, from, into, r < 0 ? "failed" :
+			 "abandoned", r < 0 ? strerror(-r) :
+			 "changed meanwhile");
+		json_add_bool(skip, cd.child, true);
 	}
 	if (r < 0)
 		snprintf(result, rlen, "stopped: %s", strerror(-r));
@@ -646,7 +728,7 @@ int vp_coalesce_job(const struct volume_plugin *p, int argc, char **argv)
 		 * gave up: look once more now that it is free */
 		if (sr_open(handle, p->type, SR_LOCK_SHARED, &sr) < 0)
 			break;
-		r = find_candidate(&sr, NULL, NULL, &cd, NULL);
+		r = co_find_candidate(&sr, NULL, NULL, &cd, NULL);
 		sr_close(&sr);
 		if (r != 1)
 			break;

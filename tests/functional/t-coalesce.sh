@@ -1,10 +1,11 @@
 #!/bin/bash
-# Offline coalesce (issue 13): backup cycles (snapshot, overwrite, destroy
-# the snapshot) on an inactive volume leave its chain at most 2 images deep
-# and the SR at most 1.5x a fresh copy; every byte reads back through NBD
-# and through the image files; a coalesce job killed at any step loses
-# nothing and the next trigger finishes it; an active volume is left alone
-# until it is deactivated.
+# Coalesce (issue 13): backup cycles (snapshot, overwrite, destroy the
+# snapshot) leave a volume's chain at most 2 images deep and the SR at most
+# 1.5x a fresh copy, with the volume inactive (the job merges) and served
+# (its datapath server merges while the guest writes); every byte reads
+# back through NBD and through the image files; a job or server killed at
+# any step loses nothing and a later trigger finishes; the merge copies the
+# smaller side; read-only and reset-on-boot activations are left alone.
 # per-plugin
 # per-format
 . "$(dirname "$0")/lib.sh"
@@ -13,6 +14,7 @@ write() { vol_file_write "$@"; }
 reads() { vol_file_reads "$@"; }
 # the volume's content as written: PAT over [0, 4M), 0x11 over [4M, 16M)
 content_ok() { reads "$1" "$2" 0 4M && reads "$1" 0x11 4M 12M && reads "$1" 0 16M 16M; }
+content_live_ok() { reads "$1" "$2" 0 4M && reads "$1" 0x11 4M 4M && reads "$1" 0 16M 16M; }
 nbd_content_ok() { # through the datapath, activated read-write
 	local ok
 	vol_activate 1
@@ -139,21 +141,84 @@ done
 check "$FMT: images clean after the kills" check_images
 check "$FMT: content through NBD after the kills" nbd_content_ok "$V" $pat
 
-# 3. an active volume is left alone, and coalesced once deactivated
+# 3. live: the volume stays served (a running VM) through 8 backup cycles;
+#    its datapath server merges the hidden parent down into the leaf while
+#    a writer keeps writing, and the job commits the records
 vol_activate 2
-snapshot "$V"
-destroy "$S"
-trigger
-sleep 2
-check "$FMT: active volume: chain left at 2 images" [ "$(chain_len "$V")" -eq 2 ]
-check "$FMT: write through NBD while active" qio -f raw "$NBD" -c "write -P 0x77 0 4M"
+LIVE_PID=$PID
+leaf=$(jq -r .image "$SR/meta/v-$V.json")
+ok=1
+for i in 1 2 3 4 5 6 7 8; do
+	snapshot "$V"
+	[ "$RC" -eq 0 ] || { ok=0; break; }
+	qio -f raw "$NBD" -c "write -P $((0x60 + i)) 0 4M" || { ok=0; echo "    NBD write $i failed"; }
+	destroy "$S"
+	[ "$RC" -eq 0 ] || { ok=0; break; }
+	# the guest goes on writing while the server merges
+	qio -f raw "$NBD" -c "write -P $((0x70 + i)) 8M 1M" -c "write -P $((0x70 + i)) 12M 64k" ||
+		{ ok=0; echo "    NBD write during merge $i failed"; }
+	wait_job || ok=0
+done
+check "$FMT: live: 8 backup cycles, each merged while served" [ $ok = 1 ]
+check "$FMT: live: the server was never restarted" alive "$LIVE_PID"
+check "$FMT: live: the chain is back to at most 2 images ($(chain_len "$V"))" [ "$(chain_len "$V")" -le 2 ]
+check "$FMT: live: the volume is on its newest leaf, not a parent" \
+	[ "$(jq -r .image "$SR/meta/v-$V.json")" != "$leaf" ]
+live_nbd_ok() {
+	qio -r -f raw "$NBD" -c "read -P 0x68 0 4M" -c "read -P 0x11 4M 4M" \
+		-c "read -P 0x78 8M 1M" -c "read -P 0x11 9M 3M" -c "read -P 0x78 12M 64k" \
+		-c "read -P 0x11 $((12 * 1024 + 64))k $((4 * 1024 - 64))k" -c "read -P 0 16M 16M"
+}
+check "$FMT: live: every byte through NBD while served" live_nbd_ok
+used=$(sr_bytes)
 vol_deactivate 2
-check "$FMT: active volume: chain still 2 after the write" [ "$(chain_len "$V")" -eq 2 ]
-trigger
-check "$FMT: after deactivate + trigger the job finishes" wait_job
-check "$FMT: deactivated volume: chain at most 2 ($(chain_len "$V"))" [ "$(chain_len "$V")" -le 2 ]
-check "$FMT: content after the live write" content_ok "$V" 0x77
-check "$FMT: images clean at the end" check_images
+fresh=$(fresh_bytes "$V")
+check "$FMT: live: the SR used $used bytes, at most 1.5x a fresh copy ($fresh)" \
+	[ "$fresh" -gt 0 -a $((used * 2)) -le $((fresh * 3)) ]
+live_files_ok() {
+	reads "$V" 0x68 0 4M && reads "$V" 0x11 4M 4M && reads "$V" 0x78 8M 1M &&
+		reads "$V" 0x11 9M 3M && reads "$V" 0x78 12M 64k &&
+		reads "$V" 0x11 $((12 * 1024 + 64))k $((4 * 1024 - 64))k && reads "$V" 0 16M 16M
+}
+check "$FMT: live: every byte through the image files" live_files_ok
+check "$FMT: live: images clean" check_images
+
+# 3b. live, killed: the job at its fault points, the server at random
+#     moments; nothing acknowledged is lost and a later trigger finishes
+n=0
+for where in coalesce-live-switched coalesce-down-before-record \
+	     coalesce-down-after-record server-0.1 server-0.3; do
+	n=$((n + 1))
+	vol_activate 4
+	snapshot "$V"
+	pat=$((0x90 + n))
+	qio -f raw "$NBD" -c "write -P $pat 0 4M"
+	case $where in
+	coalesce-*) XSNG_FAULT=$where destroy "$S" ;;
+	server-*) destroy "$S"
+		sleep "${where#server-}"
+		kill -9 "$PID" ;;
+	esac
+	check "$FMT: live kill at $where: Volume.destroy returned" [ "$RC" -eq 0 ]
+	wait_idle
+	if [ "${where%%-*}" = server ]; then
+		# xapi's path after a crashed datapath: deactivate, activate again
+		vol_deactivate 4
+		vol_activate 4
+	fi
+	check "$FMT: live kill at $where: data through NBD" \
+		qio -r -f raw "$NBD" -c "read -P $pat 0 4M" -c "read -P 0x11 4M 4M" -c "read -P 0 16M 16M"
+	trigger
+	check "$FMT: live kill at $where: a later trigger finishes" wait_job
+	check "$FMT: live kill at $where: chain at most 2 ($(chain_len "$V"))" [ "$(chain_len "$V")" -le 2 ]
+	vol_deactivate 4
+	check "$FMT: live kill at $where: images clean" check_images
+	check "$FMT: live kill at $where: data in the files" content_live_ok "$V" $pat
+done
+vol_activate 2
+qio -f raw "$NBD" -c "write -P 0x77 0 4M" -c "write -P 0x11 4M 12M"
+vol_deactivate 2
+check "$FMT: content after the live part" content_ok "$V" 0x77
 
 # 4. a read-only activation (a backup reading the disk) and a reset-on-boot
 #    epoch (its overlay sits on the volume's leaf) hold the chain too
@@ -183,6 +248,38 @@ for mode in read-only reset-on-boot; do
 	check "$FMT: $mode: content intact" content_ok "$V" 0x77
 done
 check "$FMT: images clean after the activations" check_images
+
+# 5. the merge copies the smaller side: a child that rewrote more than its
+#    parent holds takes the parent in (the volume keeps its image), also
+#    when killed at each step
+n=0
+for where in none coalesce-down-mid-copy coalesce-down-before-switch \
+	     coalesce-down-before-record coalesce-down-after-record; do
+	n=$((n + 1))
+	vol_create $((64 << 20)) "down $n"
+	W=$KEY
+	write "$W" 0x31 0 1M
+	snapshot "$W"
+	write "$W" $((0x50 + n)) 0 512k
+	write "$W" 0x32 2M 24M
+	own=$(jq -r .image "$SR/meta/v-$W.json")
+	case $where in
+	none) destroy "$S" ;;
+	*) XSNG_FAULT=$where destroy "$S" ;;
+	esac
+	wait_idle
+	check "$FMT: down ($where): images clean" check_images
+	down_ok() { reads "$W" $((0x50 + n)) 0 512k && reads "$W" 0x31 512k 512k &&
+		reads "$W" 0 1M 1M && reads "$W" 0x32 2M 24M && reads "$W" 0 26M 38M; }
+	check "$FMT: down ($where): data intact" down_ok
+	trigger
+	check "$FMT: down ($where): a later trigger finishes" wait_job
+	check "$FMT: down ($where): the volume kept its own image" \
+		[ "$(jq -r .image "$SR/meta/v-$W.json")" = "$own" ]
+	check "$FMT: down ($where): one image left ($(chain_len "$W"))" [ "$(chain_len "$W")" -eq 1 ]
+	check "$FMT: down ($where): data intact after" down_ok
+done
+check "$FMT: down: images clean" check_images
 
 vcall SR.detach "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
 expect_ok "SR.detach"
