@@ -213,11 +213,18 @@ int co_down_offline(const char *handle, const char *type,
 	if (r < 0)
 		return r;
 	r = still_ours(&sr, cd, &last, false);
-	if (r == 1)
+	if (r == 1) {
 		r = open_chain(&sr, cd->child, cd->cfmt, false, &c);
+		/* opening read-write may write C (an open-time repair) */
+		if (r == 0 && co_stat_child(&sr, cd, &last) < 0) {
+			image_close(c);
+			c = NULL;
+			r = -EIO;
+		}
+	}
 	sr_close(&sr);
-	if (r <= 0)
-		return r;
+	if (!c)
+		return r;	/* 0: no longer ours */
 	done = switched(cd, c->backing ? c->backing->path : NULL);
 	if (done < 0) {
 		image_close(c);

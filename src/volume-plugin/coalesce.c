@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /*
- * Offline coalesce: give back the space of snapshots that backups destroy.
+ * Coalesce: give back the space of snapshots that backups destroy.
  *
  * A backup cycle (snapshot S of V, V moves to a new leaf L over the old
  * image I, then Volume.destroy(S)) leaves I hidden with the single child L.
  * A candidate is such a pair: a hidden image H (no volume points at it)
  * whose only child C is the image of exactly one volume V, and that no
- * image has as its parent.  "C into H":
+ * image has as its parent.  The job copies the smaller side: H down into
+ * C (coalesce-down.c; always when V is served, then by V's datapath
+ * server), or, here, "C into H":
  *
  *   1. under the exclusive SR lock: V is not active (no live activation
  *      record, no reset-on-boot overlay), capture C's inode times and size;
- *      grow H first when V was resized since (VHD cannot grow: skipped);
+ *      grow H first when V was resized since;
  *   2. without the lock: copy every range C itself holds into H (data as
  *      data, zero clusters as zeros), flush and fsync H.  C overlays every
  *      range written into H and nothing else reads H, so the chain reads

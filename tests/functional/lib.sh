@@ -199,7 +199,7 @@ coalesce_jobs() {
 	for f in $(grep -lsF -e --coalesce-job /proc/[0-9]*/cmdline); do
 		f=${f#/proc/}
 		f=${f%/cmdline}
-		printf '%s %s\n' "$f" "$(tr '\0' '\n' <"/proc/$f/cmdline" 2>/dev/null | tail -n 1)"
+		printf '%s %s\n' "$f" "$(tr '\0' '\n' 2>/dev/null <"/proc/$f/cmdline" | tail -n 1)"
 	done
 }
 coalesce_idle() {
