@@ -174,8 +174,7 @@ void server_get_status(const struct server *srv, struct server_status *st)
 	st->bytes_read = srv->bytes_read;
 	st->bytes_written = srv->bytes_written;
 	st->backing = srv->img->backing ? srv->img->backing->path : NULL;
-	st->co_state = NULL;
-	st->co_parent = st->co_error = NULL;
+	st->co_state = st->co_error = NULL;
 	st->co_copied = srv->co.copied;
 	st->co_offset = srv->co.offset;
 	switch (srv->co.state) {

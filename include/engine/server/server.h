@@ -12,7 +12,9 @@
  *
  * FLUSH, FUA, TRIM, WRITE_ZEROES and any I/O that needs the unaligned slow
  * path are barriers: they wait until no data I/O is in flight, then run
- * synchronously in the loop thread, so nothing can overlap them.
+ * synchronously in the loop thread, so nothing can overlap them.  So are
+ * the chunks of a live coalesce (server_coalesce): while one is due, no
+ * new guest request starts.
  */
 #ifndef SERVER_SERVER_H
 #define SERVER_SERVER_H
