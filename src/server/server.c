@@ -1310,11 +1310,14 @@ static bool coalesce_chain_same(const struct server *srv)
 }
 
 #ifdef NGDP_FAULT_INJECT
-/* NGDP_FAULT=coalesce-slow: every chunk takes 10 ms more, so that a test
- * can kill the server in the middle of a coalesce. */
+/* NGDP_FAULT=coalesce-slow: every chunk takes 10 ms more, so that guest
+ * writes surely race the chunks; coalesce-crawl: 100 ms more, so that a
+ * test can kill the server in the middle of a coalesce. */
 static void fault_coalesce(void)
 {
-	if (io_fault("coalesce-slow"))
+	if (io_fault("coalesce-crawl"))
+		usleep(100000);
+	else if (io_fault("coalesce-slow"))
 		usleep(10000);
 }
 #else
