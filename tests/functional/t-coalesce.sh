@@ -26,16 +26,7 @@ nbd_content_ok() { # through the datapath, activated read-write
 destroy() { vcall Volume.destroy "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$1\"}"; }
 snapshot() { vcall Volume.snapshot "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$1\"}"; S=$(jqr .key); }
 trigger() { vcall SR.stat "{\"dbg\":\"t\",\"sr\":\"$SR\"}"; }
-# images in the volume's chain, from the records
-chain_len() {
-	local id n=0
-	id=$(jq -r .image "$SR/meta/v-$1.json")
-	while [ -n "$id" ] && [ "$id" != null ]; do
-		n=$((n + 1))
-		id=$(jq -r '.parent // empty' "$SR/meta/i-$id.json")
-	done
-	echo $n
-}
+chain_len() { vol_chain_len "$@"; }
 diag() { vcall Plugin.diagnostics '{"dbg":"t"}'; jqr . | grep -F "SR $SR_UUID"; }
 # wait (bounded: 60 s) until the job is not running and no image is hidden
 wait_job() {

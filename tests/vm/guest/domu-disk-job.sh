@@ -4,7 +4,9 @@
 # disk shared with dom0 (sector 0: the guest's phase, sector 1: dom0's
 # answer, sector 2: the exit status, written by init).
 # Layout of xvda in MiB: A (4) at 0, then B0/B1 (4) rewritten at 8 while
-# dom0 takes the snapshot, then C (1) at 1 and E (4) at 8.
+# dom0 takes the snapshot, then C (1) at 1 and E (4) at 8, then F (1)
+# rewritten at 2 while dom0 destroys the snapshot and the datapath server
+# merges the snapshot's image into the leaf (live coalesce).
 DD=/usr/bin/dd CMP=/usr/bin/cmp X=/dev/xvda CTL=/dev/xvdb P=/data
 fail() { echo "domU: FAIL: $*"; exit 1; }
 put() { # put FILE OFFSET_MIB
@@ -38,6 +40,22 @@ put E 8
 get_ok A 0 && fail "A still whole after C overwrote its second MiB"
 get_ok C 1 || fail "C does not read back"
 get_ok E 8 || fail "E does not read back"
+mark 0 CE-DONE
+# dom0 destroys the snapshot: our datapath server merges the old leaf
+# down into the new one while we rewrite A's third MiB with F
+n=0
+while [ "$(ctl 1)" != MERGED ]; do
+	put F 2
+	n=$((n + 1))
+	[ $n -ge 6000 ] && fail "dom0 never reported the merge"
+done
+echo "domU: $n F writes while dom0 merged the snapshot's image away"
+[ $n -ge 1 ] || fail "no write overlapped the merge"
+$DD if=$P/A of=$P/A3 bs=1M skip=3 count=1 status=none
+get_ok F 2 || fail "F does not read back after the merge"
+get_ok A3 3 || fail "A's last MiB does not read back after the merge"
+get_ok C 1 || fail "C does not read back after the merge"
+get_ok E 8 || fail "E does not read back after the merge"
 mark 0 DONE
 echo "domU: all patterns read back with O_DIRECT"
 exit 0

@@ -4,9 +4,10 @@
 # INSTALLED plugins; Datapath.attach + activate for a paused PV guest's
 # domid; the XenDisk's /dev/nbdN plugged as the guest's xvda with our
 # hotplug script (as xenopsd does for a "vbd" XenDisk); the guest writes and
-# reads patterns with O_DIRECT while dom0 takes a Volume.snapshot; then
-# deactivate + detach and qemu-img checks of the leaf and the snapshot
-# against references.   Usage: xen-vm.sh PLUGIN...
+# reads patterns with O_DIRECT while dom0 takes a Volume.snapshot, then
+# while dom0 destroys the snapshot and the datapath server merges its image
+# into the leaf (live coalesce); then deactivate + detach and qemu-img
+# checks of the snapshot and the leaf against references.   Usage: xen-vm.sh PLUGIN...
 set -u
 . "$SRCDIR/tests/functional/lib.sh"
 . "$VM_DIR/xen-lib.sh"
@@ -17,10 +18,10 @@ VOL_SIZE=$((64 * MiB))
 # Patterns (random, made once; the guest gets copies in its initrd)
 PAT=$T/pat
 mkdir -p "$PAT"
-for p in A:4 B0:4 B1:4 C:1 E:4; do head -c $((${p#*:} * MiB)) /dev/urandom > "$PAT/${p%:*}"; done
+for p in A:4 B0:4 B1:4 C:1 E:4 F:1; do head -c $((${p#*:} * MiB)) /dev/urandom > "$PAT/${p%:*}"; done
 XEN_INITRD=$T/domu-initrd.cpio
 xen_domu_initrd "$XEN_INITRD" "$VM_DIR/guest/domu-disk-job.sh" "xvda xvdb" \
-	"$PAT"/A "$PAT"/B0 "$PAT"/B1 "$PAT"/C "$PAT"/E || { fail "building the guest's initrd"; finish; exit 1; }
+	"$PAT"/A "$PAT"/B0 "$PAT"/B1 "$PAT"/C "$PAT"/E "$PAT"/F || { fail "building the guest's initrd"; finish; exit 1; }
 
 # The reference images: what the leaf and the snapshot must hold.
 # put_ref REF FILE OFFSET_MIB
@@ -54,6 +55,51 @@ no_nbd_connected() {
 
 # progress with dom0's uptime: TCG speed varies a lot with the host's load
 stamp() { echo "  [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
+
+# The snapshot (immutable, checked while the guest runs): A whole, zeros
+# beyond 12M, B region in some state the guest wrote; nothing of C or E.
+check_snapshot() {
+	local simg
+	simg=$(vol_image "$s_key")
+	check "[$PLUGIN] qemu-img check of the snapshot" qemu-img check -q -f "$(vol_qemu_fmt "$s_key")" "$simg"
+	qemu-img convert -U -f "$(vol_qemu_fmt "$s_key")" -O raw "$simg" "$T/snap.raw"
+	truncate -s $VOL_SIZE "$T/ref-snap"
+	put_ref "$T/ref-snap" A 0
+	dd if="$T/snap.raw" of="$T/ref-snap" bs=1M skip=8 seek=8 count=4 conv=notrunc status=none
+	check "[$PLUGIN] the snapshot holds A and nothing written after it" \
+		cmp -s "$T/ref-snap" "$T/snap.raw"
+	check "[$PLUGIN] the snapshot's B region holds only what the guest wrote" b_region_ok "$T/snap.raw"
+	rm -f "$T/snap.raw" "$T/ref-snap"
+}
+
+# After C and E: check the snapshot, destroy it as a backup does, and wait
+# (bounded) until the job and the volume's datapath server have merged its
+# image into the leaf, while the guest rewrites F; then tell the guest.
+live_merge() {
+	local phase= end=$((SECONDS + 600)) pid0 n
+	while [ $SECONDS -lt $end ]; do
+		phase=$(ctl_get 0); [ "$phase" = CE-DONE ] && break
+		$XL domid "$name" >/dev/null 2>&1 || break
+		sleep 0.2
+	done
+	check "[$PLUGIN] the guest wrote C and E after the snapshot" [ "$phase" = CE-DONE ]
+	[ "$phase" = CE-DONE ] || return
+	check_snapshot
+	pid0=$(jq -r .pid "$SR/.sr/active/$K.json")
+	check "[$PLUGIN] chain of 2 images before the backup's destroy" [ "$(vol_chain_len "$K")" -eq 2 ]
+	stamp "[$PLUGIN] Volume.destroy of the snapshot while the guest writes F"
+	vcall Volume.destroy "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$s_key\"}"
+	expect_ok "[$PLUGIN] Volume.destroy of the snapshot"
+	for n in $(seq 1 1500); do
+		[ "$(vol_chain_len "$K")" -eq 1 ] && break
+		sleep 0.2
+	done
+	stamp "[$PLUGIN] merge over"
+	check "[$PLUGIN] live merge: the leaf stands alone ($(vol_chain_len "$K") image)" [ "$(vol_chain_len "$K")" -eq 1 ]
+	check "[$PLUGIN] live merge: by the same datapath server (pid $pid0)" \
+		[ "$(jq -r .pid "$SR/.sr/active/$K.json")" = "$pid0" ]
+	ctl_put 1 MERGED
+}
 
 run_one() {
 	local name att xd dev domid rc impls s_key simg limg
@@ -116,6 +162,7 @@ run_one() {
 		expect_ok "[$PLUGIN] Volume.snapshot while the guest writes"
 		s_key=$(jqr .key 2>/dev/null)
 		ctl_put 1 SNAPPED
+		live_merge
 	fi
 	xen_domu_wait "$name" 600
 	stamp "[$PLUGIN] guest gone"
@@ -135,27 +182,19 @@ run_one() {
 	check "[$PLUGIN] no /dev/nbdN left connected" no_nbd_connected
 	losetup -d "$CTL"
 
-	# the leaf: A with C over its second MiB, E at 8M, zeros elsewhere
+	# the leaf: A with C over its second MiB and F over its third, E at 8M,
+	# zeros elsewhere
 	stamp "[$PLUGIN] checking the images"
 	limg=$(vol_image "$K")
 	truncate -s $VOL_SIZE "$T/ref-leaf"
-	put_ref "$T/ref-leaf" A 0; put_ref "$T/ref-leaf" C 1; put_ref "$T/ref-leaf" E 8
+	put_ref "$T/ref-leaf" A 0; put_ref "$T/ref-leaf" C 1; put_ref "$T/ref-leaf" F 2
+	put_ref "$T/ref-leaf" E 8
 	check "[$PLUGIN] qemu-img check of the leaf" qemu-img check -q -f qcow2 "$limg"
 	check "[$PLUGIN] the leaf holds exactly the guest's final data" \
 		qemu-img compare -q -f raw -F qcow2 "$T/ref-leaf" "$limg"
-	[ -n "${s_key:-}" ] || { fail "[$PLUGIN] no snapshot to check"; return; }
-	# the snapshot: A whole, zeros beyond 12M, B region in some state the
-	# guest wrote; nothing of C or E
-	simg=$(vol_image "$s_key")
-	check "[$PLUGIN] qemu-img check of the snapshot" qemu-img check -q -f "$(vol_qemu_fmt "$s_key")" "$simg"
-	qemu-img convert -f "$(vol_qemu_fmt "$s_key")" -O raw "$simg" "$T/snap.raw"
-	truncate -s $VOL_SIZE "$T/ref-snap"
-	put_ref "$T/ref-snap" A 0
-	dd if="$T/snap.raw" of="$T/ref-snap" bs=1M skip=8 seek=8 count=4 conv=notrunc status=none
-	check "[$PLUGIN] the snapshot holds A and nothing written after it" \
-		cmp -s "$T/ref-snap" "$T/snap.raw"
-	check "[$PLUGIN] the snapshot's B region holds only what the guest wrote" b_region_ok "$T/snap.raw"
-	rm -f "$T/snap.raw" "$T/ref-snap" "$T/ref-leaf"
+	check "[$PLUGIN] the leaf names no backing file any more" \
+		jqt 'has("backing-filename") | not' <<<"$(qemu-img info --output=json -f qcow2 "$limg")"
+	rm -f "$T/ref-leaf"
 }
 
 for PLUGIN in "$@"; do
