@@ -73,28 +73,28 @@ int co_volume_idle(struct sr *sr, const char *key)
 }
 
 /*
- * How V is used: 0 not at all, 1 served read-write here on C itself
- * (live; 'control' gets its server's socket), -1 otherwise (another
- * host, read-only, a reset-on-boot overlay that reads C: left alone).
+ * How V is used: 0 not at all, 1 served read-write here (live; 'control'
+ * gets its server's socket; the server itself checks that C's backing is
+ * H), -1 otherwise (another host, read-only, a reset-on-boot overlay that
+ * reads C: left alone).
  */
-static int volume_use(struct sr *sr, const char *key, const char *child,
-		      enum sr_fmt cfmt, char *control, size_t len)
+static int volume_use(struct sr *sr, const char *key, char *control,
+		      size_t len)
 {
-	char name[80], path[PATH_MAX + 96];
+	char name[80];
 	json_object *rec = NULL;
 	int r, use = -1;
 
+	/* the server's top is then the overlay, over C */
 	snprintf(name, sizeof(name), OVERLAY_PREFIX "%s.qcow2", key);
 	if (faccessat(sr->imagesfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return -1;
 	r = sr_volume_active(sr, key, &rec);
 	if (r <= 0)
 		return r < 0 ? -1 : 0;
-	sr_image_filename(child, cfmt, name, sizeof(name));
-	snprintf(path, sizeof(path), "%s/images/%s", sr->path, name);
+	/* (its "image" is the top it started on: snapshots moved it since) */
 	if (!strcmp(rec_str(rec, "host"), host_paths()->host_uuid) &&
-	    !rec_bool(rec, "readonly") && !strcmp(rec_str(rec, "image"), path) &&
-	    rec_str(rec, "control")[0]) {
+	    !rec_bool(rec, "readonly") && rec_str(rec, "control")[0]) {
 		snprintf(control, len, "%s", rec_str(rec, "control"));
 		use = 1;
 	}
@@ -161,7 +161,7 @@ int co_find_candidate(struct sr *sr, json_object *skip,
 			if (sr_image_fmt(img, &ret->cfmt) < 0 ||
 			    sr_image_fmt(himg, &ret->pfmt) < 0)
 				continue;
-			use = volume_use(sr, vk, id, ret->cfmt, ret->control,
+			use = volume_use(sr, vk, ret->control,
 					 sizeof(ret->control));
 			if (use < 0)
 				continue;
