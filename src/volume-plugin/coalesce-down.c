@@ -39,6 +39,7 @@
 #include "coalesce.h"
 #include "ctl-client.h"
 #include "ctl-proto.h"
+#include "active.h"
 #include "fault.h"
 #include "formats/format.h"
 #include "json-io.h"
@@ -161,8 +162,9 @@ static int commit_record(struct sr *sr, const struct candidate *cd)
 
 /*
  * Under a lock: is the pair still ours to write?  V not served, still on
- * C, and C as we left it.  With 'whole', the pair must also still be a
- * candidate (only the exclusive lock keeps that true).
+ * C (a leaf C), and C as we left it (only we write a shared C).  With
+ * 'whole', the pair must also still be a candidate (only the exclusive
+ * lock keeps that true).
  */
 static int still_ours(struct sr *sr, const struct candidate *cd,
 		      const struct snap_of_child *last, bool whole)
@@ -172,21 +174,26 @@ static int still_ours(struct sr *sr, const struct candidate *cd,
 	json_object *vol = NULL;
 	int r;
 
-	r = co_volume_idle(sr, cd->vol);
-	if (r <= 0)
-		return r;
-	if (sr_volume_load(sr, cd->vol, &vol) < 0)
-		return 0;
-	r = !strcmp(rec_str(vol, "image"), cd->child);
-	json_object_put(vol);
-	if (!r || co_stat_child(sr, cd, &now) < 0 || !co_same_child(last, &now))
+	if (!cd->shared) {
+		r = co_volume_idle(sr, cd->vol);
+		if (r <= 0)
+			return r;
+		if (sr_volume_load(sr, cd->vol, &vol) < 0)
+			return 0;
+		r = !strcmp(rec_str(vol, "image"), cd->child);
+		json_object_put(vol);
+		if (!r)
+			return 0;
+	}
+	if (co_stat_child(sr, cd, &now) < 0 || !co_same_child(last, &now))
 		return 0;
 	if (!whole)
 		return 1;
 	r = co_find_candidate(sr, NULL, cd->child, &again, NULL);
 	if (r <= 0)
 		return r;
-	return !strcmp(again.vol, cd->vol) && !again.live &&
+	return again.shared == cd->shared && !again.live &&
+	       (cd->shared || !strcmp(again.vol, cd->vol)) &&
 	       !strcmp(again.parent, cd->parent) &&
 	       !strcmp(again.grand, cd->grand);
 }
@@ -197,6 +204,70 @@ static int sync_image(struct image *c)
 	    (c->buffered_fd >= 0 && fsync(c->buffered_fd) < 0))
 		return -errno;
 	return 0;
+}
+
+/*
+ * Servers that read C (its volumes' chains run through it) still hold H
+ * open, and H's space comes back only when they let go: pause each one
+ * briefly and resume it on its own top, which reopens its chain from the
+ * headers, without H.  Best effort: a server left as it is keeps reading
+ * the right data (H's file stays open), and lets go at its next reopen.
+ */
+static void refresh_readers(struct sr *sr, const struct candidate *cd)
+{
+	json_object *vols = NULL, *imgs = NULL;
+	size_t i;
+
+	if (sr_scan(sr, &vols, &imgs) < 0)
+		return;
+	for (i = 0; i < json_object_array_length(vols); i++) {
+		json_object *v = json_object_array_get_idx(vols, i), *img;
+		json_object *active = NULL, *req, *st = NULL;
+		const char *id = rec_str(v, "image"), *key = rec_str(v, "key");
+		unsigned int depth = 0;
+		char top[PATH_MAX];
+
+		while (id[0] && strcmp(id, cd->child) && depth++ < 64 &&
+		       json_object_object_get_ex(imgs, id, &img))
+			id = rec_str(img, "parent");
+		if (strcmp(id, cd->child) ||
+		    sr_volume_active(sr, key, &active) != 1)
+			continue;
+		if (strcmp(rec_str(active, "host"), host_paths()->host_uuid) ||
+		    !rec_str(active, "control")[0]) {
+			json_object_put(active);
+			continue;
+		}
+		req = json_new_object();
+		json_add_string(req, CTL_KEY_OP, CTL_OP_SUSPEND);
+		json_add_int64(req, CTL_KEY_TIMEOUT_MS, LIVE_CALL_MS);
+		if (control_call(rec_str(active, "control"), req, LIVE_CALL_MS,
+				 &st) == 0) {
+			snprintf(top, sizeof(top), "%s",
+				 rec_str(st, CTL_ST_IMAGE));
+			json_object_put(st);
+			st = NULL;
+			json_object_put(req);
+			req = json_new_object();
+			json_add_string(req, CTL_KEY_OP, CTL_OP_RESUME);
+			json_add_string(req, CTL_KEY_IMAGE, top);
+			if (control_call(rec_str(active, "control"), req,
+					 LIVE_CALL_MS, &st) < 0)
+				log_warn("volume %s: its datapath server did not "
+					 "reopen its chain (%s); it resumes by "
+					 "itself and frees image %s later", key,
+					 rec_str(st, CTL_KEY_ERROR), cd->parent);
+			else
+				log_info("volume %s: its datapath server "
+					 "reopened its chain without image %s",
+					 key, cd->parent);
+		}
+		json_object_put(st);
+		json_object_put(req);
+		json_object_put(active);
+	}
+	json_object_put(vols);
+	json_object_put(imgs);
 }
 
 int co_down_offline(const char *handle, const char *type,
@@ -272,6 +343,8 @@ int co_down_offline(const char *handle, const char *type,
 	image_close(c);
 	if (r == 1)
 		r = commit_record(&sr, cd);
+	if (r == 1 && cd->shared)
+		refresh_readers(&sr, cd);
 	sr_close(&sr);
 	return r;
 }

@@ -6,9 +6,11 @@
  * image I, then Volume.destroy(S)) leaves I hidden with the single child L.
  * A candidate is such a pair: a hidden image H (no volume points at it)
  * whose only child C is the image of exactly one volume V, and that no
- * image has as its parent.  The job copies the smaller side: H down into
- * C (coalesce-down.c; always when V is served, then by V's datapath
- * server), or, here, "C into H":
+ * image has as its parent (a leaf), or any other image (a "shared" C:
+ * immutable, read by snapshots or by its own children).  The job copies
+ * the smaller side: H down into C (coalesce-down.c; always when C is
+ * shared, and when V is served, then by V's datapath server), or, here,
+ * "C into H":
  *
  *   1. under the exclusive SR lock: V is not active (no live activation
  *      record, no reset-on-boot overlay), capture C's inode times and size;
@@ -146,41 +148,47 @@ int co_find_candidate(struct sr *sr, json_object *skip,
 				*garbage = true;
 			if (found || !h[0] || json_counted(vrefs, h) != 0 ||
 			    json_counted(children, h) != 1 ||
-			    json_counted(vrefs, id) != 1 ||
-			    json_counted(children, id) != 0 ||
 			    !json_object_object_get_ex(imgs, h, &himg))
 				continue;
 			if (only_child && strcmp(only_child, id))
 				continue;
 			if (skip && json_object_object_get_ex(skip, id, NULL))
 				continue;
-			if (!json_object_object_get_ex(owner, id, NULL))
-				continue;
-			vk = json_object_get_string(
-				json_object_object_get(owner, id));
 			if (sr_image_fmt(img, &ret->cfmt) < 0 ||
 			    sr_image_fmt(himg, &ret->pfmt) < 0)
 				continue;
-			use = volume_use(sr, vk, ret->control,
-					 sizeof(ret->control));
-			if (use < 0)
-				continue;
-			/* a resize in progress settles from C's own size */
-			if (sr_volume_load(sr, vk, &vrec) == 0 &&
-			    json_object_object_get_ex(vrec, "resizing-to",
-						      NULL)) {
-				json_object_put(vrec);
-				continue;
-			}
-			json_object_put(vrec);
 			g = rec_str(himg, "parent");
 			if (g[0] && (!json_object_object_get_ex(imgs, g, &gimg) ||
 				     sr_image_fmt(gimg, &ret->gfmt) < 0))
 				continue;
+			vk = "";
+			if (json_object_object_get_ex(owner, id, NULL))
+				vk = json_object_get_string(
+					json_object_object_get(owner, id));
+			/* C immutable: a snapshot's image, or a parent itself */
+			ret->shared = !vk[0] || json_counted(vrefs, id) != 1 ||
+				      json_counted(children, id) != 0;
+			use = 0;
+			if (!ret->shared) {
+				use = volume_use(sr, vk, ret->control,
+						 sizeof(ret->control));
+				if (use < 0)
+					continue;
+				/* a resize in progress settles from C's size */
+				if (sr_volume_load(sr, vk, &vrec) == 0 &&
+				    json_object_object_get_ex(vrec,
+							      "resizing-to",
+							      NULL)) {
+					json_object_put(vrec);
+					continue;
+				}
+				json_object_put(vrec);
+			}
 			ret->live = use == 1;
 			if (!ret->live)
 				ret->control[0] = '\0';
-			snprintf(ret->vol, sizeof(ret->vol), "%s", vk);
+			snprintf(ret->vol, sizeof(ret->vol), "%s",
+				 vk[0] ? vk : "(none)");
 			snprintf(ret->child, sizeof(ret->child), "%s", id);
 			snprintf(ret->parent, sizeof(ret->parent), "%s", h);
 			snprintf(ret->grand, sizeof(ret->grand), "%s", g);
@@ -483,6 +491,11 @@ static int choose_plan(struct sr *sr, struct candidate *cd, uint64_t csize,
 
 	if (cd->live) {
 		cd->plan = CO_DOWN_LIVE;
+		return 0;
+	}
+	if (cd->shared) {
+		/* C is read by others, and never written: only filled */
+		cd->plan = CO_DOWN_OFFLINE;
 		return 0;
 	}
 	r = co_child_switched(sr, cd);

@@ -22,15 +22,17 @@ enum co_plan {
 };
 
 /*
- * A hidden image H whose only child C is the image of exactly one volume
- * V, and that nothing else references (see coalesce.c).
+ * A hidden image H and its only child C: the leaf of exactly one volume V
+ * (that nothing else references), or "shared": an immutable image that
+ * snapshots or child images read (see coalesce.c).
  */
 struct candidate {
-	char vol[UUID_STR_LEN];		/* V */
+	char vol[UUID_STR_LEN];		/* V, or a volume reading C */
 	char child[UUID_STR_LEN];	/* C: V's image */
 	char parent[UUID_STR_LEN];	/* H: C's parent, hidden */
 	char grand[UUID_STR_LEN];	/* B: H's parent, "" when none */
 	enum sr_fmt cfmt, pfmt, gfmt;
+	bool shared;			/* C is not a volume's own leaf */
 	bool live;			/* V is served read-write here */
 	char control[PATH_MAX];		/* live: its server's control socket */
 	enum co_plan plan;
