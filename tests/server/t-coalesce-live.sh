@@ -258,6 +258,9 @@ if ! want s; then
 elif make_qcow2_chain "$d"; then
 	crawl_until s "$d" 4 500
 	check "s: suspend" "$CTL" "$T/s.ctl" '{"op":"suspend","timeout_ms":60000}'
+	o1=$(co_get s coalesce.offset)
+	sleep 0.5	# five chunks, were they not held
+	check "s: no chunk while suspended ($o1)" [ "$(co_get s coalesce.offset)" = "$o1" ]
 	(cd "$d" && qemu-img create -q -f qcow2 -b C.qcow2 -F qcow2 N.qcow2) ||
 		fail "s: snapshot"
 	check "s: resume on the new top" \
