@@ -31,7 +31,13 @@ for t in "$IMGIO" "$TOOL"; do
 done
 
 T=$(mktemp -d /var/tmp/test-pull.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+cleanup() {
+	for m in "$T"/mnt-*; do
+		mountpoint -q "$m" 2>/dev/null && umount "$m"
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
 cd "$T" || exit 1
 
 # A failed setup step is a failed test, never ignored.
@@ -185,18 +191,11 @@ vhd_parent_is() {
 
 HAVE_VHDI=1
 command -v vhdimount >/dev/null && [ -c /dev/fuse ] || HAVE_VHDI=0
-# libvhdi's view of the chain of IMG equals RAW (an independent reader;
-# libvhdi mixes child and parent sectors wrongly inside one 4 KiB page,
-# so only 4 KiB-aligned chains are checked with it).
-vhdi_equals() {
-	local m="$T/mnt-$RANDOM" f r
-	mkdir -p "$m"
-	vhdimount "$1" "$m" >/dev/null 2>&1 || { rmdir "$m"; return 1; }
-	f=$(ls "$m" | sort -V | tail -1)
-	cmp -s "$m/$f" "$2"; r=$?
-	umount "$m"; rmdir "$m"
-	return $r
-}
+# libvhdi reads chains independently (vhdi_equals); it mixes child and
+# parent sectors wrongly inside one 4 KiB page, so only 4 KiB-aligned
+# chains are checked with it.
+VHDI_MNT_BASE=$T
+. "$TOP/tests/formats/lib-vhdi.sh"
 
 imgio() { run "$IMGIO" --format vpc "$@"; }
 
