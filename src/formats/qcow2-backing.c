@@ -45,28 +45,6 @@ static uint64_t pad8(uint64_t n)
 	return (n + 7) & ~7ull;
 }
 
-/* End of the extensions the header 'h' declares in buf (after END). */
-static uint64_t ext_end(const uint8_t *buf, size_t len,
-			const struct qcow2_header *h)
-{
-	uint64_t off = h->header_length, end = (uint64_t)1 << h->cluster_bits;
-
-	if (h->backing_file_offset && h->backing_file_offset < end)
-		end = h->backing_file_offset;
-	if (end > len)
-		end = len;
-	while (off + 8 <= end) {
-		uint32_t type = load_be32(buf + off);
-		uint64_t elen = load_be32(buf + off + 4);
-
-		off += 8;
-		if (type == QCOW2_EXT_END)
-			break;
-		off += pad8(elen);
-	}
-	return off;
-}
-
 /*
  * Build in nb (a copy of the len bytes of old) the extensions of 'old'
  * without the backing format, preceded by a new one when fmt is set, and
@@ -79,7 +57,7 @@ static uint64_t build_exts(const uint8_t *old, size_t len,
 {
 	uint64_t roff = h->header_length, w = h->header_length;
 	uint64_t end = min_u64((uint64_t)1 << h->cluster_bits, len);
-	uint64_t rend = ext_end(old, len, h);
+	uint64_t rend = h->ext_end;
 
 	if (fmt) {
 		size_t fl = strlen(fmt);
@@ -99,7 +77,7 @@ static uint64_t build_exts(const uint8_t *old, size_t len,
 		if (type == QCOW2_EXT_END)
 			break;
 		if (roff + n > rend)
-			return 0;	/* the parser refused this already */
+			return 0;	/* its padding overruns the area */
 		if (type != QCOW2_EXT_BACKING_FMT) {
 			if (w + n > end)
 				return 0;
@@ -146,7 +124,7 @@ static int build_header(const uint8_t *old, size_t len,
 			const char *fmt, struct rebacking *ret)
 {
 	uint64_t cs = (uint64_t)1 << h->cluster_bits;
-	uint64_t lim = min_u64(cs, len), xend, oend = ext_end(old, len, h);
+	uint64_t lim = min_u64(cs, len), xend, oend = h->ext_end;
 	uint64_t cand[2], nlen = name ? strlen(name) : 0;
 	uint8_t *nb = aligned_malloc(4096, len);
 	int found = -1;

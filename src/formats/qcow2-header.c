@@ -58,7 +58,7 @@ static int parse_extensions(const uint8_t *buf, size_t len,
 
 		off += 8;
 		if (type == QCOW2_EXT_END)
-			return 0;
+			break;
 		if (elen > end - off) {
 			log_error("qcow2: header extension 0x%x overruns the header",
 				  type);
@@ -92,6 +92,7 @@ static int parse_extensions(const uint8_t *buf, size_t len,
 		}
 		off += ((uint64_t)elen + 7) & ~7ull;
 	}
+	h->ext_end = off;
 	return 0;
 }
 

@@ -66,6 +66,7 @@ struct qcow2_header {
 	uint8_t compression_type;
 	/* From the header extensions. */
 	char backing_format[32];	/* "" when absent */
+	uint64_t ext_end;		/* where they end (after END, if any) */
 };
 
 /*

@@ -138,6 +138,12 @@ static void add_u64(json_object *o, const char *k, uint64_t v)
 	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
 }
 
+/* A string, or null for NULL. */
+static void add_str(json_object *o, const char *k, const char *v)
+{
+	json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
+}
+
 static json_object *status(const struct server *srv)
 {
 	json_object *o = reply_ok();
@@ -145,12 +151,9 @@ static json_object *status(const struct server *srv)
 
 	server_get_status(srv, &st);
 	add_u64(o, CTL_ST_PID, (uint64_t)getpid());
-	json_object_object_add(o, CTL_ST_IMAGE,
-			       json_object_new_string(st.image));
-	json_object_object_add(o, CTL_ST_FORMAT,
-			       json_object_new_string(st.format));
-	json_object_object_add(o, CTL_ST_ENGINE,
-			       json_object_new_string(st.engine));
+	add_str(o, CTL_ST_IMAGE, st.image);
+	add_str(o, CTL_ST_FORMAT, st.format);
+	add_str(o, CTL_ST_ENGINE, st.engine);
 	add_u64(o, CTL_ST_SIZE, st.size);
 	json_object_object_add(o, CTL_ST_READONLY,
 			       json_object_new_boolean(st.readonly));
@@ -173,20 +176,16 @@ static json_object *status(const struct server *srv)
 	add_u64(o, CTL_ST_SLOW_PATH, st.slow_path);
 	add_u64(o, CTL_ST_BYTES_READ, st.bytes_read);
 	add_u64(o, CTL_ST_BYTES_WRITTEN, st.bytes_written);
-	json_object_object_add(o, CTL_ST_BACKING, st.backing ?
-			       json_object_new_string(st.backing) : NULL);
+	add_str(o, CTL_ST_BACKING, st.backing);
 	if (st.co_state) {
 		json_object *c = json_object_new_object();
 
-		json_object_object_add(c, CTL_CO_PARENT,
-				       json_object_new_string(st.co_parent));
-		json_object_object_add(c, CTL_CO_STATE,
-				       json_object_new_string(st.co_state));
+		add_str(c, CTL_CO_PARENT, st.co_parent);
+		add_str(c, CTL_CO_STATE, st.co_state);
 		add_u64(c, CTL_CO_COPIED, st.co_copied);
 		add_u64(c, CTL_CO_OFFSET, st.co_offset);
 		if (st.co_error)
-			json_object_object_add(c, CTL_CO_ERROR,
-					json_object_new_string(st.co_error));
+			add_str(c, CTL_CO_ERROR, st.co_error);
 		json_object_object_add(o, CTL_ST_COALESCE, c);
 	}
 	return o;

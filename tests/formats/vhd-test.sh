@@ -93,17 +93,8 @@ apply_imgio() {		# IMAGE WORKLOAD_FILE
 	to_imgio < "$2" | "$IMGIO" "$1" - >/dev/null
 }
 
-# vhdimount the top of a chain; compare its view with a raw file.
-vhdi_equals() {		# IMAGE RAW
-	local m="$WORK/mnt-$$-$RANDOM" f r
-	mkdir -p "$m"
-	vhdimount "$1" "$m" >/dev/null 2>&1 || { rmdir "$m"; return 1; }
-	# vhdimount lists the chain base first: the last file is the top.
-	f=$(ls "$m" | sort -V | tail -1)
-	cmp -s "$m/$f" "$2"; r=$?
-	umount "$m"; rmdir "$m"
-	return $r
-}
+VHDI_MNT_BASE=$WORK
+. "$TOP/tests/formats/lib-vhdi.sh"
 
 # ------------------------------------------------------------ scenarios
 

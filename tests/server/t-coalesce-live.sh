@@ -141,16 +141,33 @@ make_qcow2_chain() {
 		qemu-img convert -f qcow2 -O raw C.qcow2 ref.raw)
 }
 
+# header_backing FILE NAME: FILE's header names NAME as its backing file
+# ("": none), as qemu reads it
+header_backing() {
+	local info
+	info=$(qemu-img info --output=json "$1") || return 1
+	if [ -n "$2" ]; then
+		grep -q "\"backing-filename\": \"$2\"" <<<"$info"
+	else
+		! grep -q backing-filename <<<"$info"
+	fi
+}
+
+# qcow2_done NAME DIR BACKING: after live_case, DIR/C.qcow2 checks clean,
+# names BACKING ("": none) and reads as the reference, H moved away
+qcow2_done() {
+	check "$1: qemu-img check of C" qemu-img check -q -f qcow2 "$2/C.qcow2"
+	check "$1: C's header names '$3' as backing" header_backing "$2/C.qcow2" "$3"
+	check "$1: content = original chain + guest writes, without H" \
+		qemu-img compare -q -f qcow2 -F raw "$2/C.qcow2" "$2/ref.raw"
+}
+
 d=$T/q3
 if ! want q3; then
 	:
 elif make_qcow2_chain "$d"; then
 	live_case q3 "$d" C.qcow2 H.qcow2 "$d/base.qcow2"
-	check "q3: qemu-img check of C" qemu-img check -q -f qcow2 "$d/C.qcow2"
-	check "q3: C names base in its header" eval \
-		"qemu-img info --output=json '$d/C.qcow2' | grep -q '\"backing-filename\": \"base.qcow2\"'"
-	check "q3: content = original chain + guest writes, without H" \
-		qemu-img compare -q -f qcow2 -F raw "$d/C.qcow2" "$d/ref.raw"
+	qcow2_done q3 "$d" base.qcow2
 else
 	fail "q3: make the chain"
 fi
@@ -167,11 +184,7 @@ elif (cd "$d" && qemu-img create -q -f qcow2 H.qcow2 64M &&
 	qemu-io -f qcow2 C.qcow2 -c "write -P 0x33 4M 4M" >/dev/null &&
 	qemu-img convert -f qcow2 -O raw C.qcow2 ref.raw); then
 	live_case q2 "$d" C.qcow2 H.qcow2 null
-	check "q2: qemu-img check of C" qemu-img check -q -f qcow2 "$d/C.qcow2"
-	check "q2: C has no backing file" eval \
-		"! qemu-img info --output=json '$d/C.qcow2' | grep -q backing-filename"
-	check "q2: content = original chain + guest writes" \
-		qemu-img compare -q -f qcow2 -F raw "$d/C.qcow2" "$d/ref.raw"
+	qcow2_done q2 "$d" ""
 else
 	fail "q2: make the chain"
 fi
@@ -206,29 +219,31 @@ if want no; then
 fi
 
 # ---------------------------------------------------------------- kill -9
+# crawl_until NAME DIR MIB SEED: serve DIR/C.qcow2 with chunks of 100 ms,
+# coalesce DIR/H.qcow2 and write as a guest until MIB MiB are scanned
+crawl_until() {
+	NGDP_SERVER=$FAULT NGDP_FAULT=coalesce-crawl start_server "$1" \
+		--image "$2/C.qcow2" --control "$T/$1.ctl" || fail "$1: start"
+	check "$1: coalesce accepted" "$CTL" "$T/$1.ctl" coalesce "$2/H.qcow2"
+	STOP_AT=$(($3 * 1024 * 1024)) check "$1: guest writes until $3 MiB scanned" \
+		guest_rounds "$1" "$4"
+}
 d=$T/k
 if ! want k; then
 	:
 elif make_qcow2_chain "$d"; then
-	NGDP_SERVER=$FAULT NGDP_FAULT=coalesce-crawl start_server k \
-		--image "$d/C.qcow2" --control "$T/k.ctl" || fail "k: start"
-	check "k: coalesce accepted" "$CTL" "$T/k.ctl" coalesce "$d/H.qcow2"
-	STOP_AT=$((16 * 1024 * 1024)) check "k: guest writes until 16 MiB scanned" \
-		guest_rounds k 300
+	crawl_until k "$d" 16 300
 	check "k: killed in the middle ($(co_get k coalesce.offset) scanned)" \
 		[ "$(co_get k coalesce.state)" = running ]
 	kill -9 "$SERVER_PID"
 	wait "$SERVER_PID" 2>/dev/null
 	check "k: qemu-img check after kill -9" qemu-img check -q -f qcow2 "$d/C.qcow2"
 	check "k: reference gets the same writes" apply_rounds k "$d/ref.raw"
-	check "k: C still names H" eval \
-		"qemu-img info --output=json '$d/C.qcow2' | grep -q '\"backing-filename\": \"H.qcow2\"'"
+	check "k: C still names H" header_backing "$d/C.qcow2" H.qcow2
 	check "k: no acknowledged write lost" \
 		qemu-img compare -q -f qcow2 -F raw "$d/C.qcow2" "$d/ref.raw"
 	live_case k2 "$d" C.qcow2 H.qcow2 "$d/base.qcow2"
-	check "k2: qemu-img check of C" qemu-img check -q -f qcow2 "$d/C.qcow2"
-	check "k2: content after the restarted coalesce, without H" \
-		qemu-img compare -q -f qcow2 -F raw "$d/C.qcow2" "$d/ref.raw"
+	qcow2_done k2 "$d" base.qcow2
 else
 	fail "k: make the chain"
 fi
@@ -241,12 +256,11 @@ d=$T/s
 if ! want s; then
 	:
 elif make_qcow2_chain "$d"; then
-	NGDP_SERVER=$FAULT NGDP_FAULT=coalesce-crawl start_server s \
-		--image "$d/C.qcow2" --control "$T/s.ctl" || fail "s: start"
-	check "s: coalesce accepted" "$CTL" "$T/s.ctl" coalesce "$d/H.qcow2"
-	STOP_AT=$((4 * 1024 * 1024)) check "s: guest writes until 4 MiB scanned" \
-		guest_rounds s 500
+	crawl_until s "$d" 4 500
 	check "s: suspend" "$CTL" "$T/s.ctl" '{"op":"suspend","timeout_ms":60000}'
+	o1=$(co_get s coalesce.offset)
+	sleep 0.5	# five chunks, were they not held
+	check "s: no chunk while suspended ($o1)" [ "$(co_get s coalesce.offset)" = "$o1" ]
 	(cd "$d" && qemu-img create -q -f qcow2 -b C.qcow2 -F qcow2 N.qcow2) ||
 		fail "s: snapshot"
 	check "s: resume on the new top" \
@@ -264,8 +278,7 @@ elif make_qcow2_chain "$d"; then
 	check "s: server exits 0" stop_server "$SERVER_PID"
 	check "s: reference gets the same writes" apply_rounds s "$d/ref.raw"
 	check "s: qemu-img check of N" qemu-img check -q -f qcow2 "$d/N.qcow2"
-	check "s: N still names C" eval \
-		"qemu-img info --output=json '$d/N.qcow2' | grep -q '\"backing-filename\": \"C.qcow2\"'"
+	check "s: N still names C" header_backing "$d/N.qcow2" C.qcow2
 	check "s: content of N's chain" \
 		qemu-img compare -q -f qcow2 -F raw "$d/N.qcow2" "$d/ref.raw"
 else
