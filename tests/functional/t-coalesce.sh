@@ -272,6 +272,45 @@ for where in none coalesce-down-mid-copy coalesce-down-before-switch \
 done
 check "$FMT: down: images clean" check_images
 
+# 6. an older snapshot destroyed while a newer one is kept (retention):
+#    its hidden image is merged down into the newer snapshot's image, which
+#    the volume's leaf reads through; with the volume served (its server
+#    lets go of the merged image) and not, and killed before the record
+n=0
+for where in served none coalesce-down-before-record; do
+	n=$((n + 1))
+	vol_create $((64 << 20)) "retention $n"
+	X=$KEY
+	write "$X" 0x41 0 4M
+	snapshot "$X"; S1=$S
+	write "$X" 0x42 0 1M
+	snapshot "$X"; S2=$S
+	write "$X" 0x43 1M 1M
+	[ $where = served ] && vol_activate 5
+	case $where in
+	coalesce-*) XSNG_FAULT=$where destroy "$S1" ;;
+	*) destroy "$S1" ;;
+	esac
+	check "$FMT: retention ($where): Volume.destroy of the older snapshot" [ "$RC" -eq 0 ]
+	wait_idle
+	trigger
+	check "$FMT: retention ($where): the job finishes" wait_job
+	check "$FMT: retention ($where): the leaf reads through one image ($(chain_len "$X") in all)" \
+		[ "$(chain_len "$X")" -eq 2 ]
+	if [ $where = served ]; then
+		check "$FMT: retention ($where): data through NBD" \
+			qio -r -f raw "$NBD" -c "read -P 0x42 0 1M" -c "read -P 0x43 1M 1M" -c "read -P 0x41 2M 2M"
+		check "$FMT: retention ($where): the server holds no deleted image open" \
+			bash -c "! ls -l /proc/$PID/fd | grep -q '(deleted)'"
+		vol_deactivate 5
+	fi
+	kept_ok() { reads "$S2" 0x42 0 1M && reads "$S2" 0x41 1M 3M; }
+	check "$FMT: retention ($where): the kept snapshot reads as taken" kept_ok
+	retention_ok() { reads "$X" 0x42 0 1M && reads "$X" 0x43 1M 1M && reads "$X" 0x41 2M 2M && reads "$X" 0 4M 4M; }
+	check "$FMT: retention ($where): the volume reads right" retention_ok
+	check "$FMT: retention ($where): images clean" check_images
+done
+
 vcall SR.detach "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
 expect_ok "SR.detach"
 finish
