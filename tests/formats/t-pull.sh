@@ -10,11 +10,8 @@
 # A test program (tests/README.md): exit 0 pass, 1 fail, 77 skip.
 set -u
 
-B=${B:-build}
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
-case $B in /*) BD=$B ;; *) BD=$TOP/$B ;; esac
-IMGIO=${IMGIO:-$BD/ngdp-imgio}
-TOOL=${VHD_TOOL:-$BD/tests/formats/vhd-tool}
+. "$TOP/tests/formats/lib-vhd.sh"
 PASS=0 FAIL=0
 M=$((1 << 20))
 
@@ -231,7 +228,6 @@ command -v vhdimount >/dev/null && [ -c /dev/fuse ] || HAVE_VHDI=0
 # parent sectors wrongly inside one 4 KiB page, so only 4 KiB-aligned
 # chains are checked with it.
 VHDI_MNT_BASE=$T
-. "$TOP/tests/formats/lib-vhdi.sh"
 
 imgio() { run "$IMGIO" --format vpc "$@"; }
 

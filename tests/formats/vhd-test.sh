@@ -6,11 +6,8 @@
 # A test program (tests/README.md): exit 0 pass, 1 fail, 77 skip.
 set -u
 
-B=${B:-build}
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
-case $B in /*) BD=$B ;; *) BD=$TOP/$B ;; esac
-IMGIO=${IMGIO:-$BD/ngdp-imgio}
-TOOL=${VHD_TOOL:-$BD/tests/formats/vhd-tool}
+. "$TOP/tests/formats/lib-vhd.sh"
 SEED=${VHD_TEST_SEED:-4242}
 PASS=0 FAIL=0 SKIP=0
 WORK=$(mktemp -d /tmp/vhd-test.XXXXXX)
@@ -94,7 +91,6 @@ apply_imgio() {		# IMAGE WORKLOAD_FILE
 }
 
 VHDI_MNT_BASE=$WORK
-. "$TOP/tests/formats/lib-vhdi.sh"
 
 # ------------------------------------------------------------ scenarios
 
