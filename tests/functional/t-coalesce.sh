@@ -67,6 +67,34 @@ fresh_bytes() {
 	du -B1 "$T/fresh" | cut -f1
 	rm -f "$T/fresh"
 }
+# independent_ok KEY SIZE PAT:OFF:LEN...: the volume's image files, read by
+# another implementation (qemu for qcow2 and raw chains, libvhdi for VHD),
+# hold these patterns (OFF and LEN in KiB) and zeros elsewhere
+independent_ok() {
+	local key=$1 size=$2 img ref=$T/ref.raw m f r
+	shift 2
+	img=$(vol_image "$key")
+	python3 - "$ref" "$size" "$@" <<-'PY'
+	import sys
+	ref, size, specs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+	buf = bytearray(size)
+	for s in specs:
+	    pat, off, ln = s.split(":")
+	    buf[int(off) * 1024:(int(off) + int(ln)) * 1024] = bytes([int(pat, 0)]) * (int(ln) * 1024)
+	open(ref, "wb").write(buf)
+	PY
+	if [ "$(vol_qemu_fmt "$key")" != vpc ]; then
+		qemu-img compare -q -f raw -F "$(vol_qemu_fmt "$key")" "$ref" "$img"
+		return
+	fi
+	m=$T/vhdi-$RANDOM
+	mkdir -p "$m"
+	vhdimount "$img" "$m" >/dev/null 2>&1 || { rmdir "$m"; return 1; }
+	f=$(ls "$m" | sort -V | tail -1)	# the chain's top comes last
+	cmp -s "$m/$f" "$ref"; r=$?
+	umount "$m"; rmdir "$m"
+	return $r
+}
 export IMGIO
 
 mk_sr || { fail "SR setup"; finish; }
@@ -91,6 +119,8 @@ check "$FMT: 8 backup cycles ran, each coalesced by the job" [ $ok = 1 ]
 check "$FMT: the chain is back to at most 2 images ($(chain_len "$V"))" [ "$(chain_len "$V")" -le 2 ]
 check "$FMT: every image file is clean" check_images
 check "$FMT: content through the image files" content_ok "$V" 0x28
+check "$FMT: content through another reader of the files" \
+	independent_ok "$V" $((64 << 20)) 0x28:0:4096 0x11:4096:12288
 used=$(sr_bytes) fresh=$(fresh_bytes "$V")
 check "$FMT: the SR uses $used bytes, at most 1.5x a fresh copy ($fresh)" \
 	[ "$fresh" -gt 0 -a $((used * 2)) -le $((fresh * 3)) ]
@@ -174,6 +204,9 @@ live_files_ok() {
 		reads "$V" 0x11 $((12 * 1024 + 64))k $((4 * 1024 - 64))k && reads "$V" 0 16M 16M
 }
 check "$FMT: live: every byte through the image files" live_files_ok
+check "$FMT: live: every byte through another reader of the files" \
+	independent_ok "$V" $((64 << 20)) 0x68:0:4096 0x11:4096:4096 0x78:8192:1024 \
+		0x11:9216:3072 0x78:12288:64 0x11:12352:4032
 check "$FMT: live: images clean" check_images
 
 # 3b. live, killed: the job at its fault points, the server at random
@@ -281,6 +314,8 @@ for where in none coalesce-down-mid-copy coalesce-down-before-switch \
 		[ "$(jq -r .image "$SR/meta/v-$W.json")" = "$own" ]
 	check "$FMT: down ($where): one image left ($(chain_len "$W"))" [ "$(chain_len "$W")" -eq 1 ]
 	check "$FMT: down ($where): data intact after" down_ok
+	check "$FMT: down ($where): another reader of the files agrees" \
+		independent_ok "$W" $((64 << 20)) $((0x50 + n)):0:512 0x31:512:512 0x32:2048:24576
 done
 check "$FMT: down: images clean" check_images
 
