@@ -15,12 +15,12 @@ bench:
 	@$(MAKE) --no-print-directory all
 	@rm -rf $(BENCH_ROOT)
 	@$(MAKE) --no-print-directory install DESTDIR=$(BENCH_ROOT) >/dev/null
-	NGDP_SERVER=$(abspath $(B))/ngdp-server bash bench/bench.sh $(BENCH_ROOT)
+	NGDP_SERVER=$(abspath $(B))/ngdp-server NGDP_IMGIO=$(abspath $(B))/ngdp-imgio bash bench/bench.sh $(BENCH_ROOT)
 
 check-bench: all
 	@rm -rf $(BENCH_ROOT)-check
 	@$(MAKE) --no-print-directory install DESTDIR=$(BENCH_ROOT)-check >/dev/null
-	@$(RUN_TESTS) -s bench -t 1800 "NGDP_SERVER=$(abspath $(B))/ngdp-server bench/t-bench.sh $(BENCH_ROOT)-check"
+	@$(RUN_TESTS) -s bench -t 1800 "NGDP_SERVER=$(abspath $(B))/ngdp-server NGDP_IMGIO=$(abspath $(B))/ngdp-imgio bench/t-bench.sh $(BENCH_ROOT)-check"
 
 CHECK_TARGETS += check-bench
 
