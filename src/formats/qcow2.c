@@ -707,4 +707,5 @@ const struct image_format format_qcow2 = {
 	.discard = qcow2_discard,
 	.flush = qcow2_flush,
 	.close = qcow2_close,
+	.set_backing = qcow2_set_backing,
 };

@@ -224,6 +224,8 @@ int qcow2_zero(struct image *img, uint64_t offset, uint64_t length,
 	       bool may_unmap);
 int qcow2_discard(struct image *img, uint64_t offset, uint64_t length);
 int qcow2_flush(struct image *img);
+/* image_skip_backing (qcow2-backing.c). */
+int qcow2_set_backing(struct image *img, const struct image *new_backing);
 void qcow2_release_alloc(struct image *img, struct qcow2 *q);
 
 #endif

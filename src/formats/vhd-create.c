@@ -61,12 +61,6 @@ char *vhd_relative_path(const char *from_dir, const char *to)
 
 /* ---------------------------------------------------------- creation */
 
-struct vhd_locator_data {
-	uint32_t code;
-	uint8_t *data;
-	size_t len;
-};
-
 static void random_uuid(uint8_t *uuid)
 {
 	size_t done = 0;
@@ -267,23 +261,69 @@ static uint8_t *utf16_dup(const char *s, size_t *ret_len)
 	return out;
 }
 
+void vhd_parent_ref_release(struct vhd_parent_ref *p)
+{
+	for (int i = 0; i < VHD_PARENT_LOCS; i++) {
+		free(p->locs[i].data);
+		p->locs[i].data = NULL;
+	}
+}
+
+int vhd_parent_ref_build(const char *child_dir, const char *parent_abs,
+			 const struct vhd_footer *pf, struct vhd_dyn_header *h,
+			 struct vhd_parent_ref *ret)
+{
+	CLEANUP_FREE char *rel = NULL;
+	CLEANUP_FREE char *w2ru = NULL;
+	char *macx = NULL;
+	uint8_t *w2ru16, *w2ku16;
+	size_t w2ru_len = 0, w2ku_len = 0;
+	const char *base = strrchr(parent_abs, '/');
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	memset(h->parent_uuid, 0, sizeof(h->parent_uuid));
+	memset(h->parent_name, 0, sizeof(h->parent_name));
+	memcpy(h->parent_uuid, pf->uuid, 16);
+	h->parent_timestamp = pf->timestamp;
+	r = vhd_utf8_to_utf16(base ? base + 1 : parent_abs, h->parent_name,
+			      sizeof(h->parent_name), true);
+	if (r < 0)
+		return r;
+
+	rel = vhd_relative_path(child_dir, parent_abs);
+	if (!rel)
+		return -ENOMEM;
+	/* Windows relative form: ".\name" with backslashes. */
+	w2ru = strdup(rel);
+	if (!w2ru || asprintf(&macx, "file://%s", rel) < 0)
+		return -ENOMEM;
+	for (char *q = w2ru; *q; q++)
+		if (*q == '/')
+			*q = '\\';
+	w2ru16 = utf16_dup(w2ru, &w2ru_len);
+	w2ku16 = utf16_dup(parent_abs, &w2ku_len);
+	ret->locs[0] = (struct vhd_locator_data){ VHD_LOC_W2RU, w2ru16, w2ru_len };
+	ret->locs[1] = (struct vhd_locator_data){ VHD_LOC_MACX, (uint8_t *)macx,
+						  strlen(macx) };
+	ret->locs[2] = (struct vhd_locator_data){ VHD_LOC_W2KU, w2ku16, w2ku_len };
+	if (!w2ru16 || !w2ku16) {
+		vhd_parent_ref_release(ret);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int vhd_create_differencing(const char *path, const char *parent_path)
 {
 	CLEANUP_FREE char *parent_abs = NULL;
 	CLEANUP_FREE char *child_copy = strdup(path);
 	CLEANUP_FREE char *child_dir = NULL;
-	CLEANUP_FREE char *rel = NULL;
-	CLEANUP_FREE char *w2ru = NULL;
-	CLEANUP_FREE char *macx = NULL;
-	CLEANUP_FREE uint8_t *w2ru16 = NULL;
-	CLEANUP_FREE uint8_t *w2ku16 = NULL;
 	CLEANUP_CLOSE int pfd = -1;
-	struct vhd_locator_data locs[3];
+	struct vhd_parent_ref ref;
 	struct vhd_footer f;
 	struct vhd_dyn_header h;
 	struct vhd_meta pm;
-	size_t w2ru_len = 0, w2ku_len = 0;
-	const char *base;
 	int r;
 
 	if (!child_copy)
@@ -310,32 +350,10 @@ int vhd_create_differencing(const char *path, const char *parent_path)
 	memset(&h, 0, sizeof(h));
 	h.block_size = pm.footer.type == VHD_TYPE_FIXED ?
 			       VHD_DEFAULT_BLOCK_SIZE : pm.header.block_size;
-	memcpy(h.parent_uuid, pm.footer.uuid, 16);
-	h.parent_timestamp = pm.footer.timestamp;
-	base = strrchr(parent_abs, '/') + 1;
-	r = vhd_utf8_to_utf16(base, h.parent_name, sizeof(h.parent_name), true);
+	r = vhd_parent_ref_build(child_dir, parent_abs, &pm.footer, &h, &ref);
 	if (r < 0)
 		return r;
-
-	rel = vhd_relative_path(child_dir, parent_abs);
-	if (!rel)
-		return -ENOMEM;
-	/* Windows relative form: ".\name" with backslashes. */
-	w2ru = strdup(rel);
-	if (!w2ru || asprintf(&macx, "file://%s", rel) < 0) {
-		macx = NULL;
-		return -ENOMEM;
-	}
-	for (char *q = w2ru; *q; q++)
-		if (*q == '/')
-			*q = '\\';
-	w2ru16 = utf16_dup(w2ru, &w2ru_len);
-	w2ku16 = utf16_dup(parent_abs, &w2ku_len);
-	if (!w2ru16 || !w2ku16)
-		return -EINVAL;
-	locs[0] = (struct vhd_locator_data){ VHD_LOC_W2RU, w2ru16, w2ru_len };
-	locs[1] = (struct vhd_locator_data){ VHD_LOC_MACX, (uint8_t *)macx,
-					     strlen(macx) };
-	locs[2] = (struct vhd_locator_data){ VHD_LOC_W2KU, w2ku16, w2ku_len };
-	return write_image(path, &f, &h, locs, 3);
+	r = write_image(path, &f, &h, ref.locs, VHD_PARENT_LOCS);
+	vhd_parent_ref_release(&ref);
+	return r;
 }

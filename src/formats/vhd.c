@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "bytes.h"
+#include "fault.h"
 #include "formats/format.h"
 #include "formats/vhd.h"
 #include "fullio.h"
@@ -841,6 +842,146 @@ static int vhd_flush(struct image *img)
 	return 0;
 }
 
+/* ------------------------------------------------- image_skip_backing */
+
+/*
+ * A differencing image gets a new parent B (the parent's parent) or none
+ * (it becomes a dynamic image).  The caller pulled everything the old
+ * parent held into img and flushed, so the old and the new chain read the
+ * same; each prefix of the writes below must open as one or the other.
+ *
+ * Readers take the footer at the end of the file, or the copy at offset 0
+ * when the end holds none (a crash while the file grew: vhd_meta_read,
+ * blktap); qemu takes the copy.  A valid end footer and copy that disagree
+ * are refused.  Sector writes are atomic; the 1 KiB dynamic header is
+ * two sectors and could tear, so it is never rewritten in place.
+ *
+ * New parent: the parent uuid, timestamp, name and locators must change
+ * together (an old uuid with a new locator opens the wrong parent).  A new
+ * dynamic header, the new locators' data and an empty (zero) sector are
+ * appended at the end of the file; fdatasync.  The old end footer is no
+ * longer at the end: readers use the copy, still the old image.  Then the
+ * copy at offset 0 pointing at the new header (now the new image);
+ * fdatasync; then the same footer at the new end; fdatasync.
+ *
+ * No parent: only the footer changes (type differencing -> dynamic).  The
+ * end footer is zeroed first (readers use the old copy), then the copy is
+ * written, then the end footer, each followed by fdatasync.  The parent
+ * fields of the dynamic header stay as they were: a dynamic image's
+ * readers ignore them, and clearing them would mean rewriting the header
+ * in place (it could tear) or moving it past the data blocks, where
+ * qemu's block allocator, which only looks at the BAT, would write over it.
+ */
+
+/* Write the 512-byte footer f (or zeros when f is NULL) at 'off'; sync. */
+static int put_footer(struct image *img, const struct vhd_footer *f,
+		      uint64_t off)
+{
+	uint8_t *buf = aligned_zalloc(VHD_DATA_ALIGN, VHD_FOOTER_SIZE);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	if (f)
+		vhd_footer_build(f, buf);
+	r = image_pwrite(img, buf, VHD_FOOTER_SIZE, off);
+	if (r == 0)
+		r = image_datasync(img);
+	free(buf);
+	return r;
+}
+
+/* Append a dynamic header naming 'parent', with its locators. */
+static int append_header(struct image *img, const struct vhd_meta *m,
+			 const struct image *parent, uint64_t *ret_hdr,
+			 uint64_t *ret_end)
+{
+	const struct vhd *pv = parent->priv;
+	struct vhd_dyn_header h = m->header;
+	struct vhd_parent_ref ref;
+	const char *slash = strrchr(img->path, '/');
+	char *dir;
+	uint64_t hdr = round_up(m->file_size, VHD_SECTOR), off, len;
+	uint8_t *buf;
+	int r;
+
+	if (parent->fmt != &format_vhd || !pv)
+		return -EINVAL;
+	dir = slash ? strndup(img->path, (size_t)(slash - img->path)) :
+		      strdup(".");
+	if (!dir)
+		return -ENOMEM;
+	r = vhd_parent_ref_build(dir, parent->path, &pv->footer, &h, &ref);
+	free(dir);
+	if (r < 0)
+		return r;
+	memset(h.loc, 0, sizeof(h.loc));
+	off = hdr + VHD_DYN_HEADER_SIZE;
+	for (int i = 0; i < VHD_PARENT_LOCS; i++) {
+		h.loc[i].code = ref.locs[i].code;
+		h.loc[i].data_len = (uint32_t)ref.locs[i].len;
+		/* bytes, as vhd_create_differencing (and blktap) write */
+		h.loc[i].data_space = (uint32_t)round_up(ref.locs[i].len,
+							 VHD_SECTOR);
+		h.loc[i].data_offset = off;
+		off += h.loc[i].data_space;
+	}
+	/* and an empty sector where the end footer goes last */
+	len = off + VHD_FOOTER_SIZE - hdr;
+	buf = aligned_zalloc(VHD_DATA_ALIGN, len);
+	if (!buf) {
+		vhd_parent_ref_release(&ref);
+		return -ENOMEM;
+	}
+	vhd_dyn_header_build(&h, buf);
+	for (int i = 0; i < VHD_PARENT_LOCS; i++)
+		memcpy(buf + (h.loc[i].data_offset - hdr), ref.locs[i].data,
+		       ref.locs[i].len);
+	vhd_parent_ref_release(&ref);
+	r = image_pwrite(img, buf, len, hdr);
+	if (r == 0)
+		r = image_datasync(img);
+	free(buf);
+	*ret_hdr = hdr;
+	*ret_end = hdr + len;
+	return r;
+}
+
+static int vhd_set_backing(struct image *img, const struct image *parent)
+{
+	struct vhd *v = img->priv;
+	struct vhd_meta m;
+	struct vhd_footer f;
+	uint64_t hdr = 0, end = 0;
+	int r;
+
+	if (v->type != VHD_TYPE_DIFF)
+		return -EINVAL;
+	/* the headers as they are on disk now (the caller flushed) */
+	r = vhd_meta_read(img->buffered_fd, &m);
+	if (r < 0)
+		return r;
+	f = m.footer;
+	if (parent) {
+		r = append_header(img, &m, parent, &hdr, &end);
+		f.data_offset = hdr;
+	} else {
+		end = m.file_size;
+		f.type = VHD_TYPE_DYNAMIC;
+		r = put_footer(img, NULL, end - VHD_FOOTER_SIZE);
+	}
+	if (r == 0)
+		fault_point("vhd-set-backing-mid");
+	if (r == 0)
+		r = put_footer(img, &f, 0);
+	if (r == 0)
+		fault_point("vhd-set-backing-copy");
+	if (r == 0)
+		r = put_footer(img, &f, end - VHD_FOOTER_SIZE);
+	vhd_meta_release(&m);
+	return r;
+}
+
 const struct image_format format_vhd = {
 	.name = "vpc",
 	.probe = vhd_probe,
@@ -851,4 +992,5 @@ const struct image_format format_vhd = {
 	.discard = vhd_discard,
 	.flush = vhd_flush,
 	.close = vhd_close,
+	.set_backing = vhd_set_backing,
 };

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /*
  * Control socket: one JSON request per connection, one JSON reply.
- * Ops: status, suspend {timeout_ms}, resume {image?}, stop.
+ * Ops: status, suspend {timeout_ms}, resume {image?}, stop, coalesce {parent}.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -173,6 +173,22 @@ static json_object *status(const struct server *srv)
 	add_u64(o, CTL_ST_SLOW_PATH, st.slow_path);
 	add_u64(o, CTL_ST_BYTES_READ, st.bytes_read);
 	add_u64(o, CTL_ST_BYTES_WRITTEN, st.bytes_written);
+	json_object_object_add(o, CTL_ST_BACKING, st.backing ?
+			       json_object_new_string(st.backing) : NULL);
+	if (st.co_state) {
+		json_object *c = json_object_new_object();
+
+		json_object_object_add(c, CTL_CO_PARENT,
+				       json_object_new_string(st.co_parent));
+		json_object_object_add(c, CTL_CO_STATE,
+				       json_object_new_string(st.co_state));
+		add_u64(c, CTL_CO_COPIED, st.co_copied);
+		add_u64(c, CTL_CO_OFFSET, st.co_offset);
+		if (st.co_error)
+			json_object_object_add(c, CTL_CO_ERROR,
+					json_object_new_string(st.co_error));
+		json_object_object_add(o, CTL_ST_COALESCE, c);
+	}
 	return o;
 }
 
@@ -225,6 +241,19 @@ static void ctl_handle(struct ctl_conn *cc, json_object *req)
 		}
 		r = server_resume(srv, img);
 		ctl_send(cc, r < 0 ? reply_error(r, strerror(-r)) : status(srv));
+	} else if (!strcmp(op, CTL_OP_COALESCE)) {
+		const char *parent, *why = NULL;
+
+		if (!json_object_object_get_ex(req, CTL_KEY_PARENT, &v) ||
+		    !json_object_is_type(v, json_type_string) ||
+		    *(parent = json_object_get_string(v)) != '/') {
+			ctl_send(cc, reply_error(-EINVAL, "coalesce needs "
+				"\"parent\": the absolute path of the "
+				"backing file to merge"));
+			return;
+		}
+		r = server_coalesce(srv, parent, &why);
+		ctl_send(cc, r < 0 ? reply_error(r, why) : status(srv));
 	} else if (!strcmp(op, CTL_OP_STOP)) {
 		server_request_stop(srv);
 		ctl_send(cc, reply_ok());

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /* ngdp-server core: request scheduling, data I/O, flush barriers, loop. */
 #include <errno.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <sys/file.h>
 #include <fcntl.h>
@@ -172,6 +173,25 @@ void server_get_status(const struct server *srv, struct server_status *st)
 	st->slow_path = srv->n_slow;
 	st->bytes_read = srv->bytes_read;
 	st->bytes_written = srv->bytes_written;
+	st->backing = srv->img->backing ? srv->img->backing->path : NULL;
+	st->co_state = st->co_error = NULL;
+	st->co_copied = srv->co.copied;
+	st->co_offset = srv->co.offset;
+	switch (srv->co.state) {
+	case CO_NONE:
+		break;
+	case CO_RUNNING:
+		st->co_state = CTL_CO_RUNNING;
+		break;
+	case CO_DONE:
+		st->co_state = CTL_CO_DONE;
+		break;
+	case CO_FAILED:
+		st->co_state = CTL_CO_FAILED;
+		st->co_error = srv->co.error;
+		break;
+	}
+	st->co_parent = srv->co.parent;
 }
 
 /* ------------------------------------------------------------ pools */
@@ -856,8 +876,12 @@ static void fail_req(struct server *srv, struct req *req, int err)
 	req->done(req);
 }
 
+static void coalesce_step(struct server *srv);
+static bool coalesce_wanted(const struct server *srv, uint64_t now);
+
 static void schedule(struct server *srv)
 {
+	bool co_ran = false;	/* at most one chunk per loop turn */
 	struct req *req;
 
 	for (;;) {
@@ -877,6 +901,16 @@ static void schedule(struct server *srv)
 			if (srv->active)
 				return;
 			flush_barrier(srv);
+			continue;
+		}
+		if (!co_ran && coalesce_wanted(srv, server_now_ms())) {
+			/* a barrier: no new guest request until it ran */
+			if (srv->active) {
+				srv->co.guest_waited = true;
+				return;
+			}
+			coalesce_step(srv);
+			co_ran = true;
 			continue;
 		}
 		req = srv->waitq;
@@ -997,13 +1031,63 @@ int server_resume(struct server *srv, const char *image)
 	return resume_on(srv, image, NULL);
 }
 
-static int resume_on(struct server *srv, const char *image,
-		     const char *format)
+/*
+ * Close the chain and serve the one whose top is image instead (format
+ * NULL: the file name's), never smaller than the current one.  Called with
+ * no data I/O in flight.  When image cannot be served, the old top is
+ * opened again; when even that fails there is nothing left to serve and
+ * the server stops (exit status 1).  Either way any coalesce job is over:
+ * its caller cancelled it, or it is the job's own switch.
+ */
+static int reopen_chain(struct server *srv, const char *image,
+			const char *format)
 {
 	struct image *nimg = NULL;
 	const char *old_format;
 	char *old_path;
 	uint64_t old_size = srv->size;
+	int r;
+
+	old_path = strdup(srv->img->path);
+	if (!old_path)
+		return -ENOMEM;
+	old_format = srv->img->fmt->name;	/* static strings */
+	image_close(srv->img);
+	srv->img = NULL;
+	r = open_chain(srv, image, format_of(format, image), &nimg);
+	if (r == 0 && nimg->virtual_size < old_size) {
+		log_error("'%s' is smaller than the image served until now",
+			  image);
+		image_close(nimg);
+		r = -EINVAL;
+	}
+	if (r < 0) {
+		int r2 = open_chain(srv, old_path, old_format, &nimg);
+
+		if (r2 < 0) {
+			/* cannot serve anything any more */
+			log_error("cannot reopen '%s': %s", old_path,
+				  strerror(-r2));
+			free(old_path);
+			srv->exit_status = 1;
+			server_request_stop(srv);
+			return r;
+		}
+		adopt_image(srv, nimg);
+		free(old_path);
+		return r;
+	}
+	free(old_path);
+	adopt_image(srv, nimg);
+	return 0;
+}
+
+static void coalesce_fail(struct server *srv, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int resume_on(struct server *srv, const char *image,
+		     const char *format)
+{
 	int r;
 
 	if (!image) {
@@ -1030,37 +1114,13 @@ static int resume_on(struct server *srv, const char *image,
 		log_error("resume: I/O still in flight, retry");
 		return -EBUSY;
 	}
-	old_path = strdup(srv->img->path);
-	if (!old_path)
-		return -ENOMEM;
-	old_format = srv->img->fmt->name;	/* static strings */
-	image_close(srv->img);
-	srv->img = NULL;
-	r = open_chain(srv, image, format_of(format, image), &nimg);
-	if (r == 0 && nimg->virtual_size < old_size) {
-		log_error("resume: '%s' is smaller than the current image",
-			  image);
-		image_close(nimg);
-		r = -EINVAL;
-	}
-	if (r < 0) {
-		int r2 = open_chain(srv, old_path, old_format, &nimg);
-
-		if (r2 < 0) {
-			/* cannot serve anything any more */
-			log_error("cannot reopen '%s': %s", old_path,
-				  strerror(-r2));
-			free(old_path);
-			srv->exit_status = 1;
-			server_request_stop(srv);
-			return r;
-		}
-		adopt_image(srv, nimg);
-		free(old_path);
+	/* the chain the job merges is closed: it must never write into the
+	 * old top (a snapshot now), nor go on in the new one */
+	if (srv->co.state == CO_RUNNING)
+		coalesce_fail(srv, 0, "chain changed");
+	r = reopen_chain(srv, image, format);
+	if (r < 0)
 		return r;
-	}
-	free(old_path);
-	adopt_image(srv, nimg);
 	srv->suspended = false;
 	srv->suspend_expired = false;
 	log_info("resumed on '%s'", image);
@@ -1181,6 +1241,241 @@ static int server_set_record(struct server *srv, const char *record)
 	return 0;
 }
 
+/* ------------------------------------------------------------ coalesce */
+
+/*
+ * Live coalesce (issue 13): the top C is writable over a hidden parent H
+ * that nothing else needs.  The job pulls H's own data down into C, 1 MiB
+ * at a time, each chunk at a barrier in the loop thread; at the end it
+ * flushes C, rewrites C's header to name H's backing file (or none) and
+ * reopens the chain from C.
+ *
+ * A guest write racing a chunk is never overwritten by older data from H:
+ * a chunk runs only with no data I/O in flight and nothing held (every
+ * guest write mapped so far has its data in C; those not mapped yet are
+ * mapped, and so written, after the chunk), and image_pull_backing never
+ * writes a range the top holds itself.  So where the guest wrote, C holds
+ * the range and the chunk skips it; where it writes later, the guest's
+ * data lands over the chunk's.
+ *
+ * Guest I/O has priority: when the guest had requests since the last
+ * chunk or waited for this one, the next chunk is due only after nine
+ * times the last chunk's duration (>= 90% of the time is the guest's);
+ * an idle guest lets the chunks run back to back, one per loop turn.
+ */
+#define CO_CHUNK		(1024 * 1024)
+#define CO_DUTY			9
+#define CO_FLUSH_RETRY_MS	1000
+
+static uint64_t server_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
+}
+
+/* Guest requests started so far. */
+static uint64_t guest_ops(const struct server *srv)
+{
+	return srv->n_reads + srv->n_writes + srv->n_trims + srv->n_zeroes +
+	       srv->n_block_status;
+}
+
+static void coalesce_fail(struct server *srv, int err, const char *fmt, ...)
+{
+	struct coalesce_job *co = &srv->co;
+	size_t n;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(co->error, sizeof(co->error), fmt, ap);
+	va_end(ap);
+	n = strlen(co->error);
+	if (err)
+		snprintf(co->error + n, sizeof(co->error) - n, ": %s",
+			 strerror(-err));
+	co->state = CO_FAILED;
+	log_error("coalesce of '%s' failed: %s", co->parent, co->error);
+}
+
+/* Is the top's backing file still the job's parent? */
+static bool coalesce_chain_same(const struct server *srv)
+{
+	const struct coalesce_job *co = &srv->co;
+	struct stat st;
+
+	return srv->img->backing && fstat(srv->img->backing->fd, &st) == 0 &&
+	       st.st_dev == co->dev && st.st_ino == co->ino;
+}
+
+#ifdef NGDP_FAULT_INJECT
+/* NGDP_FAULT=coalesce-slow: every chunk takes 10 ms more, so that a test
+ * can kill the server in the middle of a coalesce. */
+static void fault_coalesce(void)
+{
+	if (io_fault("coalesce-slow"))
+		usleep(10000);
+}
+#else
+static void fault_coalesce(void)
+{
+}
+#endif
+
+/* A chunk or the switch is due now (the caller waits for no I/O). */
+static bool coalesce_wanted(const struct server *srv, uint64_t now)
+{
+	return srv->co.state == CO_RUNNING && !srv->suspended &&
+	       !srv->stopping && now >= srv->co.due_ms;
+}
+
+/* The walk is over: make C durable, skip H in its header, reopen. */
+static void coalesce_switch(struct server *srv)
+{
+	struct coalesce_job *co = &srv->co;
+	const char *format = srv->img->fmt->name;
+	char *path;
+	int r;
+
+	r = fault_flush() ? -ENOSPC : image_flush(srv->img);
+	srv->n_flushes++;
+	if (r < 0) {
+		log_error("coalesce: flush of '%s' failed (%s): retrying in %d ms",
+			  srv->img->path, strerror(-r), CO_FLUSH_RETRY_MS);
+		co->due_ms = server_now_ms() + CO_FLUSH_RETRY_MS;
+		return;
+	}
+	srv->dirty = false;
+	r = image_skip_backing(srv->img);
+	if (r < 0) {
+		coalesce_fail(srv, r, "cannot rewrite the header of '%s'",
+			      srv->img->path);
+		return;
+	}
+	path = strdup(srv->img->path);
+	if (!path) {
+		coalesce_fail(srv, -ENOMEM, "cannot reopen the chain");
+		return;
+	}
+	r = reopen_chain(srv, path, format);
+	if (r < 0) {
+		coalesce_fail(srv, r, "cannot reopen '%s'", path);
+		free(path);
+		return;
+	}
+	co->state = CO_DONE;
+	log_info("coalesced '%s' into '%s' (%llu bytes copied); its backing "
+		 "file is now %s", co->parent, path,
+		 (unsigned long long)co->copied,
+		 srv->img->backing ? srv->img->backing->path : "none");
+	free(path);
+}
+
+/* One step of the job, at a barrier: no data I/O in flight. */
+static void coalesce_step(struct server *srv)
+{
+	struct coalesce_job *co = &srv->co;
+	bool busy = co->guest_waited || srv->waitq ||
+		    guest_ops(srv) != co->guest_ops;
+	uint64_t n, t0, dur;
+	int r;
+
+	co->guest_waited = false;
+	if (!coalesce_chain_same(srv)) {
+		coalesce_fail(srv, 0, "chain changed");
+		return;
+	}
+	if (co->offset >= co->end) {
+		coalesce_switch(srv);
+		return;
+	}
+	n = co->end - co->offset < CO_CHUNK ? co->end - co->offset : CO_CHUNK;
+	t0 = server_now_ns();
+	mark_dirty(srv);
+	r = image_pull_backing(srv->img, co->offset, n, &co->copied);
+	fault_coalesce();
+	if (r < 0) {
+		coalesce_fail(srv, r, "cannot copy %llu bytes at offset %llu",
+			      (unsigned long long)n,
+			      (unsigned long long)co->offset);
+		return;
+	}
+	co->offset += n;
+	co->chunks++;
+	dur = server_now_ns() - t0;
+	co->guest_ops = guest_ops(srv);
+	co->due_ms = server_now_ms();
+	if (busy)
+		co->due_ms += (CO_DUTY * dur + 999999) / 1000000;
+}
+
+int server_coalesce(struct server *srv, const char *parent,
+		    const char **why)
+{
+	struct coalesce_job *co = &srv->co;
+	struct stat pst;
+	char *p;
+
+	if ((co->state == CO_RUNNING || co->state == CO_DONE) &&
+	    !strcmp(co->parent, parent))
+		return 0;	/* asked again: the same job */
+	if (srv->cfg.readonly) {
+		*why = "the volume is served read-only";
+		return -EROFS;
+	}
+	if (serving_overlay(srv)) {
+		*why = "the volume is served through a reset-on-boot overlay, "
+		       "whose chain is never merged live";
+		return -EINVAL;
+	}
+	if (srv->stopping) {
+		*why = "the server is stopping";
+		return -ESHUTDOWN;
+	}
+	if (!srv->img->backing) {
+		*why = "the served image has no backing file";
+		return -EINVAL;
+	}
+	if (stat(parent, &pst) < 0) {
+		int r = -errno;
+
+		*why = "the parent image cannot be found";
+		return r;
+	}
+	if (co->state == CO_RUNNING) {
+		if (coalesce_chain_same(srv) && pst.st_dev == co->dev &&
+		    pst.st_ino == co->ino)
+			return 0;	/* the same file by another name */
+		*why = "another coalesce is running";
+		return -EBUSY;
+	}
+	co->dev = pst.st_dev;
+	co->ino = pst.st_ino;
+	if (!coalesce_chain_same(srv)) {
+		*why = "the parent is not the backing file of the served image";
+		return -EINVAL;
+	}
+	p = strdup(parent);
+	if (!p) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	free(co->parent);
+	co->parent = p;
+	co->state = CO_RUNNING;
+	co->end = srv->img->backing->virtual_size < srv->size ?
+		  srv->img->backing->virtual_size : srv->size;
+	co->offset = co->copied = co->chunks = 0;
+	co->due_ms = server_now_ms();
+	co->guest_ops = guest_ops(srv);
+	co->guest_waited = false;
+	co->error[0] = '\0';
+	log_info("coalescing '%s' into '%s' (%llu bytes to scan)", parent,
+		 srv->img->path, (unsigned long long)co->end);
+	return 0;
+}
+
 /* ------------------------------------------------------------ lifecycle */
 
 int server_init(struct server *srv, const struct server_config *cfg)
@@ -1292,6 +1587,7 @@ void server_release(struct server *srv)
 		close(srv->epfd);
 	req_free_all(srv);
 	free(srv->sr_dir);
+	free(srv->co.parent);
 	for (unsigned int c = 0; c <= BUF_MAX_SHIFT; c++)
 		while (srv->pool.nfree[c])
 			buf_free(srv->pool.free[c][--srv->pool.nfree[c]], c);
@@ -1409,6 +1705,8 @@ static bool can_progress(const struct server *srv)
 		return !srv->active;
 	if (srv->flushq || srv->flush_wanted)
 		return !srv->active;
+	if (coalesce_wanted(srv, server_now_ms()))
+		return !srv->active;
 	if (!req)
 		return false;
 	if (srv->suspended && !srv->suspend_expired)
@@ -1449,6 +1747,10 @@ static int loop_timeout(struct server *srv)
 		if (d < t)
 			t = d;
 	}
+	/* a chunk due later (one due now: can_progress, or completions) */
+	if (srv->co.state == CO_RUNNING && !srv->suspended &&
+	    srv->co.due_ms > now && srv->co.due_ms - now < t)
+		t = srv->co.due_ms - now;
 	if (srv->accept_paused) {
 		uint64_t d = srv->accept_resume_ms > now ?
 			     srv->accept_resume_ms - now : 0;

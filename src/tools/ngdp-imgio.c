@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "formats/format.h"
 #include "fullio.h"
 #include "log.h"
@@ -32,6 +33,11 @@ static const char usage_text[] =
 "                             (KIND data|zero|filled, HOLE true|false)\n"
 "  info                       format, virtual size, the chain\n"
 "  flush                      make everything durable\n"
+"  pull                       coalesce the backing file into IMAGE: copy\n"
+"                             what it holds itself (image_pull_backing),\n"
+"                             flush, make its backing file IMAGE's\n"
+"                             (image_skip_backing), reopen; prints the\n"
+"                             bytes copied\n"
 "A script may also contain blank lines and # comments.  A writing session\n"
 "always flushes before exit.\n"
 "\n"
@@ -47,6 +53,7 @@ static const char usage_text[] =
 
 struct ctx {
 	struct image *img;
+	const struct image_open_options *opt;
 	struct extent_list el;
 	void *buf;		/* CHUNK bytes, aligned */
 	bool script;
@@ -271,6 +278,43 @@ static int cmd_info(struct ctx *c)
 	return fflush(stdout) ? -errno : 0;
 }
 
+/*
+ * Coalesce IMAGE's backing file into it, as the datapath server does
+ * live: the image is reopened afterwards (its chain in memory is stale).
+ */
+static int cmd_pull(struct ctx *c)
+{
+	uint64_t copied = 0;
+	char *path;
+	int r;
+
+	if (!c->img->backing) {
+		fprintf(stderr, "ngdp-imgio: '%s' has no backing file\n",
+			c->img->path);
+		return -EINVAL;
+	}
+	r = image_pull_backing(c->img, 0, c->img->virtual_size, &copied);
+	if (r == 0)
+		r = image_flush(c->img);
+	if (r == 0)
+		fault_point("imgio-pull-before-skip");
+	if (r == 0)
+		r = image_skip_backing(c->img);
+	if (r < 0)
+		return r;
+	path = strdup(c->img->path);
+	if (!path)
+		return -ENOMEM;
+	image_close(c->img);
+	c->img = NULL;
+	r = image_open(path, c->opt, &c->img);
+	free(path);
+	if (r < 0)
+		return r;
+	printf("copied %" PRIu64 "\n", copied);
+	return fflush(stdout) ? -errno : 0;
+}
+
 static int run_command(struct ctx *c, int argc, char **argv)
 {
 	const char *cmd = argv[0];
@@ -281,6 +325,8 @@ static int run_command(struct ctx *c, int argc, char **argv)
 		return cmd_info(c);
 	if (!strcmp(cmd, "flush"))
 		return image_flush(c->img);
+	if (!strcmp(cmd, "pull"))
+		return cmd_pull(c);
 	if (!strcmp(cmd, "map")) {
 		if (argc == 1)
 			return cmd_map(c, 0, c->img->virtual_size);
@@ -370,6 +416,7 @@ int main(int argc, char **argv)
 	}
 	/* tool only: the server always passes the format it was given */
 	opt.probe_top = !opt.format;
+	c.opt = &opt;
 	r = image_open(argv[optind], &opt, &c.img);
 	if (r < 0) {
 		fprintf(stderr, "ngdp-imgio: cannot open '%s': %s\n",
@@ -390,7 +437,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "ngdp-imgio: %s: %s\n", argv[optind + 1],
 				strerror(-r));
 	}
-	if (!c.img->readonly) {
+	if (c.img && !c.img->readonly) {
 		fr = image_flush(c.img);
 		if (fr < 0) {
 			fprintf(stderr, "ngdp-imgio: flush: %s\n", strerror(-fr));

@@ -129,6 +129,15 @@ struct image_format {
 	 */
 	int (*block_status)(struct image *img, uint64_t offset,
 			    uint64_t length, struct extent_list *out);
+
+	/*
+	 * Optional (image_skip_backing()).  Rewrite img's header so that its
+	 * backing file is new_backing (img->backing->backing, already open),
+	 * or none when NULL.  Crash-ordered (a crash leaves the old or the
+	 * new header) and durable when it returns; the in-memory state may
+	 * be stale afterwards (the caller closes img).
+	 */
+	int (*set_backing)(struct image *img, const struct image *new_backing);
 };
 
 struct image {

@@ -71,6 +71,33 @@ int vhd_create_dynamic(const char *path, uint64_t size, uint32_t block_size);
 int vhd_create_differencing(const char *path, const char *parent_path);
 
 /*
+ * How a differencing image names its parent: the parent fields of the
+ * dynamic header and the data of its three locators (W2ru, MacX, W2ku, as
+ * vhd_create_differencing writes them).
+ */
+#define VHD_PARENT_LOCS 3
+struct vhd_locator_data {
+	uint32_t code;
+	uint8_t *data;		/* malloc'ed */
+	size_t len;
+};
+struct vhd_parent_ref {
+	struct vhd_locator_data locs[VHD_PARENT_LOCS];
+};
+struct vhd_footer;
+struct vhd_dyn_header;
+/*
+ * Set h's parent uuid, timestamp (pf's, the parent's footer) and unicode
+ * name, and build the locators' data for the parent 'parent_abs' (absolute,
+ * canonical) of a child in directory 'child_dir'.  Locator placement
+ * (h->loc) is left to the caller.  Release ret with vhd_parent_ref_release.
+ */
+int vhd_parent_ref_build(const char *child_dir, const char *parent_abs,
+			 const struct vhd_footer *pf, struct vhd_dyn_header *h,
+			 struct vhd_parent_ref *ret);
+void vhd_parent_ref_release(struct vhd_parent_ref *p);
+
+/*
  * Relative path from directory 'from_dir' to file 'to' (both absolute and
  * canonical), e.g. "./base.vhd" or "../a/base.vhd".  malloc'ed or NULL.
  * (For the W2ru locator.)

@@ -12,13 +12,16 @@
  *
  * FLUSH, FUA, TRIM, WRITE_ZEROES and any I/O that needs the unaligned slow
  * path are barriers: they wait until no data I/O is in flight, then run
- * synchronously in the loop thread, so nothing can overlap them.
+ * synchronously in the loop thread, so nothing can overlap them.  So are
+ * the chunks of a live coalesce (server_coalesce): while one is due, no
+ * new guest request starts.
  */
 #ifndef SERVER_SERVER_H
 #define SERVER_SERVER_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "formats/format.h"
@@ -119,6 +122,34 @@ struct server_status {
 	uint64_t connections_total, reads, writes, flushes, trims,
 		 write_zeroes, block_status, errors, slow_path, bytes_read,
 		 bytes_written;
+	const char *backing;		/* the top's backing file, or NULL */
+	/* the live coalesce: co_state NULL when none was accepted */
+	const char *co_state;		/* CTL_CO_RUNNING / _DONE / _FAILED */
+	const char *co_parent, *co_error;	/* co_error: NULL unless failed */
+	uint64_t co_copied, co_offset;
+};
+
+enum coalesce_state { CO_NONE, CO_RUNNING, CO_DONE, CO_FAILED };
+
+/*
+ * The live coalesce job (issue 13, server.c): merges the top's backing
+ * file down into the top in chunks, at barriers, then switches the chain.
+ */
+struct coalesce_job {
+	enum coalesce_state state;
+	char *parent;			/* as the control op named it */
+	dev_t dev;			/* of the parent */
+	ino_t ino;
+	uint64_t end;			/* guest bytes to walk */
+	uint64_t offset, copied;
+	uint64_t due_ms;		/* next chunk not before */
+	uint64_t guest_ops;		/* guest requests started, at the
+					 * last chunk */
+	bool guest_waited;		/* the guest had I/O in flight while
+					 * a chunk was due */
+	uint64_t chunks;
+	uint64_t flush_retry_ms;	/* the final flush failed: retry then */
+	char error[256];
 };
 
 struct server {
@@ -177,6 +208,8 @@ struct server {
 	bool accept_paused;
 	uint64_t accept_resume_ms, accept_log_ms, accept_failures;
 	uint64_t heartbeat_ms;		/* last refresh of cfg.heartbeat */
+
+	struct coalesce_job co;
 
 	/* counters for status (conn.c counts its own) */
 	uint64_t n_reads, n_writes, n_flushes, n_trims, n_zeroes,
@@ -237,5 +270,13 @@ int server_suspend(struct server *srv, uint64_t timeout_ms);
 /* Resume (on image, a new top of the chain, when not NULL). */
 int server_resume(struct server *srv, const char *image);
 void server_request_stop(struct server *srv);
+/*
+ * Start merging the top's backing file (parent, a path naming the same
+ * file) into the top while serving.  0: started, or that very parent's
+ * job is running or done already.  -errno with *why, a sentence for the
+ * administrator: not writable, an overlay, no such backing, another job.
+ */
+int server_coalesce(struct server *srv, const char *parent,
+		    const char **why);
 
 #endif
