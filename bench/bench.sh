@@ -17,9 +17,11 @@
 #   BENCH_REPS, BENCH_RUNTIME, BENCH_RAMP, BENCH_SIZE (MiB),
 #   BENCH_LS_COUNTS, BENCH_CTL_N, BENCH_PERF=0|1, BENCH_FORCE_DIRECT=1
 #   BENCH_COALESCE=1|0|only, BENCH_CO_CYCLES, BENCH_CO_REGION (MiB),
-#   BENCH_CO_MERGE (MiB)  the coalesce section (bench/coalesce.sh)
+#   BENCH_CO_MERGE (MiB), BENCH_CO_LIVE (MiB)  the coalesce section
+#                        (bench/coalesce.sh)
 #   NGDP_SERVER          the ngdp-server binary for the direct-start fallback
 #   NGDP_IMGIO           the ngdp-imgio binary (coalesce section)
+#   NGDP_CTL             tests/server/ngdp-ctl (live coalesce row)
 set -u
 export LC_ALL=C
 
@@ -35,17 +37,17 @@ if [ "${BENCH_TINY:-0}" = 1 ]; then
 	MODE=tiny
 	d_size=32 d_reps=1 d_rt=1 d_ramp=0 d_ls="10 20" d_ctl=2
 	d_chain="1 3" d_scale="1 2" d_perf=0
-	d_co_n=2 d_co_region=4 d_co_merge=8
+	d_co_n=2 d_co_region=4 d_co_merge=8 d_co_live=32
 elif [ "${BENCH_QUICK:-0}" = 1 ]; then
 	MODE=quick
 	d_size=256 d_reps=1 d_rt=1 d_ramp=1 d_ls="100 1000" d_ctl=5
 	d_chain="1 10 30" d_scale="1 2 4" d_perf=0
-	d_co_n=4 d_co_region=16 d_co_merge=64
+	d_co_n=4 d_co_region=16 d_co_merge=64 d_co_live=1024
 else
 	MODE=full
 	d_size=1024 d_reps=3 d_rt=3 d_ramp=1 d_ls="100 1000 10000" d_ctl=20
 	d_chain="1 10 30" d_scale="1 2 4" d_perf=1
-	d_co_n=8 d_co_region=64 d_co_merge=512
+	d_co_n=8 d_co_region=64 d_co_merge=512 d_co_live=2048
 fi
 SIZE_MB=${BENCH_SIZE:-$d_size}
 REPS=${BENCH_REPS:-$d_reps}
@@ -62,6 +64,7 @@ COALESCE=${BENCH_COALESCE:-1}
 CO_CYCLES=${BENCH_CO_CYCLES:-$d_co_n}
 CO_REGION_MB=${BENCH_CO_REGION:-$d_co_region}
 CO_MERGE_MB=${BENCH_CO_MERGE:-$d_co_merge}
+CO_LIVE_MB=${BENCH_CO_LIVE:-$d_co_live}
 RESULTS=${BENCH_RESULTS:-$HERE/results}
 SIZE=$((SIZE_MB * 1048576))
 # allocation writes: a fixed amount (not time-based), a quarter of the disk
@@ -304,11 +307,11 @@ start_null() { # NAME: nbdkit null plugin, the transport's ceiling
 	wait_nbd "$URI" "$pid"
 }
 
-start_direct() { # NAME IMG ENGINE: ngdp-server without the plugin
+start_direct() { # NAME IMG ENGINE [SERVER-ARGS...]: ngdp-server without the plugin
 	local sock=$W/$1.sock pid
 	rm -f "$sock" "$W/$1.pid"
 	taskset -c 0 "$NGDP_SERVER" --image "$2" --socket "$sock" \
-		--engine "$3" --pidfile "$W/$1.pid" \
+		--engine "$3" --pidfile "$W/$1.pid" "${@:4}" \
 		</dev/null >>"$W/log/$1.log" 2>&1 &
 	pid=$!
 	PIDS+=("$pid")

@@ -23,8 +23,20 @@
 #         filesystem: fio io_uring direct=1 bs=1M, a sequential read and a
 #         sequential write (overwrite) of CO_MERGE_MB, at QD8 (the limit)
 #         and QD1 (a synchronous copier); copy MiB/s = 1 / (1/read + 1/write).
+# live    guest 4k randread QD32 (fio over NBD, as the matrix's rr-qd32) on
+#         an active qcow2 chain C over H (H: CO_LIVE_MB of random data, so
+#         that the merge outlasts the fio run; C empty), served by
+#         ngdp-server started directly with a control socket: a run
+#         without a coalesce, then one started right after sending
+#         {"op":"coalesce","parent":H} (tests/server/ngdp-ctl), which
+#         merges H down into C while the guest reads.  Recorded into
+#         raw.tsv as group "colive" (contenders ngdp-uring and
+#         ngdp-coalescing); coalesce.tsv gets whether the merge still ran
+#         when fio ended, what it had copied by then, and its whole time.
+#         C must then check clean, have no backing and hold H's data.
 
 NGDP_IMGIO=${NGDP_IMGIO:-$TOP/build/ngdp-imgio}
+NGDP_CTL=${NGDP_CTL:-$TOP/build/tests/server/ngdp-ctl}
 CO_TSV=$W/coalesce.tsv
 : >"$CO_TSV"
 
@@ -189,6 +201,67 @@ co_limit() {
 	rm -f "$f"
 }
 
+# co_live FS SR: part c, on the qcow2 SR's filesystem
+co_live() {
+	local fs=$1 d=$2/bench-live h c ctl rep res i st st_end t0 t1 off cop ok=0
+	local src=$BDIR/rand.raw
+	h=$d/h.qcow2 c=$d/c.qcow2 ctl=$W/live.ctl
+	mkdir -p "$d"
+	if [ "$CO_LIVE_MB" != "$SIZE_MB" ]; then
+		src=$BDIR/live.raw
+		head -c "$((CO_LIVE_MB << 20))" /dev/urandom >"$src" || return 1
+	fi
+	qemu-img convert -t none -f raw -O qcow2 -o cluster_size=65536 "$src" "$h" \
+		2>>"$W/log/coalesce.err" || return 1
+	for ((rep = 1; rep <= REPS; rep++)); do
+		rm -f "$c"
+		qemu-img create -q -f qcow2 -o cluster_size=65536 -b h.qcow2 \
+			-F qcow2 "$c" || return 1
+		SPIDS=()
+		start_direct live "$c" uring --control "$ctl" ||
+			{ log "coalesce live: ngdp-server did not start"; stop_all; return 1; }
+		res=$(run_fio "$fs-colive-base-$rep" rr-qd32 "nbd:$URI") ||
+			{ stop_all; return 1; }
+		record "$fs" colive ngdp-uring rr-qd32 "$rep" "$res"
+		log "$fs-colive-base-$rep: $res"
+		t0=$(now_ns)
+		"$NGDP_CTL" "$ctl" coalesce "$h" >>"$W/log/coalesce.err" 2>&1 ||
+			{ log "coalesce live: the coalesce op was refused"; stop_all; return 1; }
+		res=$(run_fio "$fs-colive-during-$rep" rr-qd32 "nbd:$URI") ||
+			{ stop_all; return 1; }
+		st_end=$("$NGDP_CTL" "$ctl" get coalesce.state 2>/dev/null)
+		off=$("$NGDP_CTL" "$ctl" get coalesce.offset 2>/dev/null)
+		cop=$("$NGDP_CTL" "$ctl" get coalesce.copied 2>/dev/null)
+		record "$fs" colive ngdp-coalescing rr-qd32 "$rep" "$res"
+		log "$fs-colive-during-$rep: $res (coalesce $st_end, $off bytes scanned)"
+		for ((i = 0; i < 60000; i++)); do
+			st=$("$NGDP_CTL" "$ctl" get coalesce.state 2>/dev/null)
+			[ "$st" = running ] || break
+			sleep 0.01
+		done
+		t1=$(now_ns)
+		stop_all
+		if [ "$st" != done ]; then
+			log "coalesce live: the merge ended '$st': $("$NGDP_CTL" "$ctl" get coalesce.error 2>/dev/null)"
+			return 1
+		fi
+		# the merge must have left one whole image with H's data
+		qemu-img check -q -f qcow2 "$c" &&
+			[ "$(qemu-img info --output=json "$c" | jq -r '."backing-filename" // "none"')" = none ] &&
+			qemu-img compare -q -f raw -F qcow2 "$src" "$c" ||
+			{ log "coalesce live: the merged image is not right"; return 1; }
+		co_rec "$fs" live "rep$rep" running_at_end "$([ "$st_end" = running ] && echo 1 || echo 0)"
+		co_rec "$fs" live "rep$rep" scanned_at_end "$off"
+		co_rec "$fs" live "rep$rep" copied_at_end "$cop"
+		co_rec "$fs" live "rep$rep" merge_s "$(awk -v n="$((t1 - t0))" 'BEGIN { printf "%.2f", n / 1e9 }')"
+		ok=1
+	done
+	co_rec "$fs" live qcow2 size_mib "$CO_LIVE_MB"
+	rm -rf "$d"
+	[ "$src" = "$BDIR/rand.raw" ] || rm -f "$src"
+	[ $ok = 1 ]
+}
+
 # coalesce_section FS: parts a and b on one SR per format
 coalesce_section() {
 	local fs=$1 fmt sr
@@ -198,10 +271,19 @@ coalesce_section() {
 	fi
 	log "== coalesce ($fs): $CO_CYCLES cycles over ${CO_REGION_MB} MiB, merge of ${CO_MERGE_MB} MiB"
 	for fmt in qcow2 vhd; do
-		sr=$(mk_sr "$fs" "$fmt" $((SIZE_MB * 4 + 1024))) || { log "coalesce: no $fs $fmt SR"; continue; }
+		sr=$(mk_sr "$fs" "$fmt" $((SIZE_MB * 4 + CO_LIVE_MB * 2 + 1024))) || { log "coalesce: no $fs $fmt SR"; continue; }
 		co_cycles "$fs" "$sr" "$fmt" || log "coalesce: the $fmt backup cycles gave no numbers"
 		co_merge "$fs" "$sr" "$fmt" || log "coalesce: the $fmt merge gave no numbers"
-		[ "$fmt" = qcow2 ] && { co_limit "$fs" "$sr" || log "coalesce: no disk limit"; }
+		if [ "$fmt" = qcow2 ]; then
+			co_limit "$fs" "$sr" || log "coalesce: no disk limit"
+			# live: qcow2 only (the engine cannot switch a VHD's
+			# parent yet)
+			if [ -x "$NGDP_CTL" ]; then
+				co_live "$fs" "$sr" || log "coalesce: no live coalesce numbers"
+			else
+				log "coalesce: no $NGDP_CTL: no live coalesce row"
+			fi
+		fi
 		rm_sr "$fs" "$sr"
 	done
 }

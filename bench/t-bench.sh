@@ -5,7 +5,7 @@
 # Runs bench.sh with BENCH_TINY=1 (32 MiB images, 1 s runs, one repetition)
 # into a temporary results folder and checks that every contender, test,
 # scale and chain case produced numbers, that the coalesce section
-# (bench/coalesce.sh) measured every number it reports, that the report and
+# (bench/coalesce.sh) measured every number it reports, the live one too, that the report and
 # the chart are written, and that nothing is left behind.  Also checks report.sh's
 # arithmetic on a synthetic input.  No timing assertions.
 # Usage: t-bench.sh INSTALL_ROOT
@@ -148,6 +148,11 @@ check "coalesce: the disk's copy limit measured at QD8 and QD1" \
 	  -a -n "$(co limit qd1 read_mibs)" -a -n "$(co limit qd1 write_mibs)" ]
 check "coalesce: merge rates against the limit in the report" \
 	[ "$(grep -Ec '^\| (qcow2|vhd) \| [0-9]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$' "$R/results.md")" -eq 2 ]
+check "coalesce live: 4k randread QD32 without and during a live coalesce have numbers" \
+	[ "$(rows xfs colive rr-qd32 '^(ngdp-uring|ngdp-coalescing)$')" -eq 2 ]
+check "coalesce live: the merge finished, checked, and was timed" [ -n "$(co live rep1 merge_s)" ]
+check "coalesce live: its row in the targets" \
+	grep -Eq '^\| ngdp-uring qcow2 4k randread QD32 during a live coalesce / without \| [0-9.]+ \| >= 0.80 \|' "$R/results.md"
 check "results.md has the targets and every section" \
 	bash -c "grep -q '^## Targets' '$R/results.md' && grep -q '^## I/O matrix on xfs' '$R/results.md' &&
 		 grep -q '^## I/O matrix on ext4' '$R/results.md' && grep -q '^## Scale' '$R/results.md' &&
