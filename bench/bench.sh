@@ -16,7 +16,12 @@
 #   BENCH_RESULTS=DIR    where results.md, chart.svg, raw.tsv go
 #   BENCH_REPS, BENCH_RUNTIME, BENCH_RAMP, BENCH_SIZE (MiB),
 #   BENCH_LS_COUNTS, BENCH_CTL_N, BENCH_PERF=0|1, BENCH_FORCE_DIRECT=1
+#   BENCH_COALESCE=1|0|only, BENCH_CO_CYCLES, BENCH_CO_REGION (MiB),
+#   BENCH_CO_MERGE (MiB), BENCH_CO_LIVE (MiB)  the coalesce section
+#                        (bench/coalesce.sh)
 #   NGDP_SERVER          the ngdp-server binary for the direct-start fallback
+#   NGDP_IMGIO           the ngdp-imgio binary (coalesce section)
+#   NGDP_CTL             tests/server/ngdp-ctl (live coalesce row)
 set -u
 export LC_ALL=C
 
@@ -32,14 +37,17 @@ if [ "${BENCH_TINY:-0}" = 1 ]; then
 	MODE=tiny
 	d_size=32 d_reps=1 d_rt=1 d_ramp=0 d_ls="10 20" d_ctl=2
 	d_chain="1 3" d_scale="1 2" d_perf=0
+	d_co_n=2 d_co_region=4 d_co_merge=8 d_co_live=32
 elif [ "${BENCH_QUICK:-0}" = 1 ]; then
 	MODE=quick
 	d_size=256 d_reps=1 d_rt=1 d_ramp=1 d_ls="100 1000" d_ctl=5
 	d_chain="1 10 30" d_scale="1 2 4" d_perf=0
+	d_co_n=4 d_co_region=16 d_co_merge=64 d_co_live=1024
 else
 	MODE=full
 	d_size=1024 d_reps=3 d_rt=3 d_ramp=1 d_ls="100 1000 10000" d_ctl=20
 	d_chain="1 10 30" d_scale="1 2 4" d_perf=1
+	d_co_n=8 d_co_region=64 d_co_merge=512 d_co_live=2048
 fi
 SIZE_MB=${BENCH_SIZE:-$d_size}
 REPS=${BENCH_REPS:-$d_reps}
@@ -52,6 +60,11 @@ SCALE_NS=${BENCH_SCALE:-$d_scale}
 PERF=${BENCH_PERF:-$d_perf}
 FS_LIST=${BENCH_FS:-xfs ext4}
 BACKING=${BENCH_BACKING:-ram}
+COALESCE=${BENCH_COALESCE:-1}
+CO_CYCLES=${BENCH_CO_CYCLES:-$d_co_n}
+CO_REGION_MB=${BENCH_CO_REGION:-$d_co_region}
+CO_MERGE_MB=${BENCH_CO_MERGE:-$d_co_merge}
+CO_LIVE_MB=${BENCH_CO_LIVE:-$d_co_live}
 RESULTS=${BENCH_RESULTS:-$HERE/results}
 SIZE=$((SIZE_MB * 1048576))
 # allocation writes: a fixed amount (not time-based), a quarter of the disk
@@ -294,11 +307,11 @@ start_null() { # NAME: nbdkit null plugin, the transport's ceiling
 	wait_nbd "$URI" "$pid"
 }
 
-start_direct() { # NAME IMG ENGINE: ngdp-server without the plugin
+start_direct() { # NAME IMG ENGINE [SERVER-ARGS...]: ngdp-server without the plugin
 	local sock=$W/$1.sock pid
 	rm -f "$sock" "$W/$1.pid"
 	taskset -c 0 "$NGDP_SERVER" --image "$2" --socket "$sock" \
-		--engine "$3" --pidfile "$W/$1.pid" \
+		--engine "$3" --pidfile "$W/$1.pid" "${@:4}" \
 		</dev/null >>"$W/log/$1.log" 2>&1 &
 	pid=$!
 	PIDS+=("$pid")
@@ -690,6 +703,10 @@ control_path() { # FS: run after the matrix, on a fresh qcow2 SR
 	rm_sr "$fs" "$sr"
 }
 
+# ---------------------------------------------------------------- coalesce
+# shellcheck source=bench/coalesce.sh
+. "$HERE/coalesce.sh"
+
 # ---------------------------------------------------------------- main
 command -v fio >/dev/null && command -v qemu-nbd >/dev/null &&
 	command -v jq >/dev/null && command -v nbdinfo >/dev/null ||
@@ -704,10 +721,13 @@ else
 fi
 log "mode $MODE: ${SIZE_MB} MiB images, $REPS reps, ${RUNTIME}s + ${RAMP}s ramp, backing $BACKING${BENCH_DEVICE:+ device $BENCH_DEVICE}; ngdp via $DP_MODE"
 log "work dir $W, loop files in $BDIR"
+[ "$CO_REGION_MB" -le "$SIZE_MB" ] && [ "$CO_MERGE_MB" -le "$SIZE_MB" ] ||
+	die "the coalesce region and merge sizes must fit in the ${SIZE_MB} MiB image"
 
 head -c "$SIZE" /dev/urandom >"$BDIR/rand.raw" || die "no room for the random source"
 first=1
-for fs in $FS_LIST; do
+[ "$COALESCE" = only ] && FS_LIST_MATRIX= || FS_LIST_MATRIX=$FS_LIST
+for fs in $FS_LIST_MATRIX; do
 	log "== $fs"
 	setup_fs "$fs"
 	if [ $first = 1 ]; then
@@ -721,8 +741,9 @@ for fs in $FS_LIST; do
 	teardown_fs "$fs"
 	first=0
 done
+[ "$COALESCE" != 0 ] && coalesce_section "$(set -- $FS_LIST; echo "$1")"
 rm -f "$BDIR/rand.raw"
-control_path "$(set -- $FS_LIST; echo "$1")"
+[ "$COALESCE" = only ] || control_path "$(set -- $FS_LIST; echo "$1")"
 T_END=$(date +%s)
 
 # ---------------------------------------------------------------- report
@@ -736,10 +757,12 @@ for v in MODE SIZE_MB REPS RUNTIME RAMP BACKING DP_MODE FS_LIST ELAPSED BENCH_DE
 done >"$RESULTS/run.env"
 cp "$TSV" "$RESULTS/raw.tsv"
 cp "$CTL_TSV" "$RESULTS/control.tsv"
+cp "$CO_TSV" "$RESULTS/coalesce.tsv"
 cat "$W"/perf-*.txt >/dev/null 2>&1 && for f in "$W"/perf-*.txt; do cp "$f" "$RESULTS/"; done
 cp "$W/log/fio-commands.txt" "$RESULTS/fio-commands.txt"
 # the raw fio JSON, trimmed to the per-job numbers, compressed
 (cd "$W/fio" && for f in *.json; do
+	[ -e "$f" ] || continue
 	jq -c --arg f "$f" '{run: $f, jobs: [.jobs[] | {read: (.read | {io_bytes, iops, bw_bytes, lat_ns: (.lat_ns | {mean, stddev}), clat_ns: (.clat_ns | {percentile})}), write: (.write | {io_bytes, iops, bw_bytes, lat_ns: (.lat_ns | {mean, stddev}), clat_ns: (.clat_ns | {percentile})}), job_runtime, usr_cpu, sys_cpu}]}' "$f"
 done) | gzip -9 >"$RESULTS/fio-json.jsonl.gz"
 bash "$HERE/report.sh" "$RESULTS" || die "report failed"

@@ -143,6 +143,18 @@ ctl_stat() { # NAME: "median p95 n" in ms
 	}' "$R/control.tsv"
 }
 
+# the coalesce section (bench/coalesce.sh): coalesce.tsv has one number a
+# line, FS PART FORMAT FIELD VALUE
+CO=$R/coalesce.tsv
+co_get() { # FS PART FORMAT FIELD
+	[ -f "$CO" ] || return 0
+	awk -F'\t' -v f="$1" -v p="$2" -v k="$3" -v n="$4" \
+		'$1 == f && $2 == p && $3 == k && $4 == n { print $5; exit }' "$CO"
+}
+mib() { awk -v a="$1" 'BEGIN { if (a == "") print "-"; else printf "%.1f", a / 1048576 }'; }
+# copy rate at read r and write w MiB/s: the copy reads and writes each byte
+copy_rate() { awk -v r="$1" -v w="$2" 'BEGIN { if (r + 0 <= 0 || w + 0 <= 0) print ""; else printf "%.1f", 1 / (1 / r + 1 / w) }'; }
+
 commit=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$TOP" diff --quiet HEAD -- src include plugins 2>/dev/null || commit="$commit + uncommitted changes in src/"
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -189,6 +201,27 @@ lsmax=$(awk -F'\t' '$1 ~ /^SR.ls\(/ { c = substr($1, 7) + 0; if (c > m) m = c } 
 read -r m p n < <(ctl_stat "SR.ls($lsmax)")
 target "SR.ls with $lsmax volumes, median (ms)" "$m" "<=" 1000 "-"
 [ "$lsmax" -lt 10000 ] && echo "| SR.ls with 10,000 volumes | - | <= 1000 ms | - | not measured in this mode |"
+# the live coalesce row only when this run measured it
+co_live_iops=$(get "$FS1" colive ngdp-coalescing rr-qd32 6)
+if [ -n "$co_live_iops" ]; then
+	# repetitions in which the merge ran until fio ended, of all
+	read -r co_nrun co_nrep < <(awk -F'\t' -v f="$FS1" '$1 == f && $2 == "live" && $4 == "running_at_end" { n++; r += $5 }
+		END { print r + 0, n + 0 }' "$CO")
+	co_name="ngdp-uring qcow2 4k randread QD32 during a live coalesce / without"
+	co_r=$(ratio "$co_live_iops" "$(get "$FS1" colive ngdp-uring rr-qd32 6)")
+	if [ "$co_nrun" = "$co_nrep" ]; then
+		target "$co_name" "$co_r" ">=" 0.80 "-"
+	else
+		echo "| $co_name | $co_r | >= 0.80 | - | not valid: the merge ended before fio did in $((co_nrep - co_nrun)) of $co_nrep repetitions |"
+	fi
+fi
+for fmt in qcow2 vhd; do
+	n=$(co_get "$FS1" cycles $fmt cycles)
+	[ -n "$n" ] || continue
+	target "$fmt: chain length after $n backup cycles (images)" "$(co_get "$FS1" cycles $fmt chain)" "<=" 2 "-"
+	target "$fmt: SR usage after $n backup cycles / fresh copy" \
+		"$(ratio "$(co_get "$FS1" cycles $fmt srstat_bytes)" "$(co_get "$FS1" cycles $fmt fresh_bytes)")" "<=" 1.5 "-"
+done
 echo
 echo "Ratios: × limit = our result / the limit's (for QD1 latency: our mean latency / the limit's); the goal column is the issue's target. Targets missed: $TARGET_MISSES. The analysis of the committed run (what the misses are made of and what would close them) is in bench/README.md, section \"Analysis\"."
 echo
@@ -252,6 +285,65 @@ for t in rr-qd1 rr-qd32; do
 	done
 done
 echo
+if [ -s "$CO" ]; then
+	echo "## Coalesce ($FS1; bench/coalesce.sh)"
+	echo
+	echo "### SR usage after backup cycles (offline coalesce)"
+	echo
+	echo "| format | volume MiB | cycles × region MiB | chain after (images) | SR.stat used MiB | SR's images (du) MiB | fresh copy (du) MiB | SR.stat / fresh | images / fresh | waiting for the jobs, s |"
+	echo "|---|---|---|---|---|---|---|---|---|---|"
+	for fmt in qcow2 vhd; do
+		n=$(co_get "$FS1" cycles $fmt cycles)
+		[ -n "$n" ] || continue
+		f=$(co_get "$FS1" cycles $fmt fresh_bytes)
+		st=$(co_get "$FS1" cycles $fmt srstat_bytes)
+		im=$(co_get "$FS1" cycles $fmt images_bytes)
+		echo "| $fmt | $(co_get "$FS1" cycles $fmt size_mib) | $n × $(co_get "$FS1" cycles $fmt region_mib) | $(co_get "$FS1" cycles $fmt chain) | $(mib "$st") | $(mib "$im") | $(mib "$f") | $(ratio "$st" "$f") | $(ratio "$im" "$f") | $(co_get "$FS1" cycles $fmt wait_s) |"
+	done
+	echo
+	echo "Each cycle is what a backup does to an inactive volume: \`Volume.snapshot\`, new random data over the same region at offset 0 (written into the volume's image file with ngdp-imgio), \`Volume.destroy\` of the snapshot, then a wait until the coalesce job that call started (\`<plugin> --coalesce-job <SR>\`, polled in /proc every 10 ms) has exited. The volume was filled with random data first. Chain length: images from the volume's record down its parents' records. SR.stat used = total_space - free_space, and the SR's images = \`du\` of its images folder, both minus the same measure on the SR before the volume was created. Fresh copy: the volume's chain copied into one new image of the same format (qcow2: same cluster size) on the same filesystem, its \`du\`; made by $(for fmt in qcow2 vhd; do v=$(co_get "$FS1" cycles $fmt fresh_via); [ -n "$v" ] && printf '%s: %s; ' "$fmt" "$v"; done | sed 's/; $//')."
+	echo
+	echo "### Merge throughput (offline coalesce job)"
+	echo
+	l8=$(copy_rate "$(co_get "$FS1" limit qd8 read_mibs)" "$(co_get "$FS1" limit qd8 write_mibs)")
+	l1=$(copy_rate "$(co_get "$FS1" limit qd1 read_mibs)" "$(co_get "$FS1" limit qd1 write_mibs)")
+	echo "| format | child's own data MiB | Volume.destroy → job exit, s | merge MiB/s | × limit copy QD8 | × limit copy QD1 |"
+	echo "|---|---|---|---|---|---|"
+	for fmt in qcow2 vhd; do
+		sec=$(co_get "$FS1" merge $fmt seconds)
+		[ -n "$sec" ] || continue
+		own=$(co_get "$FS1" merge $fmt own_mib)
+		rate=$(awk -v m="$own" -v s="$sec" 'BEGIN { printf "%.1f", m / s }')
+		echo "| $fmt | $own | $sec | $rate | $(ratio "$rate" "$l8") | $(ratio "$rate" "$l1") |"
+	done
+	echo "| limit copy QD8 | $(co_get "$FS1" merge qcow2 own_mib) | - | ${l8:--} | 1.00 | - |"
+	echo "| limit copy QD1 | $(co_get "$FS1" merge qcow2 own_mib) | - | ${l1:--} | - | 1.00 |"
+	echo
+	echo "Merge: a volume filled with random data, \`Volume.snapshot\`, new random data over its first N MiB (the child's own data), then \`Volume.destroy\` of the snapshot starts the job, which copies the child into its parent (docs/coalesce.md). The time runs from the start of that call to the job's exit (polled every 10 ms): the job's start, its locking, the copy, the fsync and the commit of the records. The volume's chain is checked to be 1 image after. Limit: fio \`ioengine=io_uring direct=1 bs=1M\` on a raw file of the same size on the same filesystem (written once before): a sequential read (QD8: $(co_get "$FS1" limit qd8 read_mibs) MiB/s, QD1: $(co_get "$FS1" limit qd1 read_mibs) MiB/s) and a sequential overwrite (QD8: $(co_get "$FS1" limit qd8 write_mibs) MiB/s, QD1: $(co_get "$FS1" limit qd1 write_mibs) MiB/s); a copy reads and writes every byte, so its rate is 1 / (1/read + 1/write). QD8 is the disk's limit; QD1 is what a copier that waits for each request can reach."
+	echo
+	if [ -n "$co_live_iops" ]; then
+		echo "### Guest I/O during a live coalesce (qcow2, ngdp-server io_uring)"
+		echo
+		echo "| run | IOPS | mean lat µs | p99 lat µs | × without | server CPU µs/IO | server CPU % | min–max |"
+		echo "|---|---|---|---|---|---|---|---|"
+		b=$(get "$FS1" colive ngdp-uring rr-qd32 6)
+		for c in ngdp-uring ngdp-coalescing; do
+			v=$(get "$FS1" colive $c rr-qd32 6)
+			[ $c = ngdp-uring ] && what="4k randread QD32, no coalesce" || what="4k randread QD32, during the live coalesce"
+			echo "| $what | $(fmtn "$v") | $(fmtn "$(get "$FS1" colive $c rr-qd32 8)") | $(fmtn "$(get "$FS1" colive $c rr-qd32 9)") | $(ratio "$v" "$b") | $(fmtn "$(get "$FS1" colive $c rr-qd32 10)") | $(busy "$(get "$FS1" colive $c rr-qd32 10)" "$v") | $(fmtn "$(get "$FS1" colive $c rr-qd32 11)")–$(fmtn "$(get "$FS1" colive $c rr-qd32 12)") |"
+		done
+		echo
+		read -r nrep nrun cop mer < <(awk -F'\t' -v f="$FS1" '$1 == f && $2 == "live" {
+			if ($3 ~ /^rep/) r[$3] = 1
+			if ($4 == "running_at_end") run += $5
+			if ($4 == "copied_at_end") { cop += $5; nc++ }
+			if ($4 == "merge_s") { mer += $5; nm++ } }
+			END { n = 0; for (k in r) n++
+			      printf "%d %d %.1f %.2f\n", n, run, nc ? cop / nc / 1048576 : 0, nm ? mer / nm : 0 }' "$CO")
+		echo "Each repetition: a chain of two qcow2 files on the qcow2 SR's filesystem, H ($(co_get "$FS1" live qcow2 size_mib) MiB of random data, so that the merge outlasts the fio run) under an empty C, served by ngdp-server (\`--image C --engine uring --control S\`, started directly: the plugin does not start live merges yet), pinned to CPU 0 like every server, fio on CPU 1. First a fio run without a coalesce; then \`{\"op\":\"coalesce\",\"parent\":H}\` on the control socket (tests/server/ngdp-ctl) and at once the same fio run, on the same server. The merge pulls H's data down into C in 1 MiB chunks while the guest reads. The merge was still running when fio ended in $nrun of $nrep repetitions (when it was not, part of the run had no merge going on); by then it had copied $cop MiB on average, and it took $mer s on average from the op to \"done\". Afterwards C checks clean, has no backing file, and compares equal to the data H was filled with."
+		echo
+	fi
+fi
 echo "## Control path ($FS1 SR, qcow2; each call is an exec of the plugin with JSON on stdin, as xapi-storage-script does)"
 echo
 echo "| call | median ms | p95 ms | calls |"
@@ -309,7 +401,9 @@ CD=$R/chart.dat
 		printf '\n'
 	done
 } >"$R/cpu.dat"
-if command -v gnuplot >/dev/null; then
+if [ "$(wc -l <"$CD")" -lt 2 ]; then
+	echo "no I/O matrix in this run: no chart" >&2
+elif command -v gnuplot >/dev/null; then
 	gnuplot -e "datafile='$CD'; cpufile='$R/cpu.dat'; outfile='$R/chart.svg'; fsname='$FS1'; ncol=$(head -1 "$CD" | awk -F'\t' '{ print NF }'); ncpu=$(head -1 "$R/cpu.dat" | awk -F'\t' '{ print NF }')" \
 		"$HERE/chart.gp" || echo "gnuplot failed" >&2
 else

@@ -4,8 +4,9 @@
 #
 # Runs bench.sh with BENCH_TINY=1 (32 MiB images, 1 s runs, one repetition)
 # into a temporary results folder and checks that every contender, test,
-# scale and chain case produced numbers, that the report and the chart are
-# written, and that nothing is left behind.  Also checks report.sh's
+# scale and chain case produced numbers, that the coalesce section
+# (bench/coalesce.sh) measured every number it reports, the live one too, that the report and
+# the chart are written, and that nothing is left behind.  Also checks report.sh's
 # arithmetic on a synthetic input.  No timing assertions.
 # Usage: t-bench.sh INSTALL_ROOT
 set -u
@@ -128,10 +129,35 @@ if grep -q 'started by: datapath plugin' "$R/results.md" 2>/dev/null; then
 else
 	skip "Datapath.attach+activate: the datapath plugin could not serve here ($(grep -o 'started by: .*' "$R/results.md" | cut -c1-160))"
 fi
+# coalesce: every number measured, positive (coalesce.tsv: FS PART FMT FIELD VALUE)
+co() { # PART FMT FIELD: the value when it is a positive number
+	awk -F'\t' -v p="$1" -v k="$2" -v n="$3" \
+		'$1 == "xfs" && $2 == p && $3 == k && $4 == n && $5 ~ /^[0-9.]+$/ && $5 > 0 { print $5 }' \
+		"$R/coalesce.tsv" 2>/dev/null
+}
+for fmt in qcow2 vhd; do
+	check "coalesce $fmt: backup cycles give a chain length, SR usage and a fresh copy" \
+		[ -n "$(co cycles $fmt chain)" -a -n "$(co cycles $fmt srstat_bytes)" \
+		  -a -n "$(co cycles $fmt images_bytes)" -a -n "$(co cycles $fmt fresh_bytes)" ]
+	check "coalesce $fmt: the merge was timed" [ -n "$(co merge $fmt seconds)" ]
+	check "coalesce $fmt: rows in the report" \
+		grep -Eq "^\| $fmt \| [0-9]+ \| [0-9]+ × [0-9]+ \| [0-9]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|" "$R/results.md"
+done
+check "coalesce: the disk's copy limit measured at QD8 and QD1" \
+	[ -n "$(co limit qd8 read_mibs)" -a -n "$(co limit qd8 write_mibs)" \
+	  -a -n "$(co limit qd1 read_mibs)" -a -n "$(co limit qd1 write_mibs)" ]
+check "coalesce: merge rates against the limit in the report" \
+	[ "$(grep -Ec '^\| (qcow2|vhd) \| [0-9]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$' "$R/results.md")" -eq 2 ]
+check "coalesce live: 4k randread QD32 without and during a live coalesce have numbers" \
+	[ "$(rows xfs colive rr-qd32 '^(ngdp-uring|ngdp-coalescing)$')" -eq 2 ]
+check "coalesce live: the merge finished, checked, and was timed" [ -n "$(co live rep1 merge_s)" ]
+check "coalesce live: its row in the targets" \
+	grep -Eq '^\| ngdp-uring qcow2 4k randread QD32 during a live coalesce / without \| [0-9.]+ \| >= 0.80 \|' "$R/results.md"
 check "results.md has the targets and every section" \
 	bash -c "grep -q '^## Targets' '$R/results.md' && grep -q '^## I/O matrix on xfs' '$R/results.md' &&
 		 grep -q '^## I/O matrix on ext4' '$R/results.md' && grep -q '^## Scale' '$R/results.md' &&
-		 grep -q '^## Reads through backing chains' '$R/results.md' && grep -q '^## Control path' '$R/results.md'"
+		 grep -q '^## Reads through backing chains' '$R/results.md' && grep -q '^## Coalesce' '$R/results.md' &&
+		 grep -q '^## Control path' '$R/results.md'"
 check "results.md names machine, kernel, date and commit" \
 	bash -c "grep -q 'kernel $(uname -r)' '$R/results.md' && grep -q '^- Date: .*commit' '$R/results.md'"
 if command -v gnuplot >/dev/null; then
@@ -152,7 +178,7 @@ check "no loop devices left on its files" \
 check "its backing and work directories are gone" bash -c "[ ! -e '$BDIR' ] && [ ! -e '$W' ]"
 left=0
 for p in /proc/[0-9]*; do
-	tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "${W:-/nonexistent}/" && left=$((left + 1))
+	tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "${W:-/nonexistent}/" && left=$((left + 1))
 done
 check "no server process left that uses its work dir" [ "$left" -eq 0 ]
 finish

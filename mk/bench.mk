@@ -12,15 +12,16 @@ BENCH_ROOT = $(abspath $(B))/bench-root
 
 bench:
 	@$(MAKE) --no-print-directory deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(B)/tests/server/ngdp-ctl
 	@rm -rf $(BENCH_ROOT)
 	@$(MAKE) --no-print-directory install DESTDIR=$(BENCH_ROOT) >/dev/null
-	NGDP_SERVER=$(abspath $(B))/ngdp-server bash bench/bench.sh $(BENCH_ROOT)
+	NGDP_SERVER=$(abspath $(B))/ngdp-server NGDP_IMGIO=$(abspath $(B))/ngdp-imgio \
+		NGDP_CTL=$(abspath $(B))/tests/server/ngdp-ctl bash bench/bench.sh $(BENCH_ROOT)
 
-check-bench: all
+check-bench: all $(B)/tests/server/ngdp-ctl
 	@rm -rf $(BENCH_ROOT)-check
 	@$(MAKE) --no-print-directory install DESTDIR=$(BENCH_ROOT)-check >/dev/null
-	@$(RUN_TESTS) -s bench -t 1800 "NGDP_SERVER=$(abspath $(B))/ngdp-server bench/t-bench.sh $(BENCH_ROOT)-check"
+	@$(RUN_TESTS) -s bench -t 1800 "NGDP_SERVER=$(abspath $(B))/ngdp-server NGDP_IMGIO=$(abspath $(B))/ngdp-imgio NGDP_CTL=$(abspath $(B))/tests/server/ngdp-ctl bench/t-bench.sh $(BENCH_ROOT)-check"
 
 CHECK_TARGETS += check-bench
 

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /* Datapath.* handlers: attach/activate/deactivate/detach, open/close. */
 #include <dirent.h>
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -12,9 +11,11 @@
 #include <unistd.h>
 
 #include "active.h"
+#include "bytes.h"
 #include "cleanup.h"
 #include "dp.h"
 #include "fileio.h"
+#include "fullio.h"
 #include "json-io.h"
 #include "log.h"
 #include "proc.h"
@@ -360,26 +361,24 @@ static void clean_run_dir(const struct dp_target *t)
 #define QCOW2_INCOMPAT_DIRTY 1ULL
 #define QCOW2_INCOMPAT_CORRUPT 2ULL
 
-/* The incompatible-feature bits of a QCOW2 image (0 for version 2). */
+/*
+ * The incompatible-feature bits of a QCOW2 image (0 for version 2): the
+ * header's magic at 0, version at 4, incompatible_features at 72 (v3).
+ */
 static int qcow2_incompat(const char *image, uint64_t *ret)
 {
 	CLEANUP_CLOSE int fd = open(image, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	uint8_t h[80];
-	uint32_t magic, version;
+	int r;
 
 	if (fd < 0)
 		return -errno;
-	if (pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h))
+	r = pread_full(fd, h, sizeof(h), 0);
+	if (r < 0)
+		return r == -ENODATA ? -EUCLEAN : r;
+	if (load_be32(h) != QCOW2_MAGIC)
 		return -EUCLEAN;
-	memcpy(&magic, h, 4);
-	memcpy(&version, h + 4, 4);
-	if (be32toh(magic) != QCOW2_MAGIC)
-		return -EUCLEAN;
-	*ret = 0;
-	if (be32toh(version) >= 3) {
-		memcpy(ret, h + 72, 8);
-		*ret = be64toh(*ret);
-	}
+	*ret = load_be32(h + 4) >= 3 ? load_be64(h + 72) : 0;
 	return 0;
 }
 
