@@ -70,9 +70,9 @@ trap cleanup EXIT
 pass() { PASS=$((PASS + 1)); echo "  ok: $*"; }
 fail() { FAIL=$((FAIL + 1)); echo "  FAIL: $*"; }
 skip() { SKIP=$((SKIP + 1)); echo "  skip: $*"; }
-check() { # check "description" command...
+check() { # check "description" command...: counts it; returns its status
 	local what=$1; shift
-	if "$@"; then pass "$what"; else fail "$what"; fi
+	if "$@"; then pass "$what"; else fail "$what"; return 1; fi
 }
 # finish: the last line of every test; exits 0 (all checks passed) or 1
 finish() {

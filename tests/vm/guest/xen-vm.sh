@@ -56,6 +56,18 @@ no_nbd_connected() {
 # progress with dom0's uptime: TCG speed varies a lot with the host's load
 stamp() { echo "  [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
 
+# wait_phase PHASE: until the guest reports PHASE on the control disk
+# (bounded: 10 min; fails at once when the guest is gone)
+wait_phase() {
+	local end=$((SECONDS + 600))
+	while [ $SECONDS -lt $end ]; do
+		[ "$(ctl_get 0)" = "$1" ] && return 0
+		$XL domid "$name" >/dev/null 2>&1 || return 1
+		sleep 0.2
+	done
+	return 1
+}
+
 # The snapshot (immutable, checked while the guest runs): A whole, zeros
 # beyond 12M, B region in some state the guest wrote; nothing of C or E.
 check_snapshot() {
@@ -76,14 +88,8 @@ check_snapshot() {
 # (bounded) until the job and the volume's datapath server have merged its
 # image into the leaf, while the guest rewrites F; then tell the guest.
 live_merge() {
-	local phase= end=$((SECONDS + 600)) pid0 n
-	while [ $SECONDS -lt $end ]; do
-		phase=$(ctl_get 0); [ "$phase" = CE-DONE ] && break
-		$XL domid "$name" >/dev/null 2>&1 || break
-		sleep 0.2
-	done
-	check "[$PLUGIN] the guest wrote C and E after the snapshot" [ "$phase" = CE-DONE ]
-	[ "$phase" = CE-DONE ] || return
+	local pid0 n
+	check "[$PLUGIN] the guest wrote C and E after the snapshot" wait_phase CE-DONE || return
 	check_snapshot
 	pid0=$(jq -r .pid "$SR/.sr/active/$K.json")
 	check "[$PLUGIN] chain of 2 images before the backup's destroy" [ "$(vol_chain_len "$K")" -eq 2 ]
@@ -149,14 +155,7 @@ run_one() {
 	stamp "[$PLUGIN] guest $domid running"
 
 	# wait for the guest's first phase, then snapshot while it writes
-	local phase= end=$((SECONDS + 600))
-	while [ $SECONDS -lt $end ]; do
-		phase=$(ctl_get 0); [ "$phase" = A-DONE ] && break
-		$XL domid "$name" >/dev/null 2>&1 || break
-		sleep 0.2
-	done
-	check "[$PLUGIN] the guest wrote and read back A through blkfront" [ "$phase" = A-DONE ]
-	if [ "$phase" = A-DONE ]; then
+	if check "[$PLUGIN] the guest wrote and read back A through blkfront" wait_phase A-DONE; then
 		stamp "[$PLUGIN] guest wrote A; snapshot"
 		vcall Volume.snapshot "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$K\"}"
 		expect_ok "[$PLUGIN] Volume.snapshot while the guest writes"
