@@ -63,15 +63,8 @@ co_idle() {
 	return 1
 }
 
-co_chain_len() { # SR KEY: images in the volume's chain, from the records
-	local id n=0
-	id=$(jq -r .image "$1/meta/v-$2.json")
-	while [ -n "$id" ] && [ "$id" != null ]; do
-		n=$((n + 1))
-		id=$(jq -r '.parent // empty' "$1/meta/i-$id.json")
-	done
-	echo "$n"
-}
+# shellcheck source=tests/sr-records.sh
+. "$TOP/tests/sr-records.sh"
 co_du() { du -s -B1 "$1" | cut -f1; }
 co_stat_used() { # FS SR: SR.stat's total_space - free_space
 	vcall "$1" SR.stat "{\"dbg\":\"bench\",\"sr\":\"$2\"}" |
@@ -132,7 +125,7 @@ co_cycles() {
 		t1=$(now_ns)
 		wait_ns=$((wait_ns + t1 - t0))
 	done
-	chain=$(co_chain_len "$sr" "$key")
+	chain=$(sr_chain_len "$sr" "$key")
 	sync -f "$sr/images"
 	du1=$(co_du "$sr/images") st1=$(co_stat_used "$fs" "$sr") || return 1
 	co_fresh "$sr" "$key" || { log "coalesce: no fresh copy of the $fmt volume"; return 1; }
@@ -163,7 +156,7 @@ co_merge() {
 	vol_destroy "$fs" "$sr" "$snap" || return 1
 	co_idle "$sr" || return 1
 	t1=$(now_ns)
-	chain=$(co_chain_len "$sr" "$key")
+	chain=$(sr_chain_len "$sr" "$key")
 	vol_destroy "$fs" "$sr" "$key"
 	co_idle "$sr"
 	if [ "$chain" != 1 ]; then

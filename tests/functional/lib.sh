@@ -214,15 +214,9 @@ coalesce_idle() {
 }
 
 # vol_chain_len KEY: images in the volume's chain, from the records
-vol_chain_len() {
-	local id n=0
-	id=$(jq -r .image "$SR/meta/v-$1.json")
-	while [ -n "$id" ] && [ "$id" != null ]; do
-		n=$((n + 1))
-		id=$(jq -r '.parent // empty' "$SR/meta/i-$id.json")
-	done
-	echo $n
-}
+# shellcheck source=tests/sr-records.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../sr-records.sh"
+vol_chain_len() { sr_chain_len "$SR" "$1"; }
 
 # The image file behind a volume (internal layout, for qemu-io/qemu-img).
 vol_image() {
