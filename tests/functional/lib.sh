@@ -235,22 +235,26 @@ vol_qemu_fmt() {
 # Pattern I/O on a volume's image file, offline: qemu-io (qcow2, raw) or
 # our ngdp-imgio ($IMGIO) for VHD, since qemu cannot read VHD differencing
 # images.  Sizes as qemu-io takes them (4M, 1G).
-to_bytes() { numfmt --from=iec "$1"; }
+# to_bytes SIZE: bytes of a size as qemu-io takes it (4M, 512k, 1G); fails
+# on anything else
+to_bytes() { numfmt --from=iec "${1^^}"; }
 vol_file_write() { # vol_file_write KEY PATTERN OFFSET LEN
-	local img fmt
+	local img fmt off len
 	img=$(vol_image "$1"); fmt=$(vol_qemu_fmt "$1")
 	if [ "$fmt" = vpc ]; then
-		"$IMGIO" --format vpc "$img" write-pattern "$(to_bytes $3)" "$(to_bytes $4)" "$2" >/dev/null
+		off=$(to_bytes "$3") && len=$(to_bytes "$4") || return 1
+		"$IMGIO" --format vpc "$img" write-pattern "$off" "$len" "$2" >/dev/null
 	else
 		qemu-io -f "$fmt" -c "write -P $2 $3 $4" "$img" >/dev/null 2>&1
 	fi
 }
 vol_file_reads() { # vol_file_reads KEY PATTERN OFFSET LEN: every byte has the pattern
-	local img fmt
+	local img fmt off len
 	img=$(vol_image "$1"); fmt=$(vol_qemu_fmt "$1")
 	if [ "$fmt" = vpc ]; then
-		cmp -s <("$IMGIO" --readonly --format vpc "$img" read "$(to_bytes $3)" "$(to_bytes $4)") \
-		       <(head -c "$(to_bytes $4)" /dev/zero | tr '\0' "\\$(printf '%03o' "$2")")
+		off=$(to_bytes "$3") && len=$(to_bytes "$4") && [ "$len" -gt 0 ] || return 1
+		cmp -s <("$IMGIO" --readonly --format vpc "$img" read "$off" "$len") \
+		       <(head -c "$len" /dev/zero | tr '\0' "\\$(printf '%03o' "$2")")
 		return
 	fi
 	# qemu-io exits 1 on a pattern mismatch or a failed read
