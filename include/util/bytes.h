@@ -59,6 +59,14 @@ static inline void store_be64(void *p, uint64_t v)
 /* ---- rounding; 'a' and 'd' must not be 0 ---- */
 
 /* Does v have exactly one bit set?  (0 is not a power of two.) */
+/* Are the len bytes at p all zero? */
+static inline bool bytes_all_zero(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+
+	return len == 0 || (b[0] == 0 && memcmp(b, b + 1, len - 1) == 0);
+}
+
 static inline bool is_power_of_2(uint64_t v)
 {
 	return v && !(v & (v - 1));

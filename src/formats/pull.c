@@ -53,6 +53,36 @@ static int pull_write(struct pull *p, uint64_t off, uint64_t len,
 	return 0;
 }
 
+/* Windows of the data copied that are skipped when they read as zeros. */
+#define PULL_ZERO_WINDOW (64u << 10)
+
+/*
+ * Data the backing holds at [off, off + len), in buf.  With nothing below
+ * the backing, img's hole will read zeros after the switch too: windows of
+ * zeros are not written (a sparse raw base is not copied in full).
+ */
+static int pull_data(struct pull *p, uint64_t off, uint64_t len,
+		     const char *buf)
+{
+	uint64_t pos = 0, n;
+	int r;
+
+	if (p->b->backing)
+		return pull_write(p, off, len, buf);
+	while (pos < len) {
+		/* windows aligned on guest offsets, like clusters */
+		n = min_u64(len - pos, PULL_ZERO_WINDOW -
+			    (off + pos) % PULL_ZERO_WINDOW);
+		if (!bytes_all_zero(buf + pos, n)) {
+			r = pull_write(p, off + pos, n, buf + pos);
+			if (r < 0)
+				return r;
+		}
+		pos += n;
+	}
+	return 0;
+}
+
 /*
  * [off, off + len) is a hole of img inside the backing's size: copy what
  * the backing holds itself there.  buf is the piece's buffer at 'off'.
@@ -73,11 +103,11 @@ static int pull_hole(struct pull *p, uint64_t off, uint64_t len, char *buf)
 				image_pread(p->b, buf + pos, e->length,
 					    e->host_offset) : -EIO;
 			if (r == 0)
-				r = pull_write(p, off + pos, e->length,
-					       buf + pos);
+				r = pull_data(p, off + pos, e->length,
+					      buf + pos);
 			break;
 		case EXTENT_FILLED:	/* the bytes are in buf already */
-			r = pull_write(p, off + pos, e->length, buf + pos);
+			r = pull_data(p, off + pos, e->length, buf + pos);
 			break;
 		case EXTENT_ZERO:
 			/*

@@ -386,11 +386,6 @@ static int l2_writable(struct image *img, struct qcow2 *q, uint64_t l1i)
 
 /* ------------------------------------------------------------ COW */
 
-static bool all_zero(const uint8_t *p, uint64_t len)
-{
-	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
-}
-
 /*
  * Copy the current guest content of [guest, guest+len) to host.  When the
  * destination is a fresh cluster (reads as zeros), zeros are not written.
@@ -406,7 +401,7 @@ static int cow_copy(struct image *img, struct qcow2 *q, uint64_t guest,
 	r = image_read(img, guest, len, q->cow_buf);
 	if (r < 0)
 		return r;
-	if (fresh && all_zero(q->cow_buf, len))
+	if (fresh && bytes_all_zero(q->cow_buf, len))
 		return 0;
 	return image_pwrite(img, q->cow_buf, len, host);
 }

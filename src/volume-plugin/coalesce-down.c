@@ -81,7 +81,10 @@ int co_own_bytes(struct sr *sr, const char *id, enum sr_fmt fmt,
 		n = img->virtual_size - off < OWN_STEP ?
 			    img->virtual_size - off : OWN_STEP;
 		extent_list_clear(&el);
-		r = image_map_read_own(img, off, n, NULL, &el);
+		/* without a backing file, block status also sees a raw
+		 * file's holes */
+		r = img->backing ? image_map_read_own(img, off, n, NULL, &el) :
+				   image_block_status(img, off, n, &el);
 		for (i = 0; r == 0 && i < el.n; i++)
 			if (!el.v[i].hole)
 				*ret += el.v[i].length;
