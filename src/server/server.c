@@ -1264,9 +1264,6 @@ static int server_set_record(struct server *srv, const char *record)
  * an idle guest lets the chunks run back to back, one per loop turn.
  */
 #define CO_CHUNK		(1024 * 1024)
-/* while the guest is busy: a request arriving during a chunk waits for
- * it, so keep that wait short (QD1 latency) */
-#define CO_CHUNK_BUSY		(256 * 1024)
 #define CO_DUTY			9
 #define CO_FLUSH_RETRY_MS	1000
 
@@ -1396,9 +1393,7 @@ static void coalesce_step(struct server *srv)
 		coalesce_switch(srv);
 		return;
 	}
-	n = busy ? CO_CHUNK_BUSY : CO_CHUNK;
-	if (co->end - co->offset < n)
-		n = co->end - co->offset;
+	n = co->end - co->offset < CO_CHUNK ? co->end - co->offset : CO_CHUNK;
 	t0 = server_now_ns();
 	mark_dirty(srv);
 	r = image_pull_backing(srv->img, co->offset, n, &co->copied);
