@@ -28,14 +28,15 @@ killed_at() {
 }
 refused() { local name=$1; shift; "$@" >/dev/null 2>&1; [ $? = 1 ] && ok "$name" || ko "$name"; }
 
-for t in qemu-img qemu-io python3; do
+for t in qemu-img qemu-io qemu-nbd nbdinfo python3; do
 	command -v $t >/dev/null ||
-		{ echo "SKIP: $t not installed (Debian packages qemu-utils, python3)"; exit 77; }
+		{ echo "SKIP: $t not installed (Debian packages qemu-utils, libnbd-bin, python3)"; exit 77; }
 done
 [ -x "$IMGIO" ] || { echo "FAIL: missing $IMGIO (run make)"; exit 1; }
 
 T=$(mktemp -d /var/tmp/test-bitmap.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+NBD_PID=
+trap '[ -n "$NBD_PID" ] && kill $NBD_PID 2>/dev/null; rm -rf "$T"' EXIT
 cd "$T" || exit 1
 
 run() { "$@" >setup.out 2>&1 || { ko "setup: $*"; head -5 setup.out; return 1; }; }
@@ -132,6 +133,157 @@ PY
 run truncate -s $((1000 * K)) d.raw && sidecar_tests raw d.raw
 run qemu-img create -q -f vpc -o subformat=dynamic,force_size=on d.vhd $((1000 * K)) &&
 	sidecar_tests vpc d.vhd
+
+# ------------------------------------------------------------- qcow2
+
+# qemu_dirty IMG NAME: the runs of set bits of bitmap NAME as qemu sees
+# them (qemu-nbd exports it, nbdinfo reads it): "OFFSET LENGTH" lines.
+qemu_dirty() {
+	local img=$1 name=$2 sock=$T/nbd.sock out
+	rm -f "$sock" nbd.pid
+	qemu-nbd --fork --pid-file="$T/nbd.pid" -r -f qcow2 -B "$name" \
+		-k "$sock" "$img" 2>nbd.err || { cat nbd.err >&2; return 1; }
+	NBD_PID=$(cat nbd.pid)
+	nbdinfo --json --map=qemu:dirty-bitmap:"$name" "nbd+unix:///?socket=$sock" >map.json
+	local st=$?
+	kill "$NBD_PID" 2>/dev/null
+	while kill -0 "$NBD_PID" 2>/dev/null; do sleep 0.05; done
+	NBD_PID=
+	[ $st = 0 ] || return 1
+	python3 -c '
+import json, sys
+for e in json.load(open("map.json")):
+    if e["type"] & 1:
+        print(e["offset"], e["length"])'
+}
+
+# want_dirty SIZE GRAN OFF:LEN...: the runs those writes must set.
+want_dirty() {
+	python3 - "$@" <<'PY'
+import sys
+size, g = int(sys.argv[1]), int(sys.argv[2])
+n = (size + g - 1) // g
+bits = [False] * n
+for r in sys.argv[3:]:
+    o, l = map(int, r.split(':'))
+    for b in range(o // g, (o + l - 1) // g + 1):
+        bits[b] = True
+i = 0
+while i < n:
+    if bits[i]:
+        j = i
+        while j < n and bits[j]:
+            j += 1
+        print(i * g, min(j * g, size) - i * g)
+        i = j
+    else:
+        i += 1
+PY
+}
+
+# same_runs IMG NAME WANT: ours and qemu's view of NAME both equal WANT.
+same_runs() {
+	local ours theirs
+	ours=$("$IMGIO" --readonly --format qcow2 "$1" bitmap-dirty "$2") || return 1
+	theirs=$(qemu_dirty "$1" "$2") || return 1
+	[ "$ours" = "$3" ] && [ "$theirs" = "$3" ] && return 0
+	echo "  ours:   $(echo $ours)"; echo "  qemu:   $(echo $theirs)"; echo "  wanted: $(echo $3)"
+	return 1
+}
+
+# info_has IMG NAME GRAN FLAGS: qemu-img info lists bitmap NAME with
+# granularity GRAN and exactly the flags FLAGS (comma-separated).
+info_has() {
+	qemu-img info --output=json "$1" | python3 -c '
+import json, sys
+name, gran, flags = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+bms = json.load(sys.stdin).get("format-specific", {}).get("data", {}).get("bitmaps", [])
+m = [b for b in bms if b["name"] == name]
+sys.exit(0 if len(m) == 1 and m[0]["granularity"] == gran and
+         sorted(m[0]["flags"]) == sorted(filter(None, flags.split(","))) else 1)' "$2" "$3" "$4"
+}
+
+names_are() {
+	local got
+	got=$(qemu-img info --output=json "$1" | python3 -c '
+import json, sys
+bms = json.load(sys.stdin).get("format-specific", {}).get("data", {}).get("bitmaps", [])
+print(" ".join(sorted(b["name"] for b in bms)))') || return 1
+	[ "$got" = "$2" ] || { echo "  qemu lists: '$got'"; return 1; }
+}
+
+qcheck() { qemu-img check -q "$1" >/dev/null 2>&1; }
+
+# set_ranges IMG OFF:LEN...: bitmap-set xsng-cbt for each range
+set_ranges() {
+	local img=$1 r; shift
+	for r in "$@"; do
+		"$IMGIO" --format qcow2 "$img" bitmap-set xsng-cbt ${r%:*} ${r#*:} || return 1
+	done
+}
+
+qcow2_case() {
+	local tag=$1 opts=$2 size=$3 img=$1.qcow2
+	local r1="0:1 $((3 * G - 5)):10 $((size - 1)):1 $((40 * G)):$((130 * G + 7))"
+	local want
+
+	run qemu-img create -q -f qcow2 $opts "$img" $size || return
+	want=$(want_dirty $size $G $r1)
+	check "$tag: we set ranges" set_ranges "$img" $r1
+	check "$tag: qemu-img check clean" qcheck "$img"
+	check "$tag: qemu-img info lists xsng-cbt, 64 KiB, auto" info_has "$img" xsng-cbt $G auto
+	check "$tag: qemu and we see the same bits" same_runs "$img" xsng-cbt "$want"
+
+	# qemu writes, we read: a 4 KiB bitmap qemu-io's writes fill
+	run qemu-img bitmap --add -g 4096 "$img" qb || return
+	run qemu-io -f qcow2 -c "write 4095 2" -c "write $((size - 4096)) 4096" \
+		-c "write $((33 * G)) $((3 * G))" "$img" || return
+	check "$tag: qemu-img check clean after qemu's writes" qcheck "$img"
+	check "$tag: qemu's bitmap, read by us" same_runs "$img" qb \
+		"$(want_dirty $size 4096 4095:2 $((size - 4096)):4096 $((33 * G)):$((3 * G)))"
+	# qemu's writes went into xsng-cbt too (auto bitmap)
+	want=$(want_dirty $size $G $r1 4095:2 $((size - 4096)):4096 $((33 * G)):$((3 * G)))
+	check "$tag: qemu tracked its writes in xsng-cbt" same_runs "$img" xsng-cbt "$want"
+
+	# replace: another granularity, other bits, in use
+	check "$tag: replace (512-byte granularity, in use)" bash -c \
+		"'$IMGIO' --format qcow2 '$img' bitmap-clear xsng-cbt 512 &&
+		 '$IMGIO' --format qcow2 '$img' bitmap-set xsng-cbt 1000 25 in-use"
+	check "$tag: in use, for qemu too" info_has "$img" xsng-cbt 512 auto,in-use
+	check "$tag: in use, for us" bash -c "'$IMGIO' --readonly --format qcow2 '$img' bitmap-get xsng-cbt | grep -qx 'in-use: true'"
+	check "$tag: check clean with an in-use bitmap" qcheck "$img"
+	check "$tag: not in use again" "$IMGIO" --format qcow2 "$img" bitmap-set xsng-cbt 1000 25
+	check "$tag: the replaced bits" same_runs "$img" xsng-cbt "512 1024"
+	check "$tag: qb untouched by our stores" same_runs "$img" qb \
+		"$(want_dirty $size 4096 4095:2 $((size - 4096)):4096 $((33 * G)):$((3 * G)))"
+
+	# qemu-img bitmap works on our bitmap
+	run qemu-img bitmap --add -g $G "$img" merged || return
+	check "$tag: qemu-img bitmap --merge xsng-cbt" qemu-img bitmap --merge xsng-cbt "$img" merged
+	check "$tag: the merge carries our bits" same_runs "$img" merged "0 $G"
+	check "$tag: check clean" qcheck "$img"
+
+	# remove: ours, then qemu's; qemu removes one of ours
+	check "$tag: we remove merged" "$IMGIO" --format qcow2 "$img" bitmap-remove merged
+	check "$tag: qemu lists qb xsng-cbt" names_are "$img" "qb xsng-cbt"
+	check "$tag: check clean" qcheck "$img"
+	check "$tag: qemu-img bitmap --remove xsng-cbt" qemu-img bitmap --remove "$img" xsng-cbt
+	refused "$tag: removed by qemu: gone for us" "$IMGIO" --readonly --format qcow2 "$img" bitmap-get xsng-cbt
+	check "$tag: we remove qb, the last one" "$IMGIO" --format qcow2 "$img" bitmap-remove qb
+	check "$tag: qemu lists none" names_are "$img" ""
+	check "$tag: check clean without bitmaps" qcheck "$img"
+	refused "$tag: remove an absent bitmap" "$IMGIO" --format qcow2 "$img" bitmap-remove qb
+	check "$tag: stored again" set_ranges "$img" 0:1
+	check "$tag: check clean" qcheck "$img"
+	check "$tag: read back" same_runs "$img" xsng-cbt "0 $G"
+}
+
+qcow2_case c64k "" $((100 * M + 12800))
+qcow2_case c512 "-o cluster_size=512" $((20 * M + 512))
+qcow2_case c4k "-o cluster_size=4096" $((64 * M))
+qcow2_case c2m "-o cluster_size=2M" $((300 * M + 512))
+run qemu-img create -q -f qcow2 base.qcow2 $((50 * M)) &&
+	qcow2_case backed "-b base.qcow2 -F qcow2" $((50 * M))
 
 echo "t-bitmap.sh: $PASS passed, $FAIL failed"
 [ $FAIL = 0 ]
