@@ -316,7 +316,7 @@ int qcow2_refcounts_load(struct image *img, struct qcow2 *q)
 			return r;
 		q->h.autoclear_features &= QCOW2_AUTOCLEAR_BITMAPS;
 	}
-	return 0;
+	return qcow2_bitmaps_open_rw(img, q);
 }
 
 void qcow2_release_alloc(struct image *img, struct qcow2 *q)

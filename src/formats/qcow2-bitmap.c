@@ -98,8 +98,10 @@ static void table_geometry(const struct image *img, const struct qcow2 *q,
 			   unsigned int gb, uint64_t *ret_bytes,
 			   uint64_t *ret_entries)
 {
-	uint64_t g = 1ull << gb;
-	uint64_t bits = img->virtual_size / g + !!(img->virtual_size % g);
+	uint64_t g = 1ull << gb, size = q->h.size;	/* set before img's */
+	uint64_t bits = size / g + !!(size % g);
+
+	(void)img;
 
 	*ret_bytes = (bits + 7) / 8;
 	*ret_entries = div_round_up(*ret_bytes, q->cluster_size);
@@ -308,6 +310,32 @@ int qcow2_bitmap_load(struct image *img, const char *name,
 	return r;
 }
 
+int qcow2_bitmaps_open_rw(struct image *img, struct qcow2 *q)
+{
+	struct bm_dir d;
+	bool changed = false;
+	int r = dir_read(img, q, &d);
+
+	for (uint32_t i = 0; r == 0 && i < d.n; i++) {
+		struct bm_entry *e = &d.e[i];
+		uint8_t v[4];
+
+		if (!entry_known(e) || !(e->flags & BME_AUTO) ||
+		    (e->flags & BME_IN_USE) ||
+		    (e->name_size == strlen(CBT_BITMAP_NAME) &&
+		     !memcmp(e->name, CBT_BITMAP_NAME, e->name_size)))
+			continue;
+		/* one aligned 4-byte field: each flag flips alone */
+		store_be32(v, e->flags | BME_IN_USE);
+		r = image_pwrite(img, v, 4, q->h.bitmap_dir_offset + e->pos + 12);
+		changed = true;
+	}
+	if (r == 0 && changed)
+		r = image_datasync(img);
+	dir_free(&d);
+	return r;
+}
+
 int qcow2_bitmap_list(struct image *img, char ***ret)
 {
 	struct qcow2 *q = img->priv;
@@ -485,6 +513,8 @@ static int free_bitmap(struct image *img, struct qcow2 *q,
 	if (!entry_known(e))
 		return 0;	/* unknown layout: leak rather than guess */
 	r = table_read(img, q, e, &t);
+	if (r == -EINVAL)
+		return 0;	/* corrupt: leak its clusters, keep going */
 	for (uint32_t i = 0; r == 0 && i < e->table_size; i++)
 		if (t[i] & QCOW2_OFFSET_MASK)
 			r = qcow2_free_later(q, t[i] & QCOW2_OFFSET_MASK,

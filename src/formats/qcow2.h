@@ -252,5 +252,12 @@ int qcow2_bitmap_store(struct image *img, const char *name,
 		       const struct dirty_bitmap *bm, bool in_use);
 int qcow2_bitmap_remove(struct image *img, const char *name);
 int qcow2_bitmap_list(struct image *img, char ***ret);
+/*
+ * A read-write open: our writes do not update the image's other
+ * bitmaps, so every auto bitmap but CBT_BITMAP_NAME (kept by the
+ * datapath server) is flagged in use (inconsistent), as qemu flags the
+ * bitmaps it tracks while it has an image open.
+ */
+int qcow2_bitmaps_open_rw(struct image *img, struct qcow2 *q);
 
 #endif
