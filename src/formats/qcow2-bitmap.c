@@ -620,12 +620,38 @@ static int write_bitmap(struct image *img, struct qcow2 *q,
 	return r;
 }
 
+/*
+ * The directory d without entry 'drop' (or -1), with 'room' zero bytes
+ * more at the end: *ret (malloc'ed), its entries in *ret_n.
+ */
+static int dir_without(const struct bm_dir *d, int drop, uint64_t room,
+		       uint8_t **ret, uint64_t *ret_pos, uint32_t *ret_n)
+{
+	uint64_t pos = 0;
+	uint32_t n = 0;
+	uint8_t *nd = calloc(1, d->size + room + 1);
+
+	if (!nd)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < d->n; i++) {
+		if ((int)i == drop)
+			continue;
+		memcpy(nd + pos, d->buf + d->e[i].pos, d->e[i].len);
+		pos += d->e[i].len;
+		n++;
+	}
+	*ret = nd;
+	*ret_pos = pos;
+	*ret_n = n;
+	return 0;
+}
+
 int qcow2_bitmap_store(struct image *img, const char *name,
 		       const struct dirty_bitmap *bm, bool in_use)
 {
 	struct qcow2 *q = img->priv;
 	size_t nlen = strlen(name);
-	uint64_t table = 0, size = 0, pos, old_dir = q->h.bitmap_dir_offset;
+	uint64_t table = 0, size = 0, pos = 0, old_dir = q->h.bitmap_dir_offset;
 	uint32_t tsize = 0, n = 0;
 	unsigned int gb = (unsigned int)__builtin_ctzll(bm->granularity);
 	struct bm_dir d;
@@ -654,18 +680,8 @@ int qcow2_bitmap_store(struct image *img, const char *name,
 		if (size > QCOW2_MAX_BITMAP_DIR)
 			r = -ENOSPC;
 	}
-	if (r == 0) {
-		nd = calloc(1, size);
-		r = nd ? 0 : -ENOMEM;
-	}
-	pos = 0;
-	for (uint32_t i = 0; r == 0 && i < d.n; i++) {
-		if ((int)i == drop)
-			continue;
-		memcpy(nd + pos, d.buf + d.e[i].pos, d.e[i].len);
-		pos += d.e[i].len;
-		n++;
-	}
+	if (r == 0)
+		r = dir_without(&d, drop, pad8(24 + nlen), &nd, &pos, &n);
 	if (r == 0) {
 		store_be64(nd + pos, table);
 		store_be32(nd + pos + 8, tsize);
@@ -691,7 +707,7 @@ int qcow2_bitmap_store(struct image *img, const char *name,
 int qcow2_bitmap_remove(struct image *img, const char *name)
 {
 	struct qcow2 *q = img->priv;
-	uint64_t size, pos = 0, old_dir = q->h.bitmap_dir_offset;
+	uint64_t size = 0, old_dir = q->h.bitmap_dir_offset;
 	uint32_t n = 0;
 	struct bm_dir d;
 	uint8_t *nd = NULL;
@@ -704,17 +720,7 @@ int qcow2_bitmap_remove(struct image *img, const char *name)
 		dir_free(&d);
 		return -ENOENT;
 	}
-	size = d.size - d.e[drop].len;
-	nd = calloc(1, size + 1);
-	if (!nd)
-		r = -ENOMEM;
-	for (uint32_t i = 0; r == 0 && i < d.n; i++) {
-		if ((int)i == drop)
-			continue;
-		memcpy(nd + pos, d.buf + d.e[i].pos, d.e[i].len);
-		pos += d.e[i].len;
-		n++;
-	}
+	r = dir_without(&d, drop, 0, &nd, &size, &n);
 	if (r == 0)
 		r = dir_commit(img, q, nd, size, n);
 	if (r == 0)

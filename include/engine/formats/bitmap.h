@@ -8,8 +8,17 @@
  *
  * Persistent bitmaps of an open image (image_bitmap_*) are stored in the
  * image itself for qcow2 (a qcow2 persistent dirty bitmap, as qemu's
- * docs/interop/qcow2.txt "Bitmaps extension") and in a sidecar file
- * "<image file name>.cbt" next to raw and VHD images.
+ * docs/interop/qcow2.txt "Bitmaps extension": qemu-img info/bitmap and
+ * qemu-nbd -B see them; ours are stored with the "auto" flag, so qemu
+ * tracks its own writes in them) and in a sidecar file
+ * "<image file name>.cbt" next to raw and VHD images (one bitmap,
+ * CBT_BITMAP_NAME; see bitmap-sidecar.c for its layout).
+ *
+ * Nothing here tracks guest writes: the writer of an image keeps its
+ * bitmap current (the datapath server: set_range on each write, store
+ * with in_use while serving, store without at a clean close).  A
+ * read-write open of a qcow2 image flags every other auto bitmap in use
+ * (inconsistent), since our engine does not update them.
  */
 #ifndef FORMATS_BITMAP_H
 #define FORMATS_BITMAP_H
