@@ -6,6 +6,8 @@
 # replace, remove, read-only, corrupt or hostile sidecars refused).
 # qcow2: a real qcow2 persistent bitmap; qemu-img (info, check, bitmap)
 # and qemu-nbd + nbdinfo (the bits qemu sees) judge it, both ways.
+# BITMAP_QUICK=1 skips the per-cluster-size qcow2 cases (a quick run while
+# developing; check-formats runs everything).
 # A test program (tests/README.md): exit 0 pass, 1 fail, 77 skip.
 set -u
 
