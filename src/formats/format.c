@@ -381,6 +381,8 @@ static void image_free_one(struct image *img)
 		close(img->fd);
 	if (img->buffered_fd >= 0)
 		close(img->buffered_fd);
+	if (img->dirfd >= 0)
+		close(img->dirfd);
 	free(img->path);
 	free(img);
 }
@@ -502,6 +504,11 @@ static int open_one(int dirfd, const char *dir, const char *name,
 	if (!img)
 		return -ENOMEM;
 	img->fd = img->buffered_fd = -1;
+	img->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	if (img->dirfd < 0) {
+		free(img);
+		return -errno;
+	}
 	img->readonly = readonly;
 	img->depth = depth;
 	if (asprintf(&img->path, "%s/%s", strcmp(dir, "/") ? dir : "",

@@ -241,6 +241,21 @@ static int alloc_cluster(struct image *img, struct qcow2 *q, uint64_t *ret)
 	return r < 0 ? r : rc_update(img, q, *ret, 1);
 }
 
+int qcow2_alloc_clusters(struct image *img, struct qcow2 *q, uint64_t n,
+			 uint64_t *ret)
+{
+	int r = take_clusters(img, q, n, ret);
+
+	for (uint64_t i = 0; r == 0 && i < n; i++)
+		r = rc_update(img, q, *ret + i * q->cluster_size, 1);
+	return r;
+}
+
+int qcow2_free_later(struct qcow2 *q, uint64_t off, uint64_t len)
+{
+	return push_free(q, off, len);
+}
+
 /* The refcount table is already read and checked (qcow2.c read_rt). */
 int qcow2_refcounts_load(struct image *img, struct qcow2 *q)
 {
@@ -285,18 +300,23 @@ int qcow2_refcounts_load(struct image *img, struct qcow2 *q)
 	if (top * cs > q->next_free)
 		q->next_free = top * cs;
 	q->file_alloc_end = q->file_size;
-	if (q->h.autoclear_features) {
-		/* We do not maintain bitmaps: clear the bits, as the spec asks. */
-		uint64_t zero = 0;
+	if (q->h.autoclear_features & ~QCOW2_AUTOCLEAR_BITMAPS) {
+		/*
+		 * Features we do not maintain: clear their bits, as the spec
+		 * asks.  The bitmaps bit stays: persistent bitmaps are ours
+		 * (qcow2-bitmap.c); whoever writes the image keeps them.
+		 */
+		uint8_t v[8];
 
-		r = image_pwrite(img, &zero, 8, 88);
+		store_be64(v, q->h.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS);
+		r = image_pwrite(img, v, 8, 88);
 		if (r == 0)
 			r = image_datasync(img);
 		if (r < 0)
 			return r;
-		q->h.autoclear_features = 0;
+		q->h.autoclear_features &= QCOW2_AUTOCLEAR_BITMAPS;
 	}
-	return 0;
+	return qcow2_bitmaps_open_rw(img, q);
 }
 
 void qcow2_release_alloc(struct image *img, struct qcow2 *q)

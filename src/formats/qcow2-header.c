@@ -87,8 +87,19 @@ static int parse_extensions(const uint8_t *buf, size_t len,
 		case QCOW2_EXT_DATA_FILE:
 			log_error("qcow2: external data files are not supported");
 			return -ENOTSUP;
+		case QCOW2_EXT_BITMAPS:
+			if (elen != 24 || h->bitmaps_ext ||
+			    load_be32(buf + off + 4)) {
+				log_error("qcow2: bad bitmaps extension");
+				return -EINVAL;
+			}
+			h->bitmaps_ext = true;
+			h->nb_bitmaps = load_be32(buf + off);
+			h->bitmap_dir_size = load_be64(buf + off + 8);
+			h->bitmap_dir_offset = load_be64(buf + off + 16);
+			break;
 		default:
-			break;	/* bitmaps and unknown ones: not needed */
+			break;	/* unknown ones: not needed */
 		}
 		off += ((uint64_t)elen + 7) & ~7ull;
 	}
@@ -239,6 +250,18 @@ static int check_geometry(const struct qcow2_header *h, uint64_t file_size)
 				  rt_bytes, h->size, file_size, lim);
 			return -EINVAL;
 		}
+	}
+	/* without the autoclear bit the extension is stale: ignored */
+	if (h->bitmaps_ext && (h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) &&
+	    (h->nb_bitmaps == 0 || h->nb_bitmaps > QCOW2_MAX_BITMAPS ||
+	     h->bitmap_dir_size < 24 ||
+	     h->bitmap_dir_size > QCOW2_MAX_BITMAP_DIR ||
+	     !table_ok(h->bitmap_dir_offset, h->bitmap_dir_size, cs,
+		       file_size))) {
+		log_error("qcow2: bad bitmap directory (%u bitmaps, %" PRIu64 " bytes at 0x%" PRIx64 ")",
+			  h->nb_bitmaps, h->bitmap_dir_size,
+			  h->bitmap_dir_offset);
+		return -EINVAL;
 	}
 	if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS) {
 		log_error("qcow2: %u snapshots, more than the %u allowed",

@@ -708,4 +708,8 @@ const struct image_format format_qcow2 = {
 	.flush = qcow2_flush,
 	.close = qcow2_close,
 	.set_backing = qcow2_set_backing,
+	.bitmap_load = qcow2_bitmap_load,
+	.bitmap_store = qcow2_bitmap_store,
+	.bitmap_remove = qcow2_bitmap_remove,
+	.bitmap_list = qcow2_bitmap_list,
 };

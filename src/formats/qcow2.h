@@ -27,6 +27,14 @@
 #define QCOW2_EXT_FEATURES	0x6803f857u
 #define QCOW2_EXT_CRYPTO	0x0537be77u
 #define QCOW2_EXT_DATA_FILE	0x44415441u
+#define QCOW2_EXT_BITMAPS	0x23852875u
+
+/* Autoclear feature bits. */
+#define QCOW2_AUTOCLEAR_BITMAPS	(1ull << 0)
+
+/* Persistent bitmaps (qcow2-bitmap.c), limits as qemu's. */
+#define QCOW2_MAX_BITMAPS	65535u
+#define QCOW2_MAX_BITMAP_DIR	(64u << 20)
 
 /* Incompatible feature bits. */
 #define QCOW2_INCOMPAT_DIRTY		(1ull << 0)
@@ -67,6 +75,9 @@ struct qcow2_header {
 	/* From the header extensions. */
 	char backing_format[32];	/* "" when absent */
 	uint64_t ext_end;		/* where they end (after END, if any) */
+	bool bitmaps_ext;		/* the bitmaps extension is present */
+	uint32_t nb_bitmaps;
+	uint64_t bitmap_dir_size, bitmap_dir_offset;
 };
 
 /*
@@ -228,5 +239,26 @@ int qcow2_flush(struct image *img);
 /* image_skip_backing (qcow2-backing.c). */
 int qcow2_set_backing(struct image *img, const struct image *new_backing);
 void qcow2_release_alloc(struct image *img, struct qcow2 *q);
+/* n contiguous new clusters, counted (in memory until flush). */
+int qcow2_alloc_clusters(struct image *img, struct qcow2 *q, uint64_t n,
+			 uint64_t *ret);
+/* The clusters of [off, off+len) lose a reference at the next flush. */
+int qcow2_free_later(struct qcow2 *q, uint64_t off, uint64_t len);
+
+/* qcow2-bitmap.c: the format ops (bitmap.h). */
+struct dirty_bitmap;
+int qcow2_bitmap_load(struct image *img, const char *name,
+		      struct dirty_bitmap *bm, bool *in_use);
+int qcow2_bitmap_store(struct image *img, const char *name,
+		       const struct dirty_bitmap *bm, bool in_use);
+int qcow2_bitmap_remove(struct image *img, const char *name);
+int qcow2_bitmap_list(struct image *img, char ***ret);
+/*
+ * A read-write open: our writes do not update the image's other
+ * bitmaps, so every auto bitmap but CBT_BITMAP_NAME (kept by the
+ * datapath server) is flagged in use (inconsistent), as qemu flags the
+ * bitmaps it tracks while it has an image open.
+ */
+int qcow2_bitmaps_open_rw(struct image *img, struct qcow2 *q);
 
 #endif

@@ -144,4 +144,8 @@ const struct image_format format_raw = {
 	.flush = raw_flush,
 	.close = raw_close,
 	.block_status = raw_block_status,
+	.bitmap_load = sidecar_bitmap_load,
+	.bitmap_store = sidecar_bitmap_store,
+	.bitmap_remove = sidecar_bitmap_remove,
+	.bitmap_list = sidecar_bitmap_list,
 };

@@ -993,4 +993,8 @@ const struct image_format format_vhd = {
 	.flush = vhd_flush,
 	.close = vhd_close,
 	.set_backing = vhd_set_backing,
+	.bitmap_load = sidecar_bitmap_load,
+	.bitmap_store = sidecar_bitmap_store,
+	.bitmap_remove = sidecar_bitmap_remove,
+	.bitmap_list = sidecar_bitmap_list,
 };

@@ -8,7 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "fault.h"
+#include "formats/bitmap.h"
 #include "formats/format.h"
 #include "fullio.h"
 #include "log.h"
@@ -38,6 +40,20 @@ static const char usage_text[] =
 "                             flush, make its backing file IMAGE's\n"
 "                             (image_skip_backing), reopen; prints the\n"
 "                             bytes copied\n"
+"  bitmap-set NAME OFF LEN [in-use]\n"
+"                             set the bits of the range in persistent\n"
+"                             bitmap NAME (created at 64 KiB granularity\n"
+"                             when absent) and store it, flagged in use\n"
+"                             with 'in-use' (else not)\n"
+"  bitmap-clear NAME [GRAN]   store NAME empty (created or replaced; GRAN\n"
+"                             bytes per bit, default that of the old one,\n"
+"                             or 64 KiB)\n"
+"  bitmap-get NAME            granularity, in-use flag, count of set bits\n"
+"                             and the bits as hex, MSB first (xapi's form)\n"
+"  bitmap-dirty NAME          one line per run of set bits: OFFSET LENGTH\n"
+"                             (bytes, clipped to the disk)\n"
+"  bitmap-remove NAME         remove bitmap NAME\n"
+"  bitmap-list                the names of the image's bitmaps\n"
 "A script may also contain blank lines and # comments.  A writing session\n"
 "always flushes before exit.\n"
 "\n"
@@ -315,6 +331,116 @@ static int cmd_pull(struct ctx *c)
 	return fflush(stdout) ? -errno : 0;
 }
 
+/* Bitmap NAME of the image, or a new empty one when absent. */
+static int bitmap_load_or_new(struct ctx *c, const char *name,
+			      uint64_t gran, struct dirty_bitmap *bm)
+{
+	int r = image_bitmap_load(c->img, name, bm, NULL);
+
+	if (r == -ENOENT)
+		r = dirty_bitmap_init(bm, gran ? gran : CBT_GRANULARITY,
+				      c->img->virtual_size);
+	return r;
+}
+
+static int cmd_bitmap_set(struct ctx *c, int argc, char **argv)
+{
+	struct dirty_bitmap bm;
+	uint64_t off, len;
+	int r;
+
+	if (argc < 4 || parse_u64(argv[2], &off) || parse_u64(argv[3], &len) ||
+	    (argc > 4 && strcmp(argv[4], "in-use"))) {
+		fprintf(stderr, "ngdp-imgio: bitmap-set NAME OFF LEN [in-use]\n");
+		return -EINVAL;
+	}
+	r = bitmap_load_or_new(c, argv[1], 0, &bm);
+	if (r < 0)
+		return r;
+	r = dirty_bitmap_set_range(&bm, off, len);
+	if (r == 0)
+		r = image_bitmap_store(c->img, argv[1], &bm, argc > 4);
+	dirty_bitmap_free(&bm);
+	return r;
+}
+
+static int cmd_bitmap_clear(struct ctx *c, int argc, char **argv)
+{
+	struct dirty_bitmap bm;
+	uint64_t gran = 0;
+	int r;
+
+	if (argc < 2 || (argc > 2 && parse_u64(argv[2], &gran))) {
+		fprintf(stderr, "ngdp-imgio: bitmap-clear NAME [GRAN]\n");
+		return -EINVAL;
+	}
+	r = bitmap_load_or_new(c, argv[1], gran, &bm);
+	if (r == 0 && gran && gran != bm.granularity) {
+		dirty_bitmap_free(&bm);
+		r = dirty_bitmap_init(&bm, gran, c->img->virtual_size);
+	}
+	if (r < 0)
+		return r;
+	dirty_bitmap_clear_all(&bm);
+	r = image_bitmap_store(c->img, argv[1], &bm, false);
+	dirty_bitmap_free(&bm);
+	return r;
+}
+
+static int cmd_bitmap_get(struct ctx *c, const char *name, bool runs)
+{
+	struct dirty_bitmap bm;
+	bool in_use = false;
+	uint8_t *msb;
+	uint64_t i;
+	int r = image_bitmap_load(c->img, name, &bm, &in_use);
+
+	if (r < 0)
+		return r;
+	if (runs) {
+		for (i = 0; i < bm.nbits; i++) {
+			uint64_t j = i;
+
+			if (!dirty_bitmap_test(&bm, i))
+				continue;
+			while (j < bm.nbits && dirty_bitmap_test(&bm, j))
+				j++;
+			printf("%" PRIu64 " %" PRIu64 "\n", i * bm.granularity,
+			       min_u64(j * bm.granularity, bm.virtual_size) -
+				       i * bm.granularity);
+			i = j;
+		}
+		dirty_bitmap_free(&bm);
+		return fflush(stdout) ? -errno : 0;
+	}
+	msb = malloc(dirty_bitmap_bytes(&bm) + 1);
+	if (!msb) {
+		dirty_bitmap_free(&bm);
+		return -ENOMEM;
+	}
+	dirty_bitmap_export_msb(&bm, msb);
+	printf("granularity: %" PRIu64 "\nin-use: %s\ncount: %" PRIu64 "\nbits: ",
+	       bm.granularity, in_use ? "true" : "false",
+	       dirty_bitmap_count(&bm));
+	for (i = 0; i < dirty_bitmap_bytes(&bm); i++)
+		printf("%02x", msb[i]);
+	printf("\n");
+	free(msb);
+	dirty_bitmap_free(&bm);
+	return fflush(stdout) ? -errno : 0;
+}
+
+static int cmd_bitmap_list(struct ctx *c)
+{
+	char **names = NULL;
+	int r = image_bitmap_list(c->img, &names);
+
+	for (size_t i = 0; r == 0 && names[i]; i++)
+		printf("%s\n", names[i]);
+	image_bitmap_names_free(names);
+	return r < 0 ? r : fflush(stdout) ? -errno : 0;
+}
+
 static int run_command(struct ctx *c, int argc, char **argv)
 {
 	const char *cmd = argv[0];
@@ -327,6 +453,22 @@ static int run_command(struct ctx *c, int argc, char **argv)
 		return image_flush(c->img);
 	if (!strcmp(cmd, "pull"))
 		return cmd_pull(c);
+	if (!strcmp(cmd, "bitmap-set"))
+		return cmd_bitmap_set(c, argc, argv);
+	if (!strcmp(cmd, "bitmap-clear"))
+		return cmd_bitmap_clear(c, argc, argv);
+	if (!strcmp(cmd, "bitmap-list"))
+		return cmd_bitmap_list(c);
+	if (!strncmp(cmd, "bitmap-", 7) && argc < 2) {
+		fprintf(stderr, "ngdp-imgio: %s NAME\n", cmd);
+		return -EINVAL;
+	}
+	if (!strcmp(cmd, "bitmap-get"))
+		return cmd_bitmap_get(c, argv[1], false);
+	if (!strcmp(cmd, "bitmap-dirty"))
+		return cmd_bitmap_get(c, argv[1], true);
+	if (!strcmp(cmd, "bitmap-remove"))
+		return image_bitmap_remove(c->img, argv[1]);
 	if (!strcmp(cmd, "map")) {
 		if (argc == 1)
 			return cmd_map(c, 0, c->img->virtual_size);

@@ -52,6 +52,7 @@ void extent_list_clear(struct extent_list *l);	/* n = 0, keeps memory */
 void extent_list_release(struct extent_list *l);
 
 struct image;
+struct dirty_bitmap;
 
 struct image_format {
 	const char *name;	/* "raw", "qcow2", "vpc" (qemu's name for VHD) */
@@ -138,6 +139,18 @@ struct image_format {
 	 * be stale afterwards (the caller closes img).
 	 */
 	int (*set_backing)(struct image *img, const struct image *new_backing);
+
+	/*
+	 * Optional: persistent dirty bitmaps (bitmap.h image_bitmap_*; the
+	 * dispatch there checks names, sizes and read-only images first).
+	 * NULL: the format keeps none (-ENOTSUP).
+	 */
+	int (*bitmap_load)(struct image *img, const char *name,
+			   struct dirty_bitmap *bm, bool *in_use);
+	int (*bitmap_store)(struct image *img, const char *name,
+			    const struct dirty_bitmap *bm, bool in_use);
+	int (*bitmap_remove)(struct image *img, const char *name);
+	int (*bitmap_list)(struct image *img, char ***ret);
 };
 
 struct image {
@@ -146,6 +159,8 @@ struct image {
 	int fd;				/* O_DIRECT when possible */
 	int buffered_fd;		/* same file without O_DIRECT, for
 					 * unaligned metadata I/O */
+	int dirfd;			/* O_PATH: the directory holding the
+					 * image (sidecar files) */
 	bool readonly;
 	bool direct;			/* fd has O_DIRECT */
 	unsigned int dio_align;		/* offset/length alignment fd needs */
@@ -276,5 +291,13 @@ int image_datasync(struct image *img);
 extern const struct image_format format_raw;
 extern const struct image_format format_qcow2;
 extern const struct image_format format_vhd;
+
+/* The sidecar bitmap file ("<image>.cbt") of raw and VHD images. */
+int sidecar_bitmap_load(struct image *img, const char *name,
+			struct dirty_bitmap *bm, bool *in_use);
+int sidecar_bitmap_store(struct image *img, const char *name,
+			 const struct dirty_bitmap *bm, bool in_use);
+int sidecar_bitmap_remove(struct image *img, const char *name);
+int sidecar_bitmap_list(struct image *img, char ***ret);
 
 #endif
