@@ -27,8 +27,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The bitmap name and granularity of our changed block tracking. */
+/*
+ * Our changed block tracking: one bitmap per epoch (the writes to a volume
+ * between two of its snapshots), named CBT_BITMAP_PREFIX + 16 hex digits.
+ * The volume's record names the epoch its datapath server tracks into
+ * ("cbt_bitmap") and the epochs since CBT was enabled ("cbt_history").
+ * An image may hold several (a merge moves the merged image's bitmaps into
+ * the surviving one: image_bitmap_adopt).  CBT_BITMAP_NAME is the name the
+ * storage tests use.
+ */
+#define CBT_BITMAP_PREFIX	"xsng-cbt-"
 #define CBT_BITMAP_NAME		"xsng-cbt"
+#define CBT_BITMAP_NAME_MAX	64
 #define CBT_GRANULARITY		(64u << 10)
 
 #define BITMAP_MIN_GRANULARITY	512u
@@ -113,6 +123,17 @@ int image_bitmap_remove(struct image *img, const char *name);
  * free with image_bitmap_names_free). */
 int image_bitmap_list(struct image *img, char ***ret);
 void image_bitmap_names_free(char **names);
+
+/*
+ * Copy every bitmap of src whose name starts with CBT_BITMAP_PREFIX into
+ * dst (created or replaced, with its in-use flag; resized to dst's virtual
+ * size where they differ), before src's data is merged into dst and src
+ * deleted.  Durable when it returns.  0 when src has none or keeps none.
+ */
+int image_bitmap_adopt(struct image *dst, struct image *src);
+
+/* Is 'name' one of our epoch bitmaps (CBT_BITMAP_PREFIX + 16 hex)? */
+bool cbt_bitmap_name_ok(const char *name);
 
 /* Is 'name' acceptable as a bitmap name (1..1023 bytes, printable)? */
 bool bitmap_name_ok(const char *name);
