@@ -615,6 +615,31 @@ chain() {
 	done
 }
 
+# cbt_cost FS: what changed block tracking costs the guest's writes: one
+# filled qcow2 volume served through the plugin, CBT off and on in turn
+# (Volume.disable_cbt / enable_cbt between the runs)
+cbt_cost() {
+	local fs=$1 sr=${SRP[qcow2]} key rep t g
+	have_plugin || { log "no datapath plugin: no CBT rows"; return 0; }
+	key=$(vol_create "$fs" "$sr" "bench-cbt" "$SIZE") || die "cbt volume"
+	fill "$(vol_image "$sr" "$key")" || die "fill cbt"
+	for ((rep = 1; rep <= REPS; rep++)); do
+		for t in rw-alloc seq-write; do
+			for g in off on; do
+				if [ "$g" = on ]; then
+					vcall "$fs" Volume.enable_cbt "{\"dbg\":\"bench\",\"sr\":\"$sr\",\"key\":\"$key\"}" >/dev/null ||
+						die "Volume.enable_cbt"
+				else
+					vcall "$fs" Volume.disable_cbt "{\"dbg\":\"bench\",\"sr\":\"$sr\",\"key\":\"$key\"}" >/dev/null ||
+						die "Volume.disable_cbt"
+				fi
+				one_run "$fs" "cbt-$g" ngdp-uring "$t" "$rep" "$sr $key"
+			done
+		done
+	done
+	vol_destroy "$fs" "$sr" "$key"
+}
+
 # perf_profile FS: where ngdp's time goes (qcow2, io_uring)
 perf_profile() {
 	local fs=$1 sr=${SRP[qcow2]} t out
@@ -734,6 +759,7 @@ for fs in $FS_LIST_MATRIX; do
 		matrix "$fs" "$CONT_FULL" "$TESTS_FULL"
 		scale "$fs"
 		chain "$fs"
+		cbt_cost "$fs"
 		[ "$PERF" = 1 ] && perf_profile "$fs"
 	else
 		matrix "$fs" "$CONT_SUBSET" "$TESTS_SUBSET"

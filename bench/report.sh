@@ -285,6 +285,21 @@ for t in rr-qd1 rr-qd32; do
 	done
 done
 echo
+if awk -F'\t' '$2 == "cbt-on" { f = 1 } END { exit !f }' "$MED"; then
+	echo "## Changed block tracking ($FS1, qcow2, ngdp-uring through the plugin)"
+	echo
+	echo "| test | CBT off | CBT on | on / off | server CPU µs/IO off | on |"
+	echo "|---|---|---|---|---|---|"
+	for t in rw-alloc seq-write; do
+		col=$(metric_col $t)
+		off=$(get "$FS1" cbt-off ngdp-uring $t "$col")
+		on=$(get "$FS1" cbt-on ngdp-uring $t "$col")
+		[ -n "$on" ] && echo "| $(desc_test $t) | $(fmtn "$off") $(unit $t) | $(fmtn "$on") $(unit $t) | $(ratio "$on" "$off") | $(fmtn "$(get "$FS1" cbt-off ngdp-uring $t 10)") | $(fmtn "$(get "$FS1" cbt-on ngdp-uring $t 10)") |"
+	done
+	echo
+	echo "One filled volume (\`Volume.create\`, then random data), served by ngdp-server started by \`Datapath.activate\`; \`Volume.enable_cbt\` before each CBT-on run and \`Volume.disable_cbt\` before each CBT-off run, alternating within each repetition. With CBT on, the server sets one bit per 64 KiB block in memory for every write and stores the bitmap (a qcow2 persistent dirty bitmap) when it opens it (flagged in use), at each suspend and at its clean stop."
+	echo
+fi
 if [ -s "$CO" ]; then
 	echo "## Coalesce ($FS1; bench/coalesce.sh)"
 	echo

@@ -112,6 +112,12 @@ void sr_gc_blocked_reason(struct sr *sr, char *out, size_t len);
 /* "images/<id>.<ext>": the top image of a volume record, relative to the
  * SR root. */
 void sr_volume_image(const json_object *vol, char *out, size_t len);
+/* False once Volume.data_destroy dropped its data (the record stays for
+ * its changed-block metadata): its image is no longer the volume's. */
+static inline bool sr_volume_has_data(json_object *vol)
+{
+	return !rec_bool(vol, "data_destroyed");
+}
 
 /* Why an SR operation failed, as xapi's error name and a sentence an
  * administrator understands; the plugin's edge reports it. */

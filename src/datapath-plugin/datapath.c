@@ -235,6 +235,12 @@ static int check_chain(struct call *c, struct sr *sr, const char *key)
 	r = dp_load_volume(c, sr, key, &vol);
 	if (r < 0)
 		return r;
+	if (!sr_volume_has_data(vol)) {
+		json_object_put(vol);
+		return call_fail(c, -EINVAL, "Invalid_argument", "volume %s "
+				 "holds no data (its data was destroyed; only "
+				 "its changed-block metadata is kept)", key);
+	}
 	snprintf(id, sizeof(id), "%s", rec_str(vol, "image"));
 	json_object_put(vol);
 	for (depth = 0; id[0]; depth++) {

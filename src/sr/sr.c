@@ -419,6 +419,28 @@ static void gc_blocked_set(struct sr *sr, const char *why)
 		(void)unlink_durable_at(fd, "gc-blocked");
 }
 
+/* "<image file>.<bitmap>.cbt": a raw or VHD image's bitmaps (CBT) */
+static void remove_sidecars(struct sr *sr, const char *file)
+{
+	int fd = openat(sr->imagesfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	size_t n = strlen(file), len;
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		len = strlen(de->d_name);
+		if (len > n + 5 && !strncmp(de->d_name, file, n) &&
+		    de->d_name[n] == '.' &&
+		    !strcmp(de->d_name + len - 4, ".cbt") &&
+		    unlinkat(sr->imagesfd, de->d_name, 0) < 0)
+			log_warn("cannot remove %s: %m", de->d_name);
+	}
+	if (d)
+		closedir(d);
+	else if (fd >= 0)
+		close(fd);
+}
+
 static int delete_image(struct sr *sr, json_object *img)
 {
 	const char *id = rec_str(img, "id");
@@ -436,6 +458,7 @@ static int delete_image(struct sr *sr, json_object *img)
 		sr_image_filename(id, fmt, name, sizeof(name));
 		if (unlinkat(sr->imagesfd, name, 0) < 0 && errno != ENOENT)
 			log_warn("cannot remove image %s: %m", name);
+		remove_sidecars(sr, name);
 	}
 	log_info("deleted image %s", id);
 	return 0;
@@ -465,8 +488,9 @@ int sr_collect_garbage(struct sr *sr, bool sweep)
 	gc_blocked_set(sr, NULL);
 	refs = json_new_object();
 	for (i = 0; i < json_object_array_length(vols); i++)
-		json_count(refs, rec_str(json_object_array_get_idx(vols, i),
-				      "image"));
+		if (sr_volume_has_data(json_object_array_get_idx(vols, i)))
+			json_count(refs, rec_str(json_object_array_get_idx(
+					vols, i), "image"));
 	{
 		json_object_object_foreach(imgs, k, img) {
 			(void)k;

@@ -41,6 +41,7 @@
 #include "ctl-proto.h"
 #include "active.h"
 #include "fault.h"
+#include "formats/bitmap.h"
 #include "formats/format.h"
 #include "json-io.h"
 #include "log.h"
@@ -339,7 +340,10 @@ int co_down_offline(const char *handle, const char *type,
 	r = still_ours(&sr, cd, &last, true);
 	if (r == 1 && !done) {
 		fault_point("coalesce-down-before-switch");
-		r = image_skip_backing(c);
+		/* H's epoch bitmaps (CBT) live on in C */
+		r = image_bitmap_adopt(c, c->backing);
+		if (r == 0)
+			r = image_skip_backing(c);
 		if (r == 0)
 			r = 1;
 	}

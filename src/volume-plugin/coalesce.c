@@ -48,6 +48,7 @@
 #include "active.h"
 #include "cleanup.h"
 #include "fault.h"
+#include "formats/bitmap.h"
 #include "formats/format.h"
 #include "fullio.h"
 #include "json-io.h"
@@ -128,6 +129,8 @@ int co_find_candidate(struct sr *sr, json_object *skip,
 	for (i = 0; i < json_object_array_length(vols); i++) {
 		json_object *v = json_object_array_get_idx(vols, i);
 
+		if (!sr_volume_has_data(v))
+			continue;
 		json_count(vrefs, rec_str(v, "image"));
 		json_add_string(owner, rec_str(v, "image"), rec_str(v, "key"));
 	}
@@ -435,6 +438,9 @@ static int copy_child(struct sr *sr, const struct candidate *cd,
 		if (r == 0 && off == 0)
 			fault_point("coalesce-mid-copy");
 	}
+	/* C's epoch bitmaps (CBT) live on in H */
+	if (r == 0)
+		r = image_bitmap_adopt(h, c);
 	if (r == 0)
 		r = image_flush(h);
 	if (r == 0 && (fsync(h->fd) < 0 ||

@@ -27,6 +27,10 @@ static const struct method volume_methods[] = {
 	{ "Volume.set_description", vp_volume_set_description },
 	{ "Volume.set", vp_volume_set },
 	{ "Volume.unset", vp_volume_unset },
+	{ "Volume.enable_cbt", vp_volume_enable_cbt },
+	{ "Volume.disable_cbt", vp_volume_disable_cbt },
+	{ "Volume.data_destroy", vp_volume_data_destroy },
+	{ "Volume.list_changed_blocks", vp_volume_list_changed_blocks },
 };
 
 int volume_plugin_main(const struct volume_plugin *p, int argc, char **argv)

@@ -24,7 +24,7 @@ static const char *const features[] = {
 	"SR_UPDATE", "SR_SCAN", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH",
 	"VDI_DETACH", "VDI_ACTIVATE", "VDI_DEACTIVATE", "VDI_UPDATE",
 	"VDI_CLONE", "VDI_SNAPSHOT", "VDI_RESIZE", "THIN_PROVISIONING",
-	"LARGE_VDI", "VDI_ACTIVATE_READONLY", NULL,
+	"LARGE_VDI", "VDI_ACTIVATE_READONLY", "VDI_CONFIG_CBT", NULL,
 };
 
 int vp_plugin_query(struct call *c, json_object **ret)
@@ -147,8 +147,11 @@ static void describe_sr(char **t, size_t *len, const char *dir)
 		/* hidden images: kept only because other images need them */
 		refs = json_new_object();
 		for (i = 0; i < json_object_array_length(vols); i++)
-			json_add_bool(refs, rec_str(json_object_array_get_idx(
-					vols, i), "image"), true);
+			if (sr_volume_has_data(json_object_array_get_idx(vols,
+									i)))
+				json_add_bool(refs, rec_str(
+					json_object_array_get_idx(vols, i),
+					"image"), true);
 		json_object_object_foreach(imgs, id, img) {
 			char rel[80], name[64];
 			enum sr_fmt f;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "active.h"
+#include "cbt.h"
 #include "ctl-client.h"
 #include "ctl-proto.h"
 #include "fault.h"
@@ -182,8 +183,12 @@ json_object *vp_volume_to_xapi(struct sr *sr, json_object *vol)
 	json_add_bool(out, "sharable", rec_bool(vol, "sharable"));
 	json_add_int64(out, "virtual_size", rec_int(vol, "virtual_size"));
 	sr_volume_image(vol, rel, sizeof(rel));
-	json_add_int64(out, "physical_utilisation",
-		       sr_file_allocated(sr, rel));
+	/* a data_destroy'ed volume's image is hidden, being freed */
+	json_add_int64(out, "physical_utilisation", vol_data_destroyed(vol) ?
+		       0 : sr_file_allocated(sr, rel));
+	json_add_bool(out, "cbt_enabled", cbt_enabled(vol));
+	json_add_string(out, "volume_type", vol_data_destroyed(vol) ?
+			"CBT_Metadata" : "Data");
 	/* ngdp://<SR mount>/<key>: stable for the life of the volume (xapi
 	 * re-reads it before every datapath call), whatever the chain */
 	snprintf(uri, sizeof(uri), DATAPATH_SCHEME "://%s/%s", sr->path,
@@ -403,7 +408,7 @@ out:
  * after we turned it into a snapshot: suspend (drain + flush) first, and
  * resume on the new top afterwards.
  */
-static int suspend_server(struct call *c, json_object *active)
+int vp_suspend_server(struct call *c, json_object *active)
 {
 	json_object *req = json_new_object(), *reply = NULL;
 	int r;
@@ -423,7 +428,7 @@ static int suspend_server(struct call *c, json_object *active)
 	return r;
 }
 
-static int resume_server(struct call *c, json_object *active,
+int vp_resume_server(struct call *c, json_object *active,
 			 const char *image_path)
 {
 	json_object *req = json_new_object(), *reply = NULL;
@@ -447,7 +452,7 @@ static int resume_server(struct call *c, json_object *active,
 }
 
 /* Is the volume's server running on its reset-on-boot overlay? */
-static bool serves_overlay(struct sr *sr, const char *key, json_object *active)
+bool vp_serves_overlay(struct sr *sr, const char *key, json_object *active)
 {
 	char overlay[PATH_MAX];
 
@@ -516,7 +521,7 @@ static void resume_on_record(struct sr *sr, const char *key,
 	snprintf(path, sizeof(path), "%s/%s", sr->path, rel);
 	/* unchanged: a plain resume, which also ends a suspend whose flush
 	 * failed, without reopening the chain */
-	if (resume_server(&quiet, active, strcmp(rel, served_rel) ? path :
+	if (vp_resume_server(&quiet, active, strcmp(rel, served_rel) ? path :
 			  NULL) < 0)
 		log_error("volume %s: %s", key, quiet.err_msg);
 	json_object_put(vol);
@@ -573,6 +578,12 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 	if (r < 0)
 		return r;
 	sr_volume_image(vol, served, sizeof(served));
+	if (vol_data_destroyed(vol)) {
+		r = call_fail(c, -EINVAL, "Invalid_argument", "volume %s holds "
+			      "no data any more (data_destroy): it cannot be "
+			      "%s", key, clone ? "cloned" : "snapshotted");
+		goto out;
+	}
 	if (uuid_generate(newkey) < 0) {
 		r = call_fail(c, -EIO, "Storage_error", "no random numbers");
 		goto out;
@@ -584,6 +595,8 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 				 rec_str(vol, "image"), fmt,
 				 (uint64_t)rec_int(vol, "virtual_size"),
 				 clone, false);
+	if (!clone)	/* a clone starts without CBT */
+		cbt_copy_to_snapshot(vol, copy);
 
 	if (!rec_bool(vol, "read_write")) {
 		/* the source's image is immutable already */
@@ -616,11 +629,11 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 	}
 	/* A reset-on-boot (non-persistent) server writes to its throwaway
 	 * overlay, never to the volume's leaf: nothing to pause there. */
-	if (r == 1 && !serves_overlay(&sr, key, active)) {
+	if (r == 1 && !vp_serves_overlay(&sr, key, active)) {
 		/* whatever the suspend answers (a flush error on a full SR, a
 		 * time-out), the server gets a resume afterwards */
 		suspended = true;
-		r = suspend_server(c, active);
+		r = vp_suspend_server(c, active);
 		if (r < 0)
 			goto out;
 	} else if (r == 0) {
@@ -636,6 +649,24 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 		goto out;
 	recs[n++] = new_image_record(leaf, leaf_fmt, rec_str(vol, "image"),
 				     (uint64_t)rec_int(vol, "virtual_size"));
+	if (cbt_enabled(vol)) {
+		/* the old leaf's epoch is sealed: the volume tracks into a
+		 * new one on its new leaf, created by its server when one
+		 * writes the leaf (at the resume), else here */
+		char epoch[CBT_BITMAP_NAME_MAX];
+
+		r = cbt_new_epoch(epoch);
+		if (r == 0 && !suspended)
+			r = cbt_create_empty(&sr, leaf, leaf_fmt, epoch);
+		if (r < 0) {
+			r = call_fail(c, r, "Storage_error", "cannot create "
+				      "the changed-block bitmap of the new "
+				      "leaf: %s", strerror(-r));
+			(void)sr_collect_garbage(&sr, true);
+			goto out_recs;
+		}
+		cbt_start_epoch(vol, epoch);
+	}
 	if (clone) {
 		r = new_leaf(c, &sr, vol, leaf2, &leaf2_fmt);
 		if (r < 0) {

@@ -31,6 +31,18 @@ int vp_fail_errno(struct call *c, int err, const char *what);
 /* The xapi "volume" record for one of our volume records. */
 json_object *vp_volume_to_xapi(struct sr *sr, json_object *vol);
 
+/*
+ * A volume served read-write on this host: pause its server (drain and
+ * flush) and resume it, on image_path (an absolute path, NULL: the same,
+ * without reopening; the server re-reads the volume record either way).
+ * vp_serves_overlay: the server writes to the reset-on-boot overlay, not
+ * to the volume's leaf.
+ */
+int vp_suspend_server(struct call *c, json_object *active);
+int vp_resume_server(struct call *c, json_object *active,
+		     const char *image_path);
+bool vp_serves_overlay(struct sr *sr, const char *key, json_object *active);
+
 /* Offline coalesce (coalesce.c): start the SR's background job when there
  * is work (call with the SR lock held), stop it before an unmount, one
  * line for Plugin.diagnostics, and the job itself (the plugin binary run
@@ -61,6 +73,10 @@ int vp_volume_set_name(struct call *c, json_object **ret);
 int vp_volume_set_description(struct call *c, json_object **ret);
 int vp_volume_set(struct call *c, json_object **ret);
 int vp_volume_unset(struct call *c, json_object **ret);
+int vp_volume_enable_cbt(struct call *c, json_object **ret);
+int vp_volume_disable_cbt(struct call *c, json_object **ret);
+int vp_volume_data_destroy(struct call *c, json_object **ret);
+int vp_volume_list_changed_blocks(struct call *c, json_object **ret);
 int vp_plugin_query(struct call *c, json_object **ret);
 int vp_plugin_diagnostics(struct call *c, json_object **ret);
 int vp_plugin_ls(struct call *c, json_object **ret);

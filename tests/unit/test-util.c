@@ -12,8 +12,29 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "base64.h"
 #include "bytes.h"
 #include "fullio.h"
+
+/* RFC 4648 section 10's vectors, and bytes >= 0x80 */
+static void test_base64(void **state)
+{
+	static const struct { const char *in, *out; } v[] = {
+		{ "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" },
+		{ "foo", "Zm9v" }, { "foob", "Zm9vYg==" },
+		{ "fooba", "Zm9vYmE=" }, { "foobar", "Zm9vYmFy" },
+		{ "\xff\xfe\x80", "//6A" },
+	};
+	char out[16];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		base64_encode(v[i].in, strlen(v[i].in), out);
+		assert_string_equal(out, v[i].out);
+		assert_int_equal(strlen(out), base64_length(strlen(v[i].in)));
+	}
+}
 
 static void test_be_load_store(void **state)
 {
@@ -250,6 +271,7 @@ int main(void)
 		cmocka_unit_test(test_pread_full_file),
 		cmocka_unit_test(test_short_and_eintr),
 		cmocka_unit_test(test_aligned),
+		cmocka_unit_test(test_base64),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL) ? 1 : 0;
