@@ -12,3 +12,13 @@ sr_chain_len() {
 	done
 	echo "$n"
 }
+
+# sr_chain SR KEY: the image ids of the volume's chain, leaf first
+sr_chain() {
+	local id
+	id=$(jq -r .image "$1/meta/v-$2.json")
+	while [ -n "$id" ] && [ "$id" != null ]; do
+		echo "$id"
+		id=$(jq -r '.parent // empty' "$1/meta/i-$id.json")
+	done
+}

@@ -156,6 +156,18 @@ for fmt in qcow2 vhd raw; do
 	check "$fmt: the live volume reads every write" eval 'qio -r -f raw -c "read -P 0xf6 $((128 << 20)) $((3 * G))" "$NBD" &&
 		qio -r -f raw -c "read -P 0xe5 $((96 << 20)) $G" "$NBD" && qio -r -f raw -c "read -P 0xd4 $((64 << 20)) $G" "$NBD"'
 
+	# the newest snapshot's data goes while the volume is served: its
+	# image is merged live into the leaf, and its epoch with it
+	snapshot "$V"; expect_ok "$fmt: snapshot S4"; S4=$(jqr .key)
+	check "$fmt: write G" nbd_write 0x61 $((160 << 20)) $G
+	cbt data_destroy "$S4"
+	expect_ok "$fmt: Volume.data_destroy S4 (its image's child is the served leaf)"
+	check "$fmt: the live merge finishes" coalesce_idle
+	check "$fmt: S4's image is gone from the chain" eval '! sr_chain "$SR" "$V" | grep -q "$(jq -r .image "$SR/meta/v-$S4.json")"'
+	check "$fmt: changed(S3, S4) is still exactly F" changed_is "$S3" "$S4" $SIZE $((128 << 20)) $((3 * G))
+	check "$fmt: changed(S3, live) is F and G" changed_is "$S3" "$V" $SIZE $((128 << 20)) $((3 * G)) $((160 << 20)) $G
+	check "$fmt: the live volume reads G" qio -r -f raw -c "read -P 0x61 $((160 << 20)) $G" "$NBD"
+
 	# a clone starts without CBT
 	vcall Volume.clone "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$S3\"}"
 	expect_ok "$fmt: clone of S3"
