@@ -36,6 +36,7 @@
 
 #include "active.h"
 #include "base64.h"
+#include "cbt-history.h"
 #include "cbt.h"
 #include "formats/bitmap.h"
 #include "formats/format.h"
@@ -67,52 +68,17 @@ int cbt_new_epoch(char name[CBT_BITMAP_NAME_MAX])
 	return 0;
 }
 
-static json_object *history_of(json_object *vol)
-{
-	json_object *h;
-
-	if (json_object_object_get_ex(vol, "cbt_history", &h) &&
-	    json_object_is_type(h, json_type_array))
-		return h;
-	return NULL;
-}
-
-static size_t history_len(json_object *vol)
-{
-	json_object *h = history_of(vol);
-
-	return h ? json_object_array_length(h) : 0;
-}
-
-static const char *history_at(json_object *vol, size_t i)
-{
-	json_object *e = json_object_array_get_idx(history_of(vol), i);
-
-	return e && json_object_is_type(e, json_type_string) ?
-		       json_object_get_string(e) : "";
-}
-
-static json_object *history_copy(json_object *vol)
-{
-	json_object *nh = json_new_array();
-	size_t i;
-
-	for (i = 0; i < history_len(vol); i++)
-		json_object_array_add(nh, json_new_string(history_at(vol, i)));
-	return nh;
-}
-
 void cbt_copy_to_snapshot(json_object *vol, json_object *snap)
 {
 	if (!cbt_enabled(vol))
 		return;
 	json_add_bool(snap, "cbt_enabled", true);
-	json_add(snap, "cbt_history", history_copy(vol));
+	json_add(snap, "cbt_history", cbt_history_copy(vol));
 }
 
 void cbt_start_epoch(json_object *vol, const char *name)
 {
-	json_object *nh = history_copy(vol);
+	json_object *nh = cbt_history_copy(vol);
 
 	json_object_array_add(nh, json_new_string(name));
 	json_add(vol, "cbt_history", nh);
@@ -299,8 +265,8 @@ static int referenced_epochs(struct sr *sr, json_object **ret)
 	for (i = 0; i < json_object_array_length(vols); i++) {
 		json_object *v = json_object_array_get_idx(vols, i);
 
-		for (j = 0; j < history_len(v); j++)
-			json_add_bool(set, history_at(v, j), true);
+		for (j = 0; j < cbt_history_len(v); j++)
+			json_add_bool(set, cbt_history_at(v, j), true);
 	}
 	json_object_put(vols);
 	json_object_put(imgs);
@@ -368,7 +334,7 @@ int vp_volume_disable_cbt(struct call *c, json_object **ret)
 	r = vp_open_volume(c, SR_LOCK_EXCLUSIVE, &sr, &key, &vol);
 	if (r < 0)
 		return r;
-	if (!cbt_enabled(vol) && !history_of(vol)) {
+	if (!cbt_enabled(vol) && !cbt_history_len(vol)) {
 		r = 0;
 		goto out;
 	}
@@ -520,9 +486,9 @@ static int collect(struct lcb *l, json_object *vols, json_object *imgs)
 
 		if (vol_data_destroyed(v))
 			continue;
-		for (j = 0; j < history_len(v) && !relevant; j++)
+		for (j = 0; j < cbt_history_len(v) && !relevant; j++)
 			relevant = json_object_object_get_ex(
-				l->need, history_at(v, j), NULL);
+				l->need, cbt_history_at(v, j), NULL);
 		for (depth = 0; relevant && r == 0 && id[0] &&
 		     depth < MAX_CHAIN; depth++) {
 			enum sr_fmt fmt;
@@ -581,14 +547,12 @@ int vp_volume_list_changed_blocks(struct call *c, json_object **ret)
 	struct sr sr;
 	uint8_t *bytes = NULL;
 	char *text = NULL;
-	size_t i, na, nb;
 	int r;
 
 	r = vp_open_volume(c, SR_LOCK_EXCLUSIVE, &sr, &key, &va);
 	if (r < 0)
 		return r;
 	l.sr = &sr;
-	l.need = json_new_object();
 	if ((r = arg_string(c, "key2", &key2)) < 0 ||
 	    (r = arg_int64(c, "offset", &offset)) < 0 ||
 	    (r = arg_int64(c, "length", &length)) < 0)
@@ -611,14 +575,7 @@ int vp_volume_list_changed_blocks(struct call *c, json_object **ret)
 		goto out;
 	}
 	/* the older one's epochs are a prefix of the newer one's */
-	na = history_len(va);
-	nb = history_len(vb);
-	older = na <= nb ? va : vb;
-	newer = na <= nb ? vb : va;
-	for (i = 0; i < history_len(older); i++)
-		if (strcmp(history_at(older, i), history_at(newer, i)))
-			break;
-	if (i < history_len(older) || history_len(older) == 0) {
+	if (cbt_epochs_between(va, vb, &l.need, &newer) < 0) {
 		r = call_fail(c, -EINVAL, "Storage_error", "volumes %s and %s "
 			      "have no common changed-block history (one is "
 			      "not a snapshot of the other's line, or CBT was "
@@ -626,8 +583,7 @@ int vp_volume_list_changed_blocks(struct call *c, json_object **ret)
 			      key, key2);
 		goto out;
 	}
-	for (i = history_len(older); i < history_len(newer); i++)
-		json_add_bool(l.need, history_at(newer, i), false);
+	older = newer == va ? vb : va;
 
 	r = dirty_bitmap_init(&l.out, CBT_GRANULARITY,
 			      (uint64_t)rec_int(newer, "virtual_size"));
