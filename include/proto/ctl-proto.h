@@ -84,6 +84,19 @@
 #define CTL_CO_ERROR		"error"
 
 /*
+ * status: changed block tracking (issue 14), "cbt": an object
+ *   bitmap      the epoch bitmap the volume record names (cbt_bitmap),
+ *               or null (none, or a read-only / reset-on-boot activation)
+ *   tracking    guest writes are being recorded into it now
+ *   consistent  false when it was found in use (a server died while
+ *               tracking it) or could not be stored: never trusted
+ */
+#define CTL_ST_CBT		"cbt"
+#define CTL_CBT_BITMAP		"bitmap"
+#define CTL_CBT_TRACKING	"tracking"
+#define CTL_CBT_CONSISTENT	"consistent"
+
+/*
  * ngdp-server's --queue-depth when not given: data I/O operations in
  * flight.  The one place this number lives.
  */

@@ -3,9 +3,12 @@
  * Persistent bitmaps: the dispatch (image_bitmap_*) and the sidecar file
  * that raw and VHD images keep them in.
  *
- * The sidecar of image file "NAME" is "NAME.cbt" in the same directory
- * (opened relative to img->dirfd, O_NOFOLLOW, a regular file).  It holds
- * one bitmap, named CBT_BITMAP_NAME.  Layout, little-endian:
+ * Bitmap BM of image file "NAME" is the sidecar file "NAME.BM.cbt" in the
+ * same directory (opened relative to img->dirfd, O_NOFOLLOW, a regular
+ * file); one file per bitmap.  Sidecar bitmap names are of
+ * [A-Za-z0-9._-] only, at most CBT_BITMAP_NAME_MAX bytes.  The list of
+ * an image's bitmaps is the directory's files "NAME.*.cbt" whose middle
+ * part is such a name.  Layout, little-endian:
  *
  *    0  magic "XSNGCBT\0"
  *    8  u32 version (1)
@@ -20,6 +23,7 @@
  * It is replaced atomically (temp file, fsync, rename, fsync of the
  * directory): a crash leaves the old or the new file.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -65,11 +69,38 @@ static void store_le64(uint8_t *p, uint64_t v)
 	store_le32(p + 4, (uint32_t)(v >> 32));
 }
 
-static int sidecar_name(const struct image *img, char *buf, size_t len)
+static const char *image_base(const struct image *img)
 {
 	const char *s = strrchr(img->path, '/');
-	int n = snprintf(buf, len, "%s" SC_SUFFIX, s ? s + 1 : img->path);
 
+	return s ? s + 1 : img->path;
+}
+
+static bool sidecar_name_ok(const char *name, size_t n)
+{
+	if (n == 0 || n > CBT_BITMAP_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* The file name of bitmap 'name' of img; -ENOENT for a name a sidecar
+ * cannot hold (no such bitmap). */
+static int sidecar_name(const struct image *img, const char *name,
+			char *buf, size_t len)
+{
+	int n;
+
+	if (!sidecar_name_ok(name, strlen(name)))
+		return -ENOENT;
+	n = snprintf(buf, len, "%s.%s" SC_SUFFIX, image_base(img), name);
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
@@ -180,9 +211,7 @@ int sidecar_bitmap_load(struct image *img, const char *name,
 	size_t len = 0;
 	int r;
 
-	if (strcmp(name, CBT_BITMAP_NAME))
-		return -ENOENT;
-	r = sidecar_name(img, fname, sizeof(fname));
+	r = sidecar_name(img, name, fname, sizeof(fname));
 	if (r == 0)
 		r = read_sidecar(img, fname, &buf, &len);
 	if (r == 0)
@@ -199,12 +228,13 @@ int sidecar_bitmap_store(struct image *img, const char *name,
 	uint8_t *buf;
 	int r;
 
-	if (strcmp(name, CBT_BITMAP_NAME)) {
-		log_error("'%s': a %s image keeps only the bitmap '%s'",
-			  img->path, img->fmt->name, CBT_BITMAP_NAME);
-		return -ENOTSUP;
+	r = sidecar_name(img, name, fname, sizeof(fname));
+	if (r == -ENOENT) {
+		log_error("'%s': a %s image keeps only bitmaps named with "
+			  "A-Z a-z 0-9 . _ - (at most %d bytes), not '%s'",
+			  img->path, img->fmt->name, CBT_BITMAP_NAME_MAX, name);
+		return -EINVAL;
 	}
-	r = sidecar_name(img, fname, sizeof(fname));
 	if (r < 0)
 		return r;
 	buf = calloc(1, SC_HDR + dlen);
@@ -233,9 +263,7 @@ int sidecar_bitmap_remove(struct image *img, const char *name)
 	struct stat st;
 	int r;
 
-	if (strcmp(name, CBT_BITMAP_NAME))
-		return -ENOENT;
-	r = sidecar_name(img, fname, sizeof(fname));
+	r = sidecar_name(img, name, fname, sizeof(fname));
 	if (r < 0)
 		return r;
 	if (fstatat(img->dirfd, fname, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -243,26 +271,62 @@ int sidecar_bitmap_remove(struct image *img, const char *name)
 	return unlink_durable_at(img->dirfd, fname);
 }
 
+static int names_add(char ***v, size_t *n, const char *name, size_t len)
+{
+	char **nv = realloc(*v, (*n + 2) * sizeof(**v));
+
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	nv[*n] = strndup(name, len);
+	if (!nv[*n])
+		return -ENOMEM;
+	nv[++*n] = NULL;
+	return 0;
+}
+
 int sidecar_bitmap_list(struct image *img, char ***ret)
 {
-	char fname[256], **v;
-	struct stat st;
-	int r = sidecar_name(img, fname, sizeof(fname));
+	const char *base = image_base(img);
+	size_t blen = strlen(base), slen = strlen(SC_SUFFIX), n = 0;
+	struct dirent *de;
+	char **v = calloc(1, sizeof(*v));
+	DIR *dir;
+	int fd, r = 0;
 
-	if (r < 0)
-		return r;
-	v = calloc(2, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	if (fstatat(img->dirfd, fname, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		v[0] = strdup(CBT_BITMAP_NAME);
-		if (!v[0]) {
-			free(v);
-			return -ENOMEM;
-		}
-	} else if (errno != ENOENT) {
+	fd = openat(img->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dir = fd < 0 ? NULL : fdopendir(fd);
+	if (!dir) {
 		r = -errno;
+		if (fd >= 0)
+			close(fd);
 		free(v);
+		return r;
+	}
+	while (r == 0) {
+		size_t len;
+
+		errno = 0;
+		de = readdir(dir);
+		if (!de) {
+			r = -errno;
+			break;
+		}
+		len = strlen(de->d_name);
+		if (len <= blen + 1 + slen || strncmp(de->d_name, base, blen) ||
+		    de->d_name[blen] != '.' ||
+		    strcmp(de->d_name + len - slen, SC_SUFFIX) ||
+		    !sidecar_name_ok(de->d_name + blen + 1,
+				     len - blen - 1 - slen))
+			continue;
+		r = names_add(&v, &n, de->d_name + blen + 1,
+			      len - blen - 1 - slen);
+	}
+	closedir(dir);
+	if (r < 0) {
+		image_bitmap_names_free(v);
 		return r;
 	}
 	*ret = v;
@@ -316,4 +380,41 @@ void image_bitmap_names_free(char **names)
 	for (size_t i = 0; names && names[i]; i++)
 		free(names[i]);
 	free(names);
+}
+
+int image_bitmap_adopt(struct image *dst, struct image *src)
+{
+	size_t plen = strlen(CBT_BITMAP_PREFIX);
+	char **names = NULL;
+	int r;
+
+	if (dst->readonly)
+		return -EROFS;
+	r = image_bitmap_list(src, &names);
+	if (r == -ENOTSUP)
+		return 0;
+	for (size_t i = 0; r == 0 && names[i]; i++) {
+		struct dirty_bitmap bm;
+		bool in_use = false;
+
+		if (strncmp(names[i], CBT_BITMAP_PREFIX, plen))
+			continue;
+		r = image_bitmap_load(src, names[i], &bm, &in_use);
+		if (r < 0) {
+			log_error("'%s': cannot read bitmap '%s' to move it "
+				  "into '%s': %s", src->path, names[i],
+				  dst->path, strerror(-r));
+			break;
+		}
+		if (bm.virtual_size != dst->virtual_size)
+			r = dirty_bitmap_resize(&bm, dst->virtual_size);
+		if (r == 0)
+			r = image_bitmap_store(dst, names[i], &bm, in_use);
+		if (r < 0)
+			log_error("'%s': cannot move bitmap '%s' into '%s': %s",
+				  src->path, names[i], dst->path, strerror(-r));
+		dirty_bitmap_free(&bm);
+	}
+	image_bitmap_names_free(names);
+	return r;
 }

@@ -194,3 +194,17 @@ bool bitmap_name_ok(const char *name)
 			return false;
 	return true;
 }
+
+bool cbt_bitmap_name_ok(const char *name)
+{
+	size_t plen = strlen(CBT_BITMAP_PREFIX);
+
+	if (!name || strncmp(name, CBT_BITMAP_PREFIX, plen) ||
+	    strlen(name) != plen + 16)
+		return false;
+	for (size_t i = plen; i < plen + 16; i++)
+		if (!((name[i] >= '0' && name[i] <= '9') ||
+		      (name[i] >= 'a' && name[i] <= 'f')))
+			return false;
+	return true;
+}

@@ -310,6 +310,17 @@ int qcow2_bitmap_load(struct image *img, const char *name,
 	return r;
 }
 
+/* One of our bitmaps (the datapath server keeps them current). */
+static bool entry_ours(const struct bm_entry *e)
+{
+	size_t plen = strlen(CBT_BITMAP_PREFIX);
+
+	return (e->name_size == strlen(CBT_BITMAP_NAME) &&
+		!memcmp(e->name, CBT_BITMAP_NAME, e->name_size)) ||
+	       (e->name_size > plen &&
+		!memcmp(e->name, CBT_BITMAP_PREFIX, plen));
+}
+
 int qcow2_bitmaps_open_rw(struct image *img, struct qcow2 *q)
 {
 	struct bm_dir d;
@@ -321,9 +332,7 @@ int qcow2_bitmaps_open_rw(struct image *img, struct qcow2 *q)
 		uint8_t v[4];
 
 		if (!entry_known(e) || !(e->flags & BME_AUTO) ||
-		    (e->flags & BME_IN_USE) ||
-		    (e->name_size == strlen(CBT_BITMAP_NAME) &&
-		     !memcmp(e->name, CBT_BITMAP_NAME, e->name_size)))
+		    (e->flags & BME_IN_USE) || entry_ours(e))
 			continue;
 		/* one aligned 4-byte field: each flag flips alone */
 		store_be32(v, e->flags | BME_IN_USE);

@@ -16,6 +16,7 @@
 
 #include "control.h"
 #include "fileio.h"
+#include "formats/bitmap.h"
 #include "json-io.h"
 
 /* what the plugins' reader accepts (sr.h RECORD_READ_MAX): they never
@@ -93,6 +94,28 @@ int control_record_image(const char *record, const char *sr_dir,
 	}
 	r = snprintf(path, len, "%s/images/%s.%s", sr_dir, id, ext) >=
 	    (int)len ? -ENAMETOOLONG : 0;
+	json_object_put(rec);
+	return r;
+}
+
+int control_record_cbt(const char *record, char *name, size_t len)
+{
+	json_object *rec = NULL, *v;
+	const char *n;
+	int r = record_load(record, &rec);
+
+	if (r < 0)
+		return r;
+	if (!json_object_object_get_ex(rec, "cbt_bitmap", &v) ||
+	    json_object_is_type(v, json_type_null)) {
+		r = -ENOENT;
+	} else if (!json_object_is_type(v, json_type_string) ||
+		   !cbt_bitmap_name_ok(n = json_object_get_string(v)) ||
+		   strlen(n) >= len) {
+		r = -EBADMSG;
+	} else {
+		strcpy(name, n);
+	}
 	json_object_put(rec);
 	return r;
 }

@@ -188,6 +188,16 @@ static json_object *status(const struct server *srv)
 			add_str(c, CTL_CO_ERROR, st.co_error);
 		json_object_object_add(o, CTL_ST_COALESCE, c);
 	}
+	{
+		json_object *c = json_object_new_object();
+
+		add_str(c, CTL_CBT_BITMAP, st.cbt_bitmap);
+		json_object_object_add(c, CTL_CBT_TRACKING,
+				       json_object_new_boolean(st.cbt_tracking));
+		json_object_object_add(c, CTL_CBT_CONSISTENT,
+				       json_object_new_boolean(st.cbt_consistent));
+		json_object_object_add(o, CTL_ST_CBT, c);
+	}
 	return o;
 }
 

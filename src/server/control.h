@@ -33,5 +33,11 @@ void control_close(struct control *ctl);
  */
 int control_record_image(const char *record, const char *sr_dir,
 			 char *path, size_t len, const char **format);
+/*
+ * The epoch bitmap the volume record names ("cbt_bitmap"), copied into
+ * name (CBT_BITMAP_NAME_MAX + 1 bytes).  -ENOENT when it names none,
+ * -EBADMSG when it is not a CBT_BITMAP_PREFIX + 16 hex name.
+ */
+int control_record_cbt(const char *record, char *name, size_t len);
 
 #endif

@@ -192,6 +192,9 @@ void server_get_status(const struct server *srv, struct server_status *st)
 		break;
 	}
 	st->co_parent = srv->co.parent;
+	st->cbt_bitmap = srv->cbt_name[0] ? srv->cbt_name : NULL;
+	st->cbt_tracking = srv->cbt_tracking;
+	st->cbt_consistent = srv->cbt_consistent;
 }
 
 /* ------------------------------------------------------------ pools */
@@ -391,6 +394,21 @@ static void mark_dirty(struct server *srv)
 	}
 }
 
+/*
+ * Changed block tracking: the guest changes [offset, offset + length)
+ * (dispatch_check keeps it within srv->size, the bitmap's size).  Set
+ * before the request can reach the disk: a write that fails may leave
+ * its bits set (over-reporting is harmless, under-reporting never).
+ */
+static void cbt_mark(struct server *srv, const struct req *req)
+{
+	if (srv->cbt_tracking)
+		dirty_bitmap_set_range(&srv->cbt_bm, req->h.offset,
+				       req->h.length);
+}
+
+static void cbt_stop(struct server *srv);
+
 static void finish_req(struct server *srv, struct req *req, int err)
 {
 	req->wire_err = nbd_errno_to_wire(err);
@@ -521,6 +539,7 @@ static bool start_rw(struct server *srv, struct req *req)
 	extent_list_clear(&req->el);
 	if (write) {
 		mark_dirty(srv);
+		cbt_mark(srv, req);
 		r = image_map_write(srv->img, req->h.offset, req->h.length,
 				    &req->el);
 		srv->n_writes++;
@@ -731,6 +750,7 @@ static int do_zero(struct server *srv, struct req *req)
 
 	srv->n_zeroes++;
 	mark_dirty(srv);
+	cbt_mark(srv, req);
 	r = image_zero(srv->img, req->h.offset, req->h.length,
 		       !(req->h.flags & NBD_CMD_FLAG_NO_HOLE));
 	if (r != -ENOTSUP)
@@ -746,6 +766,7 @@ static int do_trim(struct server *srv, struct req *req)
 
 	srv->n_trims++;
 	mark_dirty(srv);
+	cbt_mark(srv, req);
 	r = image_discard(srv->img, req->h.offset, req->h.length);
 	if (r != -ENOTSUP)
 		return r;
@@ -863,6 +884,10 @@ static void flush_barrier(struct server *srv)
 				  srv->img->path, strerror(-r));
 			srv->suspended = false;
 			srv->suspend_expired = false;
+		} else if (srv->suspended) {
+			/* the epoch is sealed (a snapshot may follow) before
+			 * the suspender hears of it; a resume starts again */
+			cbt_stop(srv);
 		}
 	}
 	if (srv->suspend_hook)
@@ -979,6 +1004,17 @@ static void adopt_image(struct server *srv, struct image *img)
 {
 	srv->img = img;
 	srv->size = img->virtual_size;
+	/* tracking across a reopen of the same top (a coalesce switch):
+	 * the bitmap covers the disk as it is */
+	if (srv->cbt_tracking && srv->cbt_bm.virtual_size != srv->size &&
+	    dirty_bitmap_resize(&srv->cbt_bm, srv->size) < 0) {
+		log_error("'%s': out of memory resizing the changed block "
+			  "bitmap '%s': it is left flagged in use",
+			  img->path, srv->cbt_name);
+		srv->cbt_tracking = false;
+		srv->cbt_consistent = false;
+		dirty_bitmap_free(&srv->cbt_bm);
+	}
 	srv->align = chain_align(img);
 	srv->fast_zero = !img->readonly && img->fmt->zero;
 }
@@ -1085,6 +1121,8 @@ static int reopen_chain(struct server *srv, const char *image,
 static void coalesce_fail(struct server *srv, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+static void cbt_start(struct server *srv);
+
 static int resume_on(struct server *srv, const char *image,
 		     const char *format)
 {
@@ -1094,6 +1132,7 @@ static int resume_on(struct server *srv, const char *image,
 		srv->suspended = false;
 		srv->suspend_expired = false;
 		log_info("resumed '%s'", srv->img->path);
+		cbt_start(srv);
 		return 0;
 	}
 	if (!srv->suspended) {
@@ -1118,12 +1157,14 @@ static int resume_on(struct server *srv, const char *image,
 	 * old top (a snapshot now), nor go on in the new one */
 	if (srv->co.state == CO_RUNNING)
 		coalesce_fail(srv, 0, "chain changed");
+	cbt_stop(srv);	/* stopped at the suspend already: a no-op */
 	r = reopen_chain(srv, image, format);
 	if (r < 0)
 		return r;
 	srv->suspended = false;
 	srv->suspend_expired = false;
 	log_info("resumed on '%s'", image);
+	cbt_start(srv);
 	return 0;
 }
 
@@ -1241,6 +1282,129 @@ static int server_set_record(struct server *srv, const char *record)
 	return 0;
 }
 
+/* ------------------------------------------------------------ CBT */
+
+/* Is the top we serve the image the volume record names? */
+static bool serving_record_image(const struct server *srv)
+{
+	char path[PATH_MAX];
+	const char *format = NULL;
+	struct stat st, cur;
+
+	return control_record_image(srv->cfg.volume_record, srv->sr_dir,
+				    path, sizeof(path), &format) == 0 &&
+	       stat(path, &st) == 0 && fstat(srv->img->fd, &cur) == 0 &&
+	       st.st_dev == cur.st_dev && st.st_ino == cur.st_ino;
+}
+
+/*
+ * The chain was (re)opened: track the guest's writes into the epoch
+ * bitmap the volume record names, if it names one and the top served is
+ * its image (never a reset-on-boot overlay, never read-only).  The bitmap
+ * is stored flagged in use before any write is served: a server that
+ * dies leaves it so, and the epoch is reported as unknown.  One found in
+ * use already is never tracked into nor stored (it stays flagged).
+ * Tracking already (a coalesce switch reopened the same top): go on.
+ */
+static void cbt_start(struct server *srv)
+{
+	char name[CBT_BITMAP_NAME_MAX + 1];
+	bool in_use = false;
+	int r;
+
+	if (srv->cbt_tracking)
+		return;
+	srv->cbt_name[0] = '\0';
+	srv->cbt_consistent = true;
+	if (!srv->cfg.volume_record || srv->cfg.readonly ||
+	    srv->img->readonly || serving_overlay(srv))
+		return;
+	r = control_record_cbt(srv->cfg.volume_record, name, sizeof(name));
+	if (r == -ENOENT)
+		return;
+	if (r < 0) {
+		log_error("%s: cannot read its cbt_bitmap (%s): the changes "
+			  "to '%s' are not tracked", srv->cfg.volume_record,
+			  strerror(-r), srv->img->path);
+		return;
+	}
+	if (!serving_record_image(srv)) {
+		log_warn("'%s' is not the image %s names: its changes are "
+			 "not tracked into '%s'", srv->img->path,
+			 srv->cfg.volume_record, name);
+		return;
+	}
+	strcpy(srv->cbt_name, name);
+	r = image_bitmap_load(srv->img, name, &srv->cbt_bm, &in_use);
+	if (r == 0 && in_use) {
+		log_warn("'%s': changed block bitmap '%s' is flagged in use: "
+			 "a previous server did not close it; it is left so "
+			 "(its changes are unknown) and not tracked into",
+			 srv->img->path, name);
+		dirty_bitmap_free(&srv->cbt_bm);
+		srv->cbt_consistent = false;
+		return;
+	}
+	if (r == -ENOENT)
+		r = dirty_bitmap_init(&srv->cbt_bm, CBT_GRANULARITY,
+				      srv->size);
+	else if (r == 0 && srv->cbt_bm.virtual_size != srv->size)
+		r = dirty_bitmap_resize(&srv->cbt_bm, srv->size);
+	if (r == 0) {
+		r = image_bitmap_store(srv->img, name, &srv->cbt_bm, true);
+		if (r < 0) {
+			/* never leave a bitmap that claims to be complete */
+			int r2 = image_bitmap_remove(srv->img, name);
+
+			if (r2 < 0 && r2 != -ENOENT)
+				log_error("'%s': cannot remove changed block "
+					  "bitmap '%s' either: %s",
+					  srv->img->path, name,
+					  strerror(-r2));
+		}
+	}
+	if (r < 0) {
+		log_error("'%s': cannot set up changed block bitmap '%s' "
+			  "(%s): the changes are not tracked",
+			  srv->img->path, name, strerror(-r));
+		dirty_bitmap_free(&srv->cbt_bm);
+		srv->cbt_consistent = false;
+		return;
+	}
+	srv->cbt_tracking = true;
+	log_info("'%s': tracking changed blocks into '%s' (%llu set)",
+		 srv->img->path, name,
+		 (unsigned long long)dirty_bitmap_count(&srv->cbt_bm));
+}
+
+/*
+ * Seal the epoch (at a suspend, after its flush; at a clean stop, after
+ * the final flush): stored without the in-use flag.  If that fails the
+ * flag stays set on disk: the epoch is reported as unknown.
+ */
+static void cbt_stop(struct server *srv)
+{
+	int r;
+
+	if (!srv->cbt_tracking)
+		return;
+	r = srv->img ? image_bitmap_store(srv->img, srv->cbt_name,
+					  &srv->cbt_bm, false) : -EBADF;
+	if (r < 0) {
+		log_error("'%s': cannot store changed block bitmap '%s' (%s): "
+			  "it stays flagged in use",
+			  srv->img ? srv->img->path : "?",
+			  srv->cbt_name, strerror(-r));
+		srv->cbt_consistent = false;
+	} else {
+		log_info("'%s': changed block bitmap '%s' stored (%llu set)",
+			 srv->img->path, srv->cbt_name,
+			 (unsigned long long)dirty_bitmap_count(&srv->cbt_bm));
+	}
+	srv->cbt_tracking = false;
+	dirty_bitmap_free(&srv->cbt_bm);
+}
+
 /* ------------------------------------------------------------ coalesce */
 
 /*
@@ -1350,6 +1514,19 @@ static void coalesce_switch(struct server *srv)
 		return;
 	}
 	srv->dirty = false;
+	/* the parent's sealed epochs live on in the top (its merge must
+	 * not lose them); the tracked one is re-stored in case the parent
+	 * held a bitmap of that name */
+	r = image_bitmap_adopt(srv->img, srv->img->backing);
+	if (r == 0 && srv->cbt_tracking)
+		r = image_bitmap_store(srv->img, srv->cbt_name, &srv->cbt_bm,
+				       true);
+	if (r < 0) {
+		coalesce_fail(srv, r, "cannot move the changed block bitmaps "
+			      "of '%s' into '%s'", srv->img->backing->path,
+			      srv->img->path);
+		return;
+	}
 	r = image_skip_backing(srv->img);
 	if (r < 0) {
 		coalesce_fail(srv, r, "cannot rewrite the header of '%s'",
@@ -1367,6 +1544,7 @@ static void coalesce_switch(struct server *srv)
 		free(path);
 		return;
 	}
+	cbt_start(srv);
 	co->state = CO_DONE;
 	log_info("coalesced '%s' into '%s' (%llu bytes copied); its backing "
 		 "file is now %s", co->parent, path,
@@ -1523,6 +1701,8 @@ int server_init(struct server *srv, const struct server_config *cfg)
 			  cfg->format);
 		return -EINVAL;
 	}
+	srv->cbt_consistent = true;
+	cbt_start(srv);
 	r = io_engine_create(cfg->engine ? cfg->engine : "auto", depth,
 			     &srv->eng);
 	if (r < 0) {
@@ -1591,6 +1771,7 @@ void server_release(struct server *srv)
 	req_free_all(srv);
 	free(srv->sr_dir);
 	free(srv->co.parent);
+	dirty_bitmap_free(&srv->cbt_bm);	/* not stored: still in use */
 	for (unsigned int c = 0; c <= BUF_MAX_SHIFT; c++)
 		while (srv->pool.nfree[c])
 			buf_free(srv->pool.free[c][--srv->pool.nfree[c]], c);
@@ -1692,6 +1873,8 @@ static void stop_progress(struct server *srv)
 			log_error("final flush of '%s' failed: %s",
 				  srv->img->path, strerror(-r));
 			srv->exit_status = 1;
+		} else {
+			cbt_stop(srv);
 		}
 	}
 	srv->quit = true;

@@ -54,6 +54,10 @@ static const char usage_text[] =
 "                             (bytes, clipped to the disk)\n"
 "  bitmap-remove NAME         remove bitmap NAME\n"
 "  bitmap-list                the names of the image's bitmaps\n"
+"  bitmap-adopt SRC           copy every bitmap of image SRC (opened\n"
+"                             read-only, its format guessed) whose name\n"
+"                             starts with " CBT_BITMAP_PREFIX " into the image\n"
+"                             (image_bitmap_adopt)\n"
 "A script may also contain blank lines and # comments.  A writing session\n"
 "always flushes before exit.\n"
 "\n"
@@ -441,6 +445,26 @@ static int cmd_bitmap_list(struct ctx *c)
 	return r < 0 ? r : fflush(stdout) ? -errno : 0;
 }
 
+static int cmd_bitmap_adopt(struct ctx *c, const char *src_path)
+{
+	struct image_open_options o = *c->opt;
+	struct image *src = NULL;
+	int r;
+
+	o.readonly = true;
+	o.format = NULL;
+	o.probe_top = true;
+	r = image_open(src_path, &o, &src);
+	if (r < 0) {
+		fprintf(stderr, "ngdp-imgio: cannot open '%s': %s\n", src_path,
+			strerror(-r));
+		return r;
+	}
+	r = image_bitmap_adopt(c->img, src);
+	image_close(src);
+	return r;
+}
+
 static int run_command(struct ctx *c, int argc, char **argv)
 {
 	const char *cmd = argv[0];
@@ -467,6 +491,8 @@ static int run_command(struct ctx *c, int argc, char **argv)
 		return cmd_bitmap_get(c, argv[1], false);
 	if (!strcmp(cmd, "bitmap-dirty"))
 		return cmd_bitmap_get(c, argv[1], true);
+	if (!strcmp(cmd, "bitmap-adopt"))
+		return cmd_bitmap_adopt(c, argv[1]);
 	if (!strcmp(cmd, "bitmap-remove"))
 		return image_bitmap_remove(c->img, argv[1]);
 	if (!strcmp(cmd, "map")) {

@@ -2,8 +2,11 @@
 # SPDX-License-Identifier: LGPL-2.1-only
 # Persistent dirty bitmaps (changed block tracking, issue 14) through
 # ngdp-imgio's bitmap-* commands (image_bitmap_load/store/remove/list).
-# raw and VHD: the sidecar file "<image>.cbt" (round trips, in-use flag,
-# replace, remove, read-only, corrupt or hostile sidecars refused).
+# raw and VHD: one sidecar file "<image>.<bitmap>.cbt" per bitmap (round
+# trips, in-use flag, replace, remove, several names, read-only, corrupt or
+# hostile sidecars refused).
+# bitmap-adopt (image_bitmap_adopt) for raw, VHD and qcow2, sizes alike or
+# not.
 # qcow2: a real qcow2 persistent bitmap; qemu-img (info, check, bitmap)
 # and qemu-nbd + nbdinfo (the bits qemu sees) judge it, both ways.
 # BITMAP_QUICK=1 skips the per-cluster-size qcow2 cases (a quick run while
@@ -54,7 +57,7 @@ get_is() {
 # ----------------------------------------------------------- sidecars
 
 sidecar_tests() {
-	local fmt=$1 img=$2 sc=$2.cbt
+	local fmt=$1 img=$2 sc=$2.xsng-cbt.cbt
 	local io=("$IMGIO" --format "$fmt" "$img")
 
 	# 1000 KiB: 16 blocks of 64 KiB, the last one short (40 KiB)
@@ -86,7 +89,21 @@ bits: 5801"
 		"'$IMGIO' --readonly --format $fmt '$img' bitmap-get xsng-cbt | grep -qx 'bits: 38000*'"
 	refused "$fmt: read-only: set refused" "$IMGIO" --readonly --format $fmt "$img" bitmap-set xsng-cbt 0 1
 	refused "$fmt: read-only: remove refused" "$IMGIO" --readonly --format $fmt "$img" bitmap-remove xsng-cbt
-	refused "$fmt: another name refused" "${io[@]}" bitmap-set other 0 1
+	refused "$fmt: a name with a space refused" "${io[@]}" bitmap-set "a b" 0 1
+	refused "$fmt: a name with a slash refused" "${io[@]}" bitmap-set a/b 0 1
+	refused "$fmt: a name of 65 bytes refused" "${io[@]}" bitmap-set "$(printf 'x%.0s' {1..65})" 0 1
+	check "$fmt: a second bitmap, another name" "${io[@]}" bitmap-set xsng-cbt-00000000000000ab 0 1
+	check "$fmt: its own sidecar" test -f "$img.xsng-cbt-00000000000000ab.cbt"
+	check "$fmt: both listed" bash -c "[ \"\$('$IMGIO' --format $fmt '$img' bitmap-list | sort | tr '\n' ' ')\" = \
+		'xsng-cbt xsng-cbt-00000000000000ab ' ]"
+	check "$fmt: the second one's bits" get_is $fmt "$img" xsng-cbt-00000000000000ab \
+"granularity: 65536
+in-use: false
+count: 1
+bits: 8000"
+	check "$fmt: the first one unchanged" bash -c \
+		"'$IMGIO' --readonly --format $fmt '$img' bitmap-get xsng-cbt | grep -qx 'bits: 38000*'"
+	check "$fmt: remove the second" "${io[@]}" bitmap-remove xsng-cbt-00000000000000ab
 	refused "$fmt: a range beyond the disk refused" "${io[@]}" bitmap-set xsng-cbt $((1000 * K)) 1
 	check "$fmt: no temp files left" bash -c "! ls -A | grep -q '^\.tmp'"
 
@@ -290,6 +307,64 @@ qcow2_case c4k "-o cluster_size=4096" $((64 * M))
 qcow2_case c2m "-o cluster_size=2M" $((300 * M + 512))
 run qemu-img create -q -f qcow2 base.qcow2 $((50 * M)) &&
 	qcow2_case backed "-b base.qcow2 -F qcow2" $((50 * M))
+}
+
+# ------------------------------------------------------------- adopt
+
+E1=xsng-cbt-0000000000000001 E2=xsng-cbt-00000000000000e2
+# mk_img FMT FILE SIZE
+mk_img() {
+	case $1 in
+	raw) truncate -s $3 "$2" ;;
+	vpc) qemu-img create -q -f vpc -o subformat=dynamic,force_size=on "$2" $3 ;;
+	qcow2) qemu-img create -q -f qcow2 "$2" $3 ;;
+	esac
+}
+
+# adopt_case FMT EXT SRC_SIZE DST_SIZE
+adopt_case() {
+	local fmt=$1 src=as.$2 dst=ad.$2 ss=$3 ds=$4 tag="adopt $1 $3->$4"
+	rm -f as.* ad.*
+	run mk_img $fmt $src $ss && run mk_img $fmt $dst $ds || return
+	run "$IMGIO" --format $fmt $src bitmap-set $E1 $G 1 in-use || return
+	run "$IMGIO" --format $fmt $src bitmap-set $E2 $((ss - 1)) 1 || return
+	run "$IMGIO" --format $fmt $src bitmap-set $E2 0 1 || return
+	run "$IMGIO" --format $fmt $src bitmap-set other 0 1 || return
+	run "$IMGIO" --format $fmt $dst bitmap-set $E2 $((5 * G)) 1 || return
+	check "$tag: bitmap-adopt" "$IMGIO" --format $fmt $dst bitmap-adopt $src
+	check "$tag: ours adopted, 'other' not" bash -c "[ \"\$('$IMGIO' --readonly --format $fmt $dst bitmap-list | sort | tr '\n' ' ')\" = \
+		'$E1 $E2 ' ]"
+	check "$tag: $E1 keeps its bits and in-use flag" bash -c \
+		"'$IMGIO' --readonly --format $fmt $dst bitmap-get $E1 | grep -qx 'in-use: true' &&
+		 [ \"\$('$IMGIO' --readonly --format $fmt $dst bitmap-dirty $E1)\" = '$G $G' ]"
+	# replaced (not merged) by the source's; its last bit where it was
+	local want
+	want=$(want_dirty $ds $G 0:1 $((ss - 1)):1)
+	check "$tag: $E2 replaced by the source's, not in use" bash -c \
+		"'$IMGIO' --readonly --format $fmt $dst bitmap-get $E2 | grep -qx 'in-use: false' &&
+		 [ \"\$('$IMGIO' --readonly --format $fmt $dst bitmap-dirty $E2)\" = '$want' ]"
+	check "$tag: the source keeps its bitmaps" bash -c "[ \"\$('$IMGIO' --readonly --format $fmt $src bitmap-list | sort | tr '\n' ' ')\" = \
+		'other $E1 $E2 ' ]"
+	if [ $fmt = qcow2 ]; then
+		check "$tag: qemu-img info lists $E1 in use" info_has $dst $E1 $G auto,in-use
+		check "$tag: qemu-img info lists $E2 (our rw open left it alone)" info_has $dst $E2 $G auto
+		check "$tag: qemu sees $E2's bits" same_runs $dst $E2 "$want"
+		check "$tag: qemu-img check clean" qcheck $dst
+	fi
+	refused "$tag: read-only destination refused" "$IMGIO" --readonly --format $fmt $dst bitmap-adopt $src
+	check "$tag: adopt from an image without bitmaps" bash -c \
+		"rm -f as2.*; qemu-img create -q -f qcow2 as2.qcow2 $ss && '$IMGIO' --format $fmt $dst bitmap-adopt as2.qcow2"
+}
+for f in raw:raw vpc:vhd qcow2:qcow2; do
+	adopt_case ${f%:*} ${f#*:} $((1000 * K)) $((1000 * K))
+	adopt_case ${f%:*} ${f#*:} $((1000 * K)) $((3 * M))
+done
+# qcow2: a read-write open flags qemu's auto bitmaps in use, not ours
+run qemu-img create -q -f qcow2 rw.qcow2 $((8 * M)) &&
+run qemu-img bitmap --add rw.qcow2 $E1 && run qemu-img bitmap --add rw.qcow2 qemus && {
+	check "rw open: a write" "$IMGIO" --format qcow2 rw.qcow2 write-pattern 0 512 1
+	check "rw open: our $E1 not flagged in use" info_has rw.qcow2 $E1 $G auto
+	check "rw open: qemu's bitmap flagged in use" info_has rw.qcow2 qemus $G auto,in-use
 }
 
 # --- our engine's own header rewrites and writes keep the bitmaps

@@ -141,6 +141,15 @@ static void test_names(void **state)
 	assert_false(bitmap_name_ok(longname));
 	longname[1023] = '\0';
 	assert_true(bitmap_name_ok(longname));
+
+	assert_true(cbt_bitmap_name_ok("xsng-cbt-0123456789abcdef"));
+	assert_false(cbt_bitmap_name_ok(NULL));
+	assert_false(cbt_bitmap_name_ok(CBT_BITMAP_NAME));
+	assert_false(cbt_bitmap_name_ok("xsng-cbt-0123456789ABCDEF"));
+	assert_false(cbt_bitmap_name_ok("xsng-cbt-0123456789abcde"));
+	assert_false(cbt_bitmap_name_ok("xsng-cbt-0123456789abcdef0"));
+	assert_false(cbt_bitmap_name_ok("xsng-cbt-0123456789abcdeg"));
+	assert_false(cbt_bitmap_name_ok("xsng-cbu-0123456789abcdef"));
 }
 
 int main(void)

@@ -11,14 +11,16 @@
  * docs/interop/qcow2.txt "Bitmaps extension": qemu-img info/bitmap and
  * qemu-nbd -B see them; ours are stored with the "auto" flag, so qemu
  * tracks its own writes in them) and in a sidecar file
- * "<image file name>.cbt" next to raw and VHD images (one bitmap,
- * CBT_BITMAP_NAME; see bitmap-sidecar.c for its layout).
+ * "<image file name>.<bitmap name>.cbt" per bitmap next to raw and VHD
+ * images (names of [A-Za-z0-9._-] only, at most CBT_BITMAP_NAME_MAX bytes;
+ * see bitmap-sidecar.c for its layout).
  *
  * Nothing here tracks guest writes: the writer of an image keeps its
  * bitmap current (the datapath server: set_range on each write, store
  * with in_use while serving, store without at a clean close).  A
- * read-write open of a qcow2 image flags every other auto bitmap in use
- * (inconsistent), since our engine does not update them.
+ * read-write open of a qcow2 image flags every auto bitmap in use
+ * (inconsistent) except ours (CBT_BITMAP_NAME and every name starting with
+ * CBT_BITMAP_PREFIX), since our engine does not update them.
  */
 #ifndef FORMATS_BITMAP_H
 #define FORMATS_BITMAP_H

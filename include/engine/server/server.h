@@ -24,6 +24,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "formats/bitmap.h"
 #include "formats/format.h"
 #include "nbd-proto.h"
 
@@ -127,6 +128,10 @@ struct server_status {
 	const char *co_state;		/* CTL_CO_RUNNING / _DONE / _FAILED */
 	const char *co_parent, *co_error;	/* co_error: NULL unless failed */
 	uint64_t co_copied, co_offset;
+	/* changed block tracking: cbt_bitmap NULL when the record names none
+	 * (or the server does not track this activation) */
+	const char *cbt_bitmap;
+	bool cbt_tracking, cbt_consistent;
 };
 
 enum coalesce_state { CO_NONE, CO_RUNNING, CO_DONE, CO_FAILED };
@@ -210,6 +215,19 @@ struct server {
 	uint64_t heartbeat_ms;		/* last refresh of cfg.heartbeat */
 
 	struct coalesce_job co;
+
+	/*
+	 * Changed block tracking (issue 14): the epoch bitmap the volume
+	 * record names ("cbt_bitmap"), in memory while tracking, stored in
+	 * the top image with in_use set while serving and without at a
+	 * suspend or a clean stop.  cbt_name[0] == 0: none.
+	 * cbt_consistent false: it was found in use (a server died while
+	 * tracking it) or could not be stored; never tracked nor stored
+	 * then, so the epoch stays reported as not trustworthy.
+	 */
+	char cbt_name[CBT_BITMAP_NAME_MAX + 1];
+	bool cbt_tracking, cbt_consistent;
+	struct dirty_bitmap cbt_bm;
 
 	/* counters for status (conn.c counts its own) */
 	uint64_t n_reads, n_writes, n_flushes, n_trims, n_zeroes,
