@@ -507,9 +507,13 @@ static int collect(struct lcb *l, json_object *vols, json_object *imgs)
 	return r;
 }
 
-/* Suspend and resume the servers that track one of the needed epochs, so
- * that their bitmaps on disk are current and not in use. */
-static int sync_servers(struct call *c, struct lcb *l, json_object *vols)
+/*
+ * Suspend the servers that track one of the needed epochs: a suspended
+ * server has stored its bitmap, current and not in use, and tracks again
+ * once resumed (resume_servers).  'paused' gets their activation records.
+ */
+static int suspend_servers(struct call *c, struct lcb *l, json_object *vols,
+			   json_object *paused)
 {
 	size_t i;
 	int r = 0;
@@ -517,7 +521,6 @@ static int sync_servers(struct call *c, struct lcb *l, json_object *vols)
 	for (i = 0; r == 0 && i < json_object_array_length(vols); i++) {
 		json_object *v = json_object_array_get_idx(vols, i);
 		json_object *active = NULL;
-		char rel[80], path[PATH_MAX];
 		const char *cur = rec_str(v, "cbt_bitmap");
 
 		if (!cur[0] || !json_object_object_get_ex(l->need, cur, NULL))
@@ -526,12 +529,29 @@ static int sync_servers(struct call *c, struct lcb *l, json_object *vols)
 		if (r <= 0)
 			continue;
 		r = vp_suspend_server(c, active);
+		/* resumed whatever the suspend said */
+		json_object_object_add(active, "volume", json_object_get(v));
+		json_object_array_add(paused, active);
+	}
+	return r;
+}
+
+static int resume_servers(struct call *c, struct lcb *l, json_object *paused,
+			  int err)
+{
+	size_t i;
+	int r = 0;
+
+	for (i = 0; i < json_object_array_length(paused); i++) {
+		json_object *active = json_object_array_get_idx(paused, i), *v;
+		char rel[80], path[PATH_MAX];
+
+		json_object_object_get_ex(active, "volume", &v);
 		sr_volume_image(v, rel, sizeof(rel));
 		snprintf(path, sizeof(path), "%s/%s", l->sr->path, rel);
-		if (vp_resume_server(r < 0 ? &(struct call){ 0 } : c, active,
-				     path) < 0 && r == 0)
+		if (vp_resume_server(err < 0 || r < 0 ? &(struct call){ 0 } : c,
+				     active, path) < 0 && r == 0)
 			r = -EIO;
-		json_object_put(active);
 	}
 	return r;
 }
@@ -592,10 +612,18 @@ int vp_volume_list_changed_blocks(struct call *c, json_object **ret)
 		goto out;
 	}
 	r = sr_scan(&sr, &vols, &imgs);
-	if (r == 0)
-		r = sync_servers(c, &l, vols);
-	if (r == 0)
-		r = collect(&l, vols, imgs);
+	if (r == 0) {
+		json_object *paused = json_new_array();
+		int r2;
+
+		r = suspend_servers(c, &l, vols, paused);
+		if (r == 0)
+			r = collect(&l, vols, imgs);
+		r2 = resume_servers(c, &l, paused, r);
+		json_object_put(paused);
+		if (r == 0)
+			r = r2;
+	}
 	if (r < 0) {
 		if (!c->err_msg[0])
 			r = call_fail(c, r, "Storage_error", "cannot read the "
