@@ -19,6 +19,7 @@
 #   BENCH_COALESCE=1|0|only, BENCH_CO_CYCLES, BENCH_CO_REGION (MiB),
 #   BENCH_CO_MERGE (MiB), BENCH_CO_LIVE (MiB)  the coalesce section
 #                        (bench/coalesce.sh)
+#   BENCH_CBT=1|0|only   writes with changed block tracking off and on
 #   NGDP_SERVER          the ngdp-server binary for the direct-start fallback
 #   NGDP_IMGIO           the ngdp-imgio binary (coalesce section)
 #   NGDP_CTL             tests/server/ngdp-ctl (live coalesce row)
@@ -61,6 +62,7 @@ PERF=${BENCH_PERF:-$d_perf}
 FS_LIST=${BENCH_FS:-xfs ext4}
 BACKING=${BENCH_BACKING:-ram}
 COALESCE=${BENCH_COALESCE:-1}
+CBT=${BENCH_CBT:-1}
 CO_CYCLES=${BENCH_CO_CYCLES:-$d_co_n}
 CO_REGION_MB=${BENCH_CO_REGION:-$d_co_region}
 CO_MERGE_MB=${BENCH_CO_MERGE:-$d_co_merge}
@@ -752,6 +754,14 @@ log "work dir $W, loop files in $BDIR"
 head -c "$SIZE" /dev/urandom >"$BDIR/rand.raw" || die "no room for the random source"
 first=1
 [ "$COALESCE" = only ] && FS_LIST_MATRIX= || FS_LIST_MATRIX=$FS_LIST
+if [ "$CBT" = only ]; then
+	FS_LIST_MATRIX= COALESCE=0
+	fs=$(set -- $FS_LIST; echo "$1")
+	log "== $fs (CBT only)"
+	setup_fs "$fs"
+	cbt_cost "$fs"
+	teardown_fs "$fs"
+fi
 for fs in $FS_LIST_MATRIX; do
 	log "== $fs"
 	setup_fs "$fs"
@@ -759,7 +769,7 @@ for fs in $FS_LIST_MATRIX; do
 		matrix "$fs" "$CONT_FULL" "$TESTS_FULL"
 		scale "$fs"
 		chain "$fs"
-		cbt_cost "$fs"
+		[ "$CBT" = 0 ] || cbt_cost "$fs"
 		[ "$PERF" = 1 ] && perf_profile "$fs"
 	else
 		matrix "$fs" "$CONT_SUBSET" "$TESTS_SUBSET"
@@ -769,7 +779,7 @@ for fs in $FS_LIST_MATRIX; do
 done
 [ "$COALESCE" != 0 ] && coalesce_section "$(set -- $FS_LIST; echo "$1")"
 rm -f "$BDIR/rand.raw"
-[ "$COALESCE" = only ] || control_path "$(set -- $FS_LIST; echo "$1")"
+[ "$COALESCE" = only ] || [ "$CBT" = only ] || control_path "$(set -- $FS_LIST; echo "$1")"
 T_END=$(date +%s)
 
 # ---------------------------------------------------------------- report
