@@ -180,7 +180,31 @@ for fmt in qcow2 vhd raw; do
 	lcb "$S3" "$V"
 	expect_err "$fmt: changed(S3, live) with CBT off is an error" Storage_error
 	check "$fmt: writes go on after disable_cbt" nbd_write 0x17 0 $G
+
+	# enabled again while served: a new line of epochs
+	cbt enable_cbt "$V"
+	expect_ok "$fmt: Volume.enable_cbt while served"
+	snapshot "$V"; expect_ok "$fmt: snapshot S5"; S5=$(jqr .key)
+	check "$fmt: write H" nbd_write 0x18 $((8 << 20)) $((2 * G))
+	check "$fmt: changed(S5, live) is exactly H" changed_is "$S5" "$V" $SIZE $((8 << 20)) $((2 * G))
+	lcb "$S3" "$S5"
+	expect_err "$fmt: changed(S3, S5) across disable/enable is an error" Storage_error
 	vol_deactivate 7
+
+	# the epoch of an inactive volume, and a resize: new blocks changed
+	snapshot "$V"; expect_ok "$fmt: snapshot S6 of the inactive volume"; S6=$(jqr .key)
+	check "$fmt: changed(S6, live) is empty while nothing is written" changed_is "$S6" "$V" $SIZE
+	if [ "$fmt" != vhd ]; then
+		vcall Volume.resize "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$V\",\"new_size\":$((SIZE + (64 << 20)))}"
+		expect_ok "$fmt: Volume.resize +64 MiB"
+		stat_vol "$V"; VOL=$OUT
+		vol_activate 7
+		check "$fmt: write J past the old end" nbd_write 0x19 $((SIZE + (1 << 20))) 4096
+		check "$fmt: write K before it" nbd_write 0x1a $((4 << 20)) 4096
+		check "$fmt: changed(S6, live) is K and the grown part" changed_is "$S6" "$V" $((SIZE + (64 << 20))) \
+			$((4 << 20)) 4096 $SIZE $((64 << 20))
+		vol_deactivate 7
+	fi
 	if [ "$fmt" = qcow2 ]; then
 		check "$fmt: qemu-img check is clean on every image" eval '
 			for f in "$SR"/images/*.qcow2; do qemu-img check -q -f qcow2 "$f" || exit 1; done'
