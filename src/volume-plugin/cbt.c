@@ -93,21 +93,6 @@ static void cbt_clear(json_object *vol)
 	json_add_bool(vol, "cbt_enabled", false);
 }
 
-/* Open image id (and its chain) of the SR, read-only or not. */
-static int open_image(struct sr *sr, const char *id, enum sr_fmt fmt,
-		      bool readonly, struct image **ret)
-{
-	struct image_open_options o = { .readonly = readonly,
-					.no_direct = true };
-	char path[PATH_MAX], dir[PATH_MAX + 8];
-
-	snprintf(dir, sizeof(dir), "%s/images", sr->path);
-	qimg_path(sr, id, fmt, path, sizeof(path));
-	o.confine_dir = dir;
-	o.format = sr_fmt_qemu(fmt);
-	return image_open(path, &o, ret);
-}
-
 int cbt_create_empty(struct sr *sr, const char *id, enum sr_fmt fmt,
 		     const char *name)
 {
@@ -115,7 +100,7 @@ int cbt_create_empty(struct sr *sr, const char *id, enum sr_fmt fmt,
 	struct image *img = NULL;
 	int r;
 
-	r = open_image(sr, id, fmt, false, &img);
+	r = vp_open_image(sr, id, fmt, false, &img);
 	if (r < 0)
 		return r;
 	r = dirty_bitmap_init(&bm, CBT_GRANULARITY, img->virtual_size);
@@ -298,7 +283,7 @@ static void prune_chain(struct sr *sr, const char *top, bool skip_top)
 		    sr_image_fmt(img, &fmt) < 0)
 			break;
 		if (!(depth == 0 && skip_top) &&
-		    open_image(sr, id, fmt, false, &im) == 0) {
+		    vp_open_image(sr, id, fmt, false, &im) == 0) {
 			if (image_bitmap_list(im, &names) == 0) {
 				for (i = 0; names[i]; i++) {
 					if (!cbt_bitmap_name_ok(names[i]) ||
@@ -424,7 +409,7 @@ static int collect_image(struct lcb *l, const char *id, enum sr_fmt fmt)
 	size_t i;
 	int r;
 
-	r = open_image(l->sr, id, fmt, true, &im);
+	r = vp_open_image(l->sr, id, fmt, true, &im);
 	if (r < 0)
 		return r;
 	r = image_bitmap_list(im, &names);

@@ -53,20 +53,6 @@
 #define LIVE_POLL_MS 200
 #define LIVE_CALL_MS 10000
 
-static int open_chain(struct sr *sr, const char *id, enum sr_fmt fmt,
-		      bool readonly, struct image **ret)
-{
-	struct image_open_options o = { .readonly = readonly,
-					.no_direct = true };
-	char path[PATH_MAX], dir[PATH_MAX + 8];
-
-	snprintf(dir, sizeof(dir), "%s/images", sr->path);
-	qimg_path(sr, id, fmt, path, sizeof(path));
-	o.confine_dir = dir;
-	o.format = sr_fmt_qemu(fmt);
-	return image_open(path, &o, ret);
-}
-
 int co_own_bytes(struct sr *sr, const char *id, enum sr_fmt fmt,
 		 uint64_t *ret)
 {
@@ -77,7 +63,7 @@ int co_own_bytes(struct sr *sr, const char *id, enum sr_fmt fmt,
 	int r;
 
 	*ret = 0;
-	r = open_chain(sr, id, fmt, true, &img);
+	r = vp_open_image(sr, id, fmt, true, &img);
 	for (off = 0; r == 0 && off < img->virtual_size; off += n) {
 		n = img->virtual_size - off < OWN_STEP ?
 			    img->virtual_size - off : OWN_STEP;
@@ -131,7 +117,7 @@ static int switched(const struct candidate *cd, const char *backing)
 int co_child_switched(struct sr *sr, const struct candidate *cd)
 {
 	struct image *c = NULL;
-	int r = open_chain(sr, cd->child, cd->cfmt, true, &c);
+	int r = vp_open_image(sr, cd->child, cd->cfmt, true, &c);
 
 	if (r < 0)
 		return r;
@@ -289,7 +275,7 @@ int co_down_offline(const char *handle, const char *type,
 		return r;
 	r = still_ours(&sr, cd, &last, false);
 	if (r == 1) {
-		r = open_chain(&sr, cd->child, cd->cfmt, false, &c);
+		r = vp_open_image(&sr, cd->child, cd->cfmt, false, &c);
 		/* opening read-write may write C (an open-time repair) */
 		if (r == 0 && co_stat_child(&sr, cd, &last) < 0) {
 			image_close(c);

@@ -20,6 +20,7 @@
 #include "ctl-client.h"
 #include "ctl-proto.h"
 #include "fault.h"
+#include "formats/format.h"
 #include "qemu-img.h"
 #include "json-io.h"
 #include "log.h"
@@ -54,6 +55,20 @@ int vp_open_sr(struct call *c, enum sr_lock_mode mode, struct sr *ret)
 				 "the SR at %.200s cannot be opened: %s",
 				 handle, strerror(-r));
 	return 0;
+}
+
+int vp_open_image(struct sr *sr, const char *id, enum sr_fmt fmt,
+		  bool readonly, struct image **ret)
+{
+	struct image_open_options o = { .readonly = readonly,
+					.no_direct = true };
+	char path[PATH_MAX], dir[PATH_MAX + 8];
+
+	snprintf(dir, sizeof(dir), "%s/images", sr->path);
+	qimg_path(sr, id, fmt, path, sizeof(path));
+	o.confine_dir = dir;
+	o.format = sr_fmt_qemu(fmt);
+	return image_open(path, &o, ret);
 }
 
 int vp_arg_key(struct call *c, const char **ret)

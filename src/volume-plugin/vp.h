@@ -43,6 +43,12 @@ int vp_resume_server(struct call *c, json_object *active,
 		     const char *image_path);
 bool vp_serves_overlay(struct sr *sr, const char *key, json_object *active);
 
+/* Open image id of the SR and its chain with the format engine (buffered,
+ * confined to the SR's images folder). */
+struct image;
+int vp_open_image(struct sr *sr, const char *id, enum sr_fmt fmt,
+		  bool readonly, struct image **ret);
+
 /* Offline coalesce (coalesce.c): start the SR's background job when there
  * is work (call with the SR lock held), stop it before an unmount, one
  * line for Plugin.diagnostics, and the job itself (the plugin binary run
