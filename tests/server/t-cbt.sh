@@ -77,9 +77,9 @@ sys.exit(0 if len(m) == 1 and m[0]["granularity"] == 65536 and
          sorted(m[0]["flags"]) == sorted(filter(None, flags.split(","))) else 1)' "$2" "$3"
 }
 qio() { qemu-io -f raw "$(uri $1)" "${@:2}" >/dev/null; }
-start() { # start NAME IMAGE-PATH
+start() { # start NAME IMAGE-PATH [OPTIONS...]
 	start_server $1 --image "$2" --volume-record "$REC" --control "$T/$1.ctl" \
-		--confine "$SR/images" --flush-interval 0
+		--confine "$SR/images" --flush-interval 0 "${@:3}"
 }
 ctl() { "$CTL" "$T/$1.ctl" "$2" >/dev/null; }
 
@@ -211,4 +211,25 @@ check "coalesce: $E5 has the guest's writes only, none of the copy" \
 	dirty_is qcow2 "$L" $E5 $((6 * M)):$G $((7 * M)):$G
 check "coalesce: qemu-img info: $E4 not in use" qemu_flags "$L" $E4 auto
 check "coalesce: qemu-img check" qemu-img check -q "$L"
+
+# 7. never tracked: a top the record does not name, a reset-on-boot
+# overlay, a read-only activation
+NP=$SR/images/.np-$KEY.qcow2
+record $ID1 qcow2 $E5
+qemu-img create -q -f qcow2 -b $ID9.qcow2 -F qcow2 "$NP"
+start o "$NP" || fail "start o"
+check "overlay: not tracked" cbt_is o null false true
+check "overlay: a write" qio o -c "write -P 12 0 4k"
+check "overlay: SIGTERM exit 0" stop_server "$SERVER_PID"
+check "overlay: no bitmap in the overlay" names_are qcow2 "$NP" ""
+start w "$L" || fail "start w"
+check "not the record's image: not tracked" cbt_is w null false true
+check "not the record's image: a write" qio w -c "write -P 13 $((8 * M)) 4k"
+check "not the record's image: SIGTERM exit 0" stop_server "$SERVER_PID"
+check "not the record's image: $E5 untouched" dirty_is qcow2 "$L" $E5 $((6 * M)):$G $((7 * M)):$G
+record $ID9 qcow2 $E5
+start r "$L" --readonly || fail "start r"
+check "read-only: not tracked" cbt_is r null false true
+check "read-only: SIGTERM exit 0" stop_server "$SERVER_PID"
+check "read-only: $E5 untouched, not in use" dirty_is qcow2 "$L" $E5 $((6 * M)):$G $((7 * M)):$G
 finish
