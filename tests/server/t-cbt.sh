@@ -170,6 +170,48 @@ cbt_case qcow2 qcow2 qcow2 1
 cbt_case vpc vhd vhd 2
 cbt_case raw raw raw 3
 
+# resize_case FMT EXT N: the volume grows (offline, as Volume.resize
+# refuses an active volume) and the bigger image is served with the same
+# epoch: its bitmap grows, bits past the old end included; then a resume
+# on a bigger new leaf (qcow2)
+resize_case() {
+	local fmt=$1 id img
+	id=5c1d4a9e-1b2c-4d3e-8f4a-$(printf '%012d' $3)
+	img=$SR/images/$id.$2
+	case $fmt in
+	raw) truncate -s $((64 * M)) "$img" ;;
+	qcow2) qemu-img create -q -f qcow2 "$img" $((64 * M)) ;;
+	esac
+	record $id $2 $E1
+	start z$fmt "$img" || { fail "resize $fmt: start"; return; }
+	check "resize $fmt: a write" qio z$fmt -c "write -P 1 $((63 * M)) 4k"
+	check "resize $fmt: SIGTERM exit 0" stop_server "$SERVER_PID"
+	case $fmt in
+	raw) check "resize $fmt: grow to 128 MiB" truncate -s $((128 * M)) "$img" ;;
+	qcow2) check "resize $fmt: grow to 128 MiB" qemu-img resize -q "$img" $((128 * M)) ;;
+	esac
+	start z$fmt "$img" || { fail "resize $fmt: restart"; return; }
+	check "resize $fmt: serving 128 MiB, tracking" \
+		eval '[ "$(get z'$fmt' size)" = $((128 * M)) ] && cbt_is z'$fmt' $E1 true true'
+	check "resize $fmt: a write past the old end" qio z$fmt -c "write -P 2 $((127 * M)) 4k"
+	[ $fmt = qcow2 ] && {
+		local id2=${id%?}9
+		check "resize $fmt: suspend" ctl z$fmt '{"op":"suspend","timeout_ms":60000}'
+		qemu-img create -q -f qcow2 -b $id.qcow2 -F qcow2 "$SR/images/$id2.qcow2" $((192 * M))
+		record $id2 qcow2 $E2
+		check "resize $fmt: resume on a bigger leaf" \
+			ctl z$fmt "{\"op\":\"resume\",\"image\":\"$SR/images/$id2.qcow2\"}"
+		check "resize $fmt: a write past the leaf's parent's end" \
+			qio z$fmt -c "write -P 3 $((191 * M)) 4k"
+	}
+	check "resize $fmt: SIGTERM exit 0" stop_server "$SERVER_PID"
+	check "resize $fmt: both blocks" dirty_is $fmt "$img" $E1 $((63 * M)):$G $((127 * M)):$G
+	[ $fmt = qcow2 ] && check "resize $fmt: the new leaf's epoch" \
+		dirty_is $fmt "$SR/images/$id2.qcow2" $E2 $((191 * M)):$G
+}
+resize_case qcow2 qcow2 11
+resize_case raw raw 12
+
 # 6. qcow2: a snapshot (new leaf, new epoch), then a live coalesce of the
 # old leaf into the new one keeps the old leaf's epochs
 ID1=5c1d4a9e-1b2c-4d3e-8f4a-000000000001
