@@ -232,14 +232,14 @@ check "coalesce the parent into the leaf" ctl s "{\"op\":\"coalesce\",\"parent\"
 co_done() {
 	local i s
 	for ((i = 0; i < 600; i++)); do
-		s=$(get s coalesce.state)
+		s=$(get $1 coalesce.state)
 		[ "$s" = done ] && return 0
-		[ "$s" = failed ] && { get s coalesce.error; return 1; }
+		[ "$s" = failed ] && { get $1 coalesce.error; return 1; }
 		sleep 0.05
 	done
 	return 1
 }
-check "coalesce done" co_done
+check "coalesce done" co_done s
 check "coalesce: still tracking $E5" cbt_is s $E5 true true
 check "coalesce: a write after the switch" qio s -c "write -P 11 $((7 * M)) 4k"
 check "coalesce: SIGTERM exit 0" stop_server "$SERVER_PID"
@@ -253,6 +253,29 @@ check "coalesce: $E5 has the guest's writes only, none of the copy" \
 	dirty_is qcow2 "$L" $E5 $((6 * M)):$G $((7 * M)):$G
 check "coalesce: qemu-img info: $E4 not in use" qemu_flags "$L" $E4 auto
 check "coalesce: qemu-img check" qemu-img check -q "$L"
+
+# 6b. VHD: the same through a differencing child (vhd-tool creates it;
+# qemu cannot)
+IDV=5c1d4a9e-1b2c-4d3e-8f4a-000000000002
+IDC=5c1d4a9e-1b2c-4d3e-8f4a-00000000000c
+if [ ! -x "${NGDP_VHD_TOOL:-}" ]; then
+	skip "VHD coalesce: no vhd-tool (NGDP_VHD_TOOL)"
+elif (cd "$SR/images" && "$NGDP_VHD_TOOL" create-diff $IDC.vhd $IDV.vhd >/dev/null); then
+	record $IDC vhd $E4
+	start v "$SR/images/$IDC.vhd" || fail "start v"
+	check "vhd child: tracking $E4" cbt_is v $E4 true true
+	check "vhd child: a write" qio v -c "write -P 9 $((5 * M)) 4k"
+	check "vhd: coalesce the parent into the child" \
+		ctl v "{\"op\":\"coalesce\",\"parent\":\"$SR/images/$IDV.vhd\"}"
+	check "vhd: coalesce done" co_done v
+	check "vhd: SIGTERM exit 0" stop_server "$SERVER_PID"
+	check "vhd: the child holds every epoch" names_are vpc "$SR/images/$IDC.vhd" "$E1 $E2 $E3 $E4 "
+	check "vhd: $E1 still in use" in_use_is vpc "$SR/images/$IDC.vhd" $E1 true
+	check "vhd: $E3 adopted with its bits" dirty_is vpc "$SR/images/$IDC.vhd" $E3 $((3 * M)):$G
+	check "vhd: $E4: the guest's write only" dirty_is vpc "$SR/images/$IDC.vhd" $E4 $((5 * M)):$G
+else
+	fail "vhd-tool create-diff"
+fi
 
 # 7. never tracked: a top the record does not name, a reset-on-boot
 # overlay, a read-only activation
