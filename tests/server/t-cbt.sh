@@ -277,6 +277,32 @@ else
 	fail "vhd-tool create-diff"
 fi
 
+# 6c. a suspend not resumed in time: the server resumes by itself on what
+# the record names then (the new leaf), tracking the record's new epoch
+IDT=5c1d4a9e-1b2c-4d3e-8f4a-000000000021
+IDU=5c1d4a9e-1b2c-4d3e-8f4a-000000000022
+qemu-img create -q -f qcow2 "$SR/images/$IDT.qcow2" $((64 * M))
+record $IDT qcow2 $E1
+start t "$SR/images/$IDT.qcow2" || fail "start t"
+check "timeout: a write into $E1" qio t -c "write -P 1 0 4k"
+check "timeout: suspend (300 ms)" ctl t '{"op":"suspend","timeout_ms":300}'
+qemu-img create -q -f qcow2 -b $IDT.qcow2 -F qcow2 "$SR/images/$IDU.qcow2"
+record $IDU qcow2 $E2
+wait_tracking() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		cbt_is t $E2 true true >/dev/null && return 0
+		sleep 0.1
+	done
+	cbt_is t $E2 true true
+}
+check "timeout: resumed by itself, tracking $E2" wait_tracking
+check "timeout: on the new leaf" eval '[ "$(get t image)" = "$SR/images/$IDU.qcow2" ]'
+check "timeout: a write into $E2" qio t -c "write -P 2 $M 4k"
+check "timeout: SIGTERM exit 0" stop_server "$SERVER_PID"
+check "timeout: $E1 sealed in the old leaf" dirty_is qcow2 "$SR/images/$IDT.qcow2" $E1 0:$G
+check "timeout: $E2 in the new leaf" dirty_is qcow2 "$SR/images/$IDU.qcow2" $E2 $M:$G
+
 # 7. never tracked: a top the record does not name, a reset-on-boot
 # overlay, a read-only activation
 NP=$SR/images/.np-$KEY.qcow2
