@@ -16,8 +16,8 @@
 . "$(dirname "$0")/lib.sh"
 
 CTL="$NGDP_HELPERS/ngdp-ctl"
-IMGIO=$(dirname "$NGDP_SERVER")/ngdp-imgio
-[ -x "$IMGIO" ] || skip_test "no ngdp-imgio next to $NGDP_SERVER"
+IMGIO=${NGDP_IMGIO:-$(dirname "$NGDP_SERVER")/ngdp-imgio}
+[ -x "$IMGIO" ] || skip_test "no ngdp-imgio (NGDP_IMGIO)"
 for t in qemu-img qemu-io python3; do
 	command -v $t >/dev/null || skip_test "$t not installed"
 done
