@@ -303,6 +303,32 @@ check "timeout: SIGTERM exit 0" stop_server "$SERVER_PID"
 check "timeout: $E1 sealed in the old leaf" dirty_is qcow2 "$SR/images/$IDT.qcow2" $E1 0:$G
 check "timeout: $E2 in the new leaf" dirty_is qcow2 "$SR/images/$IDU.qcow2" $E2 $M:$G
 
+# 6d. the same, then the record changes CBT (a new epoch, then none) and
+# the late resume on the same image follows it
+resumed_t() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ "$(get t suspended)" = false ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+start t "$SR/images/$IDU.qcow2" || fail "start t again"
+check "late resume: suspend (300 ms)" ctl t '{"op":"suspend","timeout_ms":300}'
+check "late resume: resumed by itself" resumed_t
+check "late resume: tracking $E2" cbt_is t $E2 true true
+record $IDU qcow2 $E3
+check "late resume: resume on the same image" ctl t "{\"op\":\"resume\",\"image\":\"$SR/images/$IDU.qcow2\"}"
+check "late resume: tracking $E3" cbt_is t $E3 true true
+check "late resume: a write into $E3" qio t -c "write -P 3 $((2 * M)) 4k"
+check "late resume: $E2 sealed" dirty_is qcow2 "$SR/images/$IDU.qcow2" $E2 $M:$G
+record $IDU qcow2
+check "late resume: resume on the same image, CBT disabled" ctl t "{\"op\":\"resume\",\"image\":\"$SR/images/$IDU.qcow2\"}"
+check "late resume: not tracking" cbt_is t null false true
+check "late resume: an untracked write" qio t -c "write -P 4 $((3 * M)) 4k"
+check "late resume: SIGTERM exit 0" stop_server "$SERVER_PID"
+check "late resume: $E3 has its write only" dirty_is qcow2 "$SR/images/$IDU.qcow2" $E3 $((2 * M)):$G
+
 # 7. never tracked: a top the record does not name, a reset-on-boot
 # overlay, a read-only activation
 NP=$SR/images/.np-$KEY.qcow2
