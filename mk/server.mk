@@ -17,8 +17,9 @@ $(B)/fault/%.o: %.c
 $(B)/tests/server/ngdp-server-fault: $(call fault_obj,src/server/main.c $(NGDP_SRC)) $(LIBFORMATS) $(LIBEDGE) $(LIBUTIL)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
 
-check-server: $(SERVER_BIN) $(SERVER_HELPERS) $(B)/tests/formats/vhd-tool fuzz-build
+check-server: $(SERVER_BIN) $(SERVER_HELPERS) $(B)/tests/formats/vhd-tool $(B)/ngdp-imgio fuzz-build
 	@NGDP_SERVER=$(abspath $(SERVER_BIN)) NGDP_HELPERS=$(abspath $(B)/tests/server) \
+		NGDP_IMGIO=$(abspath $(B)/ngdp-imgio) \
 		NGDP_VHD_TOOL=$(abspath $(B)/tests/formats/vhd-tool) \
 		bash tests/server/run.sh \
 		--also $(call fuzz_spec,regress,nbd) \

@@ -1122,6 +1122,7 @@ static void coalesce_fail(struct server *srv, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 static void cbt_start(struct server *srv);
+static void cbt_follow_record(struct server *srv);
 
 static int resume_on(struct server *srv, const char *image,
 		     const char *format)
@@ -1143,6 +1144,9 @@ static int resume_on(struct server *srv, const char *image,
 		if (stat(image, &st) == 0 && fstat(srv->img->fd, &cur) == 0 &&
 		    st.st_dev == cur.st_dev && st.st_ino == cur.st_ino) {
 			log_info("resume on '%s': serving it already", image);
+			/* the record may have changed since the self-resume
+			 * (CBT enabled or disabled): follow it */
+			cbt_follow_record(srv);
 			return 0;
 		}
 		log_error("resume with a new image needs a suspend first");
@@ -1403,6 +1407,27 @@ static void cbt_stop(struct server *srv)
 	}
 	srv->cbt_tracking = false;
 	dirty_bitmap_free(&srv->cbt_bm);
+}
+
+/*
+ * A late resume on the image served already: the record may name another
+ * epoch (or none) than the one tracked.  The epoch tracked is sealed as it
+ * is (writes in flight have their bits set already) and the record's
+ * followed.
+ */
+static void cbt_follow_record(struct server *srv)
+{
+	char name[CBT_BITMAP_NAME_MAX + 1] = "";
+
+	if (!srv->cfg.volume_record)
+		return;
+	if (control_record_cbt(srv->cfg.volume_record, name,
+			       sizeof(name)) < 0)
+		name[0] = '\0';
+	if (srv->cbt_tracking && !strcmp(name, srv->cbt_name))
+		return;
+	cbt_stop(srv);
+	cbt_start(srv);
 }
 
 /* ------------------------------------------------------------ coalesce */

@@ -6,7 +6,8 @@
 # Usage: run.sh [--also "SPEC"]... [t-name.sh...]
 #   --also SPEC  another test program for the same run (a unit test
 #                binary, a fuzz regression; SPEC as in run-tests.sh)
-# Environment: NGDP_SERVER, NGDP_HELPERS, NGDP_VHD_TOOL (see mk/server.mk).
+# Environment: NGDP_SERVER, NGDP_HELPERS, NGDP_VHD_TOOL, NGDP_IMGIO (see
+# mk/server.mk).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 specs=()

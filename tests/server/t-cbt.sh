@@ -16,8 +16,8 @@
 . "$(dirname "$0")/lib.sh"
 
 CTL="$NGDP_HELPERS/ngdp-ctl"
-IMGIO=$(dirname "$NGDP_SERVER")/ngdp-imgio
-[ -x "$IMGIO" ] || skip_test "no ngdp-imgio next to $NGDP_SERVER"
+IMGIO=${NGDP_IMGIO:-$(dirname "$NGDP_SERVER")/ngdp-imgio}
+[ -x "$IMGIO" ] || skip_test "no ngdp-imgio (NGDP_IMGIO)"
 for t in qemu-img qemu-io python3; do
 	command -v $t >/dev/null || skip_test "$t not installed"
 done
@@ -77,9 +77,9 @@ sys.exit(0 if len(m) == 1 and m[0]["granularity"] == 65536 and
          sorted(m[0]["flags"]) == sorted(filter(None, flags.split(","))) else 1)' "$2" "$3"
 }
 qio() { qemu-io -f raw "$(uri $1)" "${@:2}" >/dev/null; }
-start() { # start NAME IMAGE-PATH
+start() { # start NAME IMAGE-PATH [OPTIONS...]
 	start_server $1 --image "$2" --volume-record "$REC" --control "$T/$1.ctl" \
-		--confine "$SR/images" --flush-interval 0
+		--confine "$SR/images" --flush-interval 0 "${@:3}"
 }
 ctl() { "$CTL" "$T/$1.ctl" "$2" >/dev/null; }
 
@@ -170,6 +170,48 @@ cbt_case qcow2 qcow2 qcow2 1
 cbt_case vpc vhd vhd 2
 cbt_case raw raw raw 3
 
+# resize_case FMT EXT N: the volume grows (offline, as Volume.resize
+# refuses an active volume) and the bigger image is served with the same
+# epoch: its bitmap grows, bits past the old end included; then a resume
+# on a bigger new leaf (qcow2)
+resize_case() {
+	local fmt=$1 id img
+	id=5c1d4a9e-1b2c-4d3e-8f4a-$(printf '%012d' $3)
+	img=$SR/images/$id.$2
+	case $fmt in
+	raw) truncate -s $((64 * M)) "$img" ;;
+	qcow2) qemu-img create -q -f qcow2 "$img" $((64 * M)) ;;
+	esac
+	record $id $2 $E1
+	start z$fmt "$img" || { fail "resize $fmt: start"; return; }
+	check "resize $fmt: a write" qio z$fmt -c "write -P 1 $((63 * M)) 4k"
+	check "resize $fmt: SIGTERM exit 0" stop_server "$SERVER_PID"
+	case $fmt in
+	raw) check "resize $fmt: grow to 128 MiB" truncate -s $((128 * M)) "$img" ;;
+	qcow2) check "resize $fmt: grow to 128 MiB" qemu-img resize -q "$img" $((128 * M)) ;;
+	esac
+	start z$fmt "$img" || { fail "resize $fmt: restart"; return; }
+	check "resize $fmt: serving 128 MiB, tracking" \
+		eval '[ "$(get z'$fmt' size)" = $((128 * M)) ] && cbt_is z'$fmt' $E1 true true'
+	check "resize $fmt: a write past the old end" qio z$fmt -c "write -P 2 $((127 * M)) 4k"
+	[ $fmt = qcow2 ] && {
+		local id2=${id%?}9
+		check "resize $fmt: suspend" ctl z$fmt '{"op":"suspend","timeout_ms":60000}'
+		qemu-img create -q -f qcow2 -b $id.qcow2 -F qcow2 "$SR/images/$id2.qcow2" $((192 * M))
+		record $id2 qcow2 $E2
+		check "resize $fmt: resume on a bigger leaf" \
+			ctl z$fmt "{\"op\":\"resume\",\"image\":\"$SR/images/$id2.qcow2\"}"
+		check "resize $fmt: a write past the leaf's parent's end" \
+			qio z$fmt -c "write -P 3 $((191 * M)) 4k"
+	}
+	check "resize $fmt: SIGTERM exit 0" stop_server "$SERVER_PID"
+	check "resize $fmt: both blocks" dirty_is $fmt "$img" $E1 $((63 * M)):$G $((127 * M)):$G
+	[ $fmt = qcow2 ] && check "resize $fmt: the new leaf's epoch" \
+		dirty_is $fmt "$SR/images/$id2.qcow2" $E2 $((191 * M)):$G
+}
+resize_case qcow2 qcow2 11
+resize_case raw raw 12
+
 # 6. qcow2: a snapshot (new leaf, new epoch), then a live coalesce of the
 # old leaf into the new one keeps the old leaf's epochs
 ID1=5c1d4a9e-1b2c-4d3e-8f4a-000000000001
@@ -190,14 +232,14 @@ check "coalesce the parent into the leaf" ctl s "{\"op\":\"coalesce\",\"parent\"
 co_done() {
 	local i s
 	for ((i = 0; i < 600; i++)); do
-		s=$(get s coalesce.state)
+		s=$(get $1 coalesce.state)
 		[ "$s" = done ] && return 0
-		[ "$s" = failed ] && { get s coalesce.error; return 1; }
+		[ "$s" = failed ] && { get $1 coalesce.error; return 1; }
 		sleep 0.05
 	done
 	return 1
 }
-check "coalesce done" co_done
+check "coalesce done" co_done s
 check "coalesce: still tracking $E5" cbt_is s $E5 true true
 check "coalesce: a write after the switch" qio s -c "write -P 11 $((7 * M)) 4k"
 check "coalesce: SIGTERM exit 0" stop_server "$SERVER_PID"
@@ -211,4 +253,100 @@ check "coalesce: $E5 has the guest's writes only, none of the copy" \
 	dirty_is qcow2 "$L" $E5 $((6 * M)):$G $((7 * M)):$G
 check "coalesce: qemu-img info: $E4 not in use" qemu_flags "$L" $E4 auto
 check "coalesce: qemu-img check" qemu-img check -q "$L"
+
+# 6b. VHD: the same through a differencing child (vhd-tool creates it;
+# qemu cannot)
+IDV=5c1d4a9e-1b2c-4d3e-8f4a-000000000002
+IDC=5c1d4a9e-1b2c-4d3e-8f4a-00000000000c
+if [ ! -x "${NGDP_VHD_TOOL:-}" ]; then
+	skip "VHD coalesce: no vhd-tool (NGDP_VHD_TOOL)"
+elif (cd "$SR/images" && "$NGDP_VHD_TOOL" create-diff $IDC.vhd $IDV.vhd >/dev/null); then
+	record $IDC vhd $E4
+	start v "$SR/images/$IDC.vhd" || fail "start v"
+	check "vhd child: tracking $E4" cbt_is v $E4 true true
+	check "vhd child: a write" qio v -c "write -P 9 $((5 * M)) 4k"
+	check "vhd: coalesce the parent into the child" \
+		ctl v "{\"op\":\"coalesce\",\"parent\":\"$SR/images/$IDV.vhd\"}"
+	check "vhd: coalesce done" co_done v
+	check "vhd: SIGTERM exit 0" stop_server "$SERVER_PID"
+	check "vhd: the child holds every epoch" names_are vpc "$SR/images/$IDC.vhd" "$E1 $E2 $E3 $E4 "
+	check "vhd: $E1 still in use" in_use_is vpc "$SR/images/$IDC.vhd" $E1 true
+	check "vhd: $E3 adopted with its bits" dirty_is vpc "$SR/images/$IDC.vhd" $E3 $((3 * M)):$G
+	check "vhd: $E4: the guest's write only" dirty_is vpc "$SR/images/$IDC.vhd" $E4 $((5 * M)):$G
+else
+	fail "vhd-tool create-diff"
+fi
+
+# 6c. a suspend not resumed in time: the server resumes by itself on what
+# the record names then (the new leaf), tracking the record's new epoch
+IDT=5c1d4a9e-1b2c-4d3e-8f4a-000000000021
+IDU=5c1d4a9e-1b2c-4d3e-8f4a-000000000022
+qemu-img create -q -f qcow2 "$SR/images/$IDT.qcow2" $((64 * M))
+record $IDT qcow2 $E1
+start t "$SR/images/$IDT.qcow2" || fail "start t"
+check "timeout: a write into $E1" qio t -c "write -P 1 0 4k"
+check "timeout: suspend (300 ms)" ctl t '{"op":"suspend","timeout_ms":300}'
+qemu-img create -q -f qcow2 -b $IDT.qcow2 -F qcow2 "$SR/images/$IDU.qcow2"
+record $IDU qcow2 $E2
+wait_tracking() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		cbt_is t $E2 true true >/dev/null && return 0
+		sleep 0.1
+	done
+	cbt_is t $E2 true true
+}
+check "timeout: resumed by itself, tracking $E2" wait_tracking
+check "timeout: on the new leaf" eval '[ "$(get t image)" = "$SR/images/$IDU.qcow2" ]'
+check "timeout: a write into $E2" qio t -c "write -P 2 $M 4k"
+check "timeout: SIGTERM exit 0" stop_server "$SERVER_PID"
+check "timeout: $E1 sealed in the old leaf" dirty_is qcow2 "$SR/images/$IDT.qcow2" $E1 0:$G
+check "timeout: $E2 in the new leaf" dirty_is qcow2 "$SR/images/$IDU.qcow2" $E2 $M:$G
+
+# 6d. the same, then the record changes CBT (a new epoch, then none) and
+# the late resume on the same image follows it
+resumed_t() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ "$(get t suspended)" = false ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+start t "$SR/images/$IDU.qcow2" || fail "start t again"
+check "late resume: suspend (300 ms)" ctl t '{"op":"suspend","timeout_ms":300}'
+check "late resume: resumed by itself" resumed_t
+check "late resume: tracking $E2" cbt_is t $E2 true true
+record $IDU qcow2 $E3
+check "late resume: resume on the same image" ctl t "{\"op\":\"resume\",\"image\":\"$SR/images/$IDU.qcow2\"}"
+check "late resume: tracking $E3" cbt_is t $E3 true true
+check "late resume: a write into $E3" qio t -c "write -P 3 $((2 * M)) 4k"
+check "late resume: $E2 sealed" dirty_is qcow2 "$SR/images/$IDU.qcow2" $E2 $M:$G
+record $IDU qcow2
+check "late resume: resume on the same image, CBT disabled" ctl t "{\"op\":\"resume\",\"image\":\"$SR/images/$IDU.qcow2\"}"
+check "late resume: not tracking" cbt_is t null false true
+check "late resume: an untracked write" qio t -c "write -P 4 $((3 * M)) 4k"
+check "late resume: SIGTERM exit 0" stop_server "$SERVER_PID"
+check "late resume: $E3 has its write only" dirty_is qcow2 "$SR/images/$IDU.qcow2" $E3 $((2 * M)):$G
+
+# 7. never tracked: a top the record does not name, a reset-on-boot
+# overlay, a read-only activation
+NP=$SR/images/.np-$KEY.qcow2
+record $ID1 qcow2 $E5
+qemu-img create -q -f qcow2 -b $ID9.qcow2 -F qcow2 "$NP"
+start o "$NP" || fail "start o"
+check "overlay: not tracked" cbt_is o null false true
+check "overlay: a write" qio o -c "write -P 12 0 4k"
+check "overlay: SIGTERM exit 0" stop_server "$SERVER_PID"
+check "overlay: no bitmap in the overlay" names_are qcow2 "$NP" ""
+start w "$L" || fail "start w"
+check "not the record's image: not tracked" cbt_is w null false true
+check "not the record's image: a write" qio w -c "write -P 13 $((8 * M)) 4k"
+check "not the record's image: SIGTERM exit 0" stop_server "$SERVER_PID"
+check "not the record's image: $E5 untouched" dirty_is qcow2 "$L" $E5 $((6 * M)):$G $((7 * M)):$G
+record $ID9 qcow2 $E5
+start r "$L" --readonly || fail "start r"
+check "read-only: not tracked" cbt_is r null false true
+check "read-only: SIGTERM exit 0" stop_server "$SERVER_PID"
+check "read-only: $E5 untouched, not in use" dirty_is qcow2 "$L" $E5 $((6 * M)):$G $((7 * M)):$G
 finish
