@@ -136,12 +136,18 @@ static int leaf_server(struct call *c, struct sr *sr, const char *key,
 	return 1;
 }
 
-static int publish_one(struct call *c, struct sr *sr, json_object *vol)
+/* Resume a suspended server on vol's image, as its record names it now
+ * (the server reads the record again: CBT starts or stops); a failure is
+ * reported on c only when nothing failed before (err). */
+static int resume_on_volume(struct call *c, struct sr *sr,
+			    json_object *active, json_object *vol, int err)
 {
-	int r = publish_records(sr, &vol, 1);
+	char rel[80], path[PATH_MAX];
 
-	return r < 0 ? vp_fail_errno(c, r, "cannot write the volume record") :
-		       0;
+	sr_volume_image(vol, rel, sizeof(rel));
+	snprintf(path, sizeof(path), "%s/%s", sr->path, rel);
+	return vp_resume_server(err < 0 ? &(struct call){ 0 } : c, active,
+				path);
 }
 
 /*
@@ -150,24 +156,17 @@ static int publish_one(struct call *c, struct sr *sr, json_object *vol)
  * tracking).
  */
 static int publish_around_server(struct call *c, struct sr *sr,
-				 const char *key, json_object *vol,
-				 json_object *active)
+				 json_object *vol, json_object *active)
 {
-	char rel[80], path[PATH_MAX];
 	int r, r2;
 
 	if (!active)
-		return publish_one(c, sr, vol);
+		return vp_publish(c, sr, &vol, 1);
 	r = vp_suspend_server(c, active);
 	if (r == 0)
-		r = publish_one(c, sr, vol);
-	sr_volume_image(vol, rel, sizeof(rel));
-	snprintf(path, sizeof(path), "%s/%s", sr->path, rel);
-	r2 = vp_resume_server(r < 0 ? &(struct call){ 0 } : c, active, path);
-	if (r2 < 0 && r == 0)
-		r = r2;
-	(void)key;
-	return r;
+		r = vp_publish(c, sr, &vol, 1);
+	r2 = resume_on_volume(c, sr, active, vol, r);
+	return r < 0 ? r : r2;
 }
 
 /* --------------------------------------------------------- enable/disable */
@@ -201,7 +200,7 @@ int vp_volume_enable_cbt(struct call *c, json_object **ret)
 		 * list_changed_blocks either */
 		json_add_bool(vol, "cbt_enabled", true);
 		json_add(vol, "cbt_history", json_new_array());
-		r = publish_one(c, &sr, vol);
+		r = vp_publish(c, &sr, &vol, 1);
 		goto out;
 	}
 	r = cbt_new_epoch(name);
@@ -225,7 +224,7 @@ int vp_volume_enable_cbt(struct call *c, json_object **ret)
 		}
 	}
 	cbt_start_epoch(vol, name);
-	r = publish_around_server(c, &sr, key, vol, active);
+	r = publish_around_server(c, &sr, vol, active);
 	if (r == 0)
 		log_info("volume %s: CBT enabled (epoch %s)", key, name);
 out:
@@ -327,7 +326,7 @@ int vp_volume_disable_cbt(struct call *c, json_object **ret)
 	if (r < 0)
 		goto out;
 	cbt_clear(vol);
-	r = publish_around_server(c, &sr, key, vol, active);
+	r = publish_around_server(c, &sr, vol, active);
 	if (r == 0) {
 		if (!vol_data_destroyed(vol))
 			prune_chain(&sr, rec_str(vol, "image"), active != NULL);
@@ -374,7 +373,7 @@ int vp_volume_data_destroy(struct call *c, json_object **ret)
 		goto out;
 	}
 	json_add_bool(vol, "data_destroyed", true);
-	r = publish_one(c, &sr, vol);
+	r = vp_publish(c, &sr, &vol, 1);
 	if (r < 0)
 		goto out;
 	log_info("volume %s: data destroyed, its CBT metadata kept", key);
@@ -529,13 +528,10 @@ static int resume_servers(struct call *c, struct lcb *l, json_object *paused,
 
 	for (i = 0; i < json_object_array_length(paused); i++) {
 		json_object *active = json_object_array_get_idx(paused, i), *v;
-		char rel[80], path[PATH_MAX];
 
 		json_object_object_get_ex(active, "volume", &v);
-		sr_volume_image(v, rel, sizeof(rel));
-		snprintf(path, sizeof(path), "%s/%s", l->sr->path, rel);
-		if (vp_resume_server(err < 0 || r < 0 ? &(struct call){ 0 } : c,
-				     active, path) < 0 && r == 0)
+		if (resume_on_volume(c, l->sr, active, v,
+				     err < 0 ? err : r) < 0 && r == 0)
 			r = -EIO;
 	}
 	return r;

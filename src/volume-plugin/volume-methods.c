@@ -251,8 +251,8 @@ static json_object *new_image_record(const char *id, enum sr_fmt fmt,
 }
 
 /* Stage records in order and commit them with one directory fsync. */
-static int publish(struct call *c, struct sr *sr, json_object *const *recs,
-		   size_t n)
+int vp_publish(struct call *c, struct sr *sr, json_object *const *recs,
+	       size_t n)
 {
 	int r = publish_records(sr, recs, n);
 
@@ -330,7 +330,7 @@ int vp_volume_create(struct call *c, json_object **ret)
 	recs[0] = new_image_record(id, fmt, NULL, size);
 	recs[1] = new_volume_record(key, name, description, id, fmt, size,
 				    true, sharable);
-	r = publish(c, &sr, recs, 2);
+	r = vp_publish(c, &sr, recs, 2);
 	if (r < 0)
 		(void)sr_collect_garbage(&sr, true);
 	else
@@ -627,7 +627,7 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 		}
 		/* a snapshot of a snapshot shares its image: no file work */
 		recs[n++] = json_object_get(copy);
-		r = publish(c, &sr, recs, n);
+		r = vp_publish(c, &sr, recs, n);
 		goto published;
 	}
 
@@ -700,7 +700,7 @@ static int copy_volume(struct call *c, json_object **ret, bool clone)
 	point_volume_at(vol, leaf, leaf_fmt);
 	recs[n++] = json_object_get(vol);
 	recs[n++] = json_object_get(copy);
-	r = publish(c, &sr, recs, n);
+	r = vp_publish(c, &sr, recs, n);
 	if (r < 0) {
 		/* not durable, so not reported: the copy must not stay behind
 		 * as a volume xapi never learns of.  The source may already
@@ -790,7 +790,7 @@ int vp_volume_resize(struct call *c, json_object **ret)
 	/* intent first: a kill after the image grew must not leave the
 	 * record at the old size for ever (vp_settle_resize finishes it) */
 	json_add_int64(vol, "resizing-to", (int64_t)size);
-	r = publish(c, &sr, &vol, 1);
+	r = vp_publish(c, &sr, &vol, 1);
 	if (r < 0)
 		goto out;
 	r = qimg_resize(&sr, rec_str(vol, "image"), fmt, size, msg,
@@ -811,9 +811,9 @@ int vp_volume_resize(struct call *c, json_object **ret)
 		json_add_int64(img, "virtual_size", (int64_t)size);
 		recs[0] = img;
 		recs[1] = vol;
-		r = publish(c, &sr, recs, 2);
+		r = vp_publish(c, &sr, recs, 2);
 	} else {
-		r = publish(c, &sr, recs, 1);
+		r = vp_publish(c, &sr, recs, 1);
 	}
 	log_info("resized volume %s to %" PRIu64 " bytes", key, size);
 out:
@@ -837,7 +837,7 @@ static int update_volume(struct call *c,
 		return r;
 	r = edit(c, vol);
 	if (r == 0)
-		r = publish(c, &sr, &vol, 1);
+		r = vp_publish(c, &sr, &vol, 1);
 	json_object_put(vol);
 	sr_close(&sr);
 	return r;

@@ -24,6 +24,9 @@ int vp_open_volume(struct call *c, enum sr_lock_mode mode, struct sr *sr,
 		   const char **key, json_object **vol);
 /* Stage records (at most 4) in order; commit with one directory fsync. */
 int publish_records(struct sr *sr, json_object *const *recs, size_t n);
+/* The same, failing the call in the administrator's words. */
+int vp_publish(struct call *c, struct sr *sr, json_object *const *recs,
+	       size_t n);
 /* Finish the record of a resize that was interrupted (see volume-methods.c). */
 int vp_settle_resize(struct sr *sr, json_object *vol, bool persist);
 /* Word a metadata/image error (ENOSPC, EIO...) for the administrator. */
