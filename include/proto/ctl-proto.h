@@ -97,6 +97,63 @@
 #define CTL_CBT_CONSISTENT	"consistent"
 
 /*
+ * The mirror job (issue 15, storage migration): the server copies the
+ * whole guest view to a remote NBD export while mirroring every guest
+ * write, zero and discard to it synchronously (a guest write is
+ * acknowledged once both sides have it).
+ *
+ * request "mirror": start a job (one per server).  Idempotent for the same
+ * id; another id while a job is copying or synced is refused (EBUSY).
+ *   id          the operation's name, [0-9a-f]{1,64} (the plugin's)
+ *   remote      NBD URI: nbd+unix:///<export>?socket=<absolute path> (as
+ *               xapi sends it), or nbd:unix:<path>[:exportname=<name>]
+ *   state_file  where the server writes the job's final status (the
+ *               "mirror" object below, as JSON, atomically) when the job
+ *               ends: failed, cancelled, or stopped with the server
+ *               (absolute path)
+ * request "mirror_cancel" {id}: stop mirroring (the remote is dropped, no
+ *   flush); the state becomes "cancelled".  A job already over: ok.
+ *
+ * status "mirror": absent until a job was accepted, then an object:
+ *   id, remote   as given
+ *   state        "copying"   background copy under way, writes mirrored
+ *                "synced"    copy done, every write since is mirrored
+ *                "failed"    the remote failed; the guest goes on locally
+ *                "cancelled" mirror_cancel
+ *                "stopped"   the server stopped while synced, after
+ *                            flushing both sides (the remote is complete)
+ *   copied       bytes of the background copy done, of "total"
+ *   total        the guest size
+ *   error        text, when failed
+ */
+#define CTL_OP_MIRROR		"mirror"
+#define CTL_OP_MIRROR_CANCEL	"mirror_cancel"
+#define CTL_KEY_ID		"id"
+#define CTL_KEY_REMOTE		"remote"
+#define CTL_KEY_STATE_FILE	"state_file"
+#define CTL_ST_MIRROR		"mirror"
+#define CTL_MI_ID		"id"
+#define CTL_MI_REMOTE		"remote"
+#define CTL_MI_STATE		"state"
+#define CTL_MI_COPYING		"copying"
+#define CTL_MI_SYNCED		"synced"
+#define CTL_MI_FAILED		"failed"
+#define CTL_MI_CANCELLED	"cancelled"
+#define CTL_MI_STOPPED		"stopped"
+#define CTL_MI_COPIED		"copied"
+#define CTL_MI_TOTAL		"total"
+#define CTL_MI_ERROR		"error"
+#define CTL_MIRROR_ID_MAX	64
+
+/*
+ * The import socket (Datapath.import_activate): a Unix socket in the run
+ * directory where a client passes, with SCM_RIGHTS, one connected socket
+ * and a few bytes of text (xapi sends its datapath name); the server
+ * serves NBD (fixed newstyle, read-write) on the passed fd.
+ */
+#define IMPORT_SOCKET_NAME	"import.sock"
+
+/*
  * ngdp-server's --queue-depth when not given: data I/O operations in
  * flight.  The one place this number lives.
  */
