@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /*
  * Control socket: one JSON request per connection, one JSON reply.
- * Ops: status, suspend {timeout_ms}, resume {image?}, stop, coalesce {parent}.
+ * Ops: status, suspend {timeout_ms}, resume {image?}, stop, coalesce {parent},
+ * mirror {id, remote, state_file}, mirror_cancel {id}.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -14,10 +18,12 @@
 #include <unistd.h>
 
 #include "ctl-proto.h"
+#include "fileio.h"
 #include "log.h"
 #include "server/server.h"
 #include "control.h"
 #include "listen.h"
+#include "mirror.h"
 
 /* The control socket: its listener and connections. */
 struct control {
@@ -144,6 +150,47 @@ static void add_str(json_object *o, const char *k, const char *v)
 	json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
 }
 
+/* The status's "mirror" object, also the job's state file. */
+static json_object *mirror_object(const struct server_status *st)
+{
+	json_object *m = json_object_new_object();
+
+	add_str(m, CTL_MI_ID, st->mi_id);
+	add_str(m, CTL_MI_REMOTE, st->mi_remote);
+	add_str(m, CTL_MI_STATE, st->mi_state);
+	add_u64(m, CTL_MI_COPIED, st->mi_copied);
+	add_u64(m, CTL_MI_TOTAL, st->mi_total);
+	if (st->mi_error)
+		add_str(m, CTL_MI_ERROR, st->mi_error);
+	return m;
+}
+
+int control_write_mirror_state(const char *path,
+			       const struct server_status *st)
+{
+	char dir[PATH_MAX], base[PATH_MAX];
+	json_object *m = mirror_object(st);
+	const char *s = json_object_to_json_string_ext(m,
+						       JSON_C_TO_STRING_PLAIN);
+	int dfd, r;
+
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir) ||
+	    snprintf(base, sizeof(base), "%s", path) >= (int)sizeof(base)) {
+		json_object_put(m);
+		return -ENAMETOOLONG;
+	}
+	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		r = -errno;
+		json_object_put(m);
+		return r;
+	}
+	r = write_file_atomic_at(dfd, basename(base), s, strlen(s));
+	close(dfd);
+	json_object_put(m);
+	return r;
+}
+
 static json_object *status(const struct server *srv)
 {
 	json_object *o = reply_ok();
@@ -198,7 +245,38 @@ static json_object *status(const struct server *srv)
 				       json_object_new_boolean(st.cbt_consistent));
 		json_object_object_add(o, CTL_ST_CBT, c);
 	}
+	if (st.mi_state)
+		json_object_object_add(o, CTL_ST_MIRROR, mirror_object(&st));
 	return o;
+}
+
+/* A string argument, or NULL. */
+static const char *str_arg(json_object *req, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(req, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static void ctl_mirror(struct ctl_conn *cc, json_object *req)
+{
+	const char *id = str_arg(req, CTL_KEY_ID),
+		   *remote = str_arg(req, CTL_KEY_REMOTE),
+		   *state_file = str_arg(req, CTL_KEY_STATE_FILE);
+	char why[512];
+	int r;
+
+	if (!id || !remote || !state_file) {
+		ctl_send(cc, reply_error(-EINVAL, "mirror needs \"id\", "
+			 "\"remote\" and \"state_file\" (strings)"));
+		return;
+	}
+	r = mirror_start(cc->ctl->srv, id, remote, state_file, why,
+			 sizeof(why));
+	ctl_send(cc, r < 0 ? reply_error(r, why) : status(cc->ctl->srv));
 }
 
 static void ctl_handle(struct ctl_conn *cc, json_object *req)
@@ -263,6 +341,14 @@ static void ctl_handle(struct ctl_conn *cc, json_object *req)
 		}
 		r = server_coalesce(srv, parent, &why);
 		ctl_send(cc, r < 0 ? reply_error(r, why) : status(srv));
+	} else if (!strcmp(op, CTL_OP_MIRROR)) {
+		ctl_mirror(cc, req);
+	} else if (!strcmp(op, CTL_OP_MIRROR_CANCEL)) {
+		const char *why = NULL, *id = str_arg(req, CTL_KEY_ID);
+
+		r = id ? mirror_cancel(srv, id, &why) : -EINVAL;
+		ctl_send(cc, r < 0 ? reply_error(r, id ? why :
+			"mirror_cancel needs \"id\"") : status(srv));
 	} else if (!strcmp(op, CTL_OP_STOP)) {
 		server_request_stop(srv);
 		ctl_send(cc, reply_ok());

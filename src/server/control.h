@@ -13,6 +13,7 @@
 
 struct server;
 struct control;
+struct server_status;
 
 /*
  * Listen on the control socket at path and register it, and the suspend
@@ -39,5 +40,13 @@ int control_record_image(const char *record, const char *sr_dir,
  * -EBADMSG when it is not a CBT_BITMAP_PREFIX + 16 hex name.
  */
 int control_record_cbt(const char *record, char *name, size_t len);
+
+/*
+ * The mirror job's final status (st's mi_* fields, the status's "mirror"
+ * object) as JSON into path, atomically (temp file, fsync, rename, fsync
+ * of the directory).
+ */
+int control_write_mirror_state(const char *path,
+			       const struct server_status *st);
 
 #endif

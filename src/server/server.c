@@ -26,6 +26,7 @@
 #include "control.h"
 #include "conn.h"
 #include "listen.h"
+#include "mirror.h"
 #include "io/engine.h"
 
 #define ZERO_BUF_SIZE		(1024 * 1024)
@@ -195,6 +196,22 @@ void server_get_status(const struct server *srv, struct server_status *st)
 	st->cbt_bitmap = srv->cbt_name[0] ? srv->cbt_name : NULL;
 	st->cbt_tracking = srv->cbt_tracking;
 	st->cbt_consistent = srv->cbt_consistent;
+	mirror_get_status(srv->mirror, st);
+}
+
+struct mirror_job *server_mirror(const struct server *srv)
+{
+	return srv->mirror;
+}
+
+void server_set_mirror(struct server *srv, struct mirror_job *job)
+{
+	srv->mirror = job;
+}
+
+bool server_suspended(const struct server *srv)
+{
+	return srv->suspended;
 }
 
 /* ------------------------------------------------------------ pools */
@@ -308,6 +325,7 @@ struct req *server_req_get(struct server *srv)
 	req->io_err = 0;
 	req->niov = req->iov_idx = 0;
 	req->out_meta = 0;
+	req->mirror = NULL;
 	return req;
 }
 
@@ -489,6 +507,37 @@ static int rw_sync(struct server *srv, struct req *req, bool write)
 		pos += e->length;
 	}
 	return pos == req->h.length ? 0 : -EIO;
+}
+
+int server_read_guest(struct server *srv, uint64_t offset, uint64_t len,
+		      void *buf, bool *zero)
+{
+	struct extent_list el = { 0 };
+	uint64_t pos = 0;
+	int r;
+
+	*zero = true;
+	r = image_map_read(srv->img, offset, len, buf, &el);
+	for (size_t i = 0; r == 0 && i < el.n; i++) {
+		const struct extent *e = &el.v[i];
+		char *p = (char *)buf + pos;
+		struct image *owner;
+
+		if (e->kind != EXTENT_ZERO)
+			*zero = false;
+		if (e->kind == EXTENT_DATA) {
+			owner = chain_owner(srv->img, e->fd);
+			r = owner ? image_pread(owner, p, e->length,
+						e->host_offset) : -EIO;
+		} else if (e->kind == EXTENT_ZERO) {
+			memset(p, 0, e->length);
+		}
+		pos += e->length;
+	}
+	if (r == 0 && pos != len)
+		r = -EIO;
+	extent_list_release(&el);
+	return r;
 }
 
 static bool extents_aligned(const struct server *srv, const struct req *req,
@@ -816,6 +865,8 @@ static bool start_req(struct server *srv, struct req *req)
 		finish_req(srv, req, r);
 		return true;
 	}
+	if (is_write_type(req->h.type))
+		mirror_guest_write(srv->mirror, req);
 	switch (req->h.type) {
 	case NBD_CMD_READ:
 	case NBD_CMD_WRITE:
@@ -907,6 +958,7 @@ static bool coalesce_wanted(const struct server *srv, uint64_t now);
 static void schedule(struct server *srv)
 {
 	bool co_ran = false;	/* at most one chunk per loop turn */
+	bool mi_ran = false;	/* the same for the mirror job */
 	struct req *req;
 
 	for (;;) {
@@ -938,6 +990,15 @@ static void schedule(struct server *srv)
 			co_ran = true;
 			continue;
 		}
+		if (!mi_ran && mirror_chunk_wanted(srv->mirror)) {
+			/* a barrier too: the chunk is read with no write in
+			 * flight (ordering: mirror.c) */
+			if (srv->active)
+				return;
+			mirror_chunk_step(srv->mirror);
+			mi_ran = true;
+			continue;
+		}
 		req = srv->waitq;
 		if (!req)
 			return;
@@ -956,6 +1017,11 @@ static void schedule(struct server *srv)
 			fail_req(srv, req, -EIO);
 			continue;
 		}
+		/* overlaps remote I/O of the mirror in flight: waits for its
+		 * reply, at the head of the queue */
+		if (is_write_type(req->h.type) &&
+		    mirror_write_blocked(srv->mirror, req))
+			return;
 		if (req->h.type == NBD_CMD_FLUSH) {
 			q_pop(&srv->waitq, &srv->waitq_tail);
 			req->state = REQ_FLUSHWAIT;
@@ -1796,6 +1862,8 @@ void server_release(struct server *srv)
 	req_free_all(srv);
 	free(srv->sr_dir);
 	free(srv->co.parent);
+	mirror_free(srv->mirror);
+	srv->mirror = NULL;
 	dirty_bitmap_free(&srv->cbt_bm);	/* not stored: still in use */
 	for (unsigned int c = 0; c <= BUF_MAX_SHIFT; c++)
 		while (srv->pool.nfree[c])
@@ -1894,6 +1962,7 @@ static void stop_progress(struct server *srv)
 	if (!srv->stop_flushed) {
 		srv->stop_flushed = true;
 		r = srv->suspended ? 0 : image_flush(srv->img);
+		srv->stop_flush_err = r;
 		if (r < 0) {
 			log_error("final flush of '%s' failed: %s",
 				  srv->img->path, strerror(-r));
@@ -1902,6 +1971,9 @@ static void stop_progress(struct server *srv)
 			cbt_stop(srv);
 		}
 	}
+	/* the remote of a synced mirror is flushed too */
+	if (!mirror_stop_step(srv->mirror, srv->stop_flush_err))
+		return;
 	srv->quit = true;
 }
 
@@ -1918,12 +1990,17 @@ static bool can_progress(const struct server *srv)
 		return !srv->active;
 	if (coalesce_wanted(srv, server_now_ms()))
 		return !srv->active;
+	if (mirror_chunk_wanted(srv->mirror))
+		return !srv->active;
 	if (!req)
 		return false;
 	if (srv->suspended && !srv->suspend_expired)
 		return srv->stopping;
 	if (srv->suspended && is_write_type(req->h.type))
 		return true;	/* failed right away */
+	if (is_write_type(req->h.type) &&
+	    mirror_write_blocked(srv->mirror, req))
+		return false;	/* until the remote's reply */
 	if (req->h.type == NBD_CMD_FLUSH)
 		return true;
 	if (needs_excl(srv, req) && srv->active)
@@ -2014,6 +2091,7 @@ static void timers(struct server *srv)
 				 "with EIO");
 	}
 	record_retry(srv, now);
+	mirror_timers(srv->mirror, now);
 }
 
 int server_run(struct server *srv)

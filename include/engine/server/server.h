@@ -92,6 +92,8 @@ struct req {
 	struct iovec *iov;
 	int niov, iov_cap, iov_idx;
 	size_t out_meta;		/* reply bytes outside buf, queued */
+	void *mirror;			/* mirror.c's, while its reply waits
+					 * for the remote too */
 };
 
 struct buf_pool {
@@ -101,6 +103,7 @@ struct buf_pool {
 };
 
 struct ctl_conn;
+struct mirror_job;
 
 /* epoll tags: pointers to these identify the fd kind.  EV_HOOK: a
  * module's own fd (the control socket), the loop calls on_event. */
@@ -132,6 +135,10 @@ struct server_status {
 	 * (or the server does not track this activation) */
 	const char *cbt_bitmap;
 	bool cbt_tracking, cbt_consistent;
+	/* the mirror job: mi_state NULL when none was accepted */
+	const char *mi_state;		/* CTL_MI_* */
+	const char *mi_id, *mi_remote, *mi_error;	/* mi_error: failed */
+	uint64_t mi_copied, mi_total;
 };
 
 enum coalesce_state { CO_NONE, CO_RUNNING, CO_DONE, CO_FAILED };
@@ -204,6 +211,7 @@ struct server {
 
 	bool stopping;
 	bool stop_flushed;
+	int stop_flush_err;		/* the final flush's result */
 	int exit_status;
 	bool exit_when_idle;		/* fuzzing: stop when no connection */
 	bool quit;
@@ -215,6 +223,7 @@ struct server {
 	uint64_t heartbeat_ms;		/* last refresh of cfg.heartbeat */
 
 	struct coalesce_job co;
+	struct mirror_job *mirror;	/* mirror.c's, or NULL */
 
 	/*
 	 * Changed block tracking (issue 14): the epoch bitmap the volume
@@ -296,5 +305,18 @@ void server_request_stop(struct server *srv);
  */
 int server_coalesce(struct server *srv, const char *parent,
 		    const char **why);
+
+/* ---- the mirror job (mirror.c) */
+struct mirror_job *server_mirror(const struct server *srv);
+/* Hang job off srv (the previous one was freed by the caller). */
+void server_set_mirror(struct server *srv, struct mirror_job *job);
+bool server_suspended(const struct server *srv);
+/*
+ * Read the guest view [offset, offset + len) into buf (4096-aligned),
+ * synchronously: only with no data I/O in flight (a barrier).  *zero:
+ * the chain maps the whole range as zeros.
+ */
+int server_read_guest(struct server *srv, uint64_t offset, uint64_t len,
+		      void *buf, bool *zero);
 
 #endif
