@@ -108,7 +108,8 @@ serving() { qemu-io -f raw -c "read 0 4k" "$(uri src)" >/dev/null; }
 
 make_chain || fail "make the source chain"
 
-# ---- 1. mirror under a writer: synced, stopped, identical
+# ---- 1. mirror under a writer (and a suspend/resume): synced, stopped,
+# identical
 sync_case() {
 	start_source || return 1
 	start_dest dst $SIZE || return 1
@@ -122,6 +123,15 @@ sync_case() {
 		"$T/a1.state"
 	check "mirror of the same id again: ok" mirror src a1 \
 		"nbd+unix:///?socket=$T/px.sock" "$T/a1.state"
+	# a snapshot's suspend and resume in the middle of the copy: the
+	# copy pauses, the writes wait, both go on after the resume
+	sleep 1
+	check "suspend during the copy" "$CTL" "$T/src.ctl" '{"op":"suspend","timeout_ms":30000}'
+	local c0=$(mi_get src copied)
+	sleep 0.5
+	check "copy paused while suspended (at most the chunks in flight: $c0 -> $(mi_get src copied))" \
+		test $(($(mi_get src copied) - c0)) -le $((4 * MiB))
+	check "resume" "$CTL" "$T/src.ctl" '{"op":"resume"}'
 	check "copy progresses (never down) and reaches synced" \
 		wait_state src synced 120
 	sleep 1	# writes while synced are mirrored as well
@@ -175,7 +185,23 @@ kill_case() {
 		-c "read -P 0x5b 9M 64k" "$(uri src)"
 	kill "$PROXY_PID"
 
-	# ---- 4. bad inputs, each refused, the server serving on
+	# ---- 4. a remote that stops answering (the proxy frozen): failed
+	# after the 30 s reply timeout, the guest write waiting on it released
+	start_proxy px4 dst2 || return 1
+	check "mirror accepted" mirror src a4 "nbd:unix:$T/px4.sock" "$T/a4.state"
+	kill -STOP "$PROXY_PID"
+	timeout 90 qemu-io -f raw -c "write -P 0x5c 3M 64k" "$(uri src)" \
+		>"$T/stall.out" 2>&1 &
+	local stalled=$!
+	check "a silent remote: failed within 60 s" wait_state src failed 60
+	check "its error says so ($(mi_get src error))" \
+		test -n "$(mi_get src error)"
+	check "the guest write waiting on it completed" wait "$stalled"
+	check "and reads back" qemu-io -f raw -c "read -P 0x5c 3M 64k" "$(uri src)"
+	kill -CONT "$PROXY_PID"
+	kill "$PROXY_PID"
+
+	# ---- 5. bad inputs, each refused, the server serving on
 	start_dest small $((SIZE / 2)) || return 1
 	small_pid=$DST_PID
 	check "bad URI refused" not mirror src d4 "http://x/y" "$T/d4.state"
