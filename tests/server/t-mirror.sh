@@ -218,6 +218,11 @@ kill_case() {
 		"nbd+unix:///?socket=$T/dst2.sock" "$T/e6.state"
 	check "the first job still runs" test "$(mi_get src id)" = e5
 	check "cancel it" cancel src e5
+	check "a percent-encoded socket path is decoded" mirror src e7 \
+		"nbd+unix:///?socket=${T//\//%2F}%2Fdst2.sock" "$T/e7.state"
+	check "cancel that one" cancel src e7
+	check "a bad percent escape refused" not mirror src e8 \
+		"nbd+unix:///?socket=$T/dst2.sock%G1" "$T/e8.state"
 	check "server serving" serving
 	check "source stops" stop_server "$SRC_PID"
 	check "the writes after the failure are in the source image" \
