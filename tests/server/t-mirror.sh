@@ -73,10 +73,11 @@ start_source() {
 		--image "$T/top.qcow2" --control "$T/src.ctl" && SRC_PID=$SERVER_PID
 }
 
-# start_dest NAME SIZE: an empty qcow2 served by another ngdp-server
+# start_dest NAME SIZE [OPTIONS]: an empty qcow2 served by another
+# ngdp-server
 start_dest() {
 	qemu-img create -q -f qcow2 "$T/$1.qcow2" "$2" &&
-	start_server "$1" --image "$T/$1.qcow2" && DST_PID=$SERVER_PID
+	start_server "$1" --image "$T/$1.qcow2" "${@:3}" && DST_PID=$SERVER_PID
 }
 
 # start_proxy NAME TARGET: $T/NAME.sock forwards to TARGET's socket
@@ -151,10 +152,11 @@ sync_case() {
 # ---- 2. the proxy dies mid-copy: failed, the guest goes on locally
 kill_case() {
 	start_source || return 1
-	start_dest dst2 $SIZE || return 1
+	# this remote has a named export, as xapi's URIs name one
+	start_dest dst2 $SIZE --export-name vdi-2 || return 1
 	dst2_pid=$DST_PID
 	start_proxy px2 dst2 || return 1
-	check "mirror accepted" mirror src b2 "nbd:unix:$T/px2.sock" "$T/b2.state"
+	check "mirror accepted" mirror src b2 "nbd:unix:$T/px2.sock:exportname=vdi-2" "$T/b2.state"
 	local i
 	for ((i = 0; i < 100; i++)); do
 		[ "$(mi_get src copied)" -gt 0 ] 2>/dev/null && break
@@ -175,7 +177,7 @@ kill_case() {
 	# ---- 3. mirror_cancel (a new job: the last one is over)
 	start_proxy px3 dst2 || return 1
 	check "new mirror accepted after a failed one" mirror src c3 \
-		"nbd+unix:///?socket=$T/px3.sock" "$T/c3.state"
+		"nbd+unix:///vdi-2?socket=$T/px3.sock" "$T/c3.state"
 	check "mirror_cancel" cancel src c3
 	check "state cancelled" test "$(mi_get src state)" = cancelled
 	check "state file says cancelled" test "$(state_of "$T/c3.state")" = cancelled
@@ -188,7 +190,7 @@ kill_case() {
 	# ---- 4. a remote that stops answering (the proxy frozen): failed
 	# after the 30 s reply timeout, the guest write waiting on it released
 	start_proxy px4 dst2 || return 1
-	check "mirror accepted" mirror src a4 "nbd:unix:$T/px4.sock" "$T/a4.state"
+	check "mirror accepted" mirror src a4 "nbd:unix:$T/px4.sock:exportname=vdi-2" "$T/a4.state"
 	kill -STOP "$PROXY_PID"
 	timeout 90 qemu-io -f raw -c "write -P 0x5c 3M 64k" "$(uri src)" \
 		>"$T/stall.out" 2>&1 &
@@ -212,14 +214,16 @@ kill_case() {
 	check "smaller remote refused" not mirror src d4 \
 		"nbd+unix:///?socket=$T/small.sock" "$T/d4.state"
 	check "server serving after refusals" serving
+	check "an unknown export refused" not mirror src d4 \
+		"nbd+unix:///vdi-3?socket=$T/dst2.sock" "$T/d4.state"
 	check "a job for the next test" mirror src e5 \
-		"nbd+unix:///?socket=$T/dst2.sock" "$T/e5.state"
+		"nbd+unix:///vdi%2D2?socket=$T/dst2.sock" "$T/e5.state"
 	check "a second id while one runs refused" not mirror src e6 \
 		"nbd+unix:///?socket=$T/dst2.sock" "$T/e6.state"
 	check "the first job still runs" test "$(mi_get src id)" = e5
 	check "cancel it" cancel src e5
 	check "a percent-encoded socket path is decoded" mirror src e7 \
-		"nbd+unix:///?socket=${T//\//%2F}%2Fdst2.sock" "$T/e7.state"
+		"nbd+unix:///vdi-2?socket=${T//\//%2F}%2Fdst2.sock" "$T/e7.state"
 	check "cancel that one" cancel src e7
 	check "a bad percent escape refused" not mirror src e8 \
 		"nbd+unix:///?socket=$T/dst2.sock%G1" "$T/e8.state"
