@@ -209,16 +209,16 @@ kill_case() {
 	check "bad URI refused" not mirror src d4 "http://x/y" "$T/d4.state"
 	check "bad id refused" not mirror src "X/../y" "nbd:unix:$T/dst2.sock" "$T/d4.state"
 	check "relative state file refused" not mirror src d4 "nbd:unix:$T/dst2.sock" d4.state
-	check "missing socket refused" not mirror src d4 \
+	check "missing socket refused (ENOENT)" refused 2 src d4 \
 		"nbd+unix:///?socket=$T/nowhere.sock" "$T/d4.state"
-	check "smaller remote refused" not mirror src d4 \
+	check "smaller remote refused (ENOSPC)" refused 28 src d4 \
 		"nbd+unix:///?socket=$T/small.sock" "$T/d4.state"
 	check "server serving after refusals" serving
-	check "an unknown export refused" not mirror src d4 \
+	check "an unknown export refused (ENOENT)" refused 2 src d4 \
 		"nbd+unix:///vdi-3?socket=$T/dst2.sock" "$T/d4.state"
 	check "a job for the next test" mirror src e5 \
 		"nbd+unix:///vdi%2D2?socket=$T/dst2.sock" "$T/e5.state"
-	check "a second id while one runs refused" not mirror src e6 \
+	check "a second id while one runs refused (EBUSY)" refused 16 src e6 \
 		"nbd+unix:///?socket=$T/dst2.sock" "$T/e6.state"
 	check "the first job still runs" test "$(mi_get src id)" = e5
 	check "cancel it" cancel src e5
@@ -228,19 +228,31 @@ kill_case() {
 	check "a bad percent escape refused" not mirror src e8 \
 		"nbd+unix:///?socket=$T/dst2.sock%G1" "$T/e8.state"
 	check "server serving" serving
+	# a read-only activation, with a remote that would do
+	qemu-img create -q -f qcow2 "$T/ro.qcow2" $SIZE &&
+	start_server ro --image "$T/ro.qcow2" --readonly --control "$T/ro.ctl" ||
+		return 1
+	local ro_pid=$SERVER_PID
+	check "read-only server refuses (EROFS)" refused 30 ro f7 \
+		"nbd+unix:///vdi-2?socket=$T/dst2.sock" "$T/f7.state"
+	check "read-only stops" stop_server "$ro_pid"
 	check "source stops" stop_server "$SRC_PID"
 	check "the writes after the failure are in the source image" \
 		qemu-io -f qcow2 -c "read -P 0x5a 7M 64k" -c "read -P 0x5b 9M 64k" \
 		"$T/top.qcow2"
 	check "small stops" stop_server "$small_pid"
 	check "dst2 stops" stop_server "$dst2_pid"
-	start_server ro --image "$T/top.qcow2" --readonly --control "$T/ro.ctl" ||
-		return 1
-	check "read-only server refuses" not mirror ro f7 \
-		"nbd+unix:///?socket=$T/dst2.sock" "$T/f7.state"
-	check "read-only stops" stop_server "$SERVER_PID"
 }
 not() { ! "$@"; }
+# refused ERRNO NAME ID REMOTE STATEFILE: the mirror op fails with ERRNO
+refused() {
+	local want=$1 reply
+	shift
+	reply=$(mirror "$@")
+	echo "$reply"
+	[ "$(jq -r '.ok' <<<"$reply")" = false ] &&
+	[ "$(jq -r '.errno' <<<"$reply")" = "$want" ]
+}
 
 sync_case || fail "case sync: setup"
 kill_case || fail "case kill: setup"
