@@ -54,6 +54,7 @@
 #define MI_CHUNKS_IN_FLIGHT	4
 #define MI_MAX_WRITE		(4U * 1024 * 1024)	/* per NBD command */
 #define MI_MAX_ZERO		(32U * 1024 * 1024)
+#define MI_OBUF_KEEP		(8U * 1024 * 1024)	/* send buffer kept */
 #define MI_HANDSHAKE_MS		10000
 #define MI_REPLY_TIMEOUT_MS	30000
 
@@ -247,6 +248,12 @@ static void out_flush(struct mirror_job *job)
 		return;
 	}
 	job->olen = job->ooff = 0;
+	/* after a burst (big guest writes), give the memory back */
+	if (job->ocap > MI_OBUF_KEEP) {
+		free(job->obuf);
+		job->obuf = NULL;
+		job->ocap = 0;
+	}
 	set_want_out(job, false);
 }
 
