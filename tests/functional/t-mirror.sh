@@ -153,6 +153,7 @@ stop_writer() {
 }
 start_destination() {
 	use_dst
+	VOL=$DST_VOL KEY=$DST_KEY
 	vol_activate 7
 	DST_NBD=$NBD
 	mkdir -p "$T/nbdproxy/export"
@@ -236,6 +237,22 @@ opc Data.cancel "$OP"
 expect_ok "Data.cancel of a failed mirror"
 opc Data.destroy "$OP"
 expect_ok "Data.destroy of a failed mirror"
+# a third job, cancelled while it runs (the proxy back)
+rm -f "$T/nbdproxy/export/vm1"
+"$H" proxy "$T/nbdproxy/export/vm1" "$(nbd_sock "$DST_NBD")" & PROXY=$!; PIDS+=("$PROXY")
+wait_socket "$T/nbdproxy/export/vm1"
+mirror "$SRC_VOL" 3 "$GOOD_REMOTE"
+expect_ok "Data.mirror (third run)"
+OP=$(jq -c . <<<"$OUT")
+opc Data.cancel "$OP"
+expect_ok "Data.cancel of a running mirror"
+opc Data.stat "$OP"
+check "...Data.stat then says failed, not complete" jqt '.failed == true and .complete == false' <<<"$OUT"
+opc Data.cancel "$OP"
+expect_ok "Data.cancel again (idempotent)"
+opc Data.destroy "$OP"
+expect_ok "Data.destroy of a cancelled mirror"
+kill "$PROXY"
 check "Data.ls is empty at the end" [ "$(ls_count)" = 0 ]
 check "no records left" no_records
 URI=$(vuri "$SRC_VOL"); vol_deactivate 3
