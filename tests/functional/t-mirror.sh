@@ -205,6 +205,12 @@ use_src; URI=$(vuri "$SRC_VOL"); vol_deactivate 3
 opc Data.stat "$OP"
 check "after the source stopped, Data.stat still says complete (state file)" \
 	jqt '.complete == true and .failed == false and .progress == 1' <<<"$OUT"
+# the server gone and its state file lost: failed, and the progress
+# reported before does not go back (the record keeps the highest)
+rm -f "$XSNG_RUN_DIR/mirror/$(jq -r '.[1]' <<<"$OP").state"
+opc Data.stat "$OP"
+check "with neither server nor state file: failed, progress still 1" \
+	jqt '.failed == true and .complete == false and .progress == 1' <<<"$OUT"
 stop_destination
 kill "$PROXY" 2>/dev/null
 use_src; SIMG=$(vol_image "$SRC_KEY"); SFMT=$(vol_qemu_fmt "$SRC_KEY")
