@@ -215,6 +215,10 @@ int dp_query(struct call *c, json_object **ret)
 	json_add_string(out, "required_api_version", "5.0");
 	/* open/close implement reset-on-boot disks */
 	json_object_array_add(f, json_new_string("NONPERSISTENT"));
+	/* storage migration: Data.mirror here (source), import_activate
+	 * (destination) */
+	json_object_array_add(f, json_new_string("VDI_MIRROR"));
+	json_object_array_add(f, json_new_string("VDI_MIRROR_IN"));
 	json_add(out, "features", f);
 	json_add(out, "configuration", json_new_object());
 	json_add(out, "required_cluster_stack", json_new_array());

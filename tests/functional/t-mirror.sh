@@ -50,6 +50,11 @@ server_of() { jq -r .pid "$1/.sr/active/$2.json"; }
 
 dcall Plugin.Query '{"dbg":"t"}'
 expect_ok "datapath Plugin.Query"
+check "the datapath plugin declares VDI_MIRROR and VDI_MIRROR_IN" \
+	jqt '.features | index("VDI_MIRROR") and index("VDI_MIRROR_IN")' <<<"$OUT"
+vcall Plugin.Query '{"dbg":"t"}'
+check "the volume plugin ($PLUGIN) declares them too (xapi's SR features)" \
+	jqt '.features | index("VDI_MIRROR") and index("VDI_MIRROR_IN")' <<<"$OUT"
 
 # ---- import_activate: the destination's import socket
 use_dst
