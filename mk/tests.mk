@@ -35,7 +35,7 @@ UNIT_SRC   := $(wildcard tests/unit/test-*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 TEST_TOOLS := $(B)/tests/server/nbd-evil $(B)/tests/server/ngdp-ctl \
 	      $(B)/tests/server/nbd-proxy \
-	      $(B)/tests/formats/vhd-tool
+	      $(B)/tests/formats/vhd-tool $(B)/tests/functional/fd-handoff
 
 $(UNIT_BIN): $(B)/tests/unit/%: $(B)/tests/unit/%.o $(ALL_LIBS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_ALL)
@@ -57,10 +57,11 @@ check-unit: $(UNIT_BIN)
 # ---------------------------------------------------------------- functional
 TEST_ROOT = $(abspath $(B))/test-root
 
-check-functional: all
+check-functional: all $(B)/tests/functional/fd-handoff
 	@rm -rf $(TEST_ROOT)
 	@$(MAKE) --no-print-directory install DESTDIR=$(TEST_ROOT) >/dev/null
-	IMGIO=$(abspath $(B))/ngdp-imgio bash tests/functional/run.sh $(TEST_ROOT) $(TESTS)
+	IMGIO=$(abspath $(B))/ngdp-imgio \
+	FUNC_HELPERS=$(abspath $(B))/tests/functional bash tests/functional/run.sh $(TEST_ROOT) $(TESTS)
 
 # ---------------------------------------------------------------- fuzz
 # Every tests/fuzz/fuzz-NAME.c is a libFuzzer target, built with clang,

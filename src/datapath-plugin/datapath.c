@@ -159,7 +159,7 @@ int dp_bind_run_dir(struct call *c, struct dp_target *t, struct sr *sr)
 /* Open the SR named by the URI, check that it holds the volume (a URI
  * naming another SR must never reach this one's activations), and bind
  * the run directory. */
-static int open_target(struct call *c, struct dp_target *t,
+int dp_open_target(struct call *c, struct dp_target *t,
 		       enum sr_lock_mode mode, struct sr *sr)
 {
 	json_object *vol;
@@ -215,6 +215,10 @@ int dp_query(struct call *c, json_object **ret)
 	json_add_string(out, "required_api_version", "5.0");
 	/* open/close implement reset-on-boot disks */
 	json_object_array_add(f, json_new_string("NONPERSISTENT"));
+	/* storage migration: Data.mirror here (source), import_activate
+	 * (destination) */
+	json_object_array_add(f, json_new_string("VDI_MIRROR"));
+	json_object_array_add(f, json_new_string("VDI_MIRROR_IN"));
 	json_add(out, "features", f);
 	json_add(out, "configuration", json_new_object());
 	json_add(out, "required_cluster_stack", json_new_array());
@@ -279,7 +283,7 @@ int dp_attach(struct call *c, json_object **ret)
 	int r, index;
 
 	if ((r = dp_arg_target(c, true, &t)) < 0 ||
-	    (r = open_target(c, &t, SR_LOCK_SHARED, &sr)) < 0)
+	    (r = dp_open_target(c, &t, SR_LOCK_SHARED, &sr)) < 0)
 		return r;
 	r = check_chain(c, &sr, t.key);
 	sr_close(&sr);
@@ -514,7 +518,9 @@ static void carry_domains(struct sr *sr, const struct dp_target *t,
 	json_object_put(old);
 }
 
-static int activate(struct call *c, bool readonly)
+/* Activate the volume for the call's domain; *ret_t: the target it
+ * parsed (import_activate needs its run directory). */
+static int activate(struct call *c, bool readonly, struct dp_target *ret_t)
 {
 	json_object *rec = NULL;
 	char link[PATH_MAX], why[512];
@@ -524,7 +530,7 @@ static int activate(struct call *c, bool readonly)
 	int r;
 
 	if ((r = dp_arg_target(c, true, &t)) < 0 ||
-	    (r = open_target(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
+	    (r = dp_open_target(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
 		return r;
 	r = check_chain(c, &sr, t.key);
 	if (r < 0)
@@ -612,19 +618,56 @@ out_unsaved:
 out:
 	json_object_put(rec);
 	sr_close(&sr);
+	*ret_t = t;
 	return r;
 }
 
 int dp_activate(struct call *c, json_object **ret)
 {
+	struct dp_target t;
+
 	(void)ret;
-	return activate(c, false);
+	return activate(c, false, &t);
 }
 
 int dp_activate_readonly(struct call *c, json_object **ret)
 {
+	struct dp_target t;
+
 	(void)ret;
-	return activate(c, true);
+	return activate(c, true, &t);
+}
+
+/*
+ * Datapath.import_activate: the volume active read-write for the domain
+ * (activated now if it was not: activate is idempotent), and the path of
+ * its server's import socket, where xapi passes an NBD connection's fd.
+ */
+int dp_import_activate(struct call *c, json_object **ret)
+{
+	char path[PATH_MAX];
+	struct dp_target t;
+	struct stat st;
+	int r;
+
+	r = activate(c, false, &t);
+	if (r < 0)
+		return r;
+	dp_import_socket(&t, path, sizeof(path));
+	if (strlen(path) >= 108)	/* sizeof(sockaddr_un.sun_path) */
+		return call_fail(c, -ENAMETOOLONG, "Datapath_error",
+				 "the import socket path %s is too long for a "
+				 "UNIX socket: use a shorter run directory "
+				 "(XSNG_RUN_DIR)", path);
+	if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return call_fail(c, -ENOENT, "Datapath_error",
+				 "the datapath server of volume %s has no "
+				 "import socket (%s): it was started by an "
+				 "older version; deactivate the volume "
+				 "everywhere and activate it again", t.key,
+				 path);
+	*ret = json_new_string(path);
+	return 0;
 }
 
 /* Disconnect the domain's /dev/nbdN, if it has one connected. */
@@ -702,7 +745,7 @@ int dp_deactivate(struct call *c, json_object **ret)
 
 	(void)ret;
 	if ((r = dp_arg_target(c, true, &t)) < 0 ||
-	    (r = open_target(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
+	    (r = dp_open_target(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
 		return r;
 	r = deactivate_domain(c, &sr, &t);
 	sr_close(&sr);
@@ -790,7 +833,7 @@ int dp_open(struct call *c, json_object **ret)
 	(void)ret;
 	if ((r = dp_arg_target(c, false, &t)) < 0 ||
 	    (r = arg_bool(c, "persistent", &persistent)) < 0 ||
-	    (r = open_target(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
+	    (r = dp_open_target(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
 		return r;
 	dp_overlay_path(&sr, t.key, overlay, sizeof(overlay));
 	snprintf(name, sizeof(name), ".np-%s.qcow2", t.key);
@@ -861,7 +904,7 @@ int dp_close(struct call *c, json_object **ret)
 
 	(void)ret;
 	if ((r = dp_arg_target(c, false, &t)) < 0 ||
-	    (r = open_target(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
+	    (r = dp_open_target(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
 		return r;
 	dp_overlay_path(&sr, t.key, overlay, sizeof(overlay));
 	if (sr_volume_active(&sr, t.key, &rec) == 1) {

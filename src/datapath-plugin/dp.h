@@ -40,11 +40,17 @@ int dp_arg_target(struct call *c, bool want_domain, struct dp_target *ret);
 /* sr_volume_load(), failing the call with the reason worded for xapi. */
 int dp_load_volume(struct call *c, struct sr *sr, const char *key,
 		   json_object **ret);
+/* Open the SR named by t's URI (lock mode), check that it holds the
+ * volume and bind t->run_dir; on success the caller sr_close()s. */
+int dp_open_target(struct call *c, struct dp_target *t,
+		   enum sr_lock_mode mode, struct sr *sr);
 /* Set t->run_dir for the SR that holds t's volume (dp_arg_target cannot:
  * it needs the SR's uuid). */
 int dp_bind_run_dir(struct call *c, struct dp_target *t, struct sr *sr);
 
 /* Server process management (server-spawn.c). */
+/* <run dir>/import.sock: where the server takes passed NBD sockets. */
+void dp_import_socket(const struct dp_target *t, char *out, size_t len);
 int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 		    const char *image_path, const char *format, bool readonly,
 		    json_object **ret_rec);
@@ -80,7 +86,14 @@ int dp_close(struct call *c, json_object **ret);
 int dp_attach(struct call *c, json_object **ret);
 int dp_activate(struct call *c, json_object **ret);
 int dp_activate_readonly(struct call *c, json_object **ret);
+int dp_import_activate(struct call *c, json_object **ret);
 int dp_deactivate(struct call *c, json_object **ret);
+/* Data.* (data.c): storage migration's mirror operations. */
+int data_mirror(struct call *c, json_object **ret);
+int data_stat(struct call *c, json_object **ret);
+int data_cancel(struct call *c, json_object **ret);
+int data_destroy(struct call *c, json_object **ret);
+int data_ls(struct call *c, json_object **ret);
 int dp_detach(struct call *c, json_object **ret);
 
 #endif

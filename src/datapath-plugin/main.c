@@ -9,9 +9,15 @@ static const struct method datapath_methods[] = {
 	{ "Datapath.attach", dp_attach },
 	{ "Datapath.activate", dp_activate },
 	{ "Datapath.activate_readonly", dp_activate_readonly },
+	{ "Datapath.import_activate", dp_import_activate },
 	{ "Datapath.deactivate", dp_deactivate },
 	{ "Datapath.detach", dp_detach },
 	{ "Datapath.close", dp_close },
+	{ "Data.mirror", data_mirror },
+	{ "Data.stat", data_stat },
+	{ "Data.cancel", data_cancel },
+	{ "Data.destroy", data_destroy },
+	{ "Data.ls", data_ls },
 };
 
 int main(int argc, char **argv)

@@ -73,6 +73,11 @@ int dp_volume_image(struct call *c, struct sr *sr, const char *key,
 	return 0;
 }
 
+void dp_import_socket(const struct dp_target *t, char *out, size_t len)
+{
+	snprintf(out, len, "%s/" IMPORT_SOCKET_NAME, t->run_dir);
+}
+
 /* ngdp-server lives next to this program (the plugin's real binary). */
 static int server_program(char *out, size_t len)
 {
@@ -145,7 +150,7 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 {
 	char prog[PATH_MAX], rw[PATH_MAX], ro[PATH_MAX], ctl[PATH_MAX];
 	char logp[PATH_MAX], confine[PATH_MAX], line[512], heartbeat[PATH_MAX];
-	char record[PATH_MAX];
+	char record[PATH_MAX], import[PATH_MAX];
 	const char *engine = getenv("XSNG_DATAPATH_ENGINE");
 	const char *argv[32];
 	int pipefd[2], argc = 0, r, status = 0;
@@ -163,6 +168,7 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 	snprintf(rw, sizeof(rw), "%s/rw.sock", t->run_dir);
 	snprintf(ro, sizeof(ro), "%s/ro.sock", t->run_dir);
 	snprintf(ctl, sizeof(ctl), "%s/" CTL_SOCKET_NAME, t->run_dir);
+	dp_import_socket(t, import, sizeof(import));
 	snprintf(logp, sizeof(logp), "%s/server.log", t->run_dir);
 	snprintf(confine, sizeof(confine), "%s/images", sr->path);
 	snprintf(heartbeat, sizeof(heartbeat), "%s/.sr/active/%s.json",
@@ -173,6 +179,7 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 	unlink(rw);
 	unlink(ro);
 	unlink(ctl);
+	unlink(import);
 
 	argv[argc++] = prog;
 	argv[argc++] = "--image";
@@ -198,6 +205,12 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 	 * ends, after its timeout, on the image this record then names */
 	argv[argc++] = "--volume-record";
 	argv[argc++] = record;
+	/* Datapath.import_activate's socket: a path too long for a UNIX
+	 * socket leaves it out (import_activate says so), not the server */
+	if (strlen(import) < 108) {
+		argv[argc++] = "--import-socket";
+		argv[argc++] = import;
+	}
 	if (readonly)
 		argv[argc++] = "--readonly";
 	if (engine && (!strcmp(engine, "aio") || !strcmp(engine, "uring"))) {

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "server/server.h"
 #include "control.h"
+#include "import.h"
 
 #define QD_STR(n) #n
 #define QD_TEXT(n) QD_STR(n)
@@ -53,6 +54,10 @@ static const char usage[] =
 "  --confine DIR         the image must be in directory DIR (its backing\n"
 "                        files are always plain names in that directory)\n"
 "  --control PATH        JSON control socket (status/suspend/resume/stop)\n"
+"  --import-socket PATH  Unix socket where a client passes (SCM_RIGHTS) one\n"
+"                        connected stream socket per connection, which is\n"
+"                        then served like a --socket connection (read-only\n"
+"                        when the export is); anything else is closed\n"
 "  --pidfile PATH        write our PID there (atomically) once listening\n"
 "  --ready-fd N          write \"ready\\n\" to fd N and close it once listening\n"
 "  --log-stderr          copy log messages to stderr\n"
@@ -73,7 +78,7 @@ enum {
 	OPT_IMAGE = 256, OPT_FORMAT, OPT_READONLY, OPT_SOCKET, OPT_TCP,
 	OPT_EXPORT, OPT_ENGINE, OPT_NO_DIRECT, OPT_CONFINE, OPT_CONTROL,
 	OPT_PIDFILE, OPT_READY_FD, OPT_LOG_STDERR, OPT_QD, OPT_FLUSH_INT,
-	OPT_RO_SOCKET, OPT_HEARTBEAT, OPT_RECORD, OPT_HELP,
+	OPT_RO_SOCKET, OPT_HEARTBEAT, OPT_RECORD, OPT_IMPORT, OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -95,6 +100,7 @@ static const struct option long_opts[] = {
 	{ "ro-socket", required_argument, NULL, OPT_RO_SOCKET },
 	{ "heartbeat", required_argument, NULL, OPT_HEARTBEAT },
 	{ "volume-record", required_argument, NULL, OPT_RECORD },
+	{ "import-socket", required_argument, NULL, OPT_IMPORT },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -148,8 +154,9 @@ int main(int argc, char *argv[])
 		.flush_interval_ms = 5000,
 	};
 	const char *sock = NULL, *tcp = NULL, *control = NULL, *pidfile = NULL;
-	const char *ro_sock = NULL;
+	const char *ro_sock = NULL, *import_sock = NULL;
 	struct control *ctl = NULL;
+	struct import *imp = NULL;
 	bool log_stderr = false;
 	long ready_fd = -1;
 	struct server srv;
@@ -170,6 +177,7 @@ int main(int argc, char *argv[])
 		case OPT_CONTROL: control = optarg; break;
 		case OPT_PIDFILE: pidfile = optarg; break;
 		case OPT_RO_SOCKET: ro_sock = optarg; break;
+		case OPT_IMPORT: import_sock = optarg; break;
 		case OPT_HEARTBEAT: cfg.heartbeat = optarg; break;
 		case OPT_RECORD: cfg.volume_record = optarg; break;
 		case OPT_LOG_STDERR: log_stderr = true; break;
@@ -223,6 +231,8 @@ int main(int argc, char *argv[])
 		r = server_listen(&srv, LISTEN_RO, ro_sock);
 	if (r == 0 && control)
 		r = control_listen(&srv, control, &ctl);
+	if (r == 0 && import_sock)
+		r = import_listen(&srv, import_sock, &imp);
 	if (r < 0) {
 		log_error("cannot listen: %s", strerror(-r));
 		goto out_unlink;
@@ -255,6 +265,7 @@ out_unlink:
 	if (ctl)
 		unlink(control);
 out:
+	import_close(imp);	/* unlinks its socket */
 	control_close(ctl);
 	server_release(&srv);
 	return status;

@@ -24,7 +24,10 @@ static const char *const features[] = {
 	"SR_UPDATE", "SR_SCAN", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH",
 	"VDI_DETACH", "VDI_ACTIVATE", "VDI_DEACTIVATE", "VDI_UPDATE",
 	"VDI_CLONE", "VDI_SNAPSHOT", "VDI_RESIZE", "THIN_PROVISIONING",
-	"LARGE_VDI", "VDI_ACTIVATE_READONLY", "VDI_CONFIG_CBT", NULL,
+	"LARGE_VDI", "VDI_ACTIVATE_READONLY", "VDI_CONFIG_CBT",
+	/* storage migration: the datapath plugin's Data.mirror (source) and
+	 * Datapath.import_activate (destination) */
+	"VDI_MIRROR", "VDI_MIRROR_IN", NULL,
 };
 
 int vp_plugin_query(struct call *c, json_object **ret)

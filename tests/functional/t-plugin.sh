@@ -19,7 +19,7 @@ check "features name only strings xapi knows" jqt '.features | all(
 	   "SR_SCAN","VDI_CREATE","VDI_DELETE","VDI_ATTACH","VDI_DETACH",
 	   "VDI_ACTIVATE","VDI_DEACTIVATE","VDI_UPDATE","VDI_CLONE","VDI_SNAPSHOT",
 	   "VDI_RESIZE","THIN_PROVISIONING","LARGE_VDI","VDI_ACTIVATE_READONLY",
-	   "VDI_CONFIG_CBT",
+	   "VDI_CONFIG_CBT","VDI_MIRROR","VDI_MIRROR_IN",
 	   "VDI_RESET_ON_BOOT/2"))' <<<"$OUT"
 # the installed files are the capabilities: exactly the implemented methods
 check "installed methods = methods.list" \
