@@ -48,6 +48,7 @@
 #include "control.h"
 #include "mirror.h"
 #include "nbd-client.h"
+#include "nbd-uri.h"
 #include "io/engine.h"
 
 #define MI_CHUNK		(1024 * 1024)
@@ -683,8 +684,7 @@ int mirror_start(struct server *srv, const char *id, const char *remote,
 {
 	struct mirror_job *old = server_mirror(srv), *job;
 	struct nbd_export_info info = { 0 };
-	char *sock = NULL, *export = NULL;
-	const char *w = NULL;
+	struct nbd_uri *uri;
 	int fd = -1, r;
 
 	if (!id_ok(id)) {
@@ -714,17 +714,24 @@ int mirror_start(struct server *srv, const char *id, const char *remote,
 		snprintf(why, why_len, "the server is stopping");
 		return -ESHUTDOWN;
 	}
-	r = nbd_uri_parse(remote, &sock, &export, &w);
+	uri = malloc(sizeof(*uri));
+	if (!uri)
+		return -ENOMEM;
+	r = nbd_uri_parse(remote, uri);
 	if (r < 0) {
-		snprintf(why, why_len, "%s", w);
-		return r;
+		snprintf(why, why_len, "the remote is not an NBD URI naming a "
+			 "Unix socket (nbd+unix:///EXPORT?socket=PATH or "
+			 "nbd:unix:PATH[:exportname=NAME], absolute path, "
+			 "percent-encoding allowed, no . or .. components)%s",
+			 r == -ENAMETOOLONG ? ": too long" : "");
+		free(uri);
+		return -EINVAL;
 	}
 	/* blocking, bounded: the control op's caller waits for the verdict
 	 * and the loop stalls at most MI_HANDSHAKE_MS, once per job */
-	r = nbd_client_connect(sock, export, MI_HANDSHAKE_MS, &fd, &info,
-			       why, why_len);
-	free(sock);
-	free(export);
+	r = nbd_client_connect(uri->socket, uri->export_name, MI_HANDSHAKE_MS,
+			       &fd, &info, why, why_len);
+	free(uri);
 	if (r < 0)
 		return r;
 	if (info.flags & NBD_FLAG_READ_ONLY) {

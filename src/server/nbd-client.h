@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /*
- * A minimal NBD client for the mirror job (mirror.c): the remote's URI,
- * the fixed-newstyle handshake, and request headers.  Simple replies only
+ * A minimal NBD client for the mirror job (mirror.c): the fixed-newstyle
+ * handshake and request headers (the remote's URI: util/nbd-uri.h).  Simple replies only
  * (structured replies are never negotiated).
  */
 #ifndef SERVER_NBD_CLIENT_H
@@ -11,16 +11,6 @@
 #include <stdint.h>
 
 #define NBD_SIMPLE_REPLY_SIZE	16
-
-/*
- * Parse an NBD URI naming a Unix socket:
- *   nbd+unix:///<export>?socket=<absolute path>   (percent-decoded)
- *   nbd:unix:<absolute path>[:exportname=<name>]
- * Sets *sock and *export (malloc'ed; export may be "").  -EINVAL with
- * *why on anything else.
- */
-int nbd_uri_parse(const char *uri, char **sock, char **export,
-		  const char **why);
 
 struct nbd_export_info {
 	uint64_t size;
