@@ -107,6 +107,9 @@
  *   id          the operation's name, [0-9a-f]{1,64} (the plugin's)
  *   remote      NBD URI: nbd+unix:///<export>?socket=<absolute path> (as
  *               xapi sends it), or nbd:unix:<path>[:exportname=<name>]
+ *   max_rate    optional: the background copy's limit in bytes per second
+ *               (integer >= 0; 0 or absent: as fast as it goes).  Guest
+ *               writes are never held back by it.
  *   state_file  where the server writes the job's final status (the
  *               "mirror" object below, as JSON, atomically) when the job
  *               ends: failed, cancelled, or stopped with the server
@@ -131,6 +134,7 @@
 #define CTL_KEY_ID		"id"
 #define CTL_KEY_REMOTE		"remote"
 #define CTL_KEY_STATE_FILE	"state_file"
+#define CTL_KEY_MAX_RATE	"max_rate"
 #define CTL_ST_MIRROR		"mirror"
 #define CTL_MI_ID		"id"
 #define CTL_MI_REMOTE		"remote"

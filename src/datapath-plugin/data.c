@@ -184,6 +184,31 @@ static const char *ctl_error(int r, json_object *reply)
 	return strerror(-r);
 }
 
+/*
+ * The background copy's limit: XSNG_MIRROR_MAX_MIBS in the plugin's
+ * environment (MiB/s, a whole number; unset or 0: none), for a host whose
+ * disk the migration must not saturate.  Guest writes are mirrored at
+ * their own pace whatever it says.
+ */
+static int mirror_max_rate(struct call *c, uint64_t *ret)
+{
+	const char *s = getenv("XSNG_MIRROR_MAX_MIBS");
+	unsigned long long v;
+	char *end;
+
+	*ret = 0;
+	if (!s || !*s)
+		return 0;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || s[0] == '-' || v > (1ULL << 30))
+		return call_fail(c, -EINVAL, "Datapath_error",
+				 "XSNG_MIRROR_MAX_MIBS='%.40s' is not a whole "
+				 "number of MiB/s", s);
+	*ret = (uint64_t)v << 20;
+	return 0;
+}
+
 int data_mirror(struct call *c, json_object **ret)
 {
 	json_object *active = NULL, *rec, *req, *reply = NULL;
@@ -192,12 +217,14 @@ int data_mirror(struct call *c, json_object **ret)
 	const char *remote;
 	struct nbd_uri nu;
 	struct dp_target t;
+	uint64_t max_rate;
 	CLEANUP_CLOSE int dirfd = -1;
 	struct sr sr;
 	int r;
 
 	if ((r = dp_arg_target(c, true, &t)) < 0 ||
-	    (r = arg_string(c, "remote", &remote)) < 0)
+	    (r = arg_string(c, "remote", &remote)) < 0 ||
+	    (r = mirror_max_rate(c, &max_rate)) < 0)
 		return r;
 	r = nbd_uri_parse(remote, &nu);
 	if (r < 0)
@@ -245,6 +272,9 @@ int data_mirror(struct call *c, json_object **ret)
 	json_add_string(req, CTL_KEY_ID, id);
 	json_add_string(req, CTL_KEY_REMOTE, remote);
 	json_add_string(req, CTL_KEY_STATE_FILE, state);
+	if (max_rate)
+		json_add(req, CTL_KEY_MAX_RATE,
+			 json_object_new_int64((int64_t)max_rate));
 	r = control_call(ctl, req, CTL_TIMEOUT_MS, &reply);
 	json_object_put(req);
 	if (r < 0) {

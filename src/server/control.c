@@ -266,16 +266,25 @@ static void ctl_mirror(struct ctl_conn *cc, json_object *req)
 	const char *id = str_arg(req, CTL_KEY_ID),
 		   *remote = str_arg(req, CTL_KEY_REMOTE),
 		   *state_file = str_arg(req, CTL_KEY_STATE_FILE);
+	int64_t max_rate = 0;
+	json_object *v;
 	char why[512];
 	int r;
 
+	if (json_object_object_get_ex(req, CTL_KEY_MAX_RATE, &v) &&
+	    (!json_object_is_type(v, json_type_int) ||
+	     (max_rate = json_object_get_int64(v)) < 0)) {
+		ctl_send(cc, reply_error(-EINVAL, "\"max_rate\" must be an "
+			 "integer >= 0 (bytes per second)"));
+		return;
+	}
 	if (!id || !remote || !state_file) {
 		ctl_send(cc, reply_error(-EINVAL, "mirror needs \"id\", "
 			 "\"remote\" and \"state_file\" (strings)"));
 		return;
 	}
-	r = mirror_start(cc->ctl->srv, id, remote, state_file, why,
-			 sizeof(why));
+	r = mirror_start(cc->ctl->srv, id, remote, state_file,
+			 (uint64_t)max_rate, why, sizeof(why));
 	ctl_send(cc, r < 0 ? reply_error(r, why) : status(cc->ctl->srv));
 }
 

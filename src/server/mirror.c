@@ -90,6 +90,8 @@ struct mirror_job {
 	int fd;
 	uint16_t tflags;		/* the remote's transmission flags */
 	uint64_t total, cursor, copied;
+	uint64_t max_rate;		/* copy limit, bytes/s (0: none) */
+	uint64_t start_ms;		/* of the copy, for max_rate */
 	unsigned int chunks_in_flight;
 	bool stop_flush_sent;
 	struct mirror_cmd *cmds, *cmds_tail;	/* in sending order */
@@ -484,12 +486,33 @@ static uint64_t next_chunk_len(const struct mirror_job *job)
 	return left < MI_CHUNK ? left : MI_CHUNK;
 }
 
+/* When the rate limit lets the chunk at the cursor start. */
+static uint64_t rate_due_ms(const struct mirror_job *job)
+{
+	if (!job->max_rate)
+		return 0;
+	return job->start_ms + (uint64_t)((double)job->cursor * 1000.0 /
+					  (double)job->max_rate);
+}
+
 /* The next chunk may be copied as soon as nothing overlaps it. */
 static bool next_chunk_due(const struct mirror_job *job)
 {
 	return job && job->state == MI_COPYING && job->cursor < job->total &&
 	       job->chunks_in_flight < MI_CHUNKS_IN_FLIGHT &&
-	       !server_suspended(job->srv) && !server_stopping(job->srv);
+	       !server_suspended(job->srv) && !server_stopping(job->srv) &&
+	       mi_now_ms() >= rate_due_ms(job);
+}
+
+uint64_t mirror_next_chunk_ms(const struct mirror_job *job, uint64_t now_ms)
+{
+	uint64_t due;
+
+	if (!job || !job->max_rate || job->state != MI_COPYING ||
+	    job->cursor >= job->total)
+		return UINT64_MAX;
+	due = rate_due_ms(job);
+	return due > now_ms ? due - now_ms : 0;
 }
 
 static bool overlaps_cmds(const struct mirror_job *job, uint64_t off,
@@ -680,7 +703,8 @@ void mirror_free(struct mirror_job *job)
 }
 
 int mirror_start(struct server *srv, const char *id, const char *remote,
-		 const char *state_file, char *why, size_t why_len)
+		 const char *state_file, uint64_t max_rate, char *why,
+		 size_t why_len)
 {
 	struct mirror_job *old = server_mirror(srv), *job;
 	struct nbd_export_info info = { 0 };
@@ -769,6 +793,8 @@ int mirror_start(struct server *srv, const char *id, const char *remote,
 	job->tflags = info.flags;
 	job->total = server_size(srv);
 	job->state = MI_COPYING;
+	job->max_rate = max_rate;
+	job->start_ms = mi_now_ms();
 	r = server_epoll_add(srv, fd, EPOLLIN, &job->tag);
 	if (r < 0) {
 		job->fd = -1;
@@ -781,8 +807,10 @@ int mirror_start(struct server *srv, const char *id, const char *remote,
 	mirror_free(old);
 	server_set_mirror(srv, job);
 	log_info("mirror %s: copying %llu bytes to %s (export of %llu bytes, "
-		 "flags %#x)", id, (unsigned long long)job->total, remote,
-		 (unsigned long long)info.size, info.flags);
+		 "flags %#x, copy limit %llu bytes/s)", id,
+		 (unsigned long long)job->total, remote,
+		 (unsigned long long)info.size, info.flags,
+		 (unsigned long long)max_rate);
 	return 0;
 }
 

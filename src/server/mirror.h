@@ -21,9 +21,11 @@ struct mirror_job;
  * Start a job (ctl-proto.h "mirror").  0: started, or the job of that id
  * exists already.  -errno with a sentence for the administrator in why.
  * Connects and negotiates with the remote before it returns (bounded).
+ * max_rate: the background copy's limit, bytes per second (0: none).
  */
 int mirror_start(struct server *srv, const char *id, const char *remote,
-		 const char *state_file, char *why, size_t why_len);
+		 const char *state_file, uint64_t max_rate, char *why,
+		 size_t why_len);
 /* "mirror_cancel": 0 (also for a job over already), -ENOENT. */
 int mirror_cancel(struct server *srv, const char *id, const char **why);
 /* The job's part of the status (st->mi_state NULL: no job). */
@@ -43,6 +45,9 @@ void mirror_chunk_step(struct mirror_job *job);
  * its reply waits for the remote's. */
 void mirror_guest_write(struct mirror_job *job, struct req *req);
 void mirror_timers(struct mirror_job *job, uint64_t now_ms);
+/* Milliseconds until the next chunk is due by the rate limit (0: due now
+ * or no limit, UINT64_MAX: no chunk waits for the clock). */
+uint64_t mirror_next_chunk_ms(const struct mirror_job *job, uint64_t now_ms);
 /* A clean stop, after the final local flush (local_err: its result):
  * finish the job.  true once the server may exit. */
 bool mirror_stop_step(struct mirror_job *job, int local_err);

@@ -2039,6 +2039,13 @@ static int loop_timeout(struct server *srv)
 	if (srv->co.state == CO_RUNNING && !srv->suspended &&
 	    srv->co.due_ms > now && srv->co.due_ms - now < t)
 		t = srv->co.due_ms - now;
+	/* the mirror's next chunk, held back by its rate limit */
+	if (!srv->suspended) {
+		uint64_t d = mirror_next_chunk_ms(srv->mirror, now);
+
+		if (d < t)
+			t = d;
+	}
 	if (srv->accept_paused) {
 		uint64_t d = srv->accept_resume_ms > now ?
 			     srv->accept_resume_ms - now : 0;

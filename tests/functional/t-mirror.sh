@@ -120,6 +120,10 @@ mirror "$SRC_VOL" 5 "$GOOD_REMOTE"
 expect_err "Data.mirror for a domain that does not run the volume" Datapath_error
 dcall Data.mirror "{\"dbg\":\"t\",\"uri\":\"$(vuri "$SRC_VOL")\",\"domain\":\"3\",\"remote\":7}"
 expect_err "Data.mirror with a remote that is not a string" Invalid_argument
+for rate in abc -1 1.5 99999999999; do
+	XSNG_MIRROR_MAX_MIBS=$rate mirror "$SRC_VOL" 3 "$GOOD_REMOTE"
+	expect_err "Data.mirror with XSNG_MIRROR_MAX_MIBS=$rate" Datapath_error
+done
 check "no mirror recorded by the bad calls" no_records
 for op in '["CopyV1","00"]' '["MirrorV1","../x"]' '["MirrorV1",""]' '["MirrorV1",1]' \
 	'["MirrorV1"]' '"MirrorV1"' '{"MirrorV1":"00"}' '["MirrorV1","00","11"]' \
@@ -169,9 +173,11 @@ start_destination() {
 }
 stop_destination() { use_dst; URI=$(vuri "$DST_VOL"); vol_deactivate 7; use_src; }
 # stat_until FIELD SECONDS: poll Data.stat of OP until .FIELD is true;
-# fails on a call error, on progress going down, and (for complete) on failed
+# fails on a call error, on progress going down, and (for complete) on failed.
+# MIDWAY counts the answers with 0 < progress < 1.
 stat_until() {
 	local i last=0 p
+	MIDWAY=0
 	for i in $(seq $(($2 * 5))); do
 		opc Data.stat "$OP"
 		[ "$RC" -eq 0 ] || { echo "    Data.stat: $OUT"; return 1; }
@@ -179,6 +185,7 @@ stat_until() {
 		awk -v a="$p" -v b="$last" 'BEGIN { exit !(a >= b && a >= 0 && a <= 1) }' ||
 			{ echo "    progress went from $last to $p"; return 1; }
 		last=$p
+		awk -v a="$p" 'BEGIN { exit !(a > 0 && a < 1) }' && MIDWAY=$((MIDWAY + 1))
 		jqt ".$1 == true" <<<"$OUT" && return 0
 		[ "$1" = complete ] && jqt '.failed == true' <<<"$OUT" &&
 			{ echo "    the mirror failed: $OUT"; return 1; }
@@ -191,7 +198,9 @@ stat_until() {
 start_destination
 start_writer
 sleep 0.5
-mirror "$SRC_VOL" 3 "$GOOD_REMOTE"
+# the copy held to 64 MiB/s (4 s for the volume), so that the guest's
+# writes race it and Data.stat sees it midway
+XSNG_MIRROR_MAX_MIBS=64 mirror "$SRC_VOL" 3 "$GOOD_REMOTE"
 if [ "$RC" -ne 0 ] && jqt '.params[1] | endswith("unknown op")' <<<"$OUT"; then
 	check "the refused mirror left no record" no_records
 	stop_writer
@@ -205,6 +214,7 @@ check "it returns [\"MirrorV1\", <32 hex digits>]" jqt '.[0] == "MirrorV1" and (
 dcall Data.ls '{"dbg":"t"}'
 check "Data.ls lists it" jqt --argjson o "$OP" 'index([$o]) != null' <<<"$OUT"
 check "Data.stat until complete (progress never decreases)" stat_until complete 120
+check "...and it was seen midway (0 < progress < 1) at least 3 times" [ "$MIDWAY" -ge 3 ]
 check "the guest's writes all succeeded during the mirror" stop_writer
 use_src; URI=$(vuri "$SRC_VOL"); vol_deactivate 3
 opc Data.stat "$OP"
@@ -235,10 +245,13 @@ dpc Datapath.activate "$SRC_VOL" 3; expect_ok "activate the source again"
 PIDS+=("$(server_of "$SRC_SR" "$SRC_KEY")")
 start_destination
 start_writer
-mirror "$SRC_VOL" 3 "$GOOD_REMOTE"
-expect_ok "Data.mirror (second run)"
+XSNG_MIRROR_MAX_MIBS=32 mirror "$SRC_VOL" 3 "$GOOD_REMOTE"
+expect_ok "Data.mirror (second run, copy limited to 32 MiB/s)"
 OP=$(jq -c . <<<"$OUT")
-sleep 0.3
+sleep 1
+opc Data.stat "$OP"
+check "the copy is midway when the proxy is killed" \
+	jqt '.complete == false and .failed == false and .progress > 0 and .progress < 1' <<<"$OUT"
 kill "$PROXY"
 check "with the proxy killed, Data.stat says failed within 60 s" stat_until failed 60
 check "the guest's writes went on (locally)" stop_writer
