@@ -20,6 +20,7 @@
 #   BENCH_CO_MERGE (MiB), BENCH_CO_LIVE (MiB)  the coalesce section
 #                        (bench/coalesce.sh)
 #   BENCH_CBT=1|0|only   writes with changed block tracking off and on
+#   BENCH_MIRROR=1|0|only  the storage-migration mirror (bench/mirror.sh)
 #   NGDP_SERVER          the ngdp-server binary for the direct-start fallback
 #   NGDP_IMGIO           the ngdp-imgio binary (coalesce section)
 #   NGDP_CTL             tests/server/ngdp-ctl (live coalesce row)
@@ -63,6 +64,7 @@ FS_LIST=${BENCH_FS:-xfs ext4}
 BACKING=${BENCH_BACKING:-ram}
 COALESCE=${BENCH_COALESCE:-1}
 CBT=${BENCH_CBT:-1}
+MIRROR=${BENCH_MIRROR:-1}
 CO_CYCLES=${BENCH_CO_CYCLES:-$d_co_n}
 CO_REGION_MB=${BENCH_CO_REGION:-$d_co_region}
 CO_MERGE_MB=${BENCH_CO_MERGE:-$d_co_merge}
@@ -734,6 +736,10 @@ control_path() { # FS: run after the matrix, on a fresh qcow2 SR
 # shellcheck source=bench/coalesce.sh
 . "$HERE/coalesce.sh"
 
+# ---------------------------------------------------------------- mirror
+# shellcheck source=bench/mirror.sh
+. "$HERE/mirror.sh"
+
 # ---------------------------------------------------------------- main
 command -v fio >/dev/null && command -v qemu-nbd >/dev/null &&
 	command -v jq >/dev/null && command -v nbdinfo >/dev/null ||
@@ -762,6 +768,20 @@ if [ "$CBT" = only ]; then
 	cbt_cost "$fs"
 	teardown_fs "$fs"
 fi
+if [ "$MIRROR" = only ]; then
+	FS_LIST_MATRIX= COALESCE=0
+	fs=$(set -- $FS_LIST; echo "$1")
+	log "== $fs (mirror only)"
+	setup_fs "$fs"
+	# the raw file's sequential rates, for the copy's ratio
+	for ((rep = 1; rep <= REPS; rep++)); do
+		for t in seq-read seq-write; do
+			one_run "$fs" matrix limit "$t" "$rep" "$LIMIT_FILE"
+		done
+	done
+	mirror_section "$fs"
+	teardown_fs "$fs"
+fi
 for fs in $FS_LIST_MATRIX; do
 	log "== $fs"
 	setup_fs "$fs"
@@ -770,6 +790,7 @@ for fs in $FS_LIST_MATRIX; do
 		scale "$fs"
 		chain "$fs"
 		[ "$CBT" = 0 ] || cbt_cost "$fs"
+		[ "$MIRROR" = 0 ] || mirror_section "$fs"
 		[ "$PERF" = 1 ] && perf_profile "$fs"
 	else
 		matrix "$fs" "$CONT_SUBSET" "$TESTS_SUBSET"
@@ -779,7 +800,7 @@ for fs in $FS_LIST_MATRIX; do
 done
 [ "$COALESCE" != 0 ] && coalesce_section "$(set -- $FS_LIST; echo "$1")"
 rm -f "$BDIR/rand.raw"
-[ "$COALESCE" = only ] || [ "$CBT" = only ] || control_path "$(set -- $FS_LIST; echo "$1")"
+[ "$COALESCE" = only ] || [ "$CBT" = only ] || [ "$MIRROR" = only ] || control_path "$(set -- $FS_LIST; echo "$1")"
 T_END=$(date +%s)
 
 # ---------------------------------------------------------------- report
@@ -794,6 +815,7 @@ done >"$RESULTS/run.env"
 cp "$TSV" "$RESULTS/raw.tsv"
 cp "$CTL_TSV" "$RESULTS/control.tsv"
 cp "$CO_TSV" "$RESULTS/coalesce.tsv"
+cp "$MI_TSV" "$RESULTS/mirror.tsv"
 cat "$W"/perf-*.txt >/dev/null 2>&1 && for f in "$W"/perf-*.txt; do cp "$f" "$RESULTS/"; done
 cp "$W/log/fio-commands.txt" "$RESULTS/fio-commands.txt"
 # the raw fio JSON, trimmed to the per-job numbers, compressed

@@ -300,6 +300,27 @@ if awk -F'\t' '$2 == "cbt-on" { f = 1 } END { exit !f }' "$MED"; then
 	echo "One filled volume (\`Volume.create\`, then random data), served by ngdp-server started by \`Datapath.activate\`; \`Volume.enable_cbt\` before each CBT-on run and \`Volume.disable_cbt\` before each CBT-off run, alternating within each repetition. With CBT on, the server sets one bit per 64 KiB block in memory for every write and stores the bitmap (a qcow2 persistent dirty bitmap) when it opens it (flagged in use), at each suspend and at its clean stop."
 	echo
 fi
+MI=$R/mirror.tsv
+if [ -s "$MI" ] || awk -F'\t' '$2 == "mirror-on" { f = 1 } END { exit !f }' "$MED"; then
+	echo "## Storage migration: the mirror ($FS1, qcow2, ngdp-uring through the plugin; bench/mirror.sh)"
+	echo
+	cs=$(awk -F'\t' -v f="$FS1" '$1 == f && $3 == "copy_mbps" { print $4 }' "$MI" 2>/dev/null | sort -n | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
+	lw=$(get "$FS1" matrix limit seq-write 7)
+	lr=$(get "$FS1" matrix limit seq-read 7)
+	echo "Background copy of the ${SIZE_MB} MiB filled volume, guest idle: **$(fmtn "$cs") MB/s** (median of $(awk -F'\t' -v f="$FS1" '$1 == f && $3 == "copy_mbps"' "$MI" 2>/dev/null | wc -l)), $(ratio "$cs" "$(copy_rate "$lr" "$lw")")× the limit's copy rate (1 / (1/seq-read + 1/seq-write) of the raw file: $(fmtn "$(copy_rate "$lr" "$lw")") MB/s)."
+	echo
+	echo "| guest test | no mirror | mirror synced | with / without | server CPU µs/IO without | with |"
+	echo "|---|---|---|---|---|---|"
+	for t in rw-alloc seq-write; do
+		col=$(metric_col $t)
+		off=$(get "$FS1" mirror-off ngdp-uring $t "$col")
+		on=$(get "$FS1" mirror-on ngdp-uring $t "$col")
+		[ -n "$on" ] && echo "| $(desc_test $t) | $(fmtn "$off") $(unit $t) | $(fmtn "$on") $(unit $t) | $(ratio "$on" "$off") | $(fmtn "$(get "$FS1" mirror-off ngdp-uring $t 10)") | $(fmtn "$(get "$FS1" mirror-on ngdp-uring $t 10)") |"
+	done
+	echo
+	echo "The destination is a fresh volume of the same size on the same SR, activated for another domain, reached at its own Nbd socket (on a real migration, xapi's NBD proxy and the network are between the two). Copy: \`Data.mirror\` with the guest idle, \`Data.stat\` polled every 20 ms until complete; the time runs from the call to the first complete answer. Mirror synced: the same fio runs while the job is synced, so every write, zero and discard goes to both servers before the guest's reply; the server CPU column counts the source server only."
+	echo
+fi
 if [ -s "$CO" ]; then
 	echo "## Coalesce ($FS1; bench/coalesce.sh)"
 	echo

@@ -153,6 +153,16 @@ check "coalesce live: 4k randread QD32 without and during a live coalesce have n
 check "coalesce live: the merge finished, checked, and was timed" [ -n "$(co live rep1 merge_s)" ]
 check "coalesce live: its row in the targets" \
 	grep -Eq '^\| ngdp-uring qcow2 4k randread QD32 during a live coalesce / without \| [0-9.]+ \| >= 0.80 \|' "$R/results.md"
+if [ -x "$ROOT/usr/libexec/xapi-storage-script/datapath/ngdp/Data.mirror" ] &&
+	grep -q 'started by: datapath plugin' "$R/results.md" 2>/dev/null; then
+	check "mirror: guest writes without and with a synced mirror have numbers" \
+		[ $(($(rows xfs mirror-off . ngdp-uring) + $(rows xfs mirror-on . ngdp-uring))) -eq 4 ]
+	check "mirror: the copy was timed" \
+		awk -F'\t' '$1 == "xfs" && $3 == "copy_mbps" && $4 > 0 { f = 1 } END { exit !f }' "$R/mirror.tsv"
+	check "mirror: its section in the report" grep -q '^## Storage migration: the mirror' "$R/results.md"
+else
+	skip "mirror: no datapath plugin with Data.mirror serving here"
+fi
 check "results.md has the targets and every section" \
 	bash -c "grep -q '^## Targets' '$R/results.md' && grep -q '^## I/O matrix on xfs' '$R/results.md' &&
 		 grep -q '^## I/O matrix on ext4' '$R/results.md' && grep -q '^## Scale' '$R/results.md' &&
