@@ -155,6 +155,18 @@ mib() { awk -v a="$1" 'BEGIN { if (a == "") print "-"; else printf "%.1f", a / 1
 # copy rate at read r and write w MiB/s: the copy reads and writes each byte
 copy_rate() { awk -v r="$1" -v w="$2" 'BEGIN { if (r + 0 <= 0 || w + 0 <= 0) print ""; else printf "%.1f", 1 / (1 / r + 1 / w) }'; }
 
+# pair_rows GROUP-WITHOUT GROUP-WITH: the guest-write rows of an off/on
+# comparison (ngdp-uring on $FS1): value without, with, ratio, server CPU
+pair_rows() {
+	local t col off on
+	for t in rw-alloc seq-write; do
+		col=$(metric_col $t)
+		off=$(get "$FS1" "$1" ngdp-uring $t "$col")
+		on=$(get "$FS1" "$2" ngdp-uring $t "$col")
+		[ -n "$on" ] && echo "| $(desc_test $t) | $(fmtn "$off") $(unit $t) | $(fmtn "$on") $(unit $t) | $(ratio "$on" "$off") | $(fmtn "$(get "$FS1" "$1" ngdp-uring $t 10)") | $(fmtn "$(get "$FS1" "$2" ngdp-uring $t 10)") |"
+	done
+}
+
 commit=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$TOP" diff --quiet HEAD -- src include plugins 2>/dev/null || commit="$commit + uncommitted changes in src/"
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -290,12 +302,7 @@ if awk -F'\t' '$2 == "cbt-on" { f = 1 } END { exit !f }' "$MED"; then
 	echo
 	echo "| test | CBT off | CBT on | on / off | server CPU µs/IO off | on |"
 	echo "|---|---|---|---|---|---|"
-	for t in rw-alloc seq-write; do
-		col=$(metric_col $t)
-		off=$(get "$FS1" cbt-off ngdp-uring $t "$col")
-		on=$(get "$FS1" cbt-on ngdp-uring $t "$col")
-		[ -n "$on" ] && echo "| $(desc_test $t) | $(fmtn "$off") $(unit $t) | $(fmtn "$on") $(unit $t) | $(ratio "$on" "$off") | $(fmtn "$(get "$FS1" cbt-off ngdp-uring $t 10)") | $(fmtn "$(get "$FS1" cbt-on ngdp-uring $t 10)") |"
-	done
+	pair_rows cbt-off cbt-on
 	echo
 	echo "One filled volume (\`Volume.create\`, then random data), served by ngdp-server started by \`Datapath.activate\`; \`Volume.enable_cbt\` before each CBT-on run and \`Volume.disable_cbt\` before each CBT-off run, alternating within each repetition. With CBT on, the server sets one bit per 64 KiB block in memory for every write and stores the bitmap (a qcow2 persistent dirty bitmap) when it opens it (flagged in use), at each suspend and at its clean stop."
 	echo
@@ -311,12 +318,7 @@ if [ -s "$MI" ] || awk -F'\t' '$2 == "mirror-on" { f = 1 } END { exit !f }' "$ME
 	echo
 	echo "| guest test | no mirror | mirror synced | with / without | server CPU µs/IO without | with |"
 	echo "|---|---|---|---|---|---|"
-	for t in rw-alloc seq-write; do
-		col=$(metric_col $t)
-		off=$(get "$FS1" mirror-off ngdp-uring $t "$col")
-		on=$(get "$FS1" mirror-on ngdp-uring $t "$col")
-		[ -n "$on" ] && echo "| $(desc_test $t) | $(fmtn "$off") $(unit $t) | $(fmtn "$on") $(unit $t) | $(ratio "$on" "$off") | $(fmtn "$(get "$FS1" mirror-off ngdp-uring $t 10)") | $(fmtn "$(get "$FS1" mirror-on ngdp-uring $t 10)") |"
-	done
+	pair_rows mirror-off mirror-on
 	echo
 	echo "The destination is a fresh volume of the same size on the same SR, activated for another domain, reached at its own Nbd socket (on a real migration, xapi's NBD proxy and the network are between the two). Copy: \`Data.mirror\` with the guest idle, \`Data.stat\` polled every 20 ms until complete; the time runs from the call to the first complete answer. Mirror synced: the same fio runs while the job is synced, so every write, zero and discard goes to both servers before the guest's reply; the server CPU column counts the source server only."
 	echo
