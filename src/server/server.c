@@ -477,15 +477,19 @@ static bool needs_excl(const struct server *srv, const struct req *req)
 	}
 }
 
-/* Synchronous path for requests that O_DIRECT cannot take as they are. */
-static int rw_sync(struct server *srv, struct req *req, bool write)
+/*
+ * Run a mapping synchronously: data extents read into (or written from)
+ * buf, zero extents zeroed (reads), the rest left as the mapping filled
+ * it.  0 when the extents cover exactly len bytes.
+ */
+static int extents_sync(struct server *srv, const struct extent_list *el,
+			void *buf, uint64_t len, bool write)
 {
 	uint64_t pos = 0;
 
-	srv->n_slow++;
-	for (size_t i = 0; i < req->el.n; i++) {
-		const struct extent *e = &req->el.v[i];
-		char *p = (char *)req->buf + pos;
+	for (size_t i = 0; i < el->n; i++) {
+		const struct extent *e = &el->v[i];
+		char *p = (char *)buf + pos;
 		struct image *owner;
 		int r = 0;
 
@@ -506,36 +510,29 @@ static int rw_sync(struct server *srv, struct req *req, bool write)
 			return r;
 		pos += e->length;
 	}
-	return pos == req->h.length ? 0 : -EIO;
+	return pos == len ? 0 : -EIO;
+}
+
+/* Synchronous path for requests that O_DIRECT cannot take as they are. */
+static int rw_sync(struct server *srv, struct req *req, bool write)
+{
+	srv->n_slow++;
+	return extents_sync(srv, &req->el, req->buf, req->h.length, write);
 }
 
 int server_read_guest(struct server *srv, uint64_t offset, uint64_t len,
 		      void *buf, bool *zero)
 {
 	struct extent_list el = { 0 };
-	uint64_t pos = 0;
 	int r;
 
 	*zero = true;
 	r = image_map_read(srv->img, offset, len, buf, &el);
-	for (size_t i = 0; r == 0 && i < el.n; i++) {
-		const struct extent *e = &el.v[i];
-		char *p = (char *)buf + pos;
-		struct image *owner;
-
-		if (e->kind != EXTENT_ZERO)
+	for (size_t i = 0; r == 0 && i < el.n; i++)
+		if (el.v[i].kind != EXTENT_ZERO)
 			*zero = false;
-		if (e->kind == EXTENT_DATA) {
-			owner = chain_owner(srv->img, e->fd);
-			r = owner ? image_pread(owner, p, e->length,
-						e->host_offset) : -EIO;
-		} else if (e->kind == EXTENT_ZERO) {
-			memset(p, 0, e->length);
-		}
-		pos += e->length;
-	}
-	if (r == 0 && pos != len)
-		r = -EIO;
+	if (r == 0)
+		r = extents_sync(srv, &el, buf, len, false);
 	extent_list_release(&el);
 	return r;
 }
