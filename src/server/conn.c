@@ -989,13 +989,16 @@ static void conn_read(struct conn *c)
 		    c->cur->h.length - c->cur->payload_got >= CONN_IN_SIZE / 2) {
 			/* big payload: straight into the request buffer */
 			struct req *req = c->cur;
+			size_t want = req->h.length - req->payload_got;
 
 			n = recv(c->fd, (char *)req->buf + req->payload_got,
-				 req->h.length - req->payload_got, 0);
+				 want, 0);
 			if (n > 0) {
 				req->payload_got += (size_t)n;
 				if (req->payload_got == req->h.length)
 					payload_done(c);
+				if ((size_t)n < want)
+					return;	/* drained, see below */
 				continue;
 			}
 		} else {
@@ -1008,11 +1011,20 @@ static void conn_read(struct conn *c)
 				c->in_end -= c->in_start;
 				c->in_start = 0;
 			}
-			n = recv(c->fd, c->in + c->in_end,
-				 CONN_IN_SIZE - c->in_end, 0);
+			size_t want = CONN_IN_SIZE - c->in_end;
+
+			n = recv(c->fd, c->in + c->in_end, want, 0);
 			if (n > 0) {
 				c->in_end += (size_t)n;
 				conn_parse(c);
+				/*
+				 * A short read took all the socket held: the
+				 * next recv would only say EAGAIN.  The socket
+				 * is level-triggered, so data arriving later
+				 * wakes the loop again.
+				 */
+				if ((size_t)n < want)
+					return;
 				continue;
 			}
 		}
@@ -1077,6 +1089,24 @@ void conn_set_stats(const struct conn_set *cs, uint64_t *opened,
 	*errors = cs->n_errors;
 }
 
+/*
+ * A 1 MiB read reply does not fit the default socket buffer (about
+ * 200 KiB): the loop would write it in pieces, waiting for the client to
+ * drain each.  Room for a few whole replies lets one writev hand them
+ * over.  SO_SNDBUFFORCE passes net.core.wmem_max for root; otherwise the
+ * kernel caps SO_SNDBUF there.
+ */
+#define CONN_SNDBUF	(4 * 1024 * 1024)
+static void conn_grow_sndbuf(int fd)
+{
+	int v = CONN_SNDBUF;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)) < 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) < 0)
+		log_debug("connection %d: cannot grow the send buffer: %m",
+			  fd);
+}
+
 int conn_new(struct conn_set *cs, int fd, bool readonly)
 {
 	struct server *srv = cs->srv;
@@ -1096,6 +1126,7 @@ int conn_new(struct conn_set *cs, int fd, bool readonly)
 		free(c);
 		return -ENOMEM;
 	}
+	conn_grow_sndbuf(fd);
 	c->state = CS_HS_FLAGS;
 	c->events = EPOLLIN;
 	r = server_epoll_add(srv, fd, EPOLLIN, c);

@@ -1808,7 +1808,7 @@ int server_init(struct server *srv, const struct server_config *cfg)
 	if (posix_memalign(&srv->zero_buf, 4096, ZERO_BUF_SIZE))
 		return -ENOMEM;
 	memset(srv->zero_buf, 0, ZERO_BUF_SIZE);
-	r = server_epoll_add(srv, srv->eng->event_fd, EPOLLIN,
+	r = server_epoll_add(srv, srv->eng->event_fd, EPOLLIN | EPOLLET,
 			     &srv->tag_engine);
 	if (r < 0)
 		return r;

@@ -52,7 +52,12 @@ struct io_engine_ops {
 
 struct io_engine {
 	const struct io_engine_ops *ops;
-	int event_fd;		/* readable when completions are ready */
+	/*
+	 * Signalled on every completion.  Watched edge-triggered (EPOLLET):
+	 * each signal is a new edge, so reap() need not read the counter,
+	 * but it must take every completion available when it runs.
+	 */
+	int event_fd;
 	unsigned int depth;
 	unsigned int queued;	/* queued, not yet submitted */
 	unsigned int in_flight;	/* submitted, not yet reaped */
