@@ -21,6 +21,10 @@
 #                        (bench/coalesce.sh)
 #   BENCH_CBT=1|0|only   writes with changed block tracking off and on
 #   BENCH_MIRROR=1|0|only  the storage-migration mirror (bench/mirror.sh)
+#   BENCH_SPEED=1|0|only   connections, first writes into new clusters,
+#                        system calls per I/O (bench/speed.sh)
+#   BENCH_NEW_SIZE, BENCH_NEW_IO (MiB)  the new-cluster writes' volume
+#                        size and amount written
 #   NGDP_SERVER          the ngdp-server binary for the direct-start fallback
 #   NGDP_IMGIO           the ngdp-imgio binary (coalesce section)
 #   NGDP_CTL             tests/server/ngdp-ctl (live coalesce row)
@@ -40,16 +44,19 @@ if [ "${BENCH_TINY:-0}" = 1 ]; then
 	d_size=32 d_reps=1 d_rt=1 d_ramp=0 d_ls="10 20" d_ctl=2
 	d_chain="1 3" d_scale="1 2" d_perf=0
 	d_co_n=2 d_co_region=4 d_co_merge=8 d_co_live=32
+	d_new_size=256 d_new_io=4
 elif [ "${BENCH_QUICK:-0}" = 1 ]; then
 	MODE=quick
 	d_size=256 d_reps=1 d_rt=1 d_ramp=1 d_ls="100 1000" d_ctl=5
-	d_chain="1 10 30" d_scale="1 2 4" d_perf=0
+	d_chain="1 11 30" d_scale="1 2 4" d_perf=0
 	d_co_n=4 d_co_region=16 d_co_merge=64 d_co_live=1024
+	d_new_size=4096 d_new_io=32
 else
 	MODE=full
 	d_size=1024 d_reps=3 d_rt=3 d_ramp=1 d_ls="100 1000 10000" d_ctl=20
-	d_chain="1 10 30" d_scale="1 2 4" d_perf=1
+	d_chain="1 11 30" d_scale="1 2 4" d_perf=1
 	d_co_n=8 d_co_region=64 d_co_merge=512 d_co_live=2048
+	d_new_size=4096 d_new_io=128
 fi
 SIZE_MB=${BENCH_SIZE:-$d_size}
 REPS=${BENCH_REPS:-$d_reps}
@@ -65,6 +72,7 @@ BACKING=${BENCH_BACKING:-ram}
 COALESCE=${BENCH_COALESCE:-1}
 CBT=${BENCH_CBT:-1}
 MIRROR=${BENCH_MIRROR:-1}
+SPEED=${BENCH_SPEED:-1}
 CO_CYCLES=${BENCH_CO_CYCLES:-$d_co_n}
 CO_REGION_MB=${BENCH_CO_REGION:-$d_co_region}
 CO_MERGE_MB=${BENCH_CO_MERGE:-$d_co_merge}
@@ -73,6 +81,10 @@ RESULTS=${BENCH_RESULTS:-$HERE/results}
 SIZE=$((SIZE_MB * 1048576))
 # allocation writes: a fixed amount (not time-based), a quarter of the disk
 FRESH_IO=$((SIZE / 4))
+# first writes into new clusters (bench/speed.sh): a volume this large,
+# this much written, one 4k write per 64 KiB cluster start
+NEW_SIZE=$((${BENCH_NEW_SIZE:-$d_new_size} * 1048576))
+NEW_IO=$((${BENCH_NEW_IO:-$d_new_io} * 1048576))
 
 # Tests: name, fio options, metric (iops|mbps).  rw-fresh runs on a new
 # image with a fixed I/O count; the others are time-based on filled images.
@@ -82,6 +94,8 @@ test_opts() {
 	case $1 in
 	rr-qd1) echo "--rw=randread --bs=4k --iodepth=1" ;;
 	rr-qd32) echo "--rw=randread --bs=4k --iodepth=32" ;;
+	rr-qd8) echo "--rw=randread --bs=4k --iodepth=8" ;;
+	rw-new) echo "--rw=randwrite --bs=4k --blockalign=64k --iodepth=32 --io_size=$NEW_IO" ;;
 	rw-fresh) echo "--rw=randwrite --bs=4k --iodepth=32 --io_size=$FRESH_IO" ;;
 	rw-alloc) echo "--rw=randwrite --bs=4k --iodepth=32" ;;
 	seq-read) echo "--rw=read --bs=1M --iodepth=8" ;;
@@ -89,7 +103,7 @@ test_opts() {
 	esac
 }
 test_dir() { case $1 in rr-* | seq-read) echo read ;; *) echo write ;; esac; }
-test_timed() { [ "$1" != rw-fresh ]; }
+test_timed() { [ "$1" != rw-fresh ] && [ "$1" != rw-new ]; }
 
 # Contenders: the limit (fio on a raw file), the NBD transport ceiling
 # (nbdkit's null plugin: no I/O at all), qemu-dp's configuration
@@ -433,7 +447,8 @@ run_fio() {
 		args+=(--name="j$i")
 		case $tgt in
 		file:*) args+=(--ioengine=io_uring --direct=1
-			       --filename="${tgt#file:}" --size="$SIZE") ;;
+			       --filename="${tgt#file:}"
+			       --size="$([ "$t" = rw-new ] && echo "$NEW_SIZE" || echo "$SIZE")") ;;
 		nbd:*) args+=(--ioengine=nbd --uri="${tgt#nbd:}") ;;
 		esac
 		i=$((i + 1))
@@ -481,9 +496,10 @@ run_fio() {
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$TSV"; }
 
 # one_run FS GROUP CONTENDER TEST REP VOLSPEC...: VOLSPEC "sr key" per
-# volume (limit: file paths).  Serves, runs fio, stops, records.
+# volume (limit: file paths).  Serves, runs fio, stops, records.  NCONN=n:
+# n fio jobs (n connections) on each served volume.
 one_run() {
-	local fs=$1 group=$2 c=$3 t=$4 rep=$5 tag res v targets=()
+	local fs=$1 group=$2 c=$3 t=$4 rep=$5 tag res v k targets=()
 	shift 5
 	tag=$fs-$group-$c-$t-$rep
 	SPIDS=()
@@ -494,7 +510,7 @@ one_run() {
 		fi
 		# shellcheck disable=SC2086
 		start_cont "$c" $v || { log "$c did not start ($tag)"; stop_all; return 1; }
-		targets+=("nbd:$URI")
+		for ((k = 0; k < ${NCONN:-1}; k++)); do targets+=("nbd:$URI"); done
 	done
 	res=$(run_fio "$tag" "$t" "${targets[@]}")
 	local rc=$?
@@ -739,6 +755,8 @@ control_path() { # FS: run after the matrix, on a fresh qcow2 SR
 # ---------------------------------------------------------------- mirror
 # shellcheck source=bench/mirror.sh
 . "$HERE/mirror.sh"
+# shellcheck source=bench/speed.sh
+. "$HERE/speed.sh"
 
 # ---------------------------------------------------------------- main
 command -v fio >/dev/null && command -v qemu-nbd >/dev/null &&
@@ -760,28 +778,28 @@ log "work dir $W, loop files in $BDIR"
 head -c "$SIZE" /dev/urandom >"$BDIR/rand.raw" || die "no room for the random source"
 first=1
 [ "$COALESCE" = only ] && FS_LIST_MATRIX= || FS_LIST_MATRIX=$FS_LIST
-if [ "$CBT" = only ]; then
+# one section alone, on the first filesystem: only_section NAME FUNCTION...
+only_section() {
+	local fs f
 	FS_LIST_MATRIX= COALESCE=0
 	fs=$(set -- $FS_LIST; echo "$1")
-	log "== $fs (CBT only)"
+	log "== $fs ($1 only)"
 	setup_fs "$fs"
-	cbt_cost "$fs"
+	for f in "${@:2}"; do "$f" "$fs"; done
 	teardown_fs "$fs"
-fi
-if [ "$MIRROR" = only ]; then
-	FS_LIST_MATRIX= COALESCE=0
-	fs=$(set -- $FS_LIST; echo "$1")
-	log "== $fs (mirror only)"
-	setup_fs "$fs"
-	# the raw file's sequential rates, for the copy's ratio
+}
+# the raw file's sequential rates, for the mirror copy's ratio
+limit_seq() {
+	local rep t
 	for ((rep = 1; rep <= REPS; rep++)); do
 		for t in seq-read seq-write; do
-			one_run "$fs" matrix limit "$t" "$rep" "$LIMIT_FILE"
+			one_run "$1" matrix limit "$t" "$rep" "$LIMIT_FILE"
 		done
 	done
-	mirror_section "$fs"
-	teardown_fs "$fs"
-fi
+}
+[ "$CBT" = only ] && only_section CBT cbt_cost
+[ "$SPEED" = only ] && only_section speed speed_section
+[ "$MIRROR" = only ] && only_section mirror limit_seq mirror_section
 for fs in $FS_LIST_MATRIX; do
 	log "== $fs"
 	setup_fs "$fs"
@@ -791,6 +809,7 @@ for fs in $FS_LIST_MATRIX; do
 		chain "$fs"
 		[ "$CBT" = 0 ] || cbt_cost "$fs"
 		[ "$MIRROR" = 0 ] || mirror_section "$fs"
+		[ "$SPEED" = 0 ] || speed_section "$fs"
 		[ "$PERF" = 1 ] && perf_profile "$fs"
 	else
 		matrix "$fs" "$CONT_SUBSET" "$TESTS_SUBSET"
@@ -800,22 +819,25 @@ for fs in $FS_LIST_MATRIX; do
 done
 [ "$COALESCE" != 0 ] && coalesce_section "$(set -- $FS_LIST; echo "$1")"
 rm -f "$BDIR/rand.raw"
-[ "$COALESCE" = only ] || [ "$CBT" = only ] || [ "$MIRROR" = only ] || control_path "$(set -- $FS_LIST; echo "$1")"
+[ "$COALESCE" = only ] || [ "$CBT" = only ] || [ "$MIRROR" = only ] ||
+	[ "$SPEED" = only ] || control_path "$(set -- $FS_LIST; echo "$1")"
 T_END=$(date +%s)
 
 # ---------------------------------------------------------------- report
-export MODE SIZE_MB REPS RUNTIME RAMP BACKING DP_MODE FS_LIST
+NEW_MB=$((NEW_SIZE / 1048576)) NEW_IO_MB=$((NEW_IO / 1048576))
+export MODE SIZE_MB REPS RUNTIME RAMP BACKING DP_MODE FS_LIST NEW_MB NEW_IO_MB
 export ELAPSED=$((T_END - T_START))
 export BENCH_DEVICE=${BENCH_DEVICE:-}
 mkdir -p "$RESULTS"
 # what report.sh needs, so a report can be redrawn from the results alone
-for v in MODE SIZE_MB REPS RUNTIME RAMP BACKING DP_MODE FS_LIST ELAPSED BENCH_DEVICE; do
+for v in MODE SIZE_MB REPS RUNTIME RAMP BACKING DP_MODE FS_LIST ELAPSED BENCH_DEVICE NEW_MB NEW_IO_MB; do
 	printf '%s=%q\n' "$v" "${!v}"
 done >"$RESULTS/run.env"
 cp "$TSV" "$RESULTS/raw.tsv"
 cp "$CTL_TSV" "$RESULTS/control.tsv"
 cp "$CO_TSV" "$RESULTS/coalesce.tsv"
 cp "$MI_TSV" "$RESULTS/mirror.tsv"
+cp "$SP_TSV" "$RESULTS/speed.tsv"
 cat "$W"/perf-*.txt >/dev/null 2>&1 && for f in "$W"/perf-*.txt; do cp "$f" "$RESULTS/"; done
 cp "$W/log/fio-commands.txt" "$RESULTS/fio-commands.txt"
 # the raw fio JSON, trimmed to the per-job numbers, compressed

@@ -79,6 +79,8 @@ desc_test() {
 	case $1 in
 	rr-qd1) echo "4k randread QD1" ;;
 	rr-qd32) echo "4k randread QD32" ;;
+	rr-qd8) echo "4k randread QD8" ;;
+	rw-new) echo "4k randwrite QD32, each into a new cluster of a fresh volume" ;;
 	rw-fresh) echo "4k randwrite QD32, fresh image" ;;
 	rw-alloc) echo "4k randwrite QD32, allocated image" ;;
 	seq-read) echo "1M seq read QD8" ;;
@@ -167,6 +169,86 @@ pair_rows() {
 	done
 }
 
+
+# ---------------------------------------------------------------- issue 16
+SP=$R/speed.tsv
+sp_get() { # FS PART CONTENDER TEST FIELD
+	[ -f "$SP" ] || return 0
+	awk -F'\t' -v f="$1" -v p="$2" -v c="$3" -v t="$4" -v k="$5" \
+		'$1 == f && $2 == p && $3 == c && $4 == t && $5 == k { print $6; exit }' "$SP"
+}
+# reachable TEST COLUMN: the slower of the raw file and the NBD ceiling
+reachable() {
+	local l n
+	l=$(get "$FS1" matrix limit "$1" "$2"); n=$(get "$FS1" matrix nbd-null "$1" "$2")
+	[ -n "$l" ] && [ -n "$n" ] || return 0
+	awk -v a="$l" -v b="$n" 'BEGIN { print (a < b) ? a : b }'
+}
+# median of the newfrac repetitions
+newfrac() {
+	[ -f "$SP" ] || return 0
+	awk -F'\t' -v f="$FS1" '$1 == f && $2 == "newfrac" { print $6 }' "$SP" | sort -n |
+		awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+SPEED_MISSES=0
+speed_target() { # like target, counting into SPEED_MISSES
+	local line
+	line=$(target "$@")
+	case $line in *MISSED*) SPEED_MISSES=$((SPEED_MISSES + 1)) ;; esac
+	echo "$line"
+}
+speed_goals() {
+	local c t col r q lsum
+	echo "| goal | measured | goal | qemu-dp config, this run | verdict |"
+	echo "|---|---|---|---|---|"
+	for c in ngdp-uring ngdp-aio; do
+		r=$(reachable rr-qd32 6)
+		speed_target "$c 4k randread QD32 / reachable" "$(ratio "$(get "$FS1" matrix $c rr-qd32 6)" "$r")" ">=" 0.90 "$(ratio "$(get "$FS1" matrix qemu-nbd rr-qd32 6)" "$r")"
+		lsum=$(awk -v a="$(get "$FS1" matrix limit rr-qd1 8)" -v b="$(get "$FS1" matrix nbd-null rr-qd1 8)" 'BEGIN { if (a != "" && b != "") print a + b }')
+		speed_target "$c 4k randread QD1 mean latency / (raw file's + nbd-null's)" "$(ratio "$(get "$FS1" matrix $c rr-qd1 8)" "$lsum")" "<=" 1.10 "$(ratio "$(get "$FS1" matrix qemu-nbd rr-qd1 8)" "$lsum")"
+		for t in seq-read seq-write; do
+			r=$(reachable $t 7)
+			speed_target "$c $(desc_test $t) / reachable" "$(ratio "$(get "$FS1" matrix $c $t 7)" "$r")" ">=" 0.90 "$(ratio "$(get "$FS1" matrix qemu-nbd $t 7)" "$r")"
+		done
+		q=$(get "$FS1" new4g limit rw-new 6)
+		speed_target "$c 4k randwrite QD32 into new clusters of a fresh ${NEW_MB:-?} MiB volume / raw file" "$(ratio "$(get "$FS1" new4g $c rw-new 6)" "$q")" ">=" 0.80 "$(ratio "$(get "$FS1" new4g qemu-nbd rw-new 6)" "$q")"
+	done
+	if [ -n "$(get "$FS1" chain11 ngdp-uring rr-qd32 6)" ]; then
+		speed_target "ngdp-uring 4k randread QD32: 11-deep chain / depth 1" \
+			"$(ratio "$(get "$FS1" chain11 ngdp-uring rr-qd32 6)" "$(get "$FS1" chain1 ngdp-uring rr-qd32 6)")" ">=" 0.95 \
+			"$(ratio "$(get "$FS1" chain11 qemu-nbd rr-qd32 6)" "$(get "$FS1" chain1 qemu-nbd rr-qd32 6)")"
+	fi
+	for t in rr-qd1 rr-qd32 rw-fresh rw-alloc seq-read seq-write; do
+		col=$(metric_col $t)
+		speed_target "libaio / io_uring, $(desc_test $t)" "$(ratio "$(get "$FS1" matrix ngdp-aio $t "$col")" "$(get "$FS1" matrix ngdp-uring $t "$col")")" ">=" 0.95 "-"
+	done
+	for c in ngdp-uring ngdp-aio; do
+		local one four m cpu1 cpu4 rr cr verdict
+		one=$(get "$FS1" conn1 $c rr-qd32 6); four=$(get "$FS1" conn4 $c rr-qd8 6)
+		[ -n "$one" ] && [ -n "$four" ] || continue
+		m=$(get "$FS1" conn4 $c rr-qd8 14)
+		cpu1=$(get "$FS1" conn1 $c rr-qd32 10); cpu4=$(get "$FS1" conn4 $c rr-qd8 10)
+		rr=$(ratio "$four" "$one"); cr=$(ratio "$cpu4" "$cpu1")
+		if awk -v r="$rr" -v m="$m" -v c="$cr" 'BEGIN { exit !((r >= 1.3 || m >= 95) && c != "-" && c <= 1.05) }'; then
+			verdict="**met**"
+		else
+			verdict="**MISSED**"; SPEED_MISSES=$((SPEED_MISSES + 1))
+		fi
+		echo "| $c 4k randread, 4 connections × QD8 / 1 connection × QD32 (machine CPU %, server CPU per I/O 4 / 1) | $rr ($(fmtn "$m") %, $cr) | >= 1.3 or both CPUs busy (>= 95 %), CPU per I/O <= 1.05 | $(ratio "$(get "$FS1" conn4 qemu-nbd rr-qd8 6)" "$(get "$FS1" conn1 qemu-nbd rr-qd32 6)") | $verdict |"
+	done
+	local smax
+	smax=$(awk -F'\t' '$2 ~ /^scale/ { d = substr($2, 6) + 0; if (d > m) m = d } END { print m + 0 }' "$MED")
+	if [ "$smax" -gt 1 ]; then
+		for t in rr-qd32 seq-read; do
+			col=$(metric_col $t)
+			speed_target "ngdp-uring $(desc_test $t): $smax volumes / 1 volume (aggregate)" \
+				"$(ratio "$(get "$FS1" "scale$smax" ngdp-uring $t "$col")" "$(get "$FS1" scale1 ngdp-uring $t "$col")")" ">=" 1.00 \
+				"$(ratio "$(get "$FS1" "scale$smax" qemu-nbd $t "$col")" "$(get "$FS1" scale1 qemu-nbd $t "$col")")"
+		done
+	fi
+	echo
+	echo "Reachable = the slower of the raw file (limit) and \`nbdkit null\` behind the same fio NBD client (nbd-null) on the same test; at QD1 the two latencies add up. New clusters: a fresh ${NEW_MB:-?} MiB volume per run (\`Volume.create\`; the limit: a fresh sparse raw file), ${NEW_IO_MB:-?} MiB of 4k writes at QD32, each at the start of a 64 KiB cluster (fio \`blockalign=64k\`); $(awk -v f="$(newfrac)" 'BEGIN { if (f == "") print "the share of writes that found a new cluster was not measured"; else printf "%.0f %% of the writes found a new cluster (allocated clusters after the ngdp-uring run, from qemu-img map, / writes)", f * 100 }'). 4 connections: 4 fio jobs on one export, the way the kernel NBD client spreads a device's queue. Speed goals missed: $SPEED_MISSES."
+}
 commit=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$TOP" diff --quiet HEAD -- src include plugins 2>/dev/null || commit="$commit + uncommitted changes in src/"
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -237,6 +319,12 @@ done
 echo
 echo "Ratios: × limit = our result / the limit's (for QD1 latency: our mean latency / the limit's); the goal column is the issue's target. Targets missed: $TARGET_MISSES. The analysis of the committed run (what the misses are made of and what would close them) is in bench/README.md, section \"Analysis\"."
 echo
+if [ -n "$(get "$FS1" conn1 ngdp-uring rr-qd32 6)$(get "$FS1" new4g ngdp-uring rw-new 6)" ]; then
+	echo "### Speed goals (issue 16, $FS1)"
+	echo
+	speed_goals
+	echo
+fi
 echo "### Where the time goes (ngdp-uring qcow2, $FS1)"
 echo
 echo "| test | × limit | × transport ceiling (nbd-null) | server CPU µs/IO (qemu-nbd) | server CPU % | fio CPU % | machine CPU % | bound by |"
@@ -283,6 +371,57 @@ for t in rr-qd32 seq-read; do
 	done
 done
 echo
+if [ -n "$(get "$FS1" conn1 ngdp-uring rr-qd32 6)" ]; then
+	echo "## Connections: one export, 1 connection × QD32 against 4 connections × QD8 ($FS1, qcow2; bench/speed.sh)"
+	echo
+	echo "| contender | 1 connection IOPS | 4 connections IOPS | 4 / 1 | server CPU µs/IO 1 / 4 | server CPU % 1 / 4 | fio CPU % 1 / 4 | machine CPU % 1 / 4 |"
+	echo "|---|---|---|---|---|---|---|---|"
+	for c in nbd-null qemu-nbd ngdp-aio ngdp-uring; do
+		one=$(get "$FS1" conn1 $c rr-qd32 6); four=$(get "$FS1" conn4 $c rr-qd8 6)
+		[ -n "$one" ] || continue
+		echo "| $c | $(fmtn "$one") | $(fmtn "$four") | $(ratio "$four" "$one") | $(fmtn "$(get "$FS1" conn1 $c rr-qd32 10)") / $(fmtn "$(get "$FS1" conn4 $c rr-qd8 10)") | $(busy "$(get "$FS1" conn1 $c rr-qd32 10)" "$one") / $(busy "$(get "$FS1" conn4 $c rr-qd8 10)" "$four") | $(fmtn "$(get "$FS1" conn1 $c rr-qd32 13)") / $(fmtn "$(get "$FS1" conn4 $c rr-qd8 13)") | $(fmtn "$(get "$FS1" conn1 $c rr-qd32 14)") / $(fmtn "$(get "$FS1" conn4 $c rr-qd8 14)") |"
+	done
+	echo
+	echo "Each server on CPU 0, the fio jobs (one connection each) on CPU 1; fio CPU % is per job (group reporting averages the jobs). ngdp-server serves every connection from one thread; it advertises NBD_FLAG_CAN_MULTI_CONN because a flush on any connection flushes the one image all of them write (its writes are in the same process and file)."
+	echo
+fi
+if [ -n "$(get "$FS1" new4g ngdp-uring rw-new 6)" ]; then
+	echo "## First writes into new clusters ($FS1; bench/speed.sh)"
+	echo
+	echo "| contender | IOPS | mean lat µs | p99 lat µs | × raw file | × qemu-dp | server CPU µs/IO | min–max |"
+	echo "|---|---|---|---|---|---|---|---|"
+	l=$(get "$FS1" new4g limit rw-new 6); q=$(get "$FS1" new4g qemu-nbd rw-new 6)
+	for c in limit qemu-nbd ngdp-aio ngdp-uring; do
+		v=$(get "$FS1" new4g $c rw-new 6)
+		[ -n "$v" ] || continue
+		echo "| $c | $(fmtn "$v") | $(fmtn "$(get "$FS1" new4g $c rw-new 8)") | $(fmtn "$(get "$FS1" new4g $c rw-new 9)") | $(ratio "$v" "$l") | $(ratio "$v" "$q") | $(fmtn "$(get "$FS1" new4g $c rw-new 10)") | $(fmtn "$(get "$FS1" new4g $c rw-new 11)")–$(fmtn "$(get "$FS1" new4g $c rw-new 12)") |"
+	done
+	echo
+	echo "A fresh ${NEW_MB:-?} MiB qcow2 volume (\`Volume.create\`: 64 KiB clusters) for each run, ${NEW_IO_MB:-?} MiB of 4k random writes at QD32, each at the start of a cluster (fio \`blockalign=64k\`, no random map: some land on a cluster written before); the raw file is a fresh sparse file of the same size, so the filesystem allocates its blocks too. Share of the writes that found a new cluster (ngdp-uring runs): $(newfrac)."
+	echo
+fi
+if awk -F'\t' '$2 == "syscalls" { f = 1 } END { exit !f }' "$SP" 2>/dev/null; then
+	echo "## System calls per I/O ($FS1, qcow2; perf stat tracepoints on the server, ${RUNTIME} s after the ramp)"
+	echo
+	echo "| contender | test | all | epoll_wait | recvfrom | recvmsg | writev | sendmsg | sendto | read | write | io_uring_enter | io_submit | io_getevents | other |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	for c in nbd-null ngdp-aio ngdp-uring; do
+		for t in rr-qd1 rr-qd32 seq-read seq-write; do
+			[ -n "$(sp_get "$FS1" syscalls $c $t all)" ] || continue
+			printf '| %s | %s |' "$c" "$(desc_test $t)"
+			o=$(sp_get "$FS1" syscalls $c $t all)
+			for k in all epoll_wait recvfrom recvmsg writev sendmsg sendto read write io_uring_enter io_submit io_getevents; do
+				v=$(sp_get "$FS1" syscalls $c $t $k)
+				printf ' %s |' "${v:--}"
+				[ $k = all ] || o=$(awk -v a="$o" -v b="${v:-0}" 'BEGIN { printf "%.2f", a - b }')
+			done
+			echo " $o |"
+		done
+	done
+	echo
+	echo "nbd-null is nbdkit (several threads: its counts include every thread's). A 1 MiB request moves through the socket in several calls: the kernel's Unix socket buffer (set by the sender) holds less than 1 MiB."
+	echo
+fi
 echo "## Reads through backing chains ($FS1, qcow2: filled base, empty leaves made by Volume.snapshot)"
 echo
 echo "| test | contender | depth | IOPS | mean lat µs | × depth 1 | server CPU µs/IO |"

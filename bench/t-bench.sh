@@ -163,6 +163,15 @@ if [ -x "$ROOT/usr/libexec/xapi-storage-script/datapath/ngdp/Data.mirror" ] &&
 else
 	skip "mirror: no datapath plugin with Data.mirror serving here"
 fi
+check "speed: 1 and 4 connections, 4 contenders" \
+	[ $(($(rows xfs conn1 rr-qd32 .) + $(rows xfs conn4 rr-qd8 .))) -eq 8 ]
+check "speed: writes into new clusters, raw file and 3 servers" \
+	[ "$(rows xfs new4g rw-new .)" -eq 4 ]
+check "speed: the share of writes that found a new cluster is measured (0 < share <= 1)" \
+	awk -F'\t' '$2 == "newfrac" && $6 > 0 && $6 <= 1 { f = 1 } END { exit !f }' "$R/speed.tsv"
+check "speed: goals and sections in the report" \
+	bash -c "grep -q '^### Speed goals (issue 16' '$R/results.md' && grep -q '^## Connections' '$R/results.md' &&
+		 grep -Eq '^\| ngdp-uring 4k randwrite QD32 into new clusters of a fresh [0-9]+ MiB volume / raw file \| [0-9.]+ \|' '$R/results.md'"
 check "results.md has the targets and every section" \
 	bash -c "grep -q '^## Targets' '$R/results.md' && grep -q '^## I/O matrix on xfs' '$R/results.md' &&
 		 grep -q '^## I/O matrix on ext4' '$R/results.md' && grep -q '^## Scale' '$R/results.md' &&
