@@ -95,7 +95,8 @@ UTIL_SRC    := $(wildcard src/util/*.c)
 EDGE_SRC    := $(wildcard src/edge/*.c)
 SR_SRC      := $(wildcard src/sr/*.c)
 FORMATS_SRC := $(wildcard src/formats/*.c)
-NGDP_SRC    := $(filter-out src/server/main.c,$(wildcard src/server/*.c src/server/io/*.c))
+NGDP_SRC    := $(filter-out src/server/main.c,$(wildcard src/server/*.c src/server/io/*.c \
+	       src/server/blkif/*.c))
 VOLUME_SRC  := $(wildcard src/volume-plugin/*.c)
 DPPLUG_SRC  := $(wildcard src/datapath-plugin/*.c)
 PLUGINS     := ext4-ng xfs-ng
