@@ -334,7 +334,7 @@ static void one_request(struct front *f, uint64_t id)
 	front_push(f);
 	assert_int_equal(blkif_ring_get(&f->ring, &req), 1);
 	assert_true(req.id == id);
-	assert_int_equal(blkif_ring_put(&f->ring, id, req.operation, 0), 0);
+	assert_int_equal(blkif_ring_put(&f->ring, id, req.op, 0), 0);
 }
 
 static void test_notify(void **state)
@@ -412,9 +412,12 @@ static void test_final_check(void **state)
 	front_free(&f);
 }
 
-/* Take the next request: it must fail with `error`, answer it, check. */
+/*
+ * Take the next request: it must fail with `error`; answer it and check the
+ * frontend sees the same id and rsp_op (the indirect_op for INDIRECT).
+ */
 static void expect_refused(struct front *f, enum blkif_req_error error,
-			   uint64_t id, uint8_t operation)
+			   uint64_t id, uint8_t operation, uint8_t rsp_op)
 {
 	struct blkif_req req;
 
@@ -424,10 +427,11 @@ static void expect_refused(struct front *f, enum blkif_req_error error,
 	assert_true(req.id == id);
 	assert_int_equal(req.operation, operation);
 	assert_non_null(blkif_req_error_text(req.error));
-	assert_int_equal(blkif_ring_put(&f->ring, req.id, req.operation,
+	assert_int_equal(req.op, rsp_op);
+	assert_int_equal(blkif_ring_put(&f->ring, req.id, req.op,
 					blkif_req_status(&req)), 0);
 	blkif_ring_push(&f->ring);
-	front_response(f, id, operation, error == BLKIF_REQ_UNKNOWN_OP ?
+	front_response(f, id, rsp_op, error == BLKIF_REQ_UNKNOWN_OP ?
 		       BLKIF_RSP_EOPNOTSUPP : BLKIF_RSP_ERROR);
 }
 
@@ -438,10 +442,9 @@ static void expect_valid(struct front *f, struct blkif_req *req)
 	assert_int_equal(blkif_ring_get(&f->ring, req), 1);
 	assert_int_equal(req->error, BLKIF_REQ_OK);
 	assert_int_equal(blkif_req_status(req), BLKIF_RSP_OKAY);
-	assert_int_equal(blkif_ring_put(&f->ring, req->id, req->operation, 0),
-			 0);
+	assert_int_equal(blkif_ring_put(&f->ring, req->id, req->op, 0), 0);
 	blkif_ring_push(&f->ring);
-	front_response(f, req->id, req->operation, BLKIF_RSP_OKAY);
+	front_response(f, req->id, req->op, BLKIF_RSP_OKAY);
 }
 
 static void test_malformed(void **state)
@@ -461,48 +464,57 @@ static void test_malformed(void **state)
 		/* Unknown operations: EOPNOTSUPP. */
 		front_rw(&f, BLKIF_OP_RESERVED_1, 1, 11, 0, 1, segs);
 		expect_refused(&f, BLKIF_REQ_UNKNOWN_OP, 11,
-			       BLKIF_OP_RESERVED_1);
+			       BLKIF_OP_RESERVED_1, BLKIF_OP_RESERVED_1);
 		front_rw(&f, 200, 1, 12, 0, 1, segs);
-		expect_refused(&f, BLKIF_REQ_UNKNOWN_OP, 12, 200);
+		expect_refused(&f, BLKIF_REQ_UNKNOWN_OP, 12,
+			       200, 200);
 		/* Segment counts. */
 		front_rw(&f, BLKIF_OP_READ, 0, 13, 0, 0, segs);
 		expect_refused(&f, BLKIF_REQ_BAD_SEGMENT_COUNT, 13,
-			       BLKIF_OP_READ);
+			       BLKIF_OP_READ, BLKIF_OP_READ);
 		front_rw(&f, BLKIF_OP_WRITE, 0, 14, 0, 0, segs);
 		expect_refused(&f, BLKIF_REQ_BAD_SEGMENT_COUNT, 14,
-			       BLKIF_OP_WRITE);
+			       BLKIF_OP_WRITE, BLKIF_OP_WRITE);
 		front_rw(&f, BLKIF_OP_WRITE, 12, 15, 0, 11, segs);
 		expect_refused(&f, BLKIF_REQ_BAD_SEGMENT_COUNT, 15,
-			       BLKIF_OP_WRITE);
+			       BLKIF_OP_WRITE, BLKIF_OP_WRITE);
 		front_rw(&f, BLKIF_OP_FLUSH_DISKCACHE, 12, 16, 0, 11, segs);
 		expect_refused(&f, BLKIF_REQ_BAD_SEGMENT_COUNT, 16,
+			       BLKIF_OP_FLUSH_DISKCACHE,
 			       BLKIF_OP_FLUSH_DISKCACHE);
 		front_rw(&f, BLKIF_OP_READ, 255, 17, 0, 11, segs);
 		expect_refused(&f, BLKIF_REQ_BAD_SEGMENT_COUNT, 17,
-			       BLKIF_OP_READ);
+			       BLKIF_OP_READ, BLKIF_OP_READ);
 		/* Segments: first > last, last beyond the page, the 2nd bad. */
 		bad[0].first_sect = 4;
 		bad[0].last_sect = 3;
 		front_rw(&f, BLKIF_OP_READ, 1, 18, 0, 1, bad);
-		expect_refused(&f, BLKIF_REQ_BAD_SEGMENT, 18, BLKIF_OP_READ);
+		expect_refused(&f, BLKIF_REQ_BAD_SEGMENT, 18,
+			       BLKIF_OP_READ, BLKIF_OP_READ);
 		bad[0] = one_page;
 		bad[0].last_sect = 8;
 		front_rw(&f, BLKIF_OP_WRITE, 1, 19, 0, 1, bad);
-		expect_refused(&f, BLKIF_REQ_BAD_SEGMENT, 19, BLKIF_OP_WRITE);
+		expect_refused(&f, BLKIF_REQ_BAD_SEGMENT, 19,
+			       BLKIF_OP_WRITE, BLKIF_OP_WRITE);
 		bad[0] = one_page;
 		bad[1].first_sect = 8;
 		bad[1].last_sect = 8;
 		front_rw(&f, BLKIF_OP_WRITE, 2, 20, 0, 2, bad);
-		expect_refused(&f, BLKIF_REQ_BAD_SEGMENT, 20, BLKIF_OP_WRITE);
+		expect_refused(&f, BLKIF_REQ_BAD_SEGMENT, 20,
+			       BLKIF_OP_WRITE, BLKIF_OP_WRITE);
 		/* Ranges beyond 2^63 bytes, and exactly up to it. */
 		front_rw(&f, BLKIF_OP_READ, 1, 21, SECTOR_LIMIT - 7, 1, segs);
-		expect_refused(&f, BLKIF_REQ_BAD_RANGE, 21, BLKIF_OP_READ);
+		expect_refused(&f, BLKIF_REQ_BAD_RANGE, 21,
+			       BLKIF_OP_READ, BLKIF_OP_READ);
 		front_rw(&f, BLKIF_OP_READ, 1, 22, UINT64_MAX, 1, segs);
-		expect_refused(&f, BLKIF_REQ_BAD_RANGE, 22, BLKIF_OP_READ);
+		expect_refused(&f, BLKIF_REQ_BAD_RANGE, 22,
+			       BLKIF_OP_READ, BLKIF_OP_READ);
 		front_discard(&f, 0, 23, UINT64_MAX - 1, 5);
-		expect_refused(&f, BLKIF_REQ_BAD_RANGE, 23, BLKIF_OP_DISCARD);
+		expect_refused(&f, BLKIF_REQ_BAD_RANGE, 23,
+			       BLKIF_OP_DISCARD, BLKIF_OP_DISCARD);
 		front_discard(&f, 0, 24, 1, UINT64_MAX);
-		expect_refused(&f, BLKIF_REQ_BAD_RANGE, 24, BLKIF_OP_DISCARD);
+		expect_refused(&f, BLKIF_REQ_BAD_RANGE, 24,
+			       BLKIF_OP_DISCARD, BLKIF_OP_DISCARD);
 		front_rw(&f, BLKIF_OP_READ, 1, 25, SECTOR_LIMIT - 8, 1, segs);
 		expect_valid(&f, &req);
 		assert_true(req.sector_number == SECTOR_LIMIT - 8);
@@ -515,18 +527,19 @@ static void test_malformed(void **state)
 		/* Indirect: only READ/WRITE, 1..max segments. */
 		front_indirect(&f, BLKIF_OP_FLUSH_DISKCACHE, 1, 27, 0);
 		expect_refused(&f, BLKIF_REQ_BAD_INDIRECT_OP, 27,
-			       BLKIF_OP_INDIRECT);
+			       BLKIF_OP_INDIRECT, BLKIF_OP_FLUSH_DISKCACHE);
 		front_indirect(&f, BLKIF_OP_INDIRECT, 1, 28, 0);
 		expect_refused(&f, BLKIF_REQ_BAD_INDIRECT_OP, 28,
-			       BLKIF_OP_INDIRECT);
+			       BLKIF_OP_INDIRECT, BLKIF_OP_INDIRECT);
 		front_indirect(&f, BLKIF_OP_READ, 0, 29, 0);
 		expect_refused(&f, BLKIF_REQ_BAD_SEGMENT_COUNT, 29,
-			       BLKIF_OP_INDIRECT);
+			       BLKIF_OP_INDIRECT, BLKIF_OP_READ);
 		front_indirect(&f, BLKIF_OP_WRITE, 65, 30, 0);
 		expect_refused(&f, BLKIF_REQ_BAD_SEGMENT_COUNT, 30,
-			       BLKIF_OP_INDIRECT);
+			       BLKIF_OP_INDIRECT, BLKIF_OP_WRITE);
 		front_indirect(&f, BLKIF_OP_WRITE, 64, 31, SECTOR_LIMIT - 511);
-		expect_refused(&f, BLKIF_REQ_BAD_RANGE, 31, BLKIF_OP_INDIRECT);
+		expect_refused(&f, BLKIF_REQ_BAD_RANGE, 31,
+			       BLKIF_OP_INDIRECT, BLKIF_OP_WRITE);
 		/* Flush and barrier may carry no data, or some. */
 		front_rw(&f, BLKIF_OP_FLUSH_DISKCACHE, 0, 32, 0, 0, segs);
 		expect_valid(&f, &req);
@@ -549,7 +562,8 @@ static void test_malformed(void **state)
 		/* INDIRECT when we did not offer it. */
 		front_init(&f, 1, abis[a]);
 		front_indirect(&f, BLKIF_OP_READ, 1, 36, 0);
-		expect_refused(&f, BLKIF_REQ_UNKNOWN_OP, 36, BLKIF_OP_INDIRECT);
+		expect_refused(&f, BLKIF_REQ_UNKNOWN_OP, 36,
+			       BLKIF_OP_INDIRECT, BLKIF_OP_READ);
 		front_free(&f);
 	}
 }
@@ -745,11 +759,12 @@ static void test_indirect(void **state)
 			for (unsigned int p = 0; p < 8; p++)
 				assert_int_equal(req.indirect_grefs[p],
 						 p < pages[i] ? 100 + p : 0);
-			/* The response echoes BLKIF_OP_INDIRECT. */
+			/* The response carries the indirect_op. */
 			assert_int_equal(blkif_ring_put(&f.ring, req.id,
-							req.operation, 0), 0);
+							req.op, 0), 0);
 			blkif_ring_push(&f.ring);
-			front_response(&f, 40 + i, BLKIF_OP_INDIRECT, 0);
+			front_response(&f, 40 + i, i % 2 ? BLKIF_OP_WRITE :
+				       BLKIF_OP_READ, 0);
 		}
 		front_free(&f);
 	}

@@ -65,7 +65,8 @@ struct blkif_seg {
 
 /*
  * A request, copied out of the ring and converted from the guest's ABI.
- * When error != BLKIF_REQ_OK only id, operation and error are meaningful.
+ * When error != BLKIF_REQ_OK only id, operation, op and error are
+ * meaningful.
  */
 struct blkif_req {
 	uint64_t id;		/* echo in the response */
@@ -77,8 +78,12 @@ struct blkif_req {
 	 */
 	uint64_t nr_sectors;
 	enum blkif_req_error error;
-	uint8_t operation;	/* as sent: echo in the response */
-	/* What to do: operation, or indirect_op for BLKIF_OP_INDIRECT. */
+	uint8_t operation;	/* as sent (BLKIF_OP_INDIRECT...), for logs */
+	/*
+	 * What to do, and the operation to echo in the response: operation,
+	 * or indirect_op for BLKIF_OP_INDIRECT (as Linux blkback answers;
+	 * Linux blkfront takes any other value as a broken backend).
+	 */
 	uint8_t op;
 	uint8_t discard_flag;	/* BLKIF_DISCARD_SECURE */
 	uint8_t nr_indirect_pages;	/* INDIRECT: grefs in indirect_grefs */
@@ -136,7 +141,8 @@ int blkif_ring_restore(struct blkif_ring *r, uint32_t req_cons,
 int blkif_ring_get(struct blkif_ring *r, struct blkif_req *out);
 
 /*
- * Write the response to a taken request into the next slot (not yet
+ * Write the response to a taken request (operation: its op, see struct
+ * blkif_req) into the next slot (not yet
  * visible to the frontend: see blkif_ring_push()).  Responses may come in
  * any order.  Returns 0, or -ENOSPC when no taken request awaits one.
  */

@@ -180,7 +180,6 @@ static enum blkif_req_error decode_rw(const struct blkif_x86_64_request_rw *w,
 	unsigned int min = req->operation == BLKIF_OP_READ ||
 			   req->operation == BLKIF_OP_WRITE;
 
-	req->op = req->operation;
 	req->handle = w->handle;
 	req->sector_number = w->sector_number;
 	req->nr_segments = w->nr_segments;
@@ -207,7 +206,6 @@ static enum blkif_req_error
 decode_discard(const struct blkif_x86_64_request_discard *w,
 	       struct blkif_req *req)
 {
-	req->op = BLKIF_OP_DISCARD;
 	req->discard_flag = w->flag;
 	req->handle = w->handle;
 	req->sector_number = w->sector_number;
@@ -224,9 +222,9 @@ decode_indirect(const struct blkif_ring *r,
 {
 	unsigned int pages;
 
+	req->op = w->indirect_op;
 	if (!r->max_indirect_segments)
 		return BLKIF_REQ_UNKNOWN_OP;
-	req->op = w->indirect_op;
 	req->handle = w->handle;
 	req->sector_number = w->sector_number;
 	req->nr_segments = w->nr_segments;
@@ -253,6 +251,7 @@ static void decode_request(const struct blkif_ring *r,
 	*req = (struct blkif_req){
 		.id = w->other.id,
 		.operation = w->other.operation,
+		.op = w->other.operation,
 	};
 	switch (req->operation) {
 	case BLKIF_OP_READ:
