@@ -104,6 +104,8 @@ test_opts() {
 }
 test_dir() { case $1 in rr-* | seq-read) echo read ;; *) echo write ;; esac; }
 test_timed() { [ "$1" != rw-fresh ] && [ "$1" != rw-new ]; }
+# the size of the raw file the limit runs on
+test_size() { if [ "$1" = rw-new ]; then echo "$NEW_SIZE"; else echo "$SIZE"; fi; }
 
 # Contenders: the limit (fio on a raw file), the NBD transport ceiling
 # (nbdkit's null plugin: no I/O at all), qemu-dp's configuration
@@ -447,8 +449,7 @@ run_fio() {
 		args+=(--name="j$i")
 		case $tgt in
 		file:*) args+=(--ioengine=io_uring --direct=1
-			       --filename="${tgt#file:}"
-			       --size="$([ "$t" = rw-new ] && echo "$NEW_SIZE" || echo "$SIZE")") ;;
+			       --filename="${tgt#file:}" --size="$(test_size "$t")") ;;
 		nbd:*) args+=(--ioengine=nbd --uri="${tgt#nbd:}") ;;
 		esac
 		i=$((i + 1))
