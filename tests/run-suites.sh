@@ -33,9 +33,13 @@ for s in "$@"; do
 	if [ "$n" -eq 0 ] && [ "$rc" -ne 0 ]; then
 		echo "$s: failed before running its tests (exit $rc)"
 		f=1
+		[ -n "${RUN_TESTS_FAILLOG:-}" ] &&
+			{ echo "SUITE FAIL: $s: failed before running its tests (exit $rc)"; tail -n 20 "$log" | sed 's/^/  | /'; } >>"$RUN_TESTS_FAILLOG"
 	elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
 		echo "$s: make failed (exit $rc) although its tests passed"
 		f=1
+		[ -n "${RUN_TESTS_FAILLOG:-}" ] &&
+			{ echo "SUITE FAIL: $s: make failed (exit $rc) although its tests passed"; tail -n 20 "$log" | sed 's/^/  | /'; } >>"$RUN_TESTS_FAILLOG"
 	fi
 	[ "$f" -ne 0 ] && bad+=("$s")
 	tp=$((tp + p)) tf=$((tf + f)) ts=$((ts + k))

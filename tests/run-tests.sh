@@ -18,7 +18,10 @@
 #   -C DIR      run the programs from DIR
 # The name of a program in the result lines leaves out words with a "/".
 # With RUN_TESTS_RESULTS set, appends "SUITE PASSED FAILED SKIPPED" to that
-# file (tests/run-suites.sh sums them).
+# file (tests/run-suites.sh sums them).  With RUN_TESTS_FAILLOG set, appends
+# each failure's result line, its lines that speak of failure and its last
+# lines to that file (.ci/run prints it at the end, where a log that shows
+# only its tail still tells what failed).
 set -u
 suite=tests timeout=${TEST_TIMEOUT:-900} dir=
 while getopts s:t:C: o; do
@@ -31,6 +34,17 @@ while getopts s:t:C: o; do
 done
 shift $((OPTIND - 1))
 if [ -n "$dir" ]; then cd "$dir" || exit 1; fi
+
+# a failure's excerpt: its result line, up to 30 lines that say fail, not
+# ok or error, and its last 20 lines
+fail_excerpt() {
+	echo "$1"
+	echo "  -- lines that speak of failure:"
+	grep -a -i -E 'fail|not ok|error|assert|sanitizer|timed? ?out' "$out" |
+		grep -a -v -E ' 0 failed|^ *ok:' | head -30 | sed 's/^/  | /'
+	echo "  -- last lines:"
+	tail -n 20 "$out" | sed 's/^/  | /'
+}
 
 passed=0 failed=0 skipped=0 failures=()
 out=$(mktemp /tmp/run-tests.XXXXXX)
@@ -86,6 +100,7 @@ for spec in "$@"; do
 		esac
 		failed=$((failed + 1)) failures+=("$name")
 		echo "FAIL: $suite: $name ($why, ${took}s)"
+		[ -n "${RUN_TESTS_FAILLOG:-}" ] && fail_excerpt "FAIL: $suite: $name ($why, ${took}s)" >>"$RUN_TESTS_FAILLOG"
 		;;
 	esac
 done
