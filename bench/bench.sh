@@ -73,6 +73,11 @@ COALESCE=${BENCH_COALESCE:-1}
 CBT=${BENCH_CBT:-1}
 MIRROR=${BENCH_MIRROR:-1}
 SPEED=${BENCH_SPEED:-1}
+# Where servers (and the plugin that starts them) and fio run: one CPU
+# each, so every contender gets the same CPU; the speed section's
+# "unpinned" part lets both float over every CPU.
+SERVER_CPUS=0 FIO_CPUS=1
+ALL_CPUS=0-$(($(nproc) - 1))
 CO_CYCLES=${BENCH_CO_CYCLES:-$d_co_n}
 CO_REGION_MB=${BENCH_CO_REGION:-$d_co_region}
 CO_MERGE_MB=${BENCH_CO_MERGE:-$d_co_merge}
@@ -188,7 +193,7 @@ vcall() {
 	printf '%s' "$3" | "$dir/$2" --json 2>>"$W/log/plugin.err"
 }
 dpcall() {
-	printf '%s' "$2" | taskset -c 0 "$DP/$1" --json 2>>"$W/log/plugin.err"
+	printf '%s' "$2" | taskset -c "$SERVER_CPUS" "$DP/$1" --json 2>>"$W/log/plugin.err"
 }
 FORCE_DIRECT=${BENCH_FORCE_DIRECT:-0}
 have_plugin() {
@@ -289,7 +294,7 @@ wait_pidfile() {
 start_qnbd() { # NAME IMG
 	local sock=$W/$1.sock pid
 	rm -f "$sock" "$W/$1.pid"
-	taskset -c 0 qemu-nbd -f qcow2 --cache=none --aio=native \
+	taskset -c "$SERVER_CPUS" qemu-nbd -f qcow2 --cache=none --aio=native \
 		--discard=unmap -t -e 4 -k "$sock" --pid-file "$W/$1.pid" "$2" \
 		</dev/null >>"$W/log/$1.log" 2>&1 &
 	pid=$!
@@ -302,7 +307,7 @@ start_qnbd() { # NAME IMG
 start_qsd() { # NAME IMG
 	local sock=$W/$1.sock pid
 	rm -f "$sock"
-	taskset -c 0 qemu-storage-daemon \
+	taskset -c "$SERVER_CPUS" qemu-storage-daemon \
 		--blockdev "{\"driver\":\"file\",\"node-name\":\"f\",\"filename\":\"$2\",\"cache\":{\"direct\":true},\"aio\":\"io_uring\"}" \
 		--blockdev '{"driver":"qcow2","node-name":"q","file":"f","discard":"unmap"}' \
 		--nbd-server "addr.type=unix,addr.path=$sock" \
@@ -318,7 +323,7 @@ start_qsd() { # NAME IMG
 start_null() { # NAME: nbdkit null plugin, the transport's ceiling
 	local sock=$W/$1.sock pid
 	rm -f "$sock"
-	taskset -c 0 nbdkit -f -U "$sock" null size="$SIZE" \
+	taskset -c "$SERVER_CPUS" nbdkit -f -U "$sock" null size="$SIZE" \
 		</dev/null >>"$W/log/$1.log" 2>&1 &
 	pid=$!
 	PIDS+=("$pid")
@@ -330,7 +335,7 @@ start_null() { # NAME: nbdkit null plugin, the transport's ceiling
 start_direct() { # NAME IMG ENGINE [SERVER-ARGS...]: ngdp-server without the plugin
 	local sock=$W/$1.sock pid
 	rm -f "$sock" "$W/$1.pid"
-	taskset -c 0 "$NGDP_SERVER" --image "$2" --socket "$sock" \
+	taskset -c "$SERVER_CPUS" "$NGDP_SERVER" --image "$2" --socket "$sock" \
 		--engine "$3" --pidfile "$W/$1.pid" "${@:4}" \
 		</dev/null >>"$W/log/$1.log" 2>&1 &
 	pid=$!
@@ -466,7 +471,7 @@ run_fio() {
 	else
 		echo "$(cpu_ticks "${SPIDS[@]}") $(sys_ticks)" >"$cpuf"
 	fi
-	if ! taskset -c 1 fio "${args[@]}" >>"$W/log/fio.err" 2>&1; then
+	if ! taskset -c "$FIO_CPUS" fio "${args[@]}" >>"$W/log/fio.err" 2>&1; then
 		log "fio failed ($tag)"
 		[ -n "$sampler" ] && wait "$sampler"
 		return 1
@@ -513,6 +518,13 @@ one_run() {
 		start_cont "$c" $v || { log "$c did not start ($tag)"; stop_all; return 1; }
 		for ((k = 0; k < ${NCONN:-1}; k++)); do targets+=("nbd:$URI"); done
 	done
+	# where the servers may run, as the kernel reports it (the plugin
+	# starts them: their affinity is inherited, not set by us)
+	local cpus=-
+	[ ${#SPIDS[@]} -gt 0 ] && cpus=$(for v in "${SPIDS[@]}"; do
+		awk '/^Cpus_allowed_list:/ { print $2 }' "/proc/$v/status" 2>/dev/null
+	done | sort -u | paste -sd' ')
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$fs" "$group" "$c" "$t" "$rep" "${cpus:-?}" "$FIO_CPUS" >>"$W/placement.tsv"
 	res=$(run_fio "$tag" "$t" "${targets[@]}")
 	local rc=$?
 	stop_all
@@ -826,7 +838,7 @@ T_END=$(date +%s)
 
 # ---------------------------------------------------------------- report
 NEW_MB=$((NEW_SIZE / 1048576)) NEW_IO_MB=$((NEW_IO / 1048576))
-export MODE SIZE_MB REPS RUNTIME RAMP BACKING DP_MODE FS_LIST NEW_MB NEW_IO_MB
+export MODE SIZE_MB REPS RUNTIME RAMP BACKING DP_MODE FS_LIST NEW_MB NEW_IO_MB ALL_CPUS
 export ELAPSED=$((T_END - T_START))
 export BENCH_DEVICE=${BENCH_DEVICE:-}
 mkdir -p "$RESULTS"
@@ -839,6 +851,7 @@ cp "$CTL_TSV" "$RESULTS/control.tsv"
 cp "$CO_TSV" "$RESULTS/coalesce.tsv"
 cp "$MI_TSV" "$RESULTS/mirror.tsv"
 cp "$SP_TSV" "$RESULTS/speed.tsv"
+cp "$W/placement.tsv" "$RESULTS/placement.tsv" 2>/dev/null
 cat "$W"/perf-*.txt >/dev/null 2>&1 && for f in "$W"/perf-*.txt; do cp "$f" "$RESULTS/"; done
 cp "$W/log/fio-commands.txt" "$RESULTS/fio-commands.txt"
 # the raw fio JSON, trimmed to the per-job numbers, compressed

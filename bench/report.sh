@@ -178,9 +178,9 @@ sp_get() { # FS PART CONTENDER TEST FIELD
 		'$1 == f && $2 == p && $3 == c && $4 == t && $5 == k { print $6; exit }' "$SP"
 }
 # reachable TEST COLUMN: the slower of the raw file and the NBD ceiling
-reachable() {
-	local l n
-	l=$(get "$FS1" matrix limit "$1" "$2"); n=$(get "$FS1" matrix nbd-null "$1" "$2")
+reachable() { # TEST COL [GROUP]
+	local l n g=${3:-matrix}
+	l=$(get "$FS1" "$g" limit "$1" "$2"); n=$(get "$FS1" "$g" nbd-null "$1" "$2")
 	[ -n "$l" ] && [ -n "$n" ] || return 0
 	awk -v a="$l" -v b="$n" 'BEGIN { print (a < b) ? a : b }'
 }
@@ -246,6 +246,20 @@ speed_goals() {
 				"$(ratio "$(get "$FS1" "scale$smax" qemu-nbd $t "$col")" "$(get "$FS1" scale1 qemu-nbd $t "$col")")"
 		done
 	fi
+	if [ -n "$(get "$FS1" unpin1 ngdp-uring seq-write 7)" ]; then
+		for c in ngdp-uring ngdp-aio; do
+			for t in rr-qd32 seq-read seq-write; do
+				col=$(metric_col $t)
+				speed_target "$c $(desc_test $t) / reachable, servers and fio on every CPU" \
+					"$(ratio "$(get "$FS1" unpin1 $c $t "$col")" "$(reachable $t "$col" unpin1)")" ">=" 0.90 "-"
+			done
+		done
+		for t in rr-qd32 seq-read; do
+			col=$(metric_col $t)
+			speed_target "ngdp-uring $(desc_test $t): 4 volumes / 1 volume (aggregate), servers and fio on every CPU" \
+				"$(ratio "$(get "$FS1" unpin4 ngdp-uring $t "$col")" "$(get "$FS1" unpin1 ngdp-uring $t "$col")")" ">=" 1.00 "-"
+		done
+	fi
 	echo
 	echo "Reachable = the slower of the raw file (limit) and \`nbdkit null\` behind the same fio NBD client (nbd-null) on the same test; at QD1 the two latencies add up. New clusters: a fresh ${NEW_MB:-?} MiB volume per run (\`Volume.create\`; the limit: a fresh sparse raw file), ${NEW_IO_MB:-?} MiB of 4k writes at QD32, each at the start of a 64 KiB cluster (fio \`blockalign=64k\`); $(awk -v f="$(newfrac)" 'BEGIN { if (f == "") print "the share of writes that found a new cluster was not measured"; else printf "%.0f %% of the writes found a new cluster (allocated clusters after the ngdp-uring run, from qemu-img map, / writes)", f * 100 }'). 4 connections: 4 fio jobs on one export, the way the kernel NBD client spreads a device's queue. Speed goals missed: $SPEED_MISSES."
 }
@@ -262,7 +276,7 @@ echo "- Tools: $(fio --version), $(qemu-nbd --version | head -1)"
 echo "- Mode **$MODE**: ${SIZE_MB} MiB images, $REPS repetitions (median shown), ${RUNTIME} s runs after a ${RAMP} s ramp; fresh-image writes: a fixed $((SIZE_MB / 4)) MiB of 4k writes"
 echo "- Backing: ${BENCH_DEVICE:-loop devices (losetup --direct-io=on) on $BACKING files}; filesystems: $FS_LIST (full matrix on $FS1, subset on the others)"
 echo "- Our datapath started by: $DP_MODE"
-echo "- Servers pinned to CPU 0 (taskset -c 0), fio to CPU 1; fio ioengine=nbd on a Unix socket for every server"
+echo "- Servers pinned to CPU 0 (taskset -c 0), fio to CPU 1 (except the speed section's rows \"on every CPU\"); fio ioengine=nbd on a Unix socket for every server"
 echo "- Whole run: $((ELAPSED / 60)) min $((ELAPSED % 60)) s. Command: \`${BENCH_CMD:-make bench}\`"
 echo
 echo "![chart](chart.svg)"
@@ -383,6 +397,30 @@ if [ -n "$(get "$FS1" conn1 ngdp-uring rr-qd32 6)" ]; then
 	done
 	echo
 	echo "Each server on CPU 0, the fio jobs (one connection each) on CPU 1; fio CPU % is per job (group reporting averages the jobs). ngdp-server serves every connection from one thread; it advertises NBD_FLAG_CAN_MULTI_CONN because a flush on any connection flushes the one image all of them write (its writes are in the same process and file)."
+	echo
+fi
+if [ -n "$(get "$FS1" unpin1 ngdp-uring seq-write 7)" ]; then
+	echo "## Servers and fio on every CPU ($FS1, qcow2; bench/speed.sh)"
+	echo
+	echo "The rest of the bench pins every server to CPU 0 and fio to CPU 1, so that every contender gets the same CPU. A dom0 pins nothing: here servers and fio may run on CPUs ${ALL_CPUS:-0-1}."
+	echo
+	echo "| test | volumes | contender | result | × limit | × nbd-null | × reachable | server CPU µs/IO | machine CPU % | pinned result (matrix or scale) |"
+	echo "|---|---|---|---|---|---|---|---|---|---|"
+	for t in seq-write seq-read rr-qd32; do
+		col=$(metric_col $t)
+		for c in limit nbd-null ngdp-aio ngdp-uring; do
+			v=$(get "$FS1" unpin1 $c $t "$col")
+			[ -n "$v" ] || continue
+			echo "| $(desc_test $t) | 1 | $c | $(fmtn "$v") $(unit $t) | $(ratio "$v" "$(get "$FS1" unpin1 limit $t "$col")") | $(ratio "$v" "$(get "$FS1" unpin1 nbd-null $t "$col")") | $(ratio "$v" "$(reachable $t "$col" unpin1)") | $(fmtn "$(get "$FS1" unpin1 $c $t 10)") | $(fmtn "$(get "$FS1" unpin1 $c $t 14)") | $(fmtn "$(get "$FS1" matrix $c $t "$col")") |"
+		done
+		for c in limit ngdp-uring; do
+			v=$(get "$FS1" unpin4 $c $t "$col")
+			[ -n "$v" ] || continue
+			echo "| $(desc_test $t) | 4 | $c | $(fmtn "$v") $(unit $t) | $(ratio "$v" "$(get "$FS1" unpin4 limit $t "$col")") | - | - | $(fmtn "$(get "$FS1" unpin4 $c $t 10)") | $(fmtn "$(get "$FS1" unpin4 $c $t 14)") | $(fmtn "$(get "$FS1" scale4 $c $t "$col")") |"
+		done
+	done
+	echo
+	echo "4 volumes: one server per volume and one fio job per volume; the limit reads the 4 volumes' image files directly. × limit for 4 volumes is against the limit on 4 files."
 	echo
 fi
 if [ -n "$(get "$FS1" new4g ngdp-uring rw-new 6)" ]; then

@@ -14,6 +14,12 @@
 #                fresh sparse raw file of the same size.  How many writes
 #                really found a new cluster is counted afterwards on the
 #                ngdp-uring image (qemu-img map): speed.tsv "newfrac"
+#   unpinned     the same tests with servers and fio free to run on every
+#                CPU (the bench pins servers to CPU 0 and fio to CPU 1):
+#                one volume (group unpin1: 1M writes and reads QD8, 4k
+#                reads QD32; limit, nbd-null, ngdp-aio, ngdp-uring) and 4
+#                volumes at once (group unpin4: limit on 4 files, ngdp-uring
+#                on 4 volumes), as a dom0 with several CPUs runs them
 #   syscalls     system calls per I/O of the server (perf stat tracepoints,
 #                after the ramp, for the run's duration) for nbd-null,
 #                ngdp-aio and ngdp-uring: speed.tsv "syscalls"
@@ -62,6 +68,37 @@ sp_new_clusters() { # FS
 	done
 }
 
+sp_unpinned() { # FS
+	local fs=$1 sr=${SRP[qcow2]} rep t c i keys=("${MAIN[qcow2]}") specs files
+	for ((i = 1; i < 4; i++)); do
+		keys+=("$(vol_create "$fs" "$sr" "bench-unpin$i" "$SIZE")") || die "Volume.create unpin$i"
+		fill "$(vol_image "$sr" "${keys[$i]}")" || die "fill unpin$i"
+	done
+	# the limit's 4 files: the volumes' own image files, read as files
+	files=()
+	for ((i = 0; i < 4; i++)); do files+=("$(vol_image "$sr" "${keys[$i]}")"); done
+	SERVER_CPUS=$ALL_CPUS FIO_CPUS=$ALL_CPUS
+	for ((rep = 1; rep <= REPS; rep++)); do
+		for t in seq-write seq-read rr-qd32; do
+			for c in limit nbd-null ngdp-aio ngdp-uring; do
+				if [ "$c" = limit ]; then
+					one_run "$fs" unpin1 limit "$t" "$rep" "$LIMIT_FILE"
+				else
+					one_run "$fs" unpin1 "$c" "$t" "$rep" "$sr ${MAIN[qcow2]}"
+				fi
+			done
+		done
+		for t in seq-read rr-qd32; do
+			one_run "$fs" unpin4 limit "$t" "$rep" "${files[@]}"
+			specs=()
+			for ((i = 0; i < 4; i++)); do specs+=("$sr ${keys[$i]}"); done
+			one_run "$fs" unpin4 ngdp-uring "$t" "$rep" "${specs[@]}"
+		done
+	done
+	SERVER_CPUS=0 FIO_CPUS=1
+	for ((i = 1; i < 4; i++)); do vol_destroy "$fs" "$sr" "${keys[$i]}"; done
+}
+
 sp_syscalls() { # FS
 	local fs=$1 sr=${SRP[qcow2]} c t ev s pp out ios
 	perf stat -e raw_syscalls:sys_enter true >/dev/null 2>&1 ||
@@ -97,6 +134,8 @@ speed_section() { # FS
 	sp_connections "$1"
 	log "speed: first writes into new clusters"
 	sp_new_clusters "$1"
+	log "speed: servers and fio on every CPU"
+	sp_unpinned "$1"
 	if [ "$PERF" = 1 ] && command -v perf >/dev/null; then
 		log "speed: system calls per I/O"
 		sp_syscalls "$1"

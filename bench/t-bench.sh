@@ -169,6 +169,15 @@ check "speed: writes into new clusters, raw file and 3 servers" \
 	[ "$(rows xfs new4g rw-new .)" -eq 4 ]
 check "speed: the share of writes that found a new cluster is measured (0 < share <= 1)" \
 	awk -F'\t' '$2 == "newfrac" && $6 > 0 && $6 <= 1 { f = 1 } END { exit !f }' "$R/speed.tsv"
+check "speed: on every CPU, 4 contenders x 3 tests on one volume, 2 on 4 volumes" \
+	[ $(($(rows xfs unpin1 seq-write .) + $(rows xfs unpin1 seq-read .) + $(rows xfs unpin1 rr-qd32 .))) -eq 12 ] &&
+	[ $(($(rows xfs unpin4 seq-read .) + $(rows xfs unpin4 rr-qd32 .))) -eq 4 ]
+# placement.tsv: FS GROUP CONTENDER TEST REP SERVER-CPUS FIO-CPUS
+all_cpus=0-$(($(nproc) - 1))
+check "speed: servers and fio were allowed every CPU ($all_cpus) there, CPU 0 and 1 elsewhere" \
+	awk -F'\t' -v all="$all_cpus" '$3 ~ /^ngdp/ && $2 == "unpin1" { u++; if ($6 != all || $7 != all) bad++ }
+		$3 ~ /^ngdp/ && $2 == "matrix" { m++; if ($6 != "0" || $7 != "1") bad++ }
+		END { exit !(u > 0 && m > 0 && !bad) }' "$R/placement.tsv"
 check "speed: goals and sections in the report" \
 	bash -c "grep -q '^### Speed goals (issue 16' '$R/results.md' && grep -q '^## Connections' '$R/results.md' &&
 		 grep -Eq '^\| ngdp-uring 4k randwrite QD32 into new clusters of a fresh [0-9]+ MiB volume / raw file \| [0-9.]+ \|' '$R/results.md'"

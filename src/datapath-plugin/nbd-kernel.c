@@ -477,6 +477,23 @@ static int genl_socket(void)
 	return s < 0 ? -errno : s;
 }
 
+/*
+ * The kernel client sends a write's payload through this socket.  With
+ * the default send buffer (about 200 KiB) a 1 MiB write goes over in
+ * pieces, each waiting for the server to drain the last; room for a few
+ * whole requests lets it go in one.  SO_SNDBUFFORCE passes
+ * net.core.wmem_max (we run as root); failing both only costs speed.
+ */
+#define NBD_CLIENT_SNDBUF (4 * 1024 * 1024)
+static void grow_sndbuf(int fd)
+{
+	int v = NBD_CLIENT_SNDBUF;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)) < 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) < 0)
+		log_debug("cannot grow the NBD client's send buffer: %m");
+}
+
 static int connect_unix(const char *path)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
@@ -494,6 +511,7 @@ static int connect_unix(const char *path)
 		close(fd);
 		return r;
 	}
+	grow_sndbuf(fd);
 	return fd;
 }
 

@@ -24,6 +24,15 @@ dp() { dcall "$1" "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$2\"}"; }
 impl() { jqr ".implementations[] | select(.[0]==\"$1\") | .[1]$2"; }
 server_pid() { jq -r .pid "$SR/.sr/active/$K.json" 2>/dev/null; }
 connected() { [ -e "/sys/block/${1#/dev/}/pid" ]; }
+# kernel_sndbufs PID: the send buffer (bytes) of each kernel-held client
+# socket whose peer is a connection of server PID, one per line
+kernel_sndbufs() {
+	ss -xmpH state established | awk -v p="pid=$1," '
+		{ tb = ""; if (match($0, /tb[0-9]+/)) tb = substr($0, RSTART + 2, RLENGTH - 2)
+		  own[$5] = ($0 ~ /users:/); buf[$5] = tb
+		  if (index($0, p)) peer[$7] = 1 }
+		END { for (i in peer) if (i in buf && !own[i]) print buf[i] }'
+}
 dev_bytes() { blockdev --getsize64 "$1" 2>/dev/null; }
 # pattern I/O straight on a device with O_DIRECT (-t none); qemu-io exits 1
 # on a mismatch or an I/O error
@@ -51,6 +60,10 @@ PIDS+=("$(server_pid)")
 check "$D1 is connected" connected "$D1"
 check "$D1 has the volume's size" [ "$(dev_bytes "$D1")" = "$SIZE" ]
 check "$D1 is writable" [ "$(blockdev --getro "$D1")" = 0 ]
+# a 1 MiB write then goes to the server in one piece (nbd-kernel.c)
+SNDBUFS=$(kernel_sndbufs "$(server_pid)")
+check "the kernel client's sockets have send buffers of 4 MiB or more ($(echo $SNDBUFS))" \
+	awk 'BEGIN { n = 0 } { n++; if ($1 + 0 < 4194304) bad = 1 } END { exit !(n > 0 && !bad) }' <<<"$SNDBUFS"
 dp Datapath.activate 1
 expect_ok "activate again (idempotent)"
 # random data with O_DIRECT through the device, compared over NBD and later
