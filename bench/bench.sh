@@ -674,24 +674,55 @@ cbt_cost() {
 }
 
 # perf_profile FS: where ngdp's time goes (qcow2, io_uring)
+# The server's CPU split into the kernel paths it spends it in (perf,
+# inclusive of callees): perf-breakdown.tsv CONTENDER TEST PART PERCENT.
+# A part counts the samples whose call chain passes through it; the parts
+# can overlap (a copy is part of a receive), "ours" is the samples in the
+# server's own code (its binary, not libc or the kernel).
+PERF_PARTS="socket-receive:unix_stream_recvmsg socket-send:unix_stream_sendmsg
+	copy-to-user:_copy_to_iter copy-from-user:_copy_from_iter
+	direct-io-submit-uring:io_write direct-io-submit-aio:aio_write
+	direct-io-read-uring:io_read direct-io-read-aio:aio_read
+	page-pinning:bio_iov_iter_get_pages io-uring-worker:io_wq_worker
+	epoll-wait:do_epoll_wait"
+perf_breakdown() { # CONTENDER TEST PERF-DATA BINARY-NAME
+	local p part sym v
+	for p in $PERF_PARTS; do
+		part=${p%%:*} sym=${p#*:}
+		v=$(perf report -i "$3" --stdio --children --sort symbol -g none 2>/dev/null |
+			awk -v s="$sym" '$1 ~ /%$/ && $4 == s { sub(/%/, "", $1); print $1; exit }')
+		printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$part" "${v:-0}" >>"$W/perf-breakdown.tsv"
+	done
+	v=$(perf report -i "$3" --stdio --no-children --sort dso 2>/dev/null |
+		awk -v b="$4" '$1 ~ /%$/ && $2 == b { sub(/%/, "", $1); print $1; exit }')
+	printf '%s\t%s\t%s\t%s\n' "$1" "$2" ours "${v:-0}" >>"$W/perf-breakdown.tsv"
+}
 perf_profile() {
-	local fs=$1 sr=${SRP[qcow2]} t out
+	local fs=$1 sr=${SRP[qcow2]} t c out bin
 	command -v perf >/dev/null || { log "no perf: no profile"; return 0; }
-	for t in rr-qd32 seq-write; do
-		SPIDS=()
-		start_cont ngdp-uring "$sr" "${MAIN[qcow2]}" || { stop_all; continue; }
-		out=$W/perf-$t.data
-		(sleep "$RAMP"; perf record -q -g -o "$out" -p "${SPIDS[0]}" -- sleep "$RUNTIME" \
-			>/dev/null 2>&1) &
-		local perf_job=$!
-		run_fio "perf-$t" "$t" "nbd:$URI" >/dev/null
-		wait "$perf_job"
-		stop_all
-		perf report -i "$out" --stdio --no-children --sort symbol \
-			--percent-limit 1.5 2>/dev/null | grep -E '^ +[0-9.]+%' | head -25 |
-			sed 's/[ -]*$//' \
-			>"$W/perf-$t.txt"
-		rm -f "$out"
+	: >"$W/perf-breakdown.tsv"
+	for c in ngdp-uring ngdp-aio nbd-null; do
+		for t in rr-qd32 seq-write; do
+			[ "$c" = ngdp-uring ] || [ "$t" = seq-write ] || continue
+			SPIDS=()
+			start_cont "$c" "$sr" "${MAIN[qcow2]}" || { stop_all; continue; }
+			bin=$(basename "$(readlink "/proc/${SPIDS[0]}/exe")")
+			out=$W/perf-$c-$t.data
+			(sleep "$RAMP"; perf record -q -g -o "$out" -p "${SPIDS[0]}" -- sleep "$RUNTIME" \
+				>/dev/null 2>&1) &
+			local perf_job=$!
+			run_fio "perf-$c-$t" "$t" "nbd:$URI" >/dev/null
+			wait "$perf_job"
+			stop_all
+			perf_breakdown "$c" "$t" "$out" "$bin"
+			if [ "$c" = ngdp-uring ]; then
+				perf report -i "$out" --stdio --no-children --sort symbol \
+					--percent-limit 1.5 2>/dev/null | grep -E '^ +[0-9.]+%' | head -25 |
+					sed 's/[ -]*$//' \
+					>"$W/perf-$t.txt"
+			fi
+			rm -f "$out"
+		done
 	done
 }
 
@@ -811,7 +842,7 @@ limit_seq() {
 	done
 }
 [ "$CBT" = only ] && only_section CBT cbt_cost
-[ "$SPEED" = only ] && only_section speed speed_section
+[ "$SPEED" = only ] && only_section speed speed_section $([ "$PERF" = 1 ] && echo perf_profile)
 [ "$MIRROR" = only ] && only_section mirror limit_seq mirror_section
 for fs in $FS_LIST_MATRIX; do
 	log "== $fs"
@@ -852,6 +883,7 @@ cp "$CO_TSV" "$RESULTS/coalesce.tsv"
 cp "$MI_TSV" "$RESULTS/mirror.tsv"
 cp "$SP_TSV" "$RESULTS/speed.tsv"
 cp "$W/placement.tsv" "$RESULTS/placement.tsv" 2>/dev/null
+[ -s "$W/perf-breakdown.tsv" ] && cp "$W/perf-breakdown.tsv" "$RESULTS/"
 cat "$W"/perf-*.txt >/dev/null 2>&1 && for f in "$W"/perf-*.txt; do cp "$f" "$RESULTS/"; done
 cp "$W/log/fio-commands.txt" "$RESULTS/fio-commands.txt"
 # the raw fio JSON, trimmed to the per-job numbers, compressed

@@ -581,6 +581,29 @@ for f in "$R"/perf-*.txt; do
 	cat "$f"
 	echo '```'
 done
+PB=$R/perf-breakdown.tsv
+if [ -s "$PB" ]; then
+	echo
+	echo "## Where the server's CPU goes, by kernel path ($FS1, qcow2; perf record -g -p PID, inclusive)"
+	echo
+	# columns: each CONTENDER/TEST profiled, in file order
+	mapfile -t pcols < <(awk -F'\t' '!s[$1 "/" $2]++ { print $1 "/" $2 }' "$PB")
+	printf '| part |'; for k in "${pcols[@]}"; do printf ' %s %s |' "${k%%/*}" "$(desc_test "${k#*/}")"; done; echo
+	printf '|---|'; for k in "${pcols[@]}"; do printf -- '---|'; done; echo
+	printf '| server CPU µs/IO (matrix) |'
+	for k in "${pcols[@]}"; do printf ' %s |' "$(fmtn "$(get "$FS1" matrix "${k%%/*}" "${k#*/}" 10)")"; done; echo
+	for part in $(awk -F'\t' '!s[$3]++ { print $3 }' "$PB"); do
+		printf '| %s |' "$part"
+		for k in "${pcols[@]}"; do
+			v=$(awk -F'\t' -v c="${k%%/*}" -v t="${k#*/}" -v p="$part" '$1 == c && $2 == t && $3 == p { print $4 }' "$PB")
+			us=$(awk -v v="$v" -v u="$(get "$FS1" matrix "${k%%/*}" "${k#*/}" 10)" 'BEGIN { if (v == "" || u == "") print "-"; else printf "%.0f", v * u / 100 }')
+			printf ' %s %% (%s µs) |' "${v:--}" "$us"
+		done
+		echo
+	done
+	echo
+	echo "Share of the server process's samples whose kernel call chain passes through each path (parts overlap: a copy is part of a receive). µs = share × the matrix run's server CPU µs/IO, so a rough cost per request. socket-receive/send: unix_stream_recvmsg/sendmsg; copy-to/from-user: _copy_to_iter/_copy_from_iter (the socket copies); direct-io-submit/read: io_uring's io_write/io_read or libaio's aio_write/aio_read (O_DIRECT into XFS and the loop device); page-pinning: bio_iov_iter_get_pages (pinning the request buffer's pages for each O_DIRECT I/O); io-uring-worker: io-wq threads that finish submissions which could not be issued without blocking; epoll-wait: the event loop's wait; ours: samples in the server's own binary (not libc, not the kernel)."
+fi
 } >"$MD"
 
 # ---------------------------------------------------------------- chart

@@ -54,6 +54,7 @@ mkdir -p "$R"
 	printf 'xfs\tmatrix\tngdp-uring\trr-qd32\t1\t1900\t7.6\t21\t30\t4\t90\t60\n'
 	printf 'xfs\tmatrix\tngdp-uring\trr-qd32\t2\t1700\t6.8\t23\t30\t6\t90\t60\n'
 } | awk -F'\t' 'NF == 12' >"$R/raw.tsv"
+printf 'ngdp-uring\trr-qd32\tsocket-receive\t40\nngdp-uring\trr-qd32\tours\t10\n' >"$R/perf-breakdown.tsv"
 printf 'Volume.snapshot\t%s\n' 10000 30000 20000 >"$R/control.tsv"
 printf 'SR.ls(100)\t%s\n' 5000 7000 6000 >>"$R/control.tsv"
 if MODE=synthetic SIZE_MB=1 REPS=3 RUNTIME=1 RAMP=0 BACKING=ram DP_MODE=test \
@@ -72,6 +73,8 @@ check "target verdict from the ratio (0.90 >= 0.90 is met)" \
 	grep -q 'ngdp-uring qcow2 4k randread QD32 / limit | 0.90 | >= 0.90 | 0.25 | \*\*met\*\*' "$R/results.md"
 check "Volume.snapshot median 20 ms, p95 30 ms" \
 	grep -q '| Volume.snapshot | 20.0 | 30.0 | 3 |' "$R/results.md"
+check "CPU by kernel path: share and µs per I/O from the matrix's CPU (40 % of 5 µs)" \
+	grep -q '^| socket-receive | 40 % (2 µs) |$' "$R/results.md"
 check "unmeasured targets say so" grep -q 'SR.ls with 10,000 volumes | - | <= 1000 ms | - | not measured' "$R/results.md"
 
 # ---------------------------------------------------------------- tiny run
