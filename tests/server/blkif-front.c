@@ -469,6 +469,8 @@ static void set_rw(struct front *f, unsigned int id, uint8_t op,
 /* ------------------------------------------------------------ modes */
 
 static uint8_t *shadow;
+/* global: what it points to stays reachable at exit (LeakSanitizer) */
+static struct front the_front;
 
 static void read_check(struct front *f, unsigned int id, const char *what)
 {
@@ -618,6 +620,7 @@ static int mode_verify(struct front *f, const char *ref)
 		    fclose(fp))
 			die("cannot write %s: %m", ref);
 	}
+	free(tmp);
 	printf("verify: ok (%llu notifications sent)\n",
 	       (unsigned long long)f->notifies);
 	return 0;
@@ -797,7 +800,6 @@ int main(int argc, char *argv[])
 	const char *env_order = getenv("BLKIF_FRONT_ORDER");
 	const char *seed = getenv("BLKIF_FRONT_SEED");
 	unsigned int order = env_order ? (unsigned int)atoi(env_order) : 2;
-	struct front f;
 	const char *mode;
 
 	if (argc < 3)
@@ -807,8 +809,8 @@ int main(int argc, char *argv[])
 		rng_state ^= strtoull(seed, NULL, 0) * 0x100000001b3ULL;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!strcmp(mode, "verify") && argc <= 4) {
-		front_open(&f, argv[1], order, 8, MAX_SEGS + IND_PAGES);
-		return mode_verify(&f, argc == 4 ? argv[3] : NULL);
+		front_open(&the_front, argv[1], order, 8, MAX_SEGS + IND_PAGES);
+		return mode_verify(&the_front, argc == 4 ? argv[3] : NULL);
 	}
 	if (!strcmp(mode, "bench") && argc == 5) {
 		unsigned int qd = (unsigned int)atoi(argv[4]);
@@ -820,40 +822,41 @@ int main(int argc, char *argv[])
 			order++;
 		if (qd < 1 || secs <= 0)
 			goto usage;
-		front_open(&f, argv[1], order, qd, 1);
-		if (qd > f.nr_ents)
-			die("queue depth %u above the ring's %u", qd, f.nr_ents);
-		return mode_bench(&f, secs, qd);
+		front_open(&the_front, argv[1], order, qd, 1);
+		if (qd > the_front.nr_ents)
+			die("queue depth %u above the ring's %u", qd,
+			    the_front.nr_ents);
+		return mode_bench(&the_front, secs, qd);
 	}
 	if (!strcmp(mode, "expect-ro") && argc == 3) {
-		front_open(&f, argv[1], order, 1, 2);
-		return mode_expect_ro(&f);
+		front_open(&the_front, argv[1], order, 1, 2);
+		return mode_expect_ro(&the_front);
 	}
 	if (!strcmp(mode, "hold") && argc == 4) {
-		front_open(&f, argv[1], order, 1, 2);
-		return mode_hold(&f, atof(argv[3]));
+		front_open(&the_front, argv[1], order, 1, 2);
+		return mode_hold(&the_front, atof(argv[3]));
 	}
 	if (!strcmp(mode, "probe") && argc == 3) {
-		front_open(&f, argv[1], order, 1, 2);
+		front_open(&the_front, argv[1], order, 1, 2);
 		return 0;
 	}
 	if (!strcmp(mode, "garbage") && argc == 3) {
-		front_open(&f, argv[1], order, 1, 2);
-		return mode_garbage(&f);
+		front_open(&the_front, argv[1], order, 1, 2);
+		return mode_garbage(&the_front);
 	}
 	if (!strcmp(mode, "bad-index") && argc == 3) {
-		front_open(&f, argv[1], order, 3, MAX_SEGS + IND_PAGES);
-		return mode_bad_index(&f);
+		front_open(&the_front, argv[1], order, 3, MAX_SEGS + IND_PAGES);
+		return mode_bad_index(&the_front);
 	}
 	if (!strcmp(mode, "abandon") && argc == 3) {
-		front_open(&f, argv[1], order, 16, MAX_SEGS + IND_PAGES);
-		return mode_abandon(&f);
+		front_open(&the_front, argv[1], order, 16, MAX_SEGS + IND_PAGES);
+		return mode_abandon(&the_front);
 	}
 	if (!strcmp(mode, "fill") && argc == 3) {
 		/* 160 requests of 1 MiB: more than the 64 MiB cap */
-		front_open(&f, argv[1], BLKIF_MAX_RING_PAGE_ORDER, 160,
+		front_open(&the_front, argv[1], BLKIF_MAX_RING_PAGE_ORDER, 160,
 			   MAX_SEGS + IND_PAGES);
-		return mode_fill(&f);
+		return mode_fill(&the_front);
 	}
 usage:
 	fprintf(stderr, "usage: blkif-front SOCKET verify [REF] | bench SECS QD "

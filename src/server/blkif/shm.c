@@ -37,6 +37,8 @@ struct shm_ring {
 	size_t mem_bytes, ring_bytes;
 	uint32_t data_pages;
 	struct blkif_backend *be;
+	bool zombie;			/* released; freed after the batch */
+	struct shm_ring *next_zombie;
 };
 
 struct shm_pending {
@@ -54,6 +56,8 @@ struct blkif_shm {
 	struct shm_pending *pending;
 	unsigned int npending;
 	struct shm_ring *ring;		/* the frontend attached, or NULL */
+	/* released rings: events of this epoll batch may still name them */
+	struct shm_ring *zombies;
 };
 
 #define container_of(p, type, member) \
@@ -107,8 +111,20 @@ static void ring_teardown(struct blkif_shm *shm, const char *why)
 	close(sr->sock);
 	fdpass_close(sr->fds, BLKIF_SHM_NFDS);
 	munmap(sr->mem, sr->mem_bytes);
-	free(sr);
+	sr->zombie = true;
+	sr->next_zombie = shm->zombies;
+	shm->zombies = sr;
 	shm->ring = NULL;
+}
+
+static void free_zombies(struct blkif_shm *shm)
+{
+	while (shm->zombies) {
+		struct shm_ring *sr = shm->zombies;
+
+		shm->zombies = sr->next_zombie;
+		free(sr);
+	}
 }
 
 static void ring_poll(struct blkif_shm *shm)
@@ -123,6 +139,8 @@ static void on_kick(struct ev_tag *tag, uint32_t events)
 	uint64_t v;
 
 	(void)events;
+	if (sr->zombie)
+		return;
 	/* drained before the requests are looked at: a kick that comes
 	 * after this read is seen again */
 	if (read(sr->fds[BLKIF_SHM_FD_KICK], &v, sizeof(v)) < 0 &&
@@ -137,6 +155,8 @@ static void on_sock(struct ev_tag *tag, uint32_t events)
 	struct shm_ring *sr = container_of(tag, struct shm_ring, sock_tag);
 
 	(void)events;
+	if (sr->zombie)
+		return;
 	ring_teardown(sr->shm, "the frontend closed its socket");
 }
 
@@ -145,6 +165,7 @@ static bool loop_hook(void *opaque)
 	struct blkif_shm *shm = opaque;
 	int r;
 
+	free_zombies(shm);	/* after the epoll batch */
 	if (!shm->ring || !blkif_backend_wants_poll(shm->ring->be))
 		return false;
 	r = blkif_backend_poll(shm->ring->be);
@@ -460,6 +481,7 @@ void blkif_shm_close(struct blkif_shm *shm)
 		return;
 	server_set_loop_hook(shm->srv, NULL, NULL);
 	ring_teardown(shm, "the server is closing");
+	free_zombies(shm);
 	while (shm->pending)
 		pending_close(shm->pending, true);
 	server_epoll_del(shm->srv, shm->fd);
