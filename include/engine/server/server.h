@@ -10,6 +10,9 @@
  *   conn (parse) -> srv.waitq -> start (map extents) -> srv.submitq
  *   -> engine ops -> completion -> [flush barrier for FUA] -> conn output
  *
+ * (blkif/backend.c submits ring requests the same way: req->owner is its
+ * own, and its req->done answers on the ring.)
+ *
  * FLUSH, FUA, TRIM, WRITE_ZEROES and any I/O that needs the unaligned slow
  * path are barriers: they wait until no data I/O is in flight, then run
  * synchronously in the loop thread, so nothing can overlap them.  So are
