@@ -51,6 +51,9 @@ struct blkif_backend {
 	struct bk_req *barrier;		/* in flight: take nothing else */
 	struct bk_req *free;
 	unsigned int nfree;
+	/* for the log line at detach */
+	uint64_t n_reqs, n_errors, n_cap_waits;
+	bool cap_wait;			/* stopped at the cap, not resumed */
 };
 
 static void be_free(struct blkif_backend *be)
@@ -102,10 +105,14 @@ void blkif_backend_detach(struct blkif_backend *be)
 	if (!be)
 		return;
 	be->detached = true;
-	if (be->in_flight)
-		log_info("%s: detached with %u requests in flight (their "
-			 "responses are dropped)", be->name, be->in_flight);
-	else
+	log_info("%s: detached after %llu requests (%llu answered with an "
+		 "error), %llu waits at the %zu MiB cap, %u in flight%s",
+		 be->name, (unsigned long long)be->n_reqs,
+		 (unsigned long long)be->n_errors,
+		 (unsigned long long)be->n_cap_waits, be->max_bytes >> 20,
+		 be->in_flight, be->in_flight ?
+		 " (they finish, their responses are dropped)" : "");
+	if (!be->in_flight)
 		be_free(be);
 }
 
@@ -166,6 +173,8 @@ static void br_finish(struct bk_req *br)
 	struct blkif_backend *be = br->be;
 
 	be->in_flight--;
+	if (br->status != BLKIF_RSP_OKAY)
+		be->n_errors++;
 	if (!be->detached) {
 		if (br->status != BLKIF_RSP_OKAY)
 			log_debug("%s: request %llu (op %u, sector %llu) "
@@ -456,12 +465,19 @@ int blkif_backend_poll(struct blkif_backend *be)
 			return -EIO;
 		}
 		be->in_flight++;
+		be->n_reqs++;
 		n++;
 		rc = start(br);
 		if (rc != 1) {
 			br->status = (int16_t)rc;
 			br_finish(br);
 		}
+	}
+	if (be->bytes >= be->max_bytes && !be->cap_wait) {
+		be->cap_wait = true;
+		be->n_cap_waits++;
+	} else if (be->bytes < be->max_bytes) {
+		be->cap_wait = false;
 	}
 	return n;
 }

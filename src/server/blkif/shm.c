@@ -16,6 +16,8 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include "blkif-shm.h"
@@ -194,6 +196,7 @@ static int check_hello(const struct blkif_shm_hello *h, const int *fds,
 		       size_t *mem_bytes, const char **why)
 {
 	size_t ring_pages;
+	struct statfs sfs;
 	struct stat st;
 	int seals;
 
@@ -218,6 +221,12 @@ static int check_hello(const struct blkif_shm_hello *h, const int *fds,
 	*mem_bytes = (ring_pages + h->data_pages) * BLKIF_PAGE_SIZE;
 	if (fstat(fds[BLKIF_SHM_FD_MEM], &st) < 0 || !S_ISREG(st.st_mode)) {
 		*why = "the memory fd is not a memfd";
+		return -EINVAL;
+	}
+	/* not hugetlbfs: its pages can be missing at fault time (SIGBUS) */
+	if (fstatfs(fds[BLKIF_SHM_FD_MEM], &sfs) < 0 ||
+	    sfs.f_type != TMPFS_MAGIC) {
+		*why = "the memory fd is not a plain (tmpfs) memfd";
 		return -EINVAL;
 	}
 	seals = fcntl(fds[BLKIF_SHM_FD_MEM], F_GET_SEALS);
