@@ -16,6 +16,9 @@
  *   expect-ro        writes and discards answered BLKIF_RSP_ERROR, reads OK
  *   hold SECS        attach, print "attached", keep the ring SECS seconds
  *   probe            attach and detach
+ *   bad-hello FLAW   a hello the server must refuse (exit 3): order,
+ *                    no-data, magic, not-memfd, size, unsealed, blocking,
+ *                    pipe, two-fds
  *   garbage          publish an impossible req_prod: the server must drop
  *                    the ring (our socket closes)
  *   bad-index        grant references out of bounds: BLKIF_RSP_ERROR
@@ -139,6 +142,14 @@ static uint32_t slot_page(const struct front *f, unsigned int slot)
 	return slot * f->pages_per_slot;
 }
 
+/* bad-hello: what to get wrong (NULL: nothing) */
+static const char *flaw;
+
+static bool flawed(const char *what)
+{
+	return flaw && !strcmp(flaw, what);
+}
+
 static void front_open(struct front *f, const char *path, unsigned int order,
 		       unsigned int nslots, unsigned int pages_per_slot)
 {
@@ -180,9 +191,21 @@ static void front_open(struct front *f, const char *path, unsigned int order,
 		die("out of memory");
 
 	bytes = f->ring_bytes + (size_t)f->data_pages * PAGE;
-	fds[0] = memfd_create("blkif-front", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fds[0] < 0 || ftruncate(fds[0], (off_t)bytes) < 0 ||
-	    fcntl(fds[0], F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+	if (flawed("order"))
+		h.ring_order = BLKIF_MAX_RING_PAGE_ORDER + 1;
+	if (flawed("no-data"))
+		h.data_pages = 0;
+	if (flawed("magic"))
+		h.magic ^= 1;
+	if (flawed("not-memfd"))	/* a file on the disk's filesystem */
+		fds[0] = open(".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	else
+		fds[0] = memfd_create("blkif-front",
+				      MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fds[0] < 0 ||
+	    ftruncate(fds[0], (off_t)(bytes + (flawed("size") ? PAGE : 0))) < 0 ||
+	    (!flawed("unsealed") && !flawed("not-memfd") &&
+	     fcntl(fds[0], F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0))
 		die("memfd: %m");
 	f->mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0],
 		      0);
@@ -193,10 +216,18 @@ static void front_open(struct front *f, const char *path, unsigned int order,
 	*hdr(f, RSP_PROD) = 0;
 	*hdr(f, REQ_EVENT) = 1;
 	*hdr(f, RSP_EVENT) = 1;
-	f->kick = fds[1] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	f->kick = fds[1] = eventfd(0, (flawed("blocking") ? 0 : EFD_NONBLOCK) |
+				     EFD_CLOEXEC);
 	f->notify = fds[2] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (fds[1] < 0 || fds[2] < 0)
 		die("eventfd: %m");
+	if (flawed("pipe")) {	/* a pipe where the kick eventfd goes */
+		int p[2];
+
+		if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
+			die("pipe: %m");
+		fds[1] = p[0];
+	}
 
 	f->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (f->sock < 0 || strlen(path) >= sizeof(sa.sun_path))
@@ -207,8 +238,14 @@ static void front_open(struct front *f, const char *path, unsigned int order,
 	cm = CMSG_FIRSTHDR(&msg);
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(fds));
-	memcpy(CMSG_DATA(cm), fds, sizeof(fds));
+	if (flawed("two-fds")) {
+		cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
+		msg.msg_controllen = CMSG_SPACE(2 * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, 2 * sizeof(int));
+	} else {
+		cm->cmsg_len = CMSG_LEN(sizeof(fds));
+		memcpy(CMSG_DATA(cm), fds, sizeof(fds));
+	}
 	if (sendmsg(f->sock, &msg, MSG_NOSIGNAL) != (ssize_t)sizeof(h))
 		die("sendmsg: %m");
 	close(fds[0]);
@@ -840,6 +877,13 @@ int main(int argc, char *argv[])
 		front_open(&the_front, argv[1], order, 1, 2);
 		return 0;
 	}
+	if (!strcmp(mode, "bad-hello") && argc == 4) {
+		flaw = argv[3];
+		front_open(&the_front, argv[1], order, 1, 2);
+		fprintf(stderr, "blkif-front: a hello with '%s' was accepted\n",
+			flaw);
+		return 1;
+	}
 	if (!strcmp(mode, "garbage") && argc == 3) {
 		front_open(&the_front, argv[1], order, 1, 2);
 		return mode_garbage(&the_front);
@@ -860,7 +904,8 @@ int main(int argc, char *argv[])
 	}
 usage:
 	fprintf(stderr, "usage: blkif-front SOCKET verify [REF] | bench SECS QD "
-		"| expect-ro | hold SECS | probe | garbage | bad-index | "
+		"| expect-ro | hold SECS | probe | bad-hello FLAW | garbage | "
+		"bad-index | "
 		"abandon | fill\n");
 	return 2;
 }

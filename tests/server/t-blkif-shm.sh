@@ -35,6 +35,19 @@ spot_same() {
 }
 check "qemu-io reads the ring's bytes at one spot" spot_same
 
+# every part of the hello is checked: refused with a reply (exit 3)
+refused() {
+	local rc=0
+	"$FRONT" "$SHM" bad-hello "$1" || rc=$?
+	[ "$rc" = 3 ]
+}
+for flaw in order no-data magic not-memfd size unsealed blocking pipe two-fds; do
+	check "bad hello ($flaw) refused" refused $flaw
+done
+# the control: bad-hello with nothing wrong is attached (and fails)
+check "bad hello control: a correct hello is not refused" eval '! refused none'
+check "bad hellos: server alive, NBD serves" nbd_alive
+
 check "bad-index: out-of-bounds grants answered with errors" \
 	"$FRONT" "$SHM" bad-index
 check "bad-index: server alive, NBD serves" nbd_alive
