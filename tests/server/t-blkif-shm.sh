@@ -108,7 +108,12 @@ start_server ro --image "$T/img.qcow2" --readonly --blkif-shm "$T/ro.shm" ||
 check "read-only: writes and discards refused, reads work" \
 	"$FRONT" "$T/ro.shm" expect-ro
 check "read-only: verify fails" eval '! "$FRONT" "$T/ro.shm" verify'
-check "read-only: SIGTERM exit 0" stop_server "$SERVER_PID"
+# stopping with a frontend attached: the server drains and exits 0
+"$FRONT" "$T/ro.shm" hold 10 >"$T/hold.out" 2>&1 &
+HOLD_PID=$!
+BG_PIDS+=("$HOLD_PID")
+check "read-only: a frontend holds the ring" held
+check "read-only: SIGTERM with the ring attached: exit 0" stop_server "$SERVER_PID"
 check "read-only: image untouched" [ "$sum0" = "$(md5sum <"$T/img.qcow2")" ]
 if [ "$FAILED" != 0 ]; then
 	echo "server logs:"
