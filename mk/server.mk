@@ -5,6 +5,7 @@
 
 SERVER_BIN     := $(B)/ngdp-server
 SERVER_HELPERS := $(B)/tests/server/nbd-evil $(B)/tests/server/ngdp-ctl \
+		  $(B)/tests/server/blkif-front \
 		  $(B)/tests/server/nbd-proxy \
 		  $(B)/tests/server/ngdp-server-fault
 

@@ -34,6 +34,7 @@ deps:
 UNIT_SRC   := $(wildcard tests/unit/test-*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 TEST_TOOLS := $(B)/tests/server/nbd-evil $(B)/tests/server/ngdp-ctl \
+	      $(B)/tests/server/blkif-front \
 	      $(B)/tests/server/nbd-proxy \
 	      $(B)/tests/formats/vhd-tool $(B)/tests/functional/fd-handoff
 

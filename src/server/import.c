@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "server/server.h"
+#include "fdpass.h"
 #include "import.h"
 #include "listen.h"
 
@@ -24,7 +25,7 @@
 #define IMPORT_TEXT_MAX 256
 /* Room for a few fds, so that extra ones are received and closed rather
  * than lost in a truncated control message. */
-#define IMPORT_FDS_MAX 8
+#define IMPORT_FDS_MAX FDPASS_MAX
 
 struct import {
 	struct ev_tag tag;		/* the listener's; first */
@@ -171,44 +172,27 @@ static void on_message(struct ev_tag *tag, uint32_t events)
 {
 	struct import_conn *ic = (struct import_conn *)tag;
 	char text[IMPORT_TEXT_MAX];
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * IMPORT_FDS_MAX)];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { .iov_base = text, .iov_len = sizeof(text) };
-	struct msghdr msg = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = u.buf, .msg_controllen = sizeof(u.buf),
-	};
 	struct server *srv = ic->imp->srv;
-	struct cmsghdr *cm;
-	int fds[IMPORT_FDS_MAX], nfds = 0, i, r;
+	int fds[IMPORT_FDS_MAX];
+	unsigned int nfds;
+	bool truncated;
 	ssize_t n;
+	int r;
 
 	(void)events;
-	n = recvmsg(ic->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	n = fdpass_recv(ic->fd, text, sizeof(text), fds, IMPORT_FDS_MAX,
+			&nfds, &truncated);
+	if (n == -EAGAIN || n == -EINTR)
 		return;
-	for (cm = n >= 0 ? CMSG_FIRSTHDR(&msg) : NULL; cm;
-	     cm = CMSG_NXTHDR(&msg, cm)) {
-		size_t k, cnt;
-
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		cnt = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (k = 0; k < cnt && nfds < IMPORT_FDS_MAX; k++)
-			memcpy(&fds[nfds++], CMSG_DATA(cm) + k * sizeof(int),
-			       sizeof(int));
-	}
 	conn_close(ic);
 	if (n < 0) {
-		log_warn("import socket: recvmsg: %m");
+		log_warn("import socket: recvmsg: %s", strerror((int)-n));
 		goto out;
 	}
-	if (nfds != 1 || (msg.msg_flags & MSG_CTRUNC)) {
-		log_warn("import socket: a client passed %d file descriptors%s "
+	if (nfds != 1 || truncated) {
+		log_warn("import socket: a client passed %u file descriptors%s "
 			 "(exactly one is served): closed", nfds,
-			 msg.msg_flags & MSG_CTRUNC ? " or more" : "");
+			 truncated ? " or more" : "");
 		goto out;
 	}
 	r = check_stream_socket(fds[0]);
@@ -227,6 +211,5 @@ static void on_message(struct ev_tag *tag, uint32_t events)
 	log_info("import socket: serving NBD on a passed socket");
 	return;	/* the connection owns fds[0] now */
 out:
-	for (i = 0; i < nfds; i++)
-		close(fds[i]);
+	fdpass_close(fds, nfds);
 }

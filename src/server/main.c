@@ -15,6 +15,7 @@
 #include "server/server.h"
 #include "control.h"
 #include "import.h"
+#include "blkif/shm.h"
 
 #define QD_STR(n) #n
 #define QD_TEXT(n) QD_STR(n)
@@ -58,6 +59,9 @@ static const char usage[] =
 "                        connected stream socket per connection, which is\n"
 "                        then served like a --socket connection (read-only\n"
 "                        when the export is); anything else is closed\n"
+"  --blkif-shm PATH      Unix socket where one test frontend at a time\n"
+"                        attaches a Xen block ring in shared memory (a\n"
+"                        memfd and two eventfds, include/proto/blkif-shm.h)\n"
 "  --pidfile PATH        write our PID there (atomically) once listening\n"
 "  --ready-fd N          write \"ready\\n\" to fd N and close it once listening\n"
 "  --log-stderr          copy log messages to stderr\n"
@@ -78,7 +82,7 @@ enum {
 	OPT_IMAGE = 256, OPT_FORMAT, OPT_READONLY, OPT_SOCKET, OPT_TCP,
 	OPT_EXPORT, OPT_ENGINE, OPT_NO_DIRECT, OPT_CONFINE, OPT_CONTROL,
 	OPT_PIDFILE, OPT_READY_FD, OPT_LOG_STDERR, OPT_QD, OPT_FLUSH_INT,
-	OPT_RO_SOCKET, OPT_HEARTBEAT, OPT_RECORD, OPT_IMPORT, OPT_HELP,
+	OPT_RO_SOCKET, OPT_HEARTBEAT, OPT_RECORD, OPT_IMPORT, OPT_BLKIF_SHM, OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -101,6 +105,7 @@ static const struct option long_opts[] = {
 	{ "heartbeat", required_argument, NULL, OPT_HEARTBEAT },
 	{ "volume-record", required_argument, NULL, OPT_RECORD },
 	{ "import-socket", required_argument, NULL, OPT_IMPORT },
+	{ "blkif-shm", required_argument, NULL, OPT_BLKIF_SHM },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -154,7 +159,8 @@ int main(int argc, char *argv[])
 		.flush_interval_ms = 5000,
 	};
 	const char *sock = NULL, *tcp = NULL, *control = NULL, *pidfile = NULL;
-	const char *ro_sock = NULL, *import_sock = NULL;
+	const char *ro_sock = NULL, *import_sock = NULL, *shm_sock = NULL;
+	struct blkif_shm *shm = NULL;
 	struct control *ctl = NULL;
 	struct import *imp = NULL;
 	bool log_stderr = false;
@@ -178,6 +184,7 @@ int main(int argc, char *argv[])
 		case OPT_PIDFILE: pidfile = optarg; break;
 		case OPT_RO_SOCKET: ro_sock = optarg; break;
 		case OPT_IMPORT: import_sock = optarg; break;
+		case OPT_BLKIF_SHM: shm_sock = optarg; break;
 		case OPT_HEARTBEAT: cfg.heartbeat = optarg; break;
 		case OPT_RECORD: cfg.volume_record = optarg; break;
 		case OPT_LOG_STDERR: log_stderr = true; break;
@@ -233,6 +240,8 @@ int main(int argc, char *argv[])
 		r = control_listen(&srv, control, &ctl);
 	if (r == 0 && import_sock)
 		r = import_listen(&srv, import_sock, &imp);
+	if (r == 0 && shm_sock)
+		r = blkif_shm_listen(&srv, shm_sock, &shm);
 	if (r < 0) {
 		log_error("cannot listen: %s", strerror(-r));
 		goto out_unlink;
@@ -265,6 +274,7 @@ out_unlink:
 	if (ctl)
 		unlink(control);
 out:
+	blkif_shm_close(shm);	/* unlinks its socket */
 	import_close(imp);	/* unlinks its socket */
 	control_close(ctl);
 	server_release(&srv);

@@ -79,6 +79,13 @@ static unsigned int server_in_flight(const struct server *srv)
 	return srv->active;
 }
 
+void server_set_loop_hook(struct server *srv, server_loop_hook_fn *fn,
+			  void *opaque)
+{
+	srv->loop_hook = fn;
+	srv->loop_hook_opaque = opaque;
+}
+
 void server_epoll_del(struct server *srv, int fd)
 {
 	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, fd, NULL);
@@ -312,6 +319,7 @@ struct req *server_req_get(struct server *srv)
 	}
 	req->next = req->out_next = NULL;
 	req->conn = NULL;
+	req->owner = NULL;
 	req->done = NULL;
 	req->readonly = false;
 	req->wire_err = 0;
@@ -2098,6 +2106,19 @@ static void timers(struct server *srv)
 	mirror_timers(srv->mirror, now);
 }
 
+static void submit_queued(struct server *srv)
+{
+	if (srv->eng->queued) {
+		int r = srv->eng->ops->submit(srv->eng);
+
+		if (r < 0)
+			log_error("I/O submit: %s", strerror(-r));
+	}
+}
+
+/* Loop hook calls that brought requests, per loop turn at most. */
+#define LOOP_HOOK_ROUNDS 8
+
 int server_run(struct server *srv)
 {
 	struct epoll_event evs[64];
@@ -2139,11 +2160,13 @@ int server_run(struct server *srv)
 		}
 		timers(srv);
 		schedule(srv);
-		if (srv->eng->queued) {
-			int r = srv->eng->ops->submit(srv->eng);
-
-			if (r < 0)
-				log_error("I/O submit: %s", strerror(-r));
+		submit_queued(srv);
+		/* a bounded number of rounds: what is left waits in the
+		 * queue, and loop_timeout sees it */
+		for (int i = 0; i < LOOP_HOOK_ROUNDS && srv->loop_hook &&
+				srv->loop_hook(srv->loop_hook_opaque); i++) {
+			schedule(srv);
+			submit_queued(srv);
 		}
 		conn_flush_dirty(srv->conns);
 		if (srv->stopping)

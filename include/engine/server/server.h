@@ -10,6 +10,9 @@
  *   conn (parse) -> srv.waitq -> start (map extents) -> srv.submitq
  *   -> engine ops -> completion -> [flush barrier for FUA] -> conn output
  *
+ * (blkif/backend.c submits ring requests the same way: req->owner is its
+ * own, and its req->done answers on the ring.)
+ *
  * FLUSH, FUA, TRIM, WRITE_ZEROES and any I/O that needs the unaligned slow
  * path are barriers: they wait until no data I/O is in flight, then run
  * synchronously in the loop thread, so nothing can overlap them.  So are
@@ -69,6 +72,8 @@ struct req {
 	struct req *next;		/* waitq / submitq / flushq / free */
 	struct req *out_next;		/* connection output queue */
 	struct conn *conn;		/* the submitter's, opaque to the core */
+	void *owner;			/* the same for other submitters
+					 * (blkif/backend.c), NULL for NBD */
 	req_done_fn *done;		/* set by the submitter (conn.c) */
 	bool readonly;			/* the submitter's view is read-only */
 	enum req_state state;
@@ -112,6 +117,13 @@ struct ev_tag {
 	enum ev_kind kind;
 	void (*on_event)(struct ev_tag *tag, uint32_t events);	/* EV_HOOK */
 };
+
+/*
+ * Called once per loop turn after the scheduler ran (server_set_loop_hook):
+ * returns true when it handed new requests to server_submit, which are
+ * then scheduled at once (and the hook called again).
+ */
+typedef bool server_loop_hook_fn(void *opaque);
 
 /* Called when a suspend's flush is done (err: its result, 0 or -errno). */
 typedef void server_suspend_hook_fn(void *opaque, int err);
@@ -178,6 +190,8 @@ struct server {
 	int listen_fd[3];
 	int ctl_fd;			/* the control module's listener */
 	struct ev_tag *ctl_tag;
+	server_loop_hook_fn *loop_hook;	/* blkif/shm.c's, or NULL */
+	void *loop_hook_opaque;
 	server_suspend_hook_fn *suspend_hook;
 	void *suspend_hook_opaque;
 
@@ -267,6 +281,9 @@ bool server_stopping(const struct server *srv);
 int server_epoll_add(struct server *srv, int fd, uint32_t events, void *tag);
 int server_epoll_mod(struct server *srv, int fd, uint32_t events, void *tag);
 void server_epoll_del(struct server *srv, int fd);
+/* One loop hook (fn NULL: none). */
+void server_set_loop_hook(struct server *srv, server_loop_hook_fn *fn,
+			  void *opaque);
 /* accept(2) failed with err (not EAGAIN): back off, log rate-limited. */
 void server_accept_failed(struct server *srv, int err);
 

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/*
+ * The blkif backend (src/server/blkif/backend.c): takes requests from a
+ * struct blkif_ring and runs them as server requests (struct req, the path
+ * NBD requests take, so the formats, flushes, barriers and ordering rules
+ * are the same), then answers them on the ring.
+ *
+ * The transport (Xen grants and event channels, or shared memory in tests)
+ * is two operations: map a grant reference to its 4 KiB page (NULL: not a
+ * page this frontend may name) and notify the frontend.  Data goes through
+ * the request's pooled buffer: written segments are copied in before the
+ * request is submitted, read ones copied out when it completes.
+ *
+ *   READ, WRITE             a read or write of the segments
+ *   FLUSH_DISKCACHE         a flush; with segments, the flush then the write
+ *   WRITE_BARRIER           a flush, then the write (if any) with FUA; no
+ *                           request after it is taken until it is answered
+ *   DISCARD                 a trim (in chunks of at most 1 GiB, in turn)
+ *   INDIRECT                READ or WRITE with segments in indirect pages
+ *
+ * Writes, discards and flushes with data on a read-only backend, ranges
+ * beyond the disk and grant references the transport refuses are answered
+ * BLKIF_RSP_ERROR; requests the ring refused with blkif_req_status().
+ * Buffers in flight are capped (max_bytes): over it, no request is taken
+ * from the ring until completions bring it under.
+ */
+#ifndef SERVER_BLKIF_BACKEND_H
+#define SERVER_BLKIF_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server/blkif-ring.h"
+
+struct server;
+struct blkif_backend;
+
+struct blkif_transport_ops {
+	/* The page of a grant reference, or NULL (answered with an error). */
+	void *(*map)(void *transport, uint32_t gref);
+	/* Signal the frontend (its event channel). */
+	void (*notify)(void *transport);
+};
+
+#define BLKIF_BACKEND_MAX_BYTES (64UL * 1024 * 1024)
+/* What we offer in feature-max-indirect-segments (1 MiB requests). */
+#define BLKIF_BACKEND_INDIRECT_SEGMENTS 256U
+
+struct blkif_backend_config {
+	void *ring;			/* the shared ring pages, mapped */
+	size_t ring_bytes;		/* 4096 << order */
+	enum blkif_abi abi;
+	unsigned int max_indirect_segments;	/* offered, 0: none */
+	bool readonly;			/* writes are refused */
+	size_t max_bytes;		/* 0: BLKIF_BACKEND_MAX_BYTES */
+	const struct blkif_transport_ops *ops;
+	void *transport;
+	const char *name;		/* for logs */
+};
+
+/* Attach to a ring (freshly initialised by its frontend). */
+int blkif_backend_new(struct server *srv,
+		      const struct blkif_backend_config *cfg,
+		      struct blkif_backend **ret);
+
+/*
+ * Take the requests the frontend produced (call when it notified us, and
+ * from the server's loop hook).  Returns how many were taken, or -EIO
+ * when the ring is dead (the frontend broke the protocol): logged; the
+ * caller then detaches.
+ */
+int blkif_backend_poll(struct blkif_backend *be);
+
+/* Would blkif_backend_poll take requests now that it could not before
+ * (a completion brought the bytes under the cap, a barrier finished)? */
+bool blkif_backend_wants_poll(const struct blkif_backend *be);
+
+/*
+ * The frontend is gone: never touch the ring or its pages again (the
+ * caller may unmap them on return).  Requests in flight finish and their
+ * responses are dropped; be is freed with the last of them.
+ */
+void blkif_backend_detach(struct blkif_backend *be);
+
+/* Requests taken and not yet answered. */
+unsigned int blkif_backend_in_flight(const struct blkif_backend *be);
+
+#endif

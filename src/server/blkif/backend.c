@@ -1,0 +1,483 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/*
+ * The blkif backend: ring requests become server requests (struct req),
+ * their completions ring responses.  See blkif-backend.h.
+ *
+ * One ring request (struct bk_req) becomes one or more server requests,
+ * submitted in order (FIFO through the scheduler): a flush then a write
+ * for FLUSH_DISKCACHE and WRITE_BARRIER with data, one trim chunk after
+ * the other for DISCARD.  The ring request is answered when the last one
+ * is done, with an error if any failed.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "nbd-proto.h"
+#include "server/blkif-backend.h"
+#include "server/server.h"
+
+/* The largest trim handed to the server at once (its length is 32-bit). */
+#define BK_TRIM_CHUNK (1ULL << 30)
+/* Ring requests kept for reuse. */
+#define BK_FREE_MAX 64
+
+struct bk_req {
+	struct blkif_backend *be;
+	struct bk_req *next;		/* free list */
+	struct blkif_req r;
+	struct blkif_seg *ind;		/* INDIRECT segments (allocated once) */
+	const struct blkif_seg *segs;	/* r.seg or ind */
+	unsigned int nsegs;
+	bool read;			/* copy out on completion */
+	unsigned int pending;		/* server requests not done */
+	int16_t status;
+	uint64_t trim_off, trim_end;	/* DISCARD: what is left */
+};
+
+struct blkif_backend {
+	struct server *srv;
+	struct blkif_ring ring;
+	const struct blkif_transport_ops *ops;
+	void *transport;
+	char *name;
+	bool readonly;
+	bool detached;			/* the ring is not ours any more */
+	bool dead;			/* the frontend broke the protocol */
+	bool want;			/* requests may wait on the ring */
+	size_t max_bytes, bytes;	/* buffers of requests in flight */
+	unsigned int in_flight;		/* ring requests taken, unanswered */
+	struct bk_req *barrier;		/* in flight: take nothing else */
+	struct bk_req *free;
+	unsigned int nfree;
+	/* for the log line at detach */
+	uint64_t n_reqs, n_errors, n_cap_waits;
+	bool cap_wait;			/* stopped at the cap, not resumed */
+};
+
+static void be_free(struct blkif_backend *be)
+{
+	while (be->free) {
+		struct bk_req *br = be->free;
+
+		be->free = br->next;
+		free(br->ind);
+		free(br);
+	}
+	free(be->name);
+	free(be);
+}
+
+int blkif_backend_new(struct server *srv,
+		      const struct blkif_backend_config *cfg,
+		      struct blkif_backend **ret)
+{
+	struct blkif_backend *be = calloc(1, sizeof(*be));
+	int r;
+
+	if (!be)
+		return -ENOMEM;
+	r = blkif_ring_init(&be->ring, cfg->ring, cfg->ring_bytes, cfg->abi,
+			    cfg->max_indirect_segments);
+	if (r < 0) {
+		free(be);
+		return r;
+	}
+	be->name = strdup(cfg->name ? cfg->name : "blkif");
+	if (!be->name) {
+		free(be);
+		return -ENOMEM;
+	}
+	be->srv = srv;
+	be->ops = cfg->ops;
+	be->transport = cfg->transport;
+	be->readonly = cfg->readonly || server_readonly(srv);
+	be->max_bytes = cfg->max_bytes ? cfg->max_bytes :
+					 BLKIF_BACKEND_MAX_BYTES;
+	be->want = true;
+	*ret = be;
+	return 0;
+}
+
+void blkif_backend_detach(struct blkif_backend *be)
+{
+	if (!be)
+		return;
+	be->detached = true;
+	log_info("%s: detached after %llu requests (%llu answered with an "
+		 "error), %llu waits at the %zu MiB cap, %u in flight%s",
+		 be->name, (unsigned long long)be->n_reqs,
+		 (unsigned long long)be->n_errors,
+		 (unsigned long long)be->n_cap_waits, be->max_bytes >> 20,
+		 be->in_flight, be->in_flight ?
+		 " (they finish, their responses are dropped)" : "");
+	if (!be->in_flight)
+		be_free(be);
+}
+
+unsigned int blkif_backend_in_flight(const struct blkif_backend *be)
+{
+	return be->in_flight;
+}
+
+static bool can_take(const struct blkif_backend *be)
+{
+	return !be->detached && !be->dead && !be->barrier &&
+	       be->bytes < be->max_bytes && !server_stopping(be->srv);
+}
+
+bool blkif_backend_wants_poll(const struct blkif_backend *be)
+{
+	return be->want && can_take(be);
+}
+
+static struct bk_req *br_get(struct blkif_backend *be)
+{
+	struct bk_req *br = be->free;
+
+	if (br) {
+		be->free = br->next;
+		be->nfree--;
+	} else {
+		br = calloc(1, sizeof(*br));
+		if (!br)
+			return NULL;
+	}
+	br->be = be;
+	br->next = NULL;
+	br->segs = NULL;
+	br->nsegs = 0;
+	br->read = false;
+	br->pending = 0;
+	br->status = BLKIF_RSP_OKAY;
+	br->trim_off = br->trim_end = 0;
+	return br;
+}
+
+static void br_put(struct blkif_backend *be, struct bk_req *br)
+{
+	if (be->nfree >= BK_FREE_MAX) {
+		free(br->ind);
+		free(br);
+		return;
+	}
+	br->next = be->free;
+	be->free = br;
+	be->nfree++;
+}
+
+/* The ring request is done: answer it (unless detached), release it. */
+static void br_finish(struct bk_req *br)
+{
+	struct blkif_backend *be = br->be;
+
+	be->in_flight--;
+	if (br->status != BLKIF_RSP_OKAY)
+		be->n_errors++;
+	if (!be->detached) {
+		if (br->status != BLKIF_RSP_OKAY)
+			log_debug("%s: request %llu (op %u, sector %llu) "
+				  "answered %d", be->name,
+				  (unsigned long long)br->r.id, br->r.operation,
+				  (unsigned long long)br->r.sector_number,
+				  br->status);
+		if (blkif_ring_put(&be->ring, br->r.id, br->r.op,
+				   br->status) == 0 &&
+		    blkif_ring_push(&be->ring))
+			be->ops->notify(be->transport);
+	}
+	if (be->barrier == br)
+		be->barrier = NULL;
+	br_put(be, br);
+	if (be->detached && !be->in_flight)
+		be_free(be);
+}
+
+/* Copy between the request's buffer and the segments' pages. */
+static void copy_segs(struct bk_req *br, void *buf, bool to_pages)
+{
+	struct blkif_backend *be = br->be;
+	char *p = buf;
+
+	for (unsigned int i = 0; i < br->nsegs; i++) {
+		const struct blkif_seg *s = &br->segs[i];
+		size_t off = (size_t)s->first_sect * BLKIF_SECTOR_SIZE;
+		size_t len = (size_t)(s->last_sect - s->first_sect + 1) *
+			     BLKIF_SECTOR_SIZE;
+		char *page = be->ops->map(be->transport, s->gref);
+
+		/* checked before the request was submitted */
+		if (page) {
+			if (to_pages)
+				memcpy(page + off, p, len);
+			else
+				memcpy(p, page + off, len);
+		}
+		p += len;
+	}
+}
+
+static bool trim_next(struct bk_req *br);
+
+static void sub_done(struct req *req)
+{
+	struct bk_req *br = req->owner;
+	struct blkif_backend *be = br->be;
+
+	if (req->wire_err)
+		br->status = BLKIF_RSP_ERROR;
+	else if (br->read && req->buf && !be->detached)
+		copy_segs(br, req->buf, true);
+	if (req->buf)
+		be->bytes -= (size_t)1 << req->buf_class;
+	server_req_put(be->srv, req);
+	br->pending--;
+	if (br->trim_off < br->trim_end && br->status == BLKIF_RSP_OKAY &&
+	    !trim_next(br))
+		br->status = BLKIF_RSP_ERROR;
+	if (!br->pending)
+		br_finish(br);
+}
+
+/* A server request for br (not submitted yet), or NULL. */
+static struct req *sub_new(struct bk_req *br, uint16_t type, uint16_t flags,
+			   uint64_t offset, uint64_t length, bool with_buf)
+{
+	struct blkif_backend *be = br->be;
+	struct req *req = server_req_get(be->srv);
+
+	if (!req)
+		return NULL;
+	req->owner = br;
+	req->done = sub_done;
+	req->readonly = be->readonly;
+	req->h = (struct nbd_request){
+		.magic = NBD_REQUEST_MAGIC, .type = type, .flags = flags,
+		.cookie = br->r.id, .offset = offset,
+		.length = (uint32_t)length,
+	};
+	if (with_buf) {
+		if (server_buf_get(be->srv, req, length) < 0) {
+			server_req_put(be->srv, req);
+			return NULL;
+		}
+		be->bytes += (size_t)1 << req->buf_class;
+	}
+	return req;
+}
+
+static void sub_submit(struct bk_req *br, struct req *req)
+{
+	br->pending++;
+	server_submit(br->be->srv, req);
+}
+
+/* Drop a request made by sub_new and never submitted. */
+static void sub_drop(struct blkif_backend *be, struct req *req)
+{
+	if (!req)
+		return;
+	if (req->buf)
+		be->bytes -= (size_t)1 << req->buf_class;
+	server_req_put(be->srv, req);
+}
+
+static bool trim_next(struct bk_req *br)
+{
+	uint64_t len = br->trim_end - br->trim_off;
+	struct req *req;
+
+	if (len > BK_TRIM_CHUNK)
+		len = BK_TRIM_CHUNK;
+	req = sub_new(br, NBD_CMD_TRIM, 0, br->trim_off, len, false);
+	if (!req)
+		return false;
+	br->trim_off += len;
+	sub_submit(br, req);
+	return true;
+}
+
+/* The segments of an INDIRECT request, from its indirect pages. */
+static int load_indirect(struct bk_req *br)
+{
+	struct blkif_backend *be = br->be;
+	unsigned int left = br->r.nr_segments;
+
+	if (!br->ind) {
+		br->ind = malloc(sizeof(*br->ind) *
+				 be->ring.max_indirect_segments);
+		if (!br->ind)
+			return -ENOMEM;
+	}
+	for (unsigned int i = 0; i < br->r.nr_indirect_pages; i++) {
+		unsigned int n = left < BLKIF_SEGS_PER_INDIRECT_PAGE ?
+				 left : BLKIF_SEGS_PER_INDIRECT_PAGE;
+		const void *page = be->ops->map(be->transport,
+						br->r.indirect_grefs[i]);
+
+		if (!page || blkif_indirect_segments(
+				page, n, br->ind + i * BLKIF_SEGS_PER_INDIRECT_PAGE) < 0)
+			return -EINVAL;
+		left -= n;
+	}
+	br->segs = br->ind;
+	br->nsegs = br->r.nr_segments;
+	return 0;
+}
+
+/* Bytes the segments cover, or 0 when one names a page we refuse. */
+static uint64_t segs_bytes(const struct bk_req *br)
+{
+	const struct blkif_backend *be = br->be;
+	uint64_t sectors = 0;
+
+	for (unsigned int i = 0; i < br->nsegs; i++) {
+		const struct blkif_seg *s = &br->segs[i];
+
+		if (!be->ops->map(be->transport, s->gref))
+			return 0;
+		sectors += s->last_sect - s->first_sect + 1U;
+	}
+	return sectors * BLKIF_SECTOR_SIZE;
+}
+
+/* Is [sector, +bytes) inside the disk? */
+static bool in_disk(const struct blkif_backend *be, uint64_t sector,
+		    uint64_t bytes)
+{
+	uint64_t size = server_size(be->srv);
+
+	return sector <= size / BLKIF_SECTOR_SIZE &&
+	       bytes <= size - sector * BLKIF_SECTOR_SIZE;
+}
+
+/*
+ * Start a ring request taken from the ring.  Returns the status to answer
+ * at once, or 1 when server requests were submitted.
+ */
+static int start(struct bk_req *br)
+{
+	struct blkif_backend *be = br->be;
+	const struct blkif_req *r = &br->r;
+	struct req *flush = NULL, *data = NULL;
+	bool has_data, write, fua = false, barrier = false;
+	uint64_t off, len;
+
+	if (r->error != BLKIF_REQ_OK) {
+		log_debug("%s: request %llu (op %u) refused: %s", be->name,
+			  (unsigned long long)r->id, r->operation,
+			  blkif_req_error_text(r->error));
+		return blkif_req_status(r);
+	}
+	switch (r->op) {
+	case BLKIF_OP_READ:
+	case BLKIF_OP_WRITE:
+		has_data = true;
+		write = r->op == BLKIF_OP_WRITE;
+		break;
+	case BLKIF_OP_WRITE_BARRIER:
+		barrier = fua = true;
+		/* fall through */
+	case BLKIF_OP_FLUSH_DISKCACHE:
+		has_data = r->nr_segments > 0;
+		write = true;
+		flush = sub_new(br, NBD_CMD_FLUSH, 0, 0, 0, false);
+		if (!flush)
+			return BLKIF_RSP_ERROR;
+		break;
+	case BLKIF_OP_DISCARD:
+		if (be->readonly ||
+		    !in_disk(be, r->sector_number,
+			     r->nr_sectors * BLKIF_SECTOR_SIZE))
+			return BLKIF_RSP_ERROR;
+		if (!r->nr_sectors)
+			return BLKIF_RSP_OKAY;
+		br->trim_off = r->sector_number * BLKIF_SECTOR_SIZE;
+		br->trim_end = br->trim_off +
+			       r->nr_sectors * BLKIF_SECTOR_SIZE;
+		return trim_next(br) ? 1 : BLKIF_RSP_ERROR;
+	default:
+		return BLKIF_RSP_EOPNOTSUPP;	/* the ring refuses those */
+	}
+	if (has_data) {
+		if (r->operation == BLKIF_OP_INDIRECT) {
+			if (load_indirect(br) < 0)
+				goto error;
+		} else {
+			br->segs = r->seg;
+			br->nsegs = r->nr_segments;
+		}
+		len = segs_bytes(br);
+		if (!len || (write && be->readonly) ||
+		    !in_disk(be, r->sector_number, len) ||
+		    len > NBD_MAX_REQUEST_LEN)
+			goto error;
+		off = r->sector_number * BLKIF_SECTOR_SIZE;
+		data = sub_new(br, write ? NBD_CMD_WRITE : NBD_CMD_READ,
+			       fua ? NBD_CMD_FLAG_FUA : 0, off, len, true);
+		if (!data)
+			goto error;
+		if (write)
+			copy_segs(br, data->buf, false);
+		else
+			br->read = true;
+	}
+	if (flush)
+		sub_submit(br, flush);
+	if (data)
+		sub_submit(br, data);
+	if (barrier)
+		be->barrier = br;
+	return 1;
+error:
+	sub_drop(be, flush);
+	return BLKIF_RSP_ERROR;
+}
+
+int blkif_backend_poll(struct blkif_backend *be)
+{
+	int n = 0;
+
+	if (be->dead)
+		return -EIO;
+	be->want = true;
+	while (can_take(be)) {
+		struct bk_req *br = br_get(be);
+		int rc;
+
+		if (!br)
+			break;	/* no memory: on the next completion */
+		rc = blkif_ring_get(&be->ring, &br->r);
+		if (rc == 0) {
+			br_put(be, br);
+			if (blkif_ring_final_check(&be->ring))
+				continue;
+			be->want = false;
+			break;
+		}
+		if (rc < 0) {
+			br_put(be, br);
+			be->dead = true;
+			log_error("%s: the frontend broke the ring protocol "
+				  "(impossible request producer index): "
+				  "tearing the ring down", be->name);
+			return -EIO;
+		}
+		be->in_flight++;
+		be->n_reqs++;
+		n++;
+		rc = start(br);
+		if (rc != 1) {
+			br->status = (int16_t)rc;
+			br_finish(br);
+		}
+	}
+	if (be->bytes >= be->max_bytes && !be->cap_wait) {
+		be->cap_wait = true;
+		be->n_cap_waits++;
+	} else if (be->bytes < be->max_bytes) {
+		be->cap_wait = false;
+	}
+	return n;
+}
