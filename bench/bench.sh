@@ -23,6 +23,8 @@
 #   BENCH_MIRROR=1|0|only  the storage-migration mirror (bench/mirror.sh)
 #   BENCH_SPEED=1|0|only   connections, first writes into new clusters,
 #                        system calls per I/O (bench/speed.sh)
+#   BENCH_RING=1|0|only    the blkif ring over shared memory against the
+#                        raw file (bench/ring.sh; needs BLKIF_FRONT)
 #   BENCH_NEW_SIZE, BENCH_NEW_IO (MiB)  the new-cluster writes' volume
 #                        size and amount written
 #   NGDP_SERVER          the ngdp-server binary for the direct-start fallback
@@ -73,11 +75,12 @@ COALESCE=${BENCH_COALESCE:-1}
 CBT=${BENCH_CBT:-1}
 MIRROR=${BENCH_MIRROR:-1}
 SPEED=${BENCH_SPEED:-1}
+RING=${BENCH_RING:-1}
 # Where servers (and the plugin that starts them) and fio run: one CPU
 # each, so every contender gets the same CPU; the speed section's
 # "unpinned" part lets both float over every CPU.
 SERVER_CPUS=0 FIO_CPUS=1
-ALL_CPUS=0-$(($(nproc) - 1))
+ALL_CPUS=$(awk '/^Cpus_allowed_list:/ { print $2 }' /proc/self/status)
 CO_CYCLES=${BENCH_CO_CYCLES:-$d_co_n}
 CO_REGION_MB=${BENCH_CO_REGION:-$d_co_region}
 CO_MERGE_MB=${BENCH_CO_MERGE:-$d_co_merge}
@@ -801,6 +804,8 @@ control_path() { # FS: run after the matrix, on a fresh qcow2 SR
 . "$HERE/mirror.sh"
 # shellcheck source=bench/speed.sh
 . "$HERE/speed.sh"
+# shellcheck source=bench/ring.sh
+. "$HERE/ring.sh"
 
 # ---------------------------------------------------------------- main
 command -v fio >/dev/null && command -v qemu-nbd >/dev/null &&
@@ -842,6 +847,7 @@ limit_seq() {
 	done
 }
 [ "$CBT" = only ] && only_section CBT cbt_cost
+[ "$RING" = only ] && only_section ring ring_section
 [ "$SPEED" = only ] && only_section speed speed_section $([ "$PERF" = 1 ] && echo perf_profile)
 [ "$MIRROR" = only ] && only_section mirror limit_seq mirror_section
 for fs in $FS_LIST_MATRIX; do
@@ -854,6 +860,7 @@ for fs in $FS_LIST_MATRIX; do
 		[ "$CBT" = 0 ] || cbt_cost "$fs"
 		[ "$MIRROR" = 0 ] || mirror_section "$fs"
 		[ "$SPEED" = 0 ] || speed_section "$fs"
+		[ "$RING" = 0 ] || ring_section "$fs"
 		[ "$PERF" = 1 ] && perf_profile "$fs"
 	else
 		matrix "$fs" "$CONT_SUBSET" "$TESTS_SUBSET"
@@ -864,7 +871,7 @@ done
 [ "$COALESCE" != 0 ] && coalesce_section "$(set -- $FS_LIST; echo "$1")"
 rm -f "$BDIR/rand.raw"
 [ "$COALESCE" = only ] || [ "$CBT" = only ] || [ "$MIRROR" = only ] ||
-	[ "$SPEED" = only ] || control_path "$(set -- $FS_LIST; echo "$1")"
+	[ "$SPEED" = only ] || [ "$RING" = only ] || control_path "$(set -- $FS_LIST; echo "$1")"
 T_END=$(date +%s)
 
 # ---------------------------------------------------------------- report

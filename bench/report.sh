@@ -260,6 +260,12 @@ speed_goals() {
 				"$(ratio "$(get "$FS1" unpin4 ngdp-uring $t "$col")" "$(get "$FS1" unpin1 ngdp-uring $t "$col")")" ">=" 1.00 "-"
 		done
 	fi
+	if [ -n "$(get "$FS1" ring blkif-uring rr-qd32 6)" ]; then
+		for c in blkif-uring blkif-aio; do
+			speed_target "ngdp $c: blkif ring over shared memory, 4k randread QD32 / raw file (issue 17; NBD in the same run: $(ratio "$(get "$FS1" ring ngdp-uring rr-qd32 6)" "$(get "$FS1" ring limit rr-qd32 6)"))" \
+				"$(ratio "$(get "$FS1" ring $c rr-qd32 6)" "$(get "$FS1" ring limit rr-qd32 6)")" ">=" 0.85 "-"
+		done
+	fi
 	echo
 	echo "Reachable = the slower of the raw file (limit) and \`nbdkit null\` behind the same fio NBD client (nbd-null) on the same test; at QD1 the two latencies add up. New clusters: a fresh ${NEW_MB:-?} MiB volume per run (\`Volume.create\`; the limit: a fresh sparse raw file), ${NEW_IO_MB:-?} MiB of 4k writes at QD32, each at the start of a 64 KiB cluster (fio \`blockalign=64k\`); $(awk -v f="$(newfrac)" 'BEGIN { if (f == "") print "the share of writes that found a new cluster was not measured"; else printf "%.0f %% of the writes found a new cluster (allocated clusters after the ngdp-uring run, from qemu-img map, / writes)", f * 100 }'). 4 connections: 4 fio jobs on one export, the way the kernel NBD client spreads a device's queue. Speed goals missed: $SPEED_MISSES."
 }
@@ -421,6 +427,21 @@ if [ -n "$(get "$FS1" unpin1 ngdp-uring seq-write 7)" ]; then
 	done
 	echo
 	echo "4 volumes: one server per volume and one fio job per volume; the limit reads the 4 volumes' image files directly. × limit for 4 volumes is against the limit on 4 files."
+	echo
+fi
+if [ -n "$(get "$FS1" ring blkif-uring rr-qd32 6)" ]; then
+	echo "## The blkif ring over shared memory ($FS1, qcow2; bench/ring.sh)"
+	echo
+	echo "| contender | IOPS | mean lat µs | × raw file | server CPU µs/IO | client CPU % | machine CPU % | min–max |"
+	echo "|---|---|---|---|---|---|---|---|"
+	l=$(get "$FS1" ring limit rr-qd32 6)
+	for c in limit blkif-uring blkif-aio ngdp-uring; do
+		v=$(get "$FS1" ring $c rr-qd32 6)
+		[ -n "$v" ] || continue
+		echo "| $c | $(fmtn "$v") | $(fmtn "$(get "$FS1" ring $c rr-qd32 8)") | $(ratio "$v" "$l") | $(fmtn "$(get "$FS1" ring $c rr-qd32 10)") | $(fmtn "$(get "$FS1" ring $c rr-qd32 13)") | $(fmtn "$(get "$FS1" ring $c rr-qd32 14)") | $(fmtn "$(get "$FS1" ring $c rr-qd32 11)")–$(fmtn "$(get "$FS1" ring $c rr-qd32 12)") |"
+	done
+	echo
+	echo "4k random reads at QD32 over the whole filled volume. blkif-uring/blkif-aio: ngdp-server (io_uring / libaio engine) serving the volume to tests/server/blkif-front over \`--blkif-shm\`: the Xen blkif ring and its data pages in shared memory, eventfds in place of the event channel, the same ring code a guest's ring would use; data is copied between the ring's pages and the server's buffers. ngdp-uring: the same server over NBD to fio's NBD client. limit: fio io_uring O_DIRECT on the raw file. Server on CPU 0, the frontend and fio on CPU 1; client CPU %: the frontend's or fio's user+system time over its run."
 	echo
 fi
 if [ -n "$(get "$FS1" new4g ngdp-uring rw-new 6)" ]; then
