@@ -64,7 +64,9 @@ int control_listen(struct server *srv, const char *path,
 		free(ctl);
 		return r;
 	}
-	r = server_set_control(srv, ctl->fd, &ctl->tag, suspend_done, ctl);
+	r = server_listener_add(srv, ctl->fd, &ctl->tag);
+	if (r == 0)
+		server_set_control(srv, suspend_done, ctl);
 	if (r < 0) {
 		close(ctl->fd);
 		unlink(path);
@@ -372,18 +374,9 @@ static void on_accept(struct ev_tag *tag, uint32_t events)
 	struct server *srv = ctl->srv;
 
 	(void)events;
-	for (;;) {
-		int fd = accept4(ctl->fd, NULL, NULL,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+	for (int fd; (fd = server_accept(srv, ctl->fd)) >= 0;) {
 		struct ctl_conn *cc;
 
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN)
-				server_accept_failed(srv, errno);
-			return;
-		}
 		cc = malloc(sizeof(*cc));
 		if (!cc) {
 			close(fd);
@@ -466,8 +459,8 @@ void control_close(struct control *ctl)
 		return;
 	while (ctl->conns)
 		ctl_close(ctl->conns);
-	server_set_control(ctl->srv, -1, NULL, NULL, NULL);
-	server_epoll_del(ctl->srv, ctl->fd);
+	server_set_control(ctl->srv, NULL, NULL);
+	server_listener_del(ctl->srv, ctl->fd);
 	close(ctl->fd);
 	free(ctl);
 }

@@ -60,7 +60,7 @@ int import_listen(struct server *srv, const char *path, struct import **ret)
 	imp->srv = srv;
 	r = listen_unix(path, &imp->fd);
 	if (r == 0) {
-		r = server_epoll_add(srv, imp->fd, EPOLLIN, &imp->tag);
+		r = server_listener_add(srv, imp->fd, &imp->tag);
 		if (r < 0) {
 			close(imp->fd);
 			unlink(path);
@@ -98,7 +98,7 @@ void import_close(struct import *imp)
 		return;
 	while (imp->pending)
 		conn_close(imp->pending);
-	server_epoll_del(imp->srv, imp->fd);
+	server_listener_del(imp->srv, imp->fd);
 	close(imp->fd);
 	unlink(imp->path);
 	free(imp->path);
@@ -110,18 +110,9 @@ static void on_accept(struct ev_tag *tag, uint32_t events)
 	struct import *imp = (struct import *)tag;
 
 	(void)events;
-	for (;;) {
-		int fd = accept4(imp->fd, NULL, NULL,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+	for (int fd; (fd = server_accept(imp->srv, imp->fd)) >= 0;) {
 		struct import_conn *ic;
 
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN)
-				log_warn("import socket: accept: %m");
-			return;
-		}
 		if (server_stopping(imp->srv) ||
 		    imp->npending >= IMPORT_PENDING_MAX) {
 			log_warn("import socket: connection refused (%s)",

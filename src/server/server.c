@@ -91,16 +91,38 @@ void server_epoll_del(struct server *srv, int fd)
 	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
-int server_set_control(struct server *srv, int fd, struct ev_tag *tag,
-		       server_suspend_hook_fn *hook, void *opaque)
+void server_set_control(struct server *srv, server_suspend_hook_fn *hook,
+			void *opaque)
 {
-	srv->ctl_fd = fd;
-	srv->ctl_tag = tag;
 	srv->suspend_hook = hook;
 	srv->suspend_hook_opaque = opaque;
-	if (fd < 0)
+}
+
+int server_listener_add(struct server *srv, int fd, struct ev_tag *tag)
+{
+	for (int i = 0; i < SERVER_HOOK_LISTENERS; i++) {
+		if (srv->hook_listen_fd[i] >= 0)
+			continue;
+		int r = server_epoll_add(srv, fd,
+					 srv->accept_paused ? 0 : EPOLLIN, tag);
+
+		if (r < 0)
+			return r;
+		srv->hook_listen_fd[i] = fd;
+		srv->hook_listen_tag[i] = tag;
 		return 0;
-	return server_epoll_add(srv, fd, EPOLLIN, tag);
+	}
+	return -ENOSPC;
+}
+
+void server_listener_del(struct server *srv, int fd)
+{
+	for (int i = 0; i < SERVER_HOOK_LISTENERS; i++)
+		if (srv->hook_listen_fd[i] == fd) {
+			server_epoll_del(srv, fd);
+			srv->hook_listen_fd[i] = -1;
+			srv->hook_listen_tag[i] = NULL;
+		}
 }
 
 int server_listen(struct server *srv, enum server_listener which,
@@ -1763,7 +1785,9 @@ int server_init(struct server *srv, const struct server_config *cfg)
 
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = *cfg;
-	srv->epfd = srv->sigfd = srv->ctl_fd = -1;
+	srv->epfd = srv->sigfd = -1;
+	for (int i = 0; i < SERVER_HOOK_LISTENERS; i++)
+		srv->hook_listen_fd[i] = -1;
 	srv->listen_fd[0] = srv->listen_fd[1] = srv->listen_fd[2] = -1;
 	srv->tag_listen.kind = EV_LISTEN;
 	srv->tag_engine.kind = EV_ENGINE;
@@ -1884,9 +1908,10 @@ static void listeners_enable(struct server *srv, bool on)
 		if (srv->listen_fd[i] >= 0)
 			server_epoll_mod(srv, srv->listen_fd[i], on ? EPOLLIN : 0,
 					 &srv->tag_listen);
-	if (srv->ctl_fd >= 0)
-		server_epoll_mod(srv, srv->ctl_fd, on ? EPOLLIN : 0,
-				 srv->ctl_tag);
+	for (int i = 0; i < SERVER_HOOK_LISTENERS; i++)
+		if (srv->hook_listen_fd[i] >= 0)
+			server_epoll_mod(srv, srv->hook_listen_fd[i],
+					 on ? EPOLLIN : 0, srv->hook_listen_tag[i]);
 	srv->accept_paused = !on;
 }
 
@@ -1914,20 +1939,26 @@ void server_accept_failed(struct server *srv, int err)
 	}
 }
 
-static void accept_all(struct server *srv, int lfd, bool readonly)
+int server_accept(struct server *srv, int lfd)
 {
-	int one = 1;
-
 	for (;;) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN)
-				server_accept_failed(srv, errno);
-			return;
-		}
+		if (fd >= 0)
+			return fd;
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno != EAGAIN)
+			server_accept_failed(srv, errno);
+		return -1;
+	}
+}
+
+static void accept_all(struct server *srv, int lfd, bool readonly)
+{
+	int one = 1, fd;
+
+	while ((fd = server_accept(srv, lfd)) >= 0) {
 		/* TCP: do not delay small replies (fails harmlessly on Unix) */
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (conn_new(srv->conns, fd, readonly) < 0) {

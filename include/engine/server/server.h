@@ -110,6 +110,8 @@ struct buf_pool {
 struct ctl_conn;
 struct mirror_job;
 
+#define SERVER_HOOK_LISTENERS 4
+
 /* epoll tags: pointers to these identify the fd kind.  EV_HOOK: a
  * module's own fd (the control socket), the loop calls on_event. */
 enum ev_kind { EV_LISTEN, EV_CONN, EV_ENGINE, EV_SIGNAL, EV_HOOK };
@@ -188,8 +190,10 @@ struct server {
 	/* unix, tcp, read-only unix; -1 when unused.  Connections accepted on
 	 * LISTEN_RO get a read-only view whatever export they ask for. */
 	int listen_fd[3];
-	int ctl_fd;			/* the control module's listener */
-	struct ev_tag *ctl_tag;
+	/* the modules' own listeners (control, import, blkif-shm): paused
+	 * with the NBD listeners when accept fails */
+	int hook_listen_fd[SERVER_HOOK_LISTENERS];
+	struct ev_tag *hook_listen_tag[SERVER_HOOK_LISTENERS];
 	server_loop_hook_fn *loop_hook;	/* blkif/shm.c's, or NULL */
 	void *loop_hook_opaque;
 	server_suspend_hook_fn *suspend_hook;
@@ -286,6 +290,19 @@ void server_set_loop_hook(struct server *srv, server_loop_hook_fn *fn,
 			  void *opaque);
 /* accept(2) failed with err (not EAGAIN): back off, log rate-limited. */
 void server_accept_failed(struct server *srv, int err);
+/*
+ * A module's listening socket (an EV_HOOK tag): watched for EPOLLIN and
+ * paused with the NBD listeners while accept fails.  -ENOSPC beyond
+ * SERVER_HOOK_LISTENERS.
+ */
+int server_listener_add(struct server *srv, int fd, struct ev_tag *tag);
+void server_listener_del(struct server *srv, int fd);
+/*
+ * The next connection on listener lfd (non-blocking, close-on-exec), or
+ * -1 when none is waiting or accept failed (then the listeners pause:
+ * server_accept_failed).
+ */
+int server_accept(struct server *srv, int lfd);
 
 /* ---- requests (conn.c): in with server_submit, out through req->done */
 /* Hand a request (validated, payload received) to the scheduler. */
@@ -303,11 +320,11 @@ const char *server_export_name(const struct server *srv);
 
 /* ---- control (control.c) */
 /*
- * The control module: its listener (an EV_HOOK tag; paused with the NBD
- * listeners when accept fails) and its suspend hook.  fd -1 unregisters.
+ * The control module's suspend hook (its listener: server_listener_add).
+ * hook NULL unregisters.
  */
-int server_set_control(struct server *srv, int fd, struct ev_tag *tag,
-		       server_suspend_hook_fn *hook, void *opaque);
+void server_set_control(struct server *srv, server_suspend_hook_fn *hook,
+			void *opaque);
 void server_get_status(const struct server *srv, struct server_status *st);
 /* Drain and flush, then hold new I/O; the hook gets the flush's result. */
 int server_suspend(struct server *srv, uint64_t timeout_ms);

@@ -415,18 +415,9 @@ static void on_accept(struct ev_tag *tag, uint32_t events)
 	struct blkif_shm *shm = (struct blkif_shm *)tag;
 
 	(void)events;
-	for (;;) {
-		int fd = accept4(shm->fd, NULL, NULL,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+	for (int fd; (fd = server_accept(shm->srv, shm->fd)) >= 0;) {
 		struct shm_pending *p;
 
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN)
-				log_warn("blkif-shm: accept: %m");
-			return;
-		}
 		if (shm->npending >= SHM_PENDING_MAX) {
 			log_warn("blkif-shm: connection refused (too many "
 				 "waiting to send their hello)");
@@ -468,7 +459,7 @@ int blkif_shm_listen(struct server *srv, const char *path,
 	shm->srv = srv;
 	r = listen_unix(path, &shm->fd);
 	if (r == 0) {
-		r = server_epoll_add(srv, shm->fd, EPOLLIN, &shm->tag);
+		r = server_listener_add(srv, shm->fd, &shm->tag);
 		if (r < 0) {
 			close(shm->fd);
 			unlink(path);
@@ -493,7 +484,7 @@ void blkif_shm_close(struct blkif_shm *shm)
 	free_zombies(shm);
 	while (shm->pending)
 		pending_close(shm->pending, true);
-	server_epoll_del(shm->srv, shm->fd);
+	server_listener_del(shm->srv, shm->fd);
 	close(shm->fd);
 	unlink(shm->path);
 	free(shm->path);
