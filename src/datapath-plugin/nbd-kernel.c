@@ -28,6 +28,7 @@
 #include "log.h"
 #include "nbd-proto.h"
 #include "proc.h"
+#include "sock.h"
 
 #define NBD_MAX_DEVICES 1024
 #define NBD_MAX_CONNECTIONS 8
@@ -478,21 +479,10 @@ static int genl_socket(void)
 }
 
 /*
- * The kernel client sends a write's payload through this socket.  With
- * the default send buffer (about 200 KiB) a 1 MiB write goes over in
- * pieces, each waiting for the server to drain the last; room for a few
- * whole requests lets it go in one.  SO_SNDBUFFORCE passes
- * net.core.wmem_max (we run as root); failing both only costs speed.
+ * The kernel client sends a write's payload through this socket: room for
+ * a few whole 1 MiB requests, not the default's 200 KiB pieces.
  */
 #define NBD_CLIENT_SNDBUF (4 * 1024 * 1024)
-static void grow_sndbuf(int fd)
-{
-	int v = NBD_CLIENT_SNDBUF;
-
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)) < 0 &&
-	    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) < 0)
-		log_debug("cannot grow the NBD client's send buffer: %m");
-}
 
 static int connect_unix(const char *path)
 {
@@ -511,7 +501,8 @@ static int connect_unix(const char *path)
 		close(fd);
 		return r;
 	}
-	grow_sndbuf(fd);
+	if (sock_grow_sndbuf(fd, NBD_CLIENT_SNDBUF) < 0)
+		log_debug("cannot grow the NBD client's send buffer: %m");
 	return fd;
 }
 

@@ -17,6 +17,7 @@
 #include "server/server.h"
 #include "server/nbd.h"
 #include "conn.h"
+#include "sock.h"
 
 #define CONN_IN_SIZE	(64 * 1024)
 #define CONN_MAX_REQS	256	/* stop reading beyond this many requests */
@@ -1093,19 +1094,9 @@ void conn_set_stats(const struct conn_set *cs, uint64_t *opened,
  * A 1 MiB read reply does not fit the default socket buffer (about
  * 200 KiB): the loop would write it in pieces, waiting for the client to
  * drain each.  Room for a few whole replies lets one writev hand them
- * over.  SO_SNDBUFFORCE passes net.core.wmem_max for root; otherwise the
- * kernel caps SO_SNDBUF there.
+ * over.
  */
 #define CONN_SNDBUF	(4 * 1024 * 1024)
-static void conn_grow_sndbuf(int fd)
-{
-	int v = CONN_SNDBUF;
-
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)) < 0 &&
-	    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) < 0)
-		log_debug("connection %d: cannot grow the send buffer: %m",
-			  fd);
-}
 
 int conn_new(struct conn_set *cs, int fd, bool readonly)
 {
@@ -1126,7 +1117,8 @@ int conn_new(struct conn_set *cs, int fd, bool readonly)
 		free(c);
 		return -ENOMEM;
 	}
-	conn_grow_sndbuf(fd);
+	if (sock_grow_sndbuf(fd, CONN_SNDBUF) < 0)
+		log_debug("connection %d: cannot grow the send buffer: %m", fd);
 	c->state = CS_HS_FLAGS;
 	c->events = EPOLLIN;
 	r = server_epoll_add(srv, fd, EPOLLIN, c);
