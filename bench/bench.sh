@@ -23,6 +23,7 @@
 #   BENCH_MIRROR=1|0|only  the storage-migration mirror (bench/mirror.sh)
 #   BENCH_SPEED=1|0|only   connections, first writes into new clusters,
 #                        system calls per I/O (bench/speed.sh)
+#   BENCH_SCALE_ONLY=1   only the volumes-at-once section (scale)
 #   BENCH_RING=1|0|only    the blkif ring over shared memory against the
 #                        raw file (bench/ring.sh; needs BLKIF_FRONT)
 #   BENCH_NEW_SIZE, BENCH_NEW_IO (MiB)  the new-cluster writes' volume
@@ -30,6 +31,7 @@
 #   NGDP_SERVER          the ngdp-server binary for the direct-start fallback
 #   NGDP_IMGIO           the ngdp-imgio binary (coalesce section)
 #   NGDP_CTL             tests/server/ngdp-ctl (live coalesce row)
+#   MEMCOPY              bench/memcopy (the memory copy rates)
 set -u
 export LC_ALL=C
 
@@ -605,7 +607,8 @@ matrix() {
 	done
 }
 
-# scale FS: 1, 2, 4 volumes served at once (one server each)
+# scale FS: 1, 2, 4 volumes served at once (one server each), and the
+# same image files read by fio directly (limit)
 scale() {
 	local fs=$1 sr=${SRP[qcow2]} keys=("${MAIN[qcow2]}") n rep t c i specs
 	local max=0
@@ -617,6 +620,11 @@ scale() {
 	for ((rep = 1; rep <= REPS; rep++)); do
 		for t in rr-qd32 seq-read; do
 			for n in $SCALE_NS; do
+				# limit: fio reads the same image files itself,
+				# the device's own rate for n streams
+				specs=()
+				for ((i = 0; i < n; i++)); do specs+=("$(vol_image "$sr" "${keys[$i]}")"); done
+				one_run "$fs" "scale$n" limit "$t" "$rep" "${specs[@]}"
 				for c in qemu-nbd ngdp-uring; do
 					specs=()
 					for ((i = 0; i < n; i++)); do specs+=("$sr ${keys[$i]}"); done
@@ -824,6 +832,14 @@ log "work dir $W, loop files in $BDIR"
 [ "$CO_REGION_MB" -le "$SIZE_MB" ] && [ "$CO_MERGE_MB" -le "$SIZE_MB" ] ||
 	die "the coalesce region and merge sizes must fit in the ${SIZE_MB} MiB image"
 
+# the machine's memory copy rate, 1 MiB copies by working set (MiB), on
+# the servers' CPU: what the copies of large requests run at
+if [ -x "${MEMCOPY:-}" ]; then
+	taskset -c "$SERVER_CPUS" "$MEMCOPY" 1 8 32 256 >"$W/memcopy.tsv" ||
+		die "memcopy failed"
+else
+	log "no memcopy probe (MEMCOPY): the memory copy rates are not measured"
+fi
 head -c "$SIZE" /dev/urandom >"$BDIR/rand.raw" || die "no room for the random source"
 first=1
 [ "$COALESCE" = only ] && FS_LIST_MATRIX= || FS_LIST_MATRIX=$FS_LIST
@@ -846,6 +862,7 @@ limit_seq() {
 		done
 	done
 }
+[ "${BENCH_SCALE_ONLY:-0}" = 1 ] && only_section scale scale
 [ "$CBT" = only ] && only_section CBT cbt_cost
 [ "$RING" = only ] && only_section ring ring_section
 [ "$SPEED" = only ] && only_section speed speed_section $([ "$PERF" = 1 ] && echo perf_profile)
@@ -871,7 +888,8 @@ done
 [ "$COALESCE" != 0 ] && coalesce_section "$(set -- $FS_LIST; echo "$1")"
 rm -f "$BDIR/rand.raw"
 [ "$COALESCE" = only ] || [ "$CBT" = only ] || [ "$MIRROR" = only ] ||
-	[ "$SPEED" = only ] || [ "$RING" = only ] || control_path "$(set -- $FS_LIST; echo "$1")"
+	[ "$SPEED" = only ] || [ "$RING" = only ] || [ "${BENCH_SCALE_ONLY:-0}" = 1 ] ||
+	control_path "$(set -- $FS_LIST; echo "$1")"
 T_END=$(date +%s)
 
 # ---------------------------------------------------------------- report
@@ -890,6 +908,8 @@ cp "$CO_TSV" "$RESULTS/coalesce.tsv"
 cp "$MI_TSV" "$RESULTS/mirror.tsv"
 cp "$SP_TSV" "$RESULTS/speed.tsv"
 cp "$W/placement.tsv" "$RESULTS/placement.tsv" 2>/dev/null
+rm -f "$RESULTS/memcopy.tsv"
+[ -s "$W/memcopy.tsv" ] && cp "$W/memcopy.tsv" "$RESULTS/memcopy.tsv"
 [ -s "$W/perf-breakdown.tsv" ] && cp "$W/perf-breakdown.tsv" "$RESULTS/"
 cat "$W"/perf-*.txt >/dev/null 2>&1 && for f in "$W"/perf-*.txt; do cp "$f" "$RESULTS/"; done
 cp "$W/log/fio-commands.txt" "$RESULTS/fio-commands.txt"

@@ -241,7 +241,7 @@ speed_goals() {
 	if [ "$smax" -gt 1 ]; then
 		for t in rr-qd32 seq-read; do
 			col=$(metric_col $t)
-			speed_target "ngdp-uring $(desc_test $t): $smax volumes / 1 volume (aggregate)" \
+			speed_target "ngdp-uring $(desc_test $t): $smax volumes / 1 volume (aggregate; the device's own, fio on the image files: $(ratio "$(get "$FS1" "scale$smax" limit $t "$col")" "$(get "$FS1" scale1 limit $t "$col")"))" \
 				"$(ratio "$(get "$FS1" "scale$smax" ngdp-uring $t "$col")" "$(get "$FS1" scale1 ngdp-uring $t "$col")")" ">=" 1.00 \
 				"$(ratio "$(get "$FS1" "scale$smax" qemu-nbd $t "$col")" "$(get "$FS1" scale1 qemu-nbd $t "$col")")"
 		done
@@ -256,7 +256,7 @@ speed_goals() {
 		done
 		for t in rr-qd32 seq-read; do
 			col=$(metric_col $t)
-			speed_target "ngdp-uring $(desc_test $t): 4 volumes / 1 volume (aggregate), servers and fio on every CPU" \
+			speed_target "ngdp-uring $(desc_test $t): 4 volumes / 1 volume (aggregate; the device's own: $(ratio "$(get "$FS1" unpin4 limit $t "$col")" "$(get "$FS1" unpin1 limit $t "$col")")), servers and fio on every CPU" \
 				"$(ratio "$(get "$FS1" unpin4 ngdp-uring $t "$col")" "$(get "$FS1" unpin1 ngdp-uring $t "$col")")" ">=" 1.00 "-"
 		done
 	fi
@@ -378,19 +378,33 @@ echo "\"× qemu-dp\" is the ratio to qemu-nbd with qemu-dp's options on the same
 echo
 echo "## Scale: volumes served at once ($FS1, qcow2, one server per volume, all servers on CPU 0)"
 echo
-echo "| test | contender | volumes | aggregate | × 1 volume | server CPU µs/IO |"
-echo "|---|---|---|---|---|---|"
+echo "| test | contender | volumes | aggregate | × 1 volume | × limit | server CPU µs/IO | server CPU % | fio CPU % (all jobs) | machine CPU % |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for t in rr-qd32 seq-read; do
-	for c in qemu-nbd ngdp-uring; do
+	for c in limit qemu-nbd ngdp-uring; do
 		col=$(metric_col $t)
 		one=$(get "$FS1" scale1 $c $t "$col")
 		for g in $(awk -F'\t' '$2 ~ /^scale/ { print substr($2, 6) }' "$MED" | sort -nu); do
 			v=$(get "$FS1" "scale$g" $c $t "$col")
-			[ -n "$v" ] && echo "| $(desc_test $t) | $c | $g | $(fmtn "$v") $(unit $t) | $(ratio "$v" "$one") | $(fmtn "$(get "$FS1" "scale$g" $c $t 10)") |"
+			[ -n "$v" ] || continue
+			fc=$(awk -v a="$(get "$FS1" "scale$g" $c $t 13)" -v n="$g" 'BEGIN { if (a == "" || a == "-") print "-"; else printf "%.1f", a * n }')
+			echo "| $(desc_test $t) | $c | $g | $(fmtn "$v") $(unit $t) | $(ratio "$v" "$one") | $(ratio "$v" "$(get "$FS1" "scale$g" limit $t "$col")") | $(fmtn "$(get "$FS1" "scale$g" $c $t 10)") | $(busy "$(get "$FS1" "scale$g" $c $t 10)" "$(get "$FS1" "scale$g" $c $t 6)") | $fc | $(fmtn "$(get "$FS1" "scale$g" $c $t 14)") |"
 		done
 	done
 done
 echo
+echo "Limit: fio (io_uring, O_DIRECT, on CPU 1) reads the same volumes' image files itself, one job per file: the device's own rate for that many streams. Server CPU % is the share of CPU 0 all the servers kept busy; fio CPU % (all jobs) is fio's usr+sys on CPU 1, summed over its jobs."
+echo
+if [ -s "$R/memcopy.tsv" ]; then
+	echo "## Memory copy rate (bench/memcopy, on CPU 0)"
+	echo
+	echo "| working set (sources, and as much in destinations) | GB/s | µs per MiB |"
+	echo "|---|---|---|"
+	awk -F'\t' '{ printf "| %s MiB | %s | %.0f |\n", $1, $2, 1048.576 / $2 }' "$R/memcopy.tsv"
+	echo
+	echo "A 1 MiB request over NBD is copied more than once on its way (the device into the server's buffer, the buffer into the socket, the socket into the client), and a read straight from the file once. The rate of those copies falls once the bytes in flight (requests × size × copies) no longer fit in the caches."
+	echo
+fi
 if [ -n "$(get "$FS1" conn1 ngdp-uring rr-qd32 6)" ]; then
 	echo "## Connections: one export, 1 connection × QD32 against 4 connections × QD8 ($FS1, qcow2; bench/speed.sh)"
 	echo

@@ -119,8 +119,14 @@ check "server CPU time per I/O measured for every server run" \
 	[ "$(awk -F'\t' '$3 != "limit" && $10 == "-"' "$R/raw.tsv" | wc -l)" -eq 0 ]
 check "machine CPU % recorded for every run" \
 	[ "$(awk -F'\t' 'NF != 12 || $12 !~ /^[0-9.]+$/' "$R/raw.tsv" | wc -l)" -eq 0 ]
-check "scale: 1 and 2 volumes, 2 contenders, 2 tests" \
-	[ $(($(rows xfs scale1 . .) + $(rows xfs scale2 . .))) -eq 8 ]
+check "scale: 1 and 2 volumes, the limit and 2 contenders, 2 tests" \
+	[ $(($(rows xfs scale1 . .) + $(rows xfs scale2 . .))) -eq 12 ]
+check "scale: the report has the limit's rows and the device's own ratio in the goal rows" \
+	bash -c "grep -Eq '^\| 1M seq read QD8 \| limit \| 2 \| [0-9.]+ MB/s \| [0-9.]+ \| 1.00 \|' '$R/results.md' &&
+		 grep -Eq '^\| ngdp-uring 4k randread QD32: 2 volumes / 1 volume \(aggregate; the device.s own, fio on the image files: [0-9.]+\) \| [0-9.]+ \|' '$R/results.md'"
+check "memcopy: copy rates for 4 working sets, and their section in the report" \
+	bash -c "[ \"\$(awk -F'\t' '\$1 > 0 && \$2 > 0' '$R/memcopy.tsv' | wc -l)\" -eq 4 ] &&
+		 grep -q '^## Memory copy rate' '$R/results.md'"
 check "chain depth 1 and 3, 2 contenders, 2 tests" \
 	[ $(($(rows xfs chain1 . .) + $(rows xfs chain3 . .))) -eq 8 ]
 for k in Volume.create Volume.snapshot Volume.clone 'SR.ls(10)' 'SR.ls(20)'; do
