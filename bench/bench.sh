@@ -430,6 +430,10 @@ sys_ticks() { # "busy total" clock ticks of all CPUs, from /proc/stat
 	awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i
 		print t - $5 - $6, t; exit }' /proc/stat
 }
+cpu_each() { # "busy total" clock ticks of each CPU, on one line
+	awk '/^cpu[0-9]/ { t = 0; for (i = 2; i <= NF; i++) t += $i
+		printf "%s%d %d", n++ ? " " : "", t - $5 - $6, t } END { print "" }' /proc/stat
+}
 cpu_ticks() { # PID...: utime+stime of all of them, in clock ticks
 	local p s=0 t
 	for p in "$@"; do
@@ -465,16 +469,18 @@ run_fio() {
 		i=$((i + 1))
 	done
 	echo "fio ${args[*]}" >>"$W/log/fio-commands.txt"
-	local cpuf=$W/cpu0 sampler= s0 s1
-	rm -f "$cpuf"
+	local cpuf=$W/cpu0 eachf=$W/cpu-each0 sampler= s0 s1
+	rm -f "$cpuf" "$eachf"
 	# CPU of the servers and of the whole machine, from the end of the
 	# ramp (only wait for our own jobs: directly started servers are
 	# children of this shell too)
 	if test_timed "$t" && [ "$RAMP" -gt 0 ]; then
-		(sleep "$RAMP"; echo "$(cpu_ticks "${SPIDS[@]}") $(sys_ticks)" >"$cpuf") &
+		(sleep "$RAMP"; echo "$(cpu_ticks "${SPIDS[@]}") $(sys_ticks)" >"$cpuf"
+		 cpu_each >"$eachf") &
 		sampler=$!
 	else
 		echo "$(cpu_ticks "${SPIDS[@]}") $(sys_ticks)" >"$cpuf"
+		cpu_each >"$eachf"
 	fi
 	if ! taskset -c "$FIO_CPUS" fio "${args[@]}" >>"$W/log/fio.err" 2>&1; then
 		log "fio failed ($tag)"
@@ -487,6 +493,15 @@ run_fio() {
 	dir=$(test_dir "$t")
 	read -r c0 s0 t0 <"$cpuf"
 	read -r s1 t1 < <(sys_ticks)
+	# each CPU's busy % over the same window, tab-separated (one_run
+	# records it)
+	paste -d' ' "$eachf" <(cpu_each) | awk '{
+		n = NF / 4
+		for (i = 1; i <= n; i++) {
+			b = $(2 * n + 2 * i - 1) - $(2 * i - 1); a = $(2 * n + 2 * i) - $(2 * i)
+			printf "%s%.1f", (i > 1) ? "\t" : "", (a > 0) ? 100 * b / a : 0
+		}
+		print "" }' >"$W/cpu-each.last"
 	c1=
 	[ ${#SPIDS[@]} -gt 0 ] && c1=$(cpu_ticks "${SPIDS[@]}")
 	[ ${#SPIDS[@]} -gt 0 ] || c0=
@@ -535,6 +550,8 @@ one_run() {
 	stop_all
 	[ $rc -eq 0 ] || return 1
 	record "$fs" "$group" "$c" "$t" "$rep" "$res"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$fs" "$group" "$c" "$t" "$rep" \
+		"$(cat "$W/cpu-each.last")" >>"$W/cpu-each.tsv"
 	log "$tag: $res"
 }
 
@@ -908,6 +925,7 @@ cp "$CO_TSV" "$RESULTS/coalesce.tsv"
 cp "$MI_TSV" "$RESULTS/mirror.tsv"
 cp "$SP_TSV" "$RESULTS/speed.tsv"
 cp "$W/placement.tsv" "$RESULTS/placement.tsv" 2>/dev/null
+cp "$W/cpu-each.tsv" "$RESULTS/cpu-each.tsv" 2>/dev/null
 rm -f "$RESULTS/memcopy.tsv"
 [ -s "$W/memcopy.tsv" ] && cp "$W/memcopy.tsv" "$RESULTS/memcopy.tsv"
 [ -s "$W/perf-breakdown.tsv" ] && cp "$W/perf-breakdown.tsv" "$RESULTS/"

@@ -395,6 +395,46 @@ done
 echo
 echo "Limit: fio (io_uring, O_DIRECT, on CPU 1) reads the same volumes' image files itself, one job per file: the device's own rate for that many streams. Server CPU % is the share of CPU 0 all the servers kept busy; fio CPU % (all jobs) is fio's usr+sys on CPU 1, summed over its jobs."
 echo
+# cpu_get FS GROUP CONTENDER TEST CPU: that CPU's median busy % over the
+# repetitions (cpu-each.tsv: FS GROUP CONTENDER TEST REP CPU0% CPU1% ...)
+cpu_get() {
+	[ -f "$R/cpu-each.tsv" ] || return 0
+	awk -F'\t' -v f="$1" -v g="$2" -v c="$3" -v t="$4" -v k="$5" '
+		$1 == f && $2 == g && $3 == c && $4 == t && (6 + k) <= NF { v[++n] = $(6 + k) }
+		END {
+			if (!n) exit
+			for (i = 2; i <= n; i++) { x = v[i]; j = i - 1
+				while (j > 0 && v[j] > x) { v[j + 1] = v[j]; j-- } v[j + 1] = x }
+			print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+		}' "$R/cpu-each.tsv"
+}
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "-") print "-"; else if (b == "" || b == "-") printf "%.0f", a; else printf "%.0f", a - b }'; }
+smax=$(awk -F'\t' '$2 ~ /^scale/ { d = substr($2, 6) + 0; if (d > m) m = d } END { print m + 0 }' "$MED")
+if [ -n "$(cpu_get "$FS1" matrix ngdp-uring seq-write 0)" ]; then
+	echo "## Where each CPU was busy ($FS1, pinned: servers on CPU 0, fio on CPU 1)"
+	echo
+	echo "| test | contender | result | CPU 0 busy % | server % | rest of CPU 0 % | CPU 1 busy % | fio % | rest of CPU 1 % |"
+	echo "|---|---|---|---|---|---|---|---|---|"
+	for g in matrix "scale$smax"; do
+		for t in seq-write seq-read rr-qd32; do
+			col=$(metric_col $t)
+			for c in limit nbd-null qemu-nbd ngdp-aio ngdp-uring; do
+				v=$(get "$FS1" "$g" $c $t "$col")
+				c0=$(cpu_get "$FS1" "$g" $c $t 0)
+				[ -n "$v" ] && [ -n "$c0" ] || continue
+				c1=$(cpu_get "$FS1" "$g" $c $t 1)
+				sv=$(busy "$(get "$FS1" "$g" $c $t 10)" "$(get "$FS1" "$g" $c $t 6)")
+				n=1; [ "$g" = matrix ] || n=$smax
+				fc=$(awk -v a="$(get "$FS1" "$g" $c $t 13)" -v n="$n" 'BEGIN { if (a == "" || a == "-") print "-"; else printf "%.0f", a * n }')
+				vols=; [ "$g" = matrix ] || vols=", $smax volumes"
+				echo "| $(desc_test $t)$vols | $c | $(fmtn "$v") $(unit $t) | $(minus "$c0" 0) | $sv | $(minus "$c0" "$sv") | $(minus "$c1" 0) | $fc | $(minus "$c1" "$fc") |"
+			done
+		done
+	done
+	echo
+	echo "Busy % of each CPU from /proc/stat over the run (after the ramp). Server % and fio % are those processes' own CPU time (fio's summed over its jobs); the rest of a CPU is everything else that ran there: the loop device's kernel workers (on a RAM-backed loop device, they copy every byte the device reads or writes), interrupts and softirqs, and any other process."
+	echo
+fi
 if [ -s "$R/memcopy.tsv" ]; then
 	echo "## Memory copy rate (bench/memcopy, on CPU 0)"
 	echo

@@ -124,6 +124,9 @@ check "scale: 1 and 2 volumes, the limit and 2 contenders, 2 tests" \
 check "scale: the report has the limit's rows and the device's own ratio in the goal rows" \
 	bash -c "grep -Eq '^\| 1M seq read QD8 \| limit \| 2 \| [0-9.]+ MB/s \| [0-9.]+ \| 1.00 \|' '$R/results.md' &&
 		 grep -Eq '^\| ngdp-uring 4k randread QD32: 2 volumes / 1 volume \(aggregate; the device.s own, fio on the image files: [0-9.]+\) \| [0-9.]+ \|' '$R/results.md'"
+check "each CPU's busy % recorded for every xfs matrix run (0-100 %), and its section in the report" \
+	bash -c "[ \"\$(awk -F'\t' '\$1 == \"xfs\" && \$2 == \"matrix\" && NF >= 7 && \$6 >= 0 && \$6 <= 100 && \$7 >= 0 && \$7 <= 100' '$R/cpu-each.tsv' | wc -l)\" -eq 48 ] &&
+		 grep -Eq '^\| 1M seq write QD8 \| ngdp-uring \| [0-9.]+ MB/s \| [0-9]+ \| [0-9]+ \| -?[0-9]+ \| [0-9]+ \| [0-9]+ \| -?[0-9]+ \|' '$R/results.md'"
 check "memcopy: copy rates for 4 working sets, and their section in the report" \
 	bash -c "[ \"\$(awk -F'\t' '\$1 > 0 && \$2 > 0' '$R/memcopy.tsv' | wc -l)\" -eq 4 ] &&
 		 grep -q '^## Memory copy rate' '$R/results.md'"
