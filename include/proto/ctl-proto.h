@@ -60,6 +60,9 @@
 #define CTL_ST_SLOW_PATH	"slow_path"
 #define CTL_ST_BYTES_READ	"bytes_read"
 #define CTL_ST_BYTES_WRITTEN	"bytes_written"
+/* data operations run on buffers registered with the engine (io_uring's
+ * fixed buffers): their pages were not pinned again for the I/O */
+#define CTL_ST_REGISTERED_IOS	"registered_ios"
 
 /*
  * status: the chain, and the live coalesce (issue 13).  "backing" is the

@@ -34,6 +34,9 @@
 #define BUF_MIN_SHIFT		12
 #define BUF_MAX_SHIFT		25
 #define BUF_MMAP_SHIFT		17	/* 128 KiB and more: mmap */
+/* 64 KiB and more: registered with the engine where it can (pinning 16
+ * pages or more per I/O is worth a slot; small buffers churn more) */
+#define BUF_REG_SHIFT		16
 #define BUF_POOL_MAX		(32UL * 1024 * 1024)	/* pooled bytes */
 #define REQ_POOL_MAX		1024	/* free requests kept */
 #define REQ_KEEP_RBUF		4096
@@ -201,6 +204,7 @@ void server_get_status(const struct server *srv, struct server_status *st)
 	st->block_status = srv->n_block_status;
 	st->errors = srv->n_errors + conn_errors;
 	st->slow_path = srv->n_slow;
+	st->registered_ios = srv->n_registered_ios;
 	st->bytes_read = srv->bytes_read;
 	st->bytes_written = srv->bytes_written;
 	st->backing = srv->img->backing ? srv->img->backing->path : NULL;
@@ -277,8 +281,10 @@ static void *buf_alloc(unsigned int c)
 	return p;
 }
 
-static void buf_free(void *p, unsigned int c)
+static void buf_free(struct server *srv, void *p, unsigned int c, int slot)
 {
+	if (slot >= 0)
+		srv->eng->ops->buf_unregister(srv->eng, slot);
 	if (c >= BUF_MMAP_SHIFT)
 		munmap(p, (size_t)1 << c);
 	else
@@ -288,22 +294,31 @@ static void buf_free(void *p, unsigned int c)
 int server_buf_get(struct server *srv, struct req *req, size_t len)
 {
 	unsigned int c;
+	int slot = -1;
 	void *p;
 
 	req->buf = NULL;
+	req->buf_slot = -1;
 	if (len == 0)
 		return 0;
 	c = buf_class(len);
 	if (c > BUF_MAX_SHIFT)
 		return -EINVAL;
 	if (srv->pool.nfree[c]) {
-		p = srv->pool.free[c][--srv->pool.nfree[c]];
+		--srv->pool.nfree[c];
+		p = srv->pool.free[c][srv->pool.nfree[c]];
+		slot = srv->pool.slot[c][srv->pool.nfree[c]];
 		srv->pool.bytes -= (size_t)1 << c;
 	} else if (!(p = buf_alloc(c))) {
 		return -ENOMEM;
+	} else if (c >= BUF_REG_SHIFT && srv->eng->ops->buf_register) {
+		slot = srv->eng->ops->buf_register(srv->eng, p, (size_t)1 << c);
+		if (slot < 0)
+			slot = -1;	/* served unregistered */
 	}
 	req->buf = p;
 	req->buf_class = c;
+	req->buf_slot = slot;
 	return 0;
 }
 
@@ -319,12 +334,14 @@ static void buf_put(struct server *srv, struct req *req)
 		return;
 	if (srv->pool.nfree[c] < keep &&
 	    srv->pool.bytes + size <= BUF_POOL_MAX) {
+		srv->pool.slot[c][srv->pool.nfree[c]] = req->buf_slot;
 		srv->pool.free[c][srv->pool.nfree[c]++] = req->buf;
 		srv->pool.bytes += size;
 	} else {
-		buf_free(req->buf, c);
+		buf_free(srv, req->buf, c, req->buf_slot);
 	}
 	req->buf = NULL;
+	req->buf_slot = -1;
 }
 
 struct req *server_req_get(struct server *srv)
@@ -347,6 +364,7 @@ struct req *server_req_get(struct server *srv)
 	req->wire_err = 0;
 	req->excl = false;
 	req->buf = NULL;
+	req->buf_slot = -1;
 	req->payload_got = 0;
 	extent_list_clear(&req->el);
 	req->next_ext = 0;
@@ -687,6 +705,9 @@ static void pump_submitq(struct server *srv)
 				op->buf = (char *)req->buf + req->next_pos;
 				op->len = e->length;
 				op->off = e->host_offset;
+				op->buf_slot = req->buf_slot;
+				if (op->buf_slot >= 0)
+					srv->n_registered_ios++;
 				op->owner = req;
 				req->ops_pending++;
 				srv->eng->ops->queue(srv->eng, op);
@@ -1894,9 +1915,11 @@ void server_release(struct server *srv)
 	mirror_free(srv->mirror);
 	srv->mirror = NULL;
 	dirty_bitmap_free(&srv->cbt_bm);	/* not stored: still in use */
+	/* the engine is gone, and its registrations with it */
 	for (unsigned int c = 0; c <= BUF_MAX_SHIFT; c++)
 		while (srv->pool.nfree[c])
-			buf_free(srv->pool.free[c][--srv->pool.nfree[c]], c);
+			buf_free(srv, srv->pool.free[c][--srv->pool.nfree[c]],
+				 c, -1);
 	free(srv->ops);
 	free(srv->zero_buf);
 }

@@ -15,11 +15,30 @@ fio_verify() {
 	grep -q "err= 0" "$T/fio.out" || { tail -20 "$T/fio.out"; return 1; }
 }
 
+# io_uring's registered buffers: the pooled buffers of 64 KiB and more are
+# registered where the kernel has sparse buffer tables (5.19), and the
+# requests in them run as READ_FIXED/WRITE_FIXED; libaio has none
+registered_ios() { "$NGDP_HELPERS/ngdp-ctl" "$T/$1.ctl" get registered_ios; }
+kernel_at_least() { # MAJOR MINOR
+	local v
+	v=$(uname -r)
+	[ "${v%%.*}" -gt "$1" ] || { [ "${v%%.*}" -eq "$1" ] && v=${v#*.} && [ "${v%%[!0-9]*}" -ge "$2" ]; }
+}
+
 for fmt in raw qcow2; do
 	qemu-img create -q -f $fmt "$T/img.$fmt" 64M
-	start_server $fmt --image "$T/img.$fmt" || { fail "$fmt: start"; continue; }
+	start_server $fmt --image "$T/img.$fmt" --control "$T/$fmt.ctl" ||
+		{ fail "$fmt: start"; continue; }
 	check "$fmt: fio randwrite 4k + crc32c verify" fio_verify "$(uri $fmt)" 1 4k
 	check "$fmt: fio 2 connections, mixed sizes + verify" fio_verify "$(uri $fmt)" 2 4k-256k
+	if [ "$ENGINE" = aio ]; then
+		check "$fmt: libaio: no I/O on registered buffers" [ "$(registered_ios $fmt)" = 0 ]
+	elif kernel_at_least 5 19; then
+		check "$fmt: io_uring: the big requests ran on registered buffers" \
+			[ "$(registered_ios $fmt)" -gt 0 ]
+	else
+		skip "$fmt: registered buffers: kernel $(uname -r) has no sparse buffer tables (5.19)"
+	fi
 	check "$fmt: fio 1 connection, 512-byte blocks + verify" fio_verify "$(uri $fmt)" 1 512
 	# 777-byte blocks: unaligned offsets and sizes at depth 16 on two
 	# connections, the slow path under load

@@ -83,6 +83,7 @@ struct req {
 
 	void *buf;			/* pooled, 4096-aligned */
 	unsigned int buf_class;
+	int buf_slot;			/* the engine's registered buffer, or -1 */
 	size_t payload_got;
 
 	struct extent_list el;		/* mapping of the request */
@@ -103,6 +104,7 @@ struct req {
 
 struct buf_pool {
 	void *free[26][32];		/* by log2(size), 4 KiB .. 32 MiB */
+	int slot[26][32];		/* their registered slots, or -1 */
 	unsigned int nfree[26];
 	size_t bytes;			/* held in the pool */
 };
@@ -139,7 +141,7 @@ struct server_status {
 	bool suspended, suspend_expired, dirty;
 	uint64_t connections_total, reads, writes, flushes, trims,
 		 write_zeroes, block_status, errors, slow_path, bytes_read,
-		 bytes_written;
+		 bytes_written, registered_ios;
 	const char *backing;		/* the top's backing file, or NULL */
 	/* the live coalesce: co_state NULL when none was accepted */
 	const char *co_state;		/* CTL_CO_RUNNING / _DONE / _FAILED */
@@ -258,7 +260,8 @@ struct server {
 
 	/* counters for status (conn.c counts its own) */
 	uint64_t n_reads, n_writes, n_flushes, n_trims, n_zeroes,
-		 n_block_status, n_errors, n_slow, bytes_read, bytes_written;
+		 n_block_status, n_errors, n_slow, bytes_read, bytes_written,
+		 n_registered_ios;
 };
 
 /* ---- lifecycle (main.c, the fuzzer) */

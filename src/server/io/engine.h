@@ -18,6 +18,8 @@ struct io_op {
 	void *buf;
 	size_t len;
 	uint64_t off;
+	int buf_slot;		/* registered buffer that holds buf..buf+len,
+				 * or -1 (see buf_register) */
 	void *owner;		/* the request this operation belongs to */
 	struct io_op *next;	/* free list / pending list link */
 	int err;		/* engine-internal: submission error */
@@ -47,6 +49,16 @@ struct io_engine_ops {
 	int (*submit)(struct io_engine *e);
 	/* Reap all available completions, calling fn for each. */
 	int (*reap)(struct io_engine *e, io_complete_fn fn, void *opaque);
+	/*
+	 * Optional (NULL: not offered).  Register buf[0, len) with the
+	 * kernel: its pages are pinned once, here, instead of on every
+	 * O_DIRECT operation into it.  Returns the slot to name in
+	 * io_op.buf_slot, or -errno (no slot free, or the kernel cannot):
+	 * the buffer then serves unregistered.  Unregister before the
+	 * memory is freed.
+	 */
+	int (*buf_register)(struct io_engine *e, void *buf, size_t len);
+	void (*buf_unregister)(struct io_engine *e, int slot);
 	void (*release)(struct io_engine *e);
 };
 

@@ -2,7 +2,10 @@
 /*
  * io_uring engine (liburing 2.3 API).  A registered eventfd tells the epoll
  * loop that completions are waiting; one io_uring_submit per loop
- * iteration submits everything queued.
+ * iteration submits everything queued.  Big pooled buffers can be
+ * registered (a sparse table of URING_BUF_SLOTS, kernel 5.19+): operations
+ * into them use READ_FIXED/WRITE_FIXED and skip pinning the buffer's pages
+ * on every O_DIRECT I/O.
  */
 #include <errno.h>
 #include <liburing.h>
@@ -14,9 +17,14 @@
 #include "log.h"
 #include "engine.h"
 
+#define URING_BUF_SLOTS 128U
+
 struct uring_priv {
 	struct io_uring ring;
 	struct io_op *failed;		/* could not be queued */
+	bool fixed;			/* the sparse buffer table exists */
+	unsigned int nfree_slots;
+	int free_slots[URING_BUF_SLOTS];
 };
 
 static int uring_init(struct io_engine *e, unsigned int depth)
@@ -46,6 +54,15 @@ static int uring_init(struct io_engine *e, unsigned int depth)
 		close(e->event_fd);
 		e->event_fd = -1;
 		goto out_exit;
+	}
+	/* older kernels: no registered buffers, the rest works the same */
+	if (io_uring_register_buffers_sparse(&p->ring, URING_BUF_SLOTS) == 0) {
+		p->fixed = true;
+		for (unsigned int i = 0; i < URING_BUF_SLOTS; i++)
+			p->free_slots[p->nfree_slots++] =
+				(int)(URING_BUF_SLOTS - 1 - i);
+	} else {
+		log_debug("io_uring: no registered buffers on this kernel");
 	}
 	e->priv = p;
 	return 0;
@@ -102,7 +119,15 @@ static void uring_queue(struct io_engine *e, struct io_op *op)
 			return;
 		}
 	}
-	if (op->write)
+	if (op->buf_slot >= 0 && op->write)
+		io_uring_prep_write_fixed(sqe, op->fd, op->buf,
+					  (unsigned int)op->len, op->off,
+					  op->buf_slot);
+	else if (op->buf_slot >= 0)
+		io_uring_prep_read_fixed(sqe, op->fd, op->buf,
+					 (unsigned int)op->len, op->off,
+					 op->buf_slot);
+	else if (op->write)
 		io_uring_prep_write(sqe, op->fd, op->buf, op->len, op->off);
 	else
 		io_uring_prep_read(sqe, op->fd, op->buf, op->len, op->off);
@@ -155,6 +180,48 @@ static int uring_reap(struct io_engine *e, io_complete_fn fn, void *opaque)
 	return 0;
 }
 
+static int uring_buf_register(struct io_engine *e, void *buf, size_t len)
+{
+	struct uring_priv *p = e->priv;
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	int slot, r;
+
+	if (!p->fixed)
+		return -EOPNOTSUPP;
+	if (!p->nfree_slots)
+		return -ENOSPC;
+	slot = p->free_slots[--p->nfree_slots];
+	r = io_uring_register_buffers_update_tag(&p->ring, (unsigned int)slot,
+						 &iov, NULL, 1);
+	if (r < 0) {
+		p->free_slots[p->nfree_slots++] = slot;
+		return r;
+	}
+	return slot;
+}
+
+static void uring_buf_unregister(struct io_engine *e, int slot)
+{
+	struct uring_priv *p = e->priv;
+	/* an empty entry: the kernel drops the pages once no operation in
+	 * flight still uses them */
+	struct iovec iov = { .iov_base = NULL, .iov_len = 0 };
+	int r;
+
+	if (slot < 0 || (unsigned int)slot >= URING_BUF_SLOTS)
+		return;
+	r = io_uring_register_buffers_update_tag(&p->ring, (unsigned int)slot,
+						 &iov, NULL, 1);
+	if (r < 0) {
+		/* the slot stays taken: the memory is still unmapped by the
+		 * caller, and the kernel's pin keeps its pages alive */
+		log_warn("io_uring: cannot unregister buffer %d: %s", slot,
+			 strerror(-r));
+		return;
+	}
+	p->free_slots[p->nfree_slots++] = slot;
+}
+
 static void uring_release(struct io_engine *e)
 {
 	struct uring_priv *p = e->priv;
@@ -174,5 +241,7 @@ const struct io_engine_ops io_engine_uring = {
 	.queue = uring_queue,
 	.submit = uring_submit,
 	.reap = uring_reap,
+	.buf_register = uring_buf_register,
+	.buf_unregister = uring_buf_unregister,
 	.release = uring_release,
 };
