@@ -98,10 +98,10 @@ int qimg_create(struct sr *sr, enum sr_fmt fmt, const char *id,
 }
 
 int qimg_create_overlay(struct sr *sr, const char *id, const char *parent_id,
-			enum sr_fmt parent_fmt, enum sr_fmt *ret_fmt,
-			char *msg, size_t len)
+			enum sr_fmt parent_fmt, uint64_t size,
+			enum sr_fmt *ret_fmt, char *msg, size_t len)
 {
-	char path[PATH_MAX], parent_name[64];
+	char path[PATH_MAX], parent_name[64], sizestr[32];
 	enum sr_fmt fmt = parent_fmt == FMT_VHD ? FMT_VHD : FMT_QCOW2;
 	int r;
 
@@ -120,12 +120,25 @@ int qimg_create_overlay(struct sr *sr, const char *id, const char *parent_id,
 			snprintf(msg, len, "cannot create a VHD differencing "
 				 "image: %s", strerror(-r));
 	} else {
-		const char *const argv[] = { "qemu-img", "create", "-q", "-f",
-					     "qcow2", "-o", "compat=1.1", "-b",
-					     parent_name, "-F",
-					     sr_fmt_qemu(parent_fmt), path,
-					     NULL };
+		/*
+		 * With the size given, -u: qemu-img does not open the parent
+		 * (and its whole chain) to learn it.  Snapshots of a deep
+		 * chain then cost what a first one does.
+		 */
+		const char *argv[16] = { "qemu-img", "create", "-q", "-f",
+					 "qcow2", "-o", "compat=1.1", "-b",
+					 parent_name, "-F",
+					 sr_fmt_qemu(parent_fmt) };
+		size_t n = 11;
 
+		if (size)
+			argv[n++] = "-u";
+		argv[n++] = path;
+		if (size) {
+			snprintf(sizestr, sizeof(sizestr), "%" PRIu64, size);
+			argv[n++] = sizestr;
+		}
+		argv[n] = NULL;
 		r = judge_failure(sr, proc_run_checked(argv, msg, len));
 	}
 	if (r == 0)

@@ -15,11 +15,13 @@ int qimg_create(struct sr *sr, enum sr_fmt fmt, const char *id,
 /*
  * A new image images/<id>.<ext> whose backing file is the parent image.
  * The overlay's format: VHD over VHD, qcow2 over qcow2 and raw.
- * *ret_fmt says which was made.
+ * *ret_fmt says which was made.  size: the parent's virtual size, from
+ * its record; 0 when unknown (qemu-img then opens the parent's whole
+ * chain to learn it, which grows with the chain's depth).
  */
 int qimg_create_overlay(struct sr *sr, const char *id, const char *parent_id,
-			enum sr_fmt parent_fmt, enum sr_fmt *ret_fmt,
-			char *msg, size_t len);
+			enum sr_fmt parent_fmt, uint64_t size,
+			enum sr_fmt *ret_fmt, char *msg, size_t len);
 int qimg_resize(struct sr *sr, const char *id, enum sr_fmt fmt,
 		uint64_t new_size, char *msg, size_t len);
 /* qemu-img info: the virtual size in bytes. */

@@ -493,8 +493,11 @@ static int new_leaf(struct call *c, struct sr *sr, json_object *vol,
 				 rec_str(vol, "key"));
 	if (uuid_generate(id) < 0)
 		return call_fail(c, -EIO, "Storage_error", "no random numbers");
+	/* the record's size is the image's (vp_open_volume settled any
+	 * interrupted resize) */
 	r = qimg_create_overlay(sr, id, rec_str(vol, "image"), parent_fmt,
-				fmt, msg, sizeof(msg));
+				(uint64_t)rec_int(vol, "virtual_size"), fmt,
+				msg, sizeof(msg));
 	if (r == -ENOSPC)
 		return vp_fail_errno(c, r, "cannot create the overlay image");
 	if (r < 0)

@@ -90,6 +90,27 @@ for fmt in qcow2 raw vhd; do
 	for k in "$C" "$C2" "$S2"; do destroy "$k"; done
 	check "$fmt: everything freed once no volume needs it" \
 		[ -z "$(ls -A "$SR/images")" -a -z "$(ls -A "$SR/meta")" ]
+
+	# A snapshot's new leaf takes its size from the volume's record
+	# (qemu-img create -u, so that it does not open the whole chain):
+	# after a resize on a 3-deep chain, the leaf has the new size (VHD
+	# volumes cannot be resized, and their leaves are our own VHDs)
+	[ "$fmt" = vhd ] || {
+	vol_create $((64 * 1024 * 1024)) "grow $fmt"
+	G=$KEY
+	for i in 1 2; do vcall Volume.snapshot "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$G\"}"; done
+	vcall Volume.resize "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$G\",\"new_size\":$((128 * 1024 * 1024))}"
+	expect_ok "$fmt: resize to 128 MiB"
+	vcall Volume.snapshot "{\"dbg\":\"t\",\"sr\":\"$SR\",\"key\":\"$G\"}"
+	expect_ok "$fmt: snapshot after the resize"
+	check "$fmt: the new leaf's virtual size is the resized one" \
+		[ "$(qemu-img info --output=json -f qcow2 "$(vol_image "$G")" | jq '."virtual-size"')" = $((128 * 1024 * 1024)) ]
+	stat_vol "$G"
+	check "$fmt: Volume.stat says 128 MiB" jqt '.virtual_size == 134217728' <<<"$OUT"
+	check "$fmt: images clean after the resize and snapshot" check_images
+	vcall SR.ls "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
+	for k in $(jq -r '.[].key' <<<"$OUT"); do destroy "$k"; done
+	}
 	vcall SR.detach "{\"dbg\":\"t\",\"sr\":\"$SR\"}"
 done
 finish
