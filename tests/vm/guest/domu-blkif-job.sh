@@ -1,0 +1,46 @@
+# Job of the PV guest in t-xen-blkif (busybox sh in the guest; GNU dd/cmp in
+# /usr/bin for O_DIRECT).  /dev/xvda: the volume under test, through
+# blkfront -> ngdp-server's own blkif backend (no blkback, no NBD).
+# /dev/xvdb: a control disk shared with dom0 (sector 0: the guest's phase,
+# sector 1: dom0's answer, sector 2: the exit status, written by init).
+# Layout of xvda in MiB: A (4) at 0, C (1) at 4 written with O_SYNC, K0/K1
+# (4) rewritten at 8 while dom0 kills the server with SIGKILL and starts a
+# new one, then E (4) at 8.
+DD=/usr/bin/dd CMP=/usr/bin/cmp X=/dev/xvda CTL=/dev/xvdb P=/data
+fail() { echo "domU: FAIL: $*"; exit 1; }
+put() { # put FILE OFFSET_MIB [oflag]: O_DIRECT write, then fsync (a flush)
+	$DD if=$P/$1 of=$X bs=1M seek=$2 oflag=direct${3:+,$3} conv=notrunc,fsync status=none ||
+		fail "O_DIRECT write of $1 at ${2}M"
+}
+get_ok() { # get_ok FILE OFFSET_MIB: the disk holds FILE there (O_DIRECT read)
+	n=$(($(stat -c %s $P/$1) / 1048576))
+	$DD if=$X bs=1M skip=$2 count=$n iflag=direct status=none | $CMP -s - $P/$1
+}
+mark() { printf '%s\n' "$2" | $DD of=$CTL bs=512 seek=$1 count=1 conv=sync oflag=direct status=none; }
+ctl() { $DD if=$CTL bs=512 skip=$1 count=1 iflag=direct status=none | tr -d '\000' | head -1; }
+
+[ -b $X ] || fail "no $X"
+echo "domU: xvda is $(($(cat /sys/block/xvda/size) / 2048)) MiB, $(cat /sys/block/xvda/queue/write_cache 2>/dev/null)"
+put A 0
+get_ok A 0 || fail "A does not read back"
+put C 4 sync
+get_ok C 4 || fail "C (O_SYNC) does not read back"
+echo "domU: A and C (O_SYNC) written and read back"
+mark 0 A-DONE
+# keep writing while dom0 kills the server and starts a new one
+n=0 g=0 last=
+while [ "$(ctl 1)" != RESTARTED ]; do
+	put K$g 8
+	last=K$g g=$((1 - g)) n=$((n + 1))
+	[ $n -ge 3000 ] && fail "dom0 never reported the restart"
+done
+echo "domU: $n K writes across the server's kill -9 and restart"
+[ $n -ge 1 ] || fail "no write overlapped the kill and restart"
+get_ok $last 8 || fail "the last write across the restart ($last) does not read back"
+get_ok A 0 || fail "A does not read back after the restart"
+get_ok C 4 || fail "C does not read back after the restart"
+put E 8
+get_ok E 8 || fail "E does not read back"
+mark 0 DONE
+echo "domU: all patterns read back with O_DIRECT"
+exit 0
