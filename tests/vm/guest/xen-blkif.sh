@@ -105,7 +105,6 @@ if check "the ring is connected (backend and frontend state 4)" \
 	wait_for 300 bash -c "[ \"\$(xenstore-read $BE/state)/\$(xenstore-read $FE/state)\" = 4/4 ]"; then
 	check "the guest wrote and read back A and C" wait_phase A-DONE
 	stamp "guest wrote A and C"
-	"$NGDP_CTL" "$T/ctl.sock" '{"op":"status"}'; echo "ctl rc=$?"
 	check "flushes reached the server (fsync, O_SYNC)" [ "$(srv_get flushes)" -gt 0 ]
 	w0=$(srv_get writes)
 	# the guest writes K0/K1 in a loop: kill while writes are flowing
