@@ -4,12 +4,17 @@
 # report its status.  Source from bash in dom0.
 #
 #   xen_domu_initrd OUT JOB DISKS [FILE...]  initrd running JOB (sh) once
-#        the disks (e.g. "xvda xvdb") exist; FILEs are packed under /data
+#        the disks (e.g. "xvda xvdb") exist; FILEs are packed under /data,
+#        domu-lib.sh as /lib.sh
 #   xen_domu_create NAME INITRD [xl create options]   (config from $XEN_CFG_EXTRA)
 #   xen_domu_wait NAME SECONDS   wait until the domain is gone (destroys it
 #                                and returns 124 on timeout)
 #   xen_domu_console NAME        the guest's console log
 #   XEN_HOTPLUG   the hotplug script for phy: disks: phy:DEV,xvda,w,script=$XEN_HOTPLUG
+#   ctl_get N, ctl_put N TEXT   a line in sector N of the control disk $CTL
+#        that dom0 shares with the guest's job (domu-lib.sh: ctl, mark)
+#   wait_phase PHASE   until the guest $name reports PHASE in sector 0
+#   stamp TEXT         a progress line with dom0's uptime
 set -u
 : "${VM_DIR:?}" "${VM_KERNEL:?}" "${VM_DOMU_BASE:?}"
 XL=/usr/lib/xen-4.17/bin/xl
@@ -29,6 +34,7 @@ xen_domu_initrd() {
 		done
 	done
 	cp "$VM_DIR/domu-init" "$d/init" && chmod 755 "$d/init" &&
+	cp "$VM_DIR/domu-lib.sh" "$d/lib.sh" &&
 	cp "$job" "$d/job" && echo "$disks" > "$d/disks" || return 1
 	for f in "$@"; do cp "$f" "$d/data/" || return 1; done
 	# not compressed: the patterns are random, and TCG makes gzip slow
@@ -76,4 +82,22 @@ xen_cleanup() {
 	local n
 	for n in $($XL list 2>/dev/null | awk 'NR > 2 { print $1 }'); do $XL destroy "$n"; done
 	rm -rf "$XEN_WORK"
+}
+
+ctl_get() { dd if="$CTL" bs=512 skip="$1" count=1 iflag=direct status=none | tr -d '\000' | head -1; }
+ctl_put() { printf '%s\n' "$2" | dd of="$CTL" bs=512 seek="$1" count=1 conv=sync oflag=direct status=none; }
+
+# progress with dom0's uptime: TCG speed varies a lot with the host's load
+stamp() { echo "  [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
+
+# wait_phase PHASE: until the guest $name reports PHASE on the control disk
+# (bounded: 10 min; fails at once when the guest is gone)
+wait_phase() {
+	local end=$((SECONDS + 600))
+	while [ $SECONDS -lt $end ]; do
+		[ "$(ctl_get 0)" = "$1" ] && return 0
+		$XL domid "$name" >/dev/null 2>&1 || return 1
+		sleep 0.2
+	done
+	return 1
 }

@@ -6,18 +6,7 @@
 # Layout of xvda in MiB: A (4) at 0, C (1) at 4 written with O_SYNC, K0/K1
 # (4) rewritten at 8 while dom0 kills the server with SIGKILL and starts a
 # new one, then E (4) at 8.
-DD=/usr/bin/dd CMP=/usr/bin/cmp X=/dev/xvda CTL=/dev/xvdb P=/data
-fail() { echo "domU: FAIL: $*"; exit 1; }
-put() { # put FILE OFFSET_MIB [oflag]: O_DIRECT write, then fsync (a flush)
-	$DD if=$P/$1 of=$X bs=1M seek=$2 oflag=direct${3:+,$3} conv=notrunc,fsync status=none ||
-		fail "O_DIRECT write of $1 at ${2}M"
-}
-get_ok() { # get_ok FILE OFFSET_MIB: the disk holds FILE there (O_DIRECT read)
-	n=$(($(stat -c %s $P/$1) / 1048576))
-	$DD if=$X bs=1M skip=$2 count=$n iflag=direct status=none | $CMP -s - $P/$1
-}
-mark() { printf '%s\n' "$2" | $DD of=$CTL bs=512 seek=$1 count=1 conv=sync oflag=direct status=none; }
-ctl() { $DD if=$CTL bs=512 skip=$1 count=1 iflag=direct status=none | tr -d '\000' | head -1; }
+. /lib.sh
 
 [ -b $X ] || fail "no $X"
 echo "domU: xvda is $(($(cat /sys/block/xvda/size) / 2048)) MiB, $(cat /sys/block/xvda/queue/write_cache 2>/dev/null)"

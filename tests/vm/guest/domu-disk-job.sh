@@ -7,18 +7,7 @@
 # dom0 takes the snapshot, then C (1) at 1 and E (4) at 8, then F (1)
 # rewritten at 2 while dom0 destroys the snapshot and the datapath server
 # merges the snapshot's image into the leaf (live coalesce).
-DD=/usr/bin/dd CMP=/usr/bin/cmp X=/dev/xvda CTL=/dev/xvdb P=/data
-fail() { echo "domU: FAIL: $*"; exit 1; }
-put() { # put FILE OFFSET_MIB
-	$DD if=$P/$1 of=$X bs=1M seek=$2 oflag=direct conv=notrunc,fsync status=none ||
-		fail "O_DIRECT write of $1 at ${2}M"
-}
-get_ok() { # get_ok FILE OFFSET_MIB: the disk holds FILE there (O_DIRECT read)
-	n=$(($(stat -c %s $P/$1) / 1048576))
-	$DD if=$X bs=1M skip=$2 count=$n iflag=direct status=none | $CMP -s - $P/$1
-}
-mark() { printf '%s\n' "$2" | $DD of=$CTL bs=512 seek=$1 count=1 conv=sync oflag=direct status=none; }
-ctl() { $DD if=$CTL bs=512 skip=$1 count=1 iflag=direct status=none | tr -d '\000' | head -1; }
+. /lib.sh
 
 [ -b $X ] || fail "no $X"
 echo "domU: xvda is $(($(cat /sys/block/xvda/size) / 2048)) MiB"

@@ -29,22 +29,7 @@ xen_domu_initrd "$XEN_INITRD" "$VM_DIR/guest/domu-blkif-job.sh" "xvda xvdb" \
 	"$PAT"/A "$PAT"/C "$PAT"/K0 "$PAT"/K1 "$PAT"/E || { fail "building the guest's initrd"; finish; }
 
 put_ref() { dd if="$PAT/$2" of="$1" bs=1M seek="$3" conv=notrunc status=none; }
-ctl_get() { dd if="$CTL" bs=512 skip="$1" count=1 iflag=direct status=none | tr -d '\000' | head -1; }
-ctl_put() { printf '%s\n' "$2" | dd of="$CTL" bs=512 seek="$1" count=1 conv=sync oflag=direct status=none; }
-stamp() { echo "  [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
 xs() { xenstore-read "$1" 2>/dev/null; }
-
-# wait_phase PHASE: until the guest reports PHASE on the control disk
-# (bounded: 10 min; fails at once when the guest is gone)
-wait_phase() {
-	local end=$((SECONDS + 600))
-	while [ $SECONDS -lt $end ]; do
-		[ "$(ctl_get 0)" = "$1" ] && return 0
-		$XL domid "$name" >/dev/null 2>&1 || return 1
-		sleep 0.2
-	done
-	return 1
-}
 
 # wait_for SECONDS COMMAND...: until COMMAND succeeds
 wait_for() {
@@ -110,8 +95,13 @@ if check "the ring is connected (backend and frontend state 4)" \
 	# the guest writes K0/K1 in a loop: kill while writes are flowing
 	check "the guest is writing through the ring" \
 		wait_for 120 bash -c "[ \"\$('$NGDP_CTL' '$T/ctl.sock' get writes)\" -gt $w0 ]"
-	stamp "kill -9 of the server (pid $SRV), in flight: $(srv_get in_flight)"
+	# kill when the server has requests in flight (a moment before)
+	for i in $(seq 300); do
+		f=$(srv_get in_flight) && [ "$f" -gt 0 ] && break
+	done
 	kill -9 "$SRV"
+	stamp "kill -9 of the server (pid $SRV)"
+	check "the kill came with requests in flight ($f a moment before)" [ "$f" -gt 0 ]
 	wait "$SRV"
 	check "the server died of SIGKILL" [ $? -eq 137 ]
 	old=$SRV

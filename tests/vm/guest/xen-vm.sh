@@ -11,7 +11,8 @@
 set -u
 . "$SRCDIR/tests/functional/lib.sh"
 . "$VM_DIR/xen-lib.sh"
-trap 'xen_cleanup; cleanup' EXIT
+# cleanup exits with the status it finds in $?: keep the script's
+trap 'rc=$?; xen_cleanup; (exit $rc); cleanup' EXIT
 MiB=1048576
 VOL_SIZE=$((64 * MiB))
 
@@ -26,9 +27,6 @@ xen_domu_initrd "$XEN_INITRD" "$VM_DIR/guest/domu-disk-job.sh" "xvda xvdb" \
 # The reference images: what the leaf and the snapshot must hold.
 # put_ref REF FILE OFFSET_MIB
 put_ref() { dd if="$PAT/$2" of="$1" bs=1M seek="$3" conv=notrunc status=none; }
-
-ctl_get() { dd if="$CTL" bs=512 skip="$1" count=1 iflag=direct status=none | tr -d '\000' | head -1; }
-ctl_put() { printf '%s\n' "$2" | dd of="$CTL" bs=512 seek="$1" count=1 conv=sync oflag=direct status=none; }
 
 # Every 4 KiB block of the snapshot's [8M, 12M) holds zeros, B0 or B1: the
 # guest was rewriting that region while the snapshot was taken.
@@ -51,21 +49,6 @@ no_nbd_connected() {
 	local p
 	for p in /sys/block/nbd*/pid; do [ -e "$p" ] && { echo "  $(dirname "$p") still connected"; return 1; }; done
 	return 0
-}
-
-# progress with dom0's uptime: TCG speed varies a lot with the host's load
-stamp() { echo "  [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
-
-# wait_phase PHASE: until the guest reports PHASE on the control disk
-# (bounded: 10 min; fails at once when the guest is gone)
-wait_phase() {
-	local end=$((SECONDS + 600))
-	while [ $SECONDS -lt $end ]; do
-		[ "$(ctl_get 0)" = "$1" ] && return 0
-		$XL domid "$name" >/dev/null 2>&1 || return 1
-		sleep 0.2
-	done
-	return 1
 }
 
 # The snapshot (immutable, checked while the guest runs): A whole, zeros
