@@ -5,7 +5,8 @@
 #
 #   xen_domu_initrd OUT JOB DISKS [FILE...]  initrd running JOB (sh) once
 #        the disks (e.g. "xvda xvdb") exist; FILEs are packed under /data,
-#        domu-lib.sh as /lib.sh
+#        domu-lib.sh as /lib.sh; XEN_DOMU_MODPARAMS: "MODULE PARAM=V..."
+#        (one module) for insmod, e.g. "xen-blkfront feature_persistent=0"
 #   xen_domu_create NAME INITRD [xl create options]   (config from $XEN_CFG_EXTRA)
 #   xen_domu_wait NAME SECONDS   wait until the domain is gone (destroys it
 #                                and returns 124 on timeout)
@@ -15,6 +16,9 @@
 #        that dom0 shares with the guest's job (domu-lib.sh: ctl, mark)
 #   wait_phase PHASE   until the guest $name reports PHASE in sector 0
 #   stamp TEXT         a progress line with dom0's uptime
+#   region_blocks_ok RAW OFF_MIB LEN_MIB FILE...   every 4 KiB block of
+#        RAW's region is zeros or the same block of one of the FILEs (a
+#        region the guest was rewriting while a snapshot was taken)
 set -u
 : "${VM_DIR:?}" "${VM_KERNEL:?}" "${VM_DOMU_BASE:?}"
 XL=/usr/lib/xen-4.17/bin/xl
@@ -35,7 +39,8 @@ xen_domu_initrd() {
 	done
 	cp "$VM_DIR/domu-init" "$d/init" && chmod 755 "$d/init" &&
 	cp "$VM_DIR/domu-lib.sh" "$d/lib.sh" &&
-	cp "$job" "$d/job" && echo "$disks" > "$d/disks" || return 1
+	cp "$job" "$d/job" && echo "$disks" > "$d/disks" &&
+	echo "${XEN_DOMU_MODPARAMS:-}" > "$d/modparams" || return 1
 	for f in "$@"; do cp "$f" "$d/data/" || return 1; done
 	# not compressed: the patterns are random, and TCG makes gzip slow
 	( cd "$d" && find . | cpio -o -H newc --quiet ) > "$out" || return 1
@@ -100,4 +105,20 @@ wait_phase() {
 		sleep 0.2
 	done
 	return 1
+}
+
+region_blocks_ok() {
+	python3 - "$@" <<-'PY'
+	import sys
+	raw, off, length = sys.argv[1], int(sys.argv[2]) << 20, int(sys.argv[3]) << 20
+	region = open(raw, "rb").read()[off:off + length]
+	versions = [open(f, "rb").read() for f in sys.argv[4:]]
+	bad = 0
+	for o in range(0, length, 4096):
+	    blk = region[o:o + 4096]
+	    if blk != bytes(4096) and all(blk != v[o:o + 4096] for v in versions):
+	        bad += 1
+	print("  region at %dM: %d of %d blocks match no version" % (off >> 20, bad, length // 4096))
+	sys.exit(bad != 0)
+	PY
 }

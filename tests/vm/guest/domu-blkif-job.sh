@@ -5,7 +5,8 @@
 # sector 1: dom0's answer, sector 2: the exit status, written by init).
 # Layout of xvda in MiB: A (4) at 0, C (1) at 4 written with O_SYNC, K0/K1
 # (4) rewritten at 8 while dom0 kills the server with SIGKILL and starts a
-# new one, then E (4) at 8.
+# new one, B0/B1 (4) rewritten at 16 while dom0 takes a live snapshot, then
+# E (4) at 8 and F (4) at 16.
 . /lib.sh
 
 [ -b $X ] || fail "no $X"
@@ -28,8 +29,22 @@ echo "domU: $n K writes across the server's kill -9 and restart"
 get_ok $last 8 || fail "the last write across the restart ($last) does not read back"
 get_ok A 0 || fail "A does not read back after the restart"
 get_ok C 4 || fail "C does not read back after the restart"
+mark 0 RESTART-OK
+# keep writing while dom0 takes a live snapshot (suspend, new top, resume)
+n=0 g=0
+while [ "$(ctl 1)" != SNAPPED ]; do
+	put B$g 16
+	g=$((1 - g)) n=$((n + 1))
+	[ $n -ge 3000 ] && fail "dom0 never reported the snapshot"
+done
+echo "domU: $n B writes while dom0 took a live snapshot"
+[ $n -ge 1 ] || fail "no write overlapped the snapshot"
 put E 8
+put F 16
 get_ok E 8 || fail "E does not read back"
+get_ok F 16 || fail "F does not read back"
+get_ok A 0 || fail "A does not read back after the snapshot"
+get_ok C 4 || fail "C does not read back after the snapshot"
 mark 0 DONE
 echo "domU: all patterns read back with O_DIRECT"
 exit 0

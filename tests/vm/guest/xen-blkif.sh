@@ -6,9 +6,12 @@
 # as xenopsd would write a "qdisk" one, for a guest created paused; the
 # guest writes and reads patterns with O_DIRECT and flushes; dom0 kills the
 # server with SIGKILL while the guest writes and starts a new one on the
-# same backend directory, which re-adopts the ring.  After the guest powers
-# off: the backend closed, the server's exit, qemu-img check and compare
-# against a reference.
+# same backend directory, which re-adopts the ring; then a live snapshot
+# while the guest writes.  After the guest powers off: the backend closed,
+# the server's exit, qemu-img check and compare of the snapshot and the
+# new top against references.  Twice: blkfront with persistent grants and
+# a one-page ring (its defaults), then without persistent grants and with
+# a 4-page ring (module parameters).
 set -u
 PLUGIN=ext4-ng
 . "$SRCDIR/tests/functional/lib.sh"
@@ -19,14 +22,10 @@ MiB=1048576
 VOL_SIZE=$((64 * MiB))
 SERVER=$INSTALL_ROOT/usr/libexec/xapi-storage-ng/ngdp-server
 DEVID=51712	# xvda
-name=xsng-blkif
 
 PAT=$T/pat
 mkdir -p "$PAT"
-for p in A:4 C:1 K0:4 K1:4 E:4; do head -c $((${p#*:} * MiB)) /dev/urandom > "$PAT/${p%:*}"; done
-XEN_INITRD=$T/domu-initrd.cpio
-xen_domu_initrd "$XEN_INITRD" "$VM_DIR/guest/domu-blkif-job.sh" "xvda xvdb" \
-	"$PAT"/A "$PAT"/C "$PAT"/K0 "$PAT"/K1 "$PAT"/E || { fail "building the guest's initrd"; finish; }
+for p in A:4 C:1 K0:4 K1:4 B0:4 B1:4 E:4 F:4; do head -c $((${p#*:} * MiB)) /dev/urandom > "$PAT/${p%:*}"; done
 
 put_ref() { dd if="$PAT/$2" of="$1" bs=1M seek="$3" conv=notrunc status=none; }
 xs() { xenstore-read "$1" 2>/dev/null; }
@@ -40,111 +39,165 @@ wait_for() {
 
 # start_server: ngdp-server on the volume with the ring of BE; sets SRV
 start_server() {
-	rm -f "$T/srv.pid" "$T/nbd.sock" "$T/ctl.sock"
-	"$SERVER" --image "$IMG" --format qcow2 --socket "$T/nbd.sock" \
-		--control "$T/ctl.sock" --pidfile "$T/srv.pid" --flush-interval 0 \
-		--blkif-xen "$BE" --log-stderr 2>>"$T/server.log" &
+	rm -f "$W/srv.pid" "$W/nbd.sock" "$W/ctl.sock"
+	"$SERVER" --image "$IMG" --format qcow2 --socket "$W/nbd.sock" \
+		--control "$W/ctl.sock" --pidfile "$W/srv.pid" --flush-interval 0 \
+		--blkif-xen "$BE" --log-stderr 2>>"$W/server.log" &
 	SRV=$!
 	PIDS+=("$SRV")
-	wait_for 60 test -s "$T/srv.pid"
+	wait_for 60 test -s "$W/srv.pid"
 }
-srv_get() { "$NGDP_CTL" "$T/ctl.sock" get "$1"; }
+srv_get() { "$NGDP_CTL" "$W/ctl.sock" get "$1"; }
+srv_call() { "$NGDP_CTL" "$W/ctl.sock" "$1" >/dev/null; }	# JSON: ok?
 
-stamp "start"
-mk_sr || { fail "SR.create/attach on a loop device"; finish; }
-vol_create $VOL_SIZE "xen blkif disk"
-expect_ok "Volume.create ($((VOL_SIZE / MiB)) MiB)"
-IMG=$(vol_image "$KEY")
-check "the volume is QCOW2" [ "$(vol_qemu_fmt "$KEY")" = qcow2 ]
+# run_one MODE: persistent or one-use (blkfront's grants)
+run_one() {
+	local W=$T/$MODE name=xsng-blkif-$MODE domid BE FE IMG TOP CTL SRV old w0 f i rc
+	mkdir -p "$W"
+	XEN_DOMU_MODPARAMS=
+	[ "$MODE" = one-use ] &&
+		XEN_DOMU_MODPARAMS="xen-blkfront feature_persistent=0 max_ring_page_order=2"
+	xen_domu_initrd "$W/initrd.cpio" "$VM_DIR/guest/domu-blkif-job.sh" "xvda xvdb" \
+		"$PAT"/A "$PAT"/C "$PAT"/K0 "$PAT"/K1 "$PAT"/B0 "$PAT"/B1 "$PAT"/E "$PAT"/F ||
+		{ fail "building the guest's initrd"; return; }
+	stamp "start"
+	vol_create $VOL_SIZE "xen blkif disk"
+	expect_ok "Volume.create ($((VOL_SIZE / MiB)) MiB)"
+	IMG=$(vol_image "$KEY")
+	TOP=$(dirname "$IMG")/top-$(basename "$IMG")	# after the live snapshot
+	check "the volume is QCOW2" [ "$(vol_qemu_fmt "$KEY")" = qcow2 ]
 
-# the control disk (plain loop device through blkback, written by both sides)
-truncate -s 1M "$T/ctl"
-CTL=$(losetup -f --show "$T/ctl") || { fail "control disk"; finish; }
-XEN_CFG_EXTRA="disk = [ 'phy:$CTL,xvdb,w,script=$XEN_HOTPLUG' ]"
-domid=$(xen_domu_create "$name" "$XEN_INITRD" -p)
-check "xl create -p: domain $domid" [ -n "$domid" ] || finish
+	# the control disk (plain loop device through blkback, written by both sides)
+	truncate -s 1M "$W/ctl"
+	CTL=$(losetup -f --show "$W/ctl") || { fail "control disk"; return; }
+	XEN_CFG_EXTRA="disk = [ 'phy:$CTL,xvdb,w,script=$XEN_HOTPLUG' ]"
+	domid=$(xen_domu_create "$name" "$W/initrd.cpio" -p)
+	check "xl create -p: domain $domid" [ -n "$domid" ] || return
 
-# the vbd's xenstore entries, as xenopsd writes them for a "qdisk" backend
-# (device.ml: Vbd.add); the guest owns its frontend directory and reads ours
-BE=/local/domain/0/backend/qdisk/$domid/$DEVID
-FE=/local/domain/$domid/device/vbd/$DEVID
-check "frontend and backend directories written" bash -c "
-	xenstore-write $FE/backend $BE $FE/backend-id 0 $FE/state 1 \
-		$FE/virtual-device $DEVID $FE/device-type disk &&
-	xenstore-chmod -r $FE n$domid r0 &&
-	xenstore-write $BE/frontend $FE $BE/frontend-id $domid $BE/online 1 \
-		$BE/removable 0 $BE/state 1 $BE/dev xvda $BE/type phy \
-		$BE/mode w $BE/params $IMG &&
-	xenstore-chmod -r $BE n0 r$domid"
+	# the vbd's xenstore entries, as xenopsd writes them for a "qdisk" backend
+	# (device.ml: Vbd.add); the guest owns its frontend directory and reads ours
+	BE=/local/domain/0/backend/qdisk/$domid/$DEVID
+	FE=/local/domain/$domid/device/vbd/$DEVID
+	check "frontend and backend directories written" bash -c "
+		xenstore-write $FE/backend $BE $FE/backend-id 0 $FE/state 1 \
+			$FE/virtual-device $DEVID $FE/device-type disk &&
+		xenstore-chmod -r $FE n$domid r0 &&
+		xenstore-write $BE/frontend $FE $BE/frontend-id $domid $BE/online 1 \
+			$BE/removable 0 $BE/state 1 $BE/dev xvda $BE/type phy \
+			$BE/mode w $BE/params $IMG &&
+		xenstore-chmod -r $BE n0 r$domid"
 
-start_server
-check "ngdp-server --blkif-xen started (pid $SRV)" [ "$(cat "$T/srv.pid" 2>/dev/null)" = "$SRV" ]
-check "the backend waits for the frontend (state 2, InitWait)" [ "$(xs $BE/state)" = 2 ]
-check "the backend offers persistent grants, flush, indirect segments" \
-	[ "$(xs $BE/feature-persistent)/$(xs $BE/feature-flush-cache)/$(xs $BE/feature-max-indirect-segments)" = 1/1/256 ]
-check "the backend publishes the size in sectors" [ "$(xs $BE/sectors)" = $((VOL_SIZE / 512)) ]
-$XL unpause "$domid"
-stamp "guest $domid running"
-
-if check "the ring is connected (backend and frontend state 4)" \
-	wait_for 300 bash -c "[ \"\$(xenstore-read $BE/state)/\$(xenstore-read $FE/state)\" = 4/4 ]"; then
-	check "the guest wrote and read back A and C" wait_phase A-DONE
-	stamp "guest wrote A and C"
-	check "flushes reached the server (fsync, O_SYNC)" [ "$(srv_get flushes)" -gt 0 ]
-	w0=$(srv_get writes)
-	# the guest writes K0/K1 in a loop: kill while writes are flowing
-	check "the guest is writing through the ring" \
-		wait_for 120 bash -c "[ \"\$('$NGDP_CTL' '$T/ctl.sock' get writes)\" -gt $w0 ]"
-	# kill when the server has requests in flight (a moment before)
-	for i in $(seq 300); do
-		f=$(srv_get in_flight) && [ "$f" -gt 0 ] && break
-	done
-	kill -9 "$SRV"
-	stamp "kill -9 of the server (pid $SRV)"
-	check "the kill came with requests in flight ($f a moment before)" [ "$f" -gt 0 ]
-	wait "$SRV"
-	check "the server died of SIGKILL" [ $? -eq 137 ]
-	old=$SRV
 	start_server
-	check "a new server started (pid $SRV) on the same backend" \
-		[ "$SRV" != "$old" -a "$(cat "$T/srv.pid" 2>/dev/null)" = "$SRV" ]
-	check "the backend is still Connected" [ "$(xs $BE/state)" = 4 ]
-	w0=$(srv_get writes)
-	check "the new server serves the ring (guest writes arrive)" \
-		wait_for 300 bash -c "[ \"\$('$NGDP_CTL' '$T/ctl.sock' get writes)\" -gt $w0 ]"
-	ctl_put 1 RESTARTED
-	stamp "new server $SRV serving"
-	check "the guest's writes across the restart read back" wait_phase DONE
-	check "flushes reached the new server" [ "$(srv_get flushes)" -gt 0 ]
-fi
-xen_domu_wait "$name" 600
-stamp "guest gone"
-rc=$(ctl_get 2)
-check "the guest's job passed ($rc)" [ "$rc" = XSNG-RC=0 ]
-if [ "$rc" = XSNG-RC=0 ]; then
-	xen_domu_console "$name" | grep '^domU:' | sed 's/^/  guest: /'
-else
-	xen_domu_console "$name" | tail -n 30 | sed 's/^/  guest console: /'
-fi
-# the toolstack removed the frontend: the backend closes, the server stays
-check "the backend closed when the frontend went (state 6)" \
-	wait_for 60 bash -c "[ \"\$(xenstore-read $BE/state)\" = 6 ]"
-check "the server outlived the frontend" kill -0 "$SRV"
-kill -TERM "$SRV"
-wait "$SRV"
-check "the server exits 0 on SIGTERM" [ $? -eq 0 ]
-xenstore-rm "$BE"
-losetup -d "$CTL"
+	check "ngdp-server --blkif-xen started (pid $SRV)" [ "$(cat "$W/srv.pid" 2>/dev/null)" = "$SRV" ]
+	check "the backend waits for the frontend (state 2, InitWait)" [ "$(xs $BE/state)" = 2 ]
+	check "the backend offers persistent grants, flush, indirect segments" \
+		[ "$(xs $BE/feature-persistent)/$(xs $BE/feature-flush-cache)/$(xs $BE/feature-max-indirect-segments)" = 1/1/256 ]
+	check "the backend publishes the size in sectors" [ "$(xs $BE/sectors)" = $((VOL_SIZE / 512)) ]
+	$XL unpause "$domid"
+	stamp "guest $domid running"
 
-stamp "checking the image"
-truncate -s $VOL_SIZE "$T/ref"
-put_ref "$T/ref" A 0; put_ref "$T/ref" C 4; put_ref "$T/ref" E 8
-check "qemu-img check of the volume" qemu-img check -q -f qcow2 "$IMG"
-check "the volume holds exactly the guest's final data" \
-	qemu-img compare -q -f raw -F qcow2 "$T/ref" "$IMG"
-if [ "$FAIL" -gt 0 ]; then
-	echo "  server log (last 40 lines):"
-	tail -n 40 "$T/server.log" | sed 's/^/    /'
-fi
+	if check "the ring is connected (backend and frontend state 4)" \
+		wait_for 300 bash -c "[ \"\$(xenstore-read $BE/state)/\$(xenstore-read $FE/state)\" = 4/4 ]"; then
+		if [ "$MODE" = one-use ]; then
+			check "blkfront uses one-use grants and a 4-page ring" \
+				[ "$(xs $FE/feature-persistent)/$(xs $FE/ring-page-order)" = 0/2 ]
+		else
+			check "blkfront uses persistent grants and a 1-page ring" \
+				[ "$(xs $FE/feature-persistent)/$(xs $FE/ring-page-order)" = 1/ ]
+		fi
+		check "the guest wrote and read back A and C" wait_phase A-DONE
+		stamp "guest wrote A and C"
+		check "flushes reached the server (fsync, O_SYNC)" [ "$(srv_get flushes)" -gt 0 ]
+		w0=$(srv_get writes)
+		# the guest writes K0/K1 in a loop: kill while writes are flowing
+		check "the guest is writing through the ring" \
+			wait_for 120 bash -c "[ \"\$('$NGDP_CTL' '$W/ctl.sock' get writes)\" -gt $w0 ]"
+		# kill when the server has requests in flight (a moment before)
+		for i in $(seq 300); do
+			f=$(srv_get in_flight) && [ "$f" -gt 0 ] && break
+		done
+		kill -9 "$SRV"
+		stamp "kill -9 of the server (pid $SRV)"
+		check "the kill came with requests in flight ($f a moment before)" [ "$f" -gt 0 ]
+		wait "$SRV"
+		check "the server died of SIGKILL" [ $? -eq 137 ]
+		old=$SRV
+		start_server
+		check "a new server started (pid $SRV) on the same backend" \
+			[ "$SRV" != "$old" -a "$(cat "$W/srv.pid" 2>/dev/null)" = "$SRV" ]
+		check "the backend is still Connected" [ "$(xs $BE/state)" = 4 ]
+		w0=$(srv_get writes)
+		check "the new server serves the ring (guest writes arrive)" \
+			wait_for 300 bash -c "[ \"\$('$NGDP_CTL' '$W/ctl.sock' get writes)\" -gt $w0 ]"
+		ctl_put 1 RESTARTED
+		stamp "new server $SRV serving"
+		check "the guest's writes across the restart read back" wait_phase RESTART-OK
+		check "flushes reached the new server" [ "$(srv_get flushes)" -gt 0 ]
+		# a live snapshot while the guest rewrites B0/B1, the way the volume
+		# plugin takes one of an active volume: suspend (drain, flush), a new
+		# QCOW2 top over the image (a plain name: same directory), resume on it
+		w0=$(srv_get writes)
+		wait_for 120 bash -c "[ \"\$('$NGDP_CTL' '$W/ctl.sock' get writes)\" -gt $w0 ]"
+		stamp "live snapshot"
+		check "suspend while the guest writes" srv_call '{"op":"suspend","timeout_ms":120000}'
+		check "a new QCOW2 top over the image" \
+			qemu-img create -q -f qcow2 -b "$(basename "$IMG")" -F qcow2 "$TOP"
+		check "resume on the new top" srv_call "{\"op\":\"resume\",\"image\":\"$TOP\"}"
+		ctl_put 1 SNAPPED
+		check "the guest wrote and read back through the new top" wait_phase DONE
+	fi
+	xen_domu_wait "$name" 600
+	stamp "guest gone"
+	rc=$(ctl_get 2)
+	check "the guest's job passed ($rc)" [ "$rc" = XSNG-RC=0 ]
+	if [ "$rc" = XSNG-RC=0 ]; then
+		xen_domu_console "$name" | grep '^domU:' | sed 's/^/  guest: /'
+	else
+		xen_domu_console "$name" | tail -n 30 | sed 's/^/  guest console: /'
+	fi
+	# the toolstack removed the frontend: the backend closes, the server stays
+	check "the backend closed when the frontend went (state 6)" \
+		wait_for 60 bash -c "[ \"\$(xenstore-read $BE/state)\" = 6 ]"
+	check "the server outlived the frontend" kill -0 "$SRV"
+	kill -TERM "$SRV"
+	wait "$SRV"
+	check "the server exits 0 on SIGTERM" [ $? -eq 0 ]
+	xenstore-rm "$BE"
+	losetup -d "$CTL"
+
+	stamp "checking the images"
+	# the snapshot: A, C, one whole K, and in B's region only what the guest
+	# wrote (each 4 KiB block zero, B0 or B1)
+	check "qemu-img check of the snapshot" qemu-img check -q -f qcow2 "$IMG"
+	qemu-img convert -f qcow2 -O raw "$IMG" "$W/snap.raw"
+	truncate -s $VOL_SIZE "$W/ref"
+	put_ref "$W/ref" A 0; put_ref "$W/ref" C 4
+	dd if="$W/snap.raw" of="$W/ref" bs=1M skip=8 seek=8 count=4 conv=notrunc status=none
+	dd if="$W/snap.raw" of="$W/ref" bs=1M skip=16 seek=16 count=4 conv=notrunc status=none
+	check "the snapshot holds A, C and nothing written after it" cmp -s "$W/ref" "$W/snap.raw"
+	check "the snapshot holds K0 or K1 whole" bash -c "
+		dd if='$W/snap.raw' bs=1M skip=8 count=4 status=none | cmp -s - '$PAT/K0' ||
+		dd if='$W/snap.raw' bs=1M skip=8 count=4 status=none | cmp -s - '$PAT/K1'"
+	check "the snapshot's B region holds only what the guest wrote" \
+		region_blocks_ok "$W/snap.raw" 16 4 "$PAT/B0" "$PAT/B1"
+	rm -f "$W/snap.raw"
+	# the top: A, C, E, F over the snapshot
+	truncate -s 0 "$W/ref"; truncate -s $VOL_SIZE "$W/ref"
+	put_ref "$W/ref" A 0; put_ref "$W/ref" C 4; put_ref "$W/ref" E 8; put_ref "$W/ref" F 16
+	check "qemu-img check of the new top" qemu-img check -q -f qcow2 "$TOP"
+	check "the new top holds exactly the guest's final data" \
+		qemu-img compare -q -f raw -F qcow2 "$W/ref" "$TOP"
+	if [ "$FAIL" -gt "$fail0" ]; then
+		echo "  server log (last 40 lines):"
+		tail -n 40 "$W/server.log" | sed 's/^/    /'
+	fi
+}
+
+mk_sr || { fail "SR.create/attach on a loop device"; finish; }
+for MODE in persistent one-use; do
+	TEST_NAME=t-xen-blkif[$MODE]
+	fail0=$FAIL
+	run_one
+done
 TEST_NAME=t-xen-blkif
 finish
