@@ -54,9 +54,11 @@ srv_call() { "$NGDP_CTL" "$W/ctl.sock" "$1" >/dev/null; }	# JSON: ok?
 run_one() {
 	local W=$T/$MODE name=xsng-blkif-$MODE domid BE FE IMG TOP CTL SRV old w0 f i rc
 	mkdir -p "$W"
-	XEN_DOMU_MODPARAMS=
-	[ "$MODE" = one-use ] &&
-		XEN_DOMU_MODPARAMS="xen-blkfront feature_persistent=0 max_ring_page_order=2"
+	case $MODE in
+	persistent) XEN_DOMU_MODPARAMS= ;;
+	one-use) XEN_DOMU_MODPARAMS="xen-blkfront feature_persistent=0 max_ring_page_order=2" ;;
+	*) fail "unknown mode $MODE (XEN_BLKIF_MODES: persistent, one-use)"; return ;;
+	esac
 	xen_domu_initrd "$W/initrd.cpio" "$VM_DIR/guest/domu-blkif-job.sh" "xvda xvdb" \
 		"$PAT"/A "$PAT"/C "$PAT"/K0 "$PAT"/K1 "$PAT"/B0 "$PAT"/B1 "$PAT"/E "$PAT"/F ||
 		{ fail "building the guest's initrd"; return; }
@@ -194,7 +196,7 @@ run_one() {
 }
 
 mk_sr || { fail "SR.create/attach on a loop device"; finish; }
-for MODE in persistent one-use; do
+for MODE in ${XEN_BLKIF_MODES:-persistent one-use}; do
 	TEST_NAME=t-xen-blkif[$MODE]
 	fail0=$FAIL
 	run_one
