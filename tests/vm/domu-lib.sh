@@ -15,3 +15,19 @@ get_ok() { # get_ok FILE OFFSET_MIB: the disk holds FILE there (O_DIRECT read)
 }
 mark() { printf '%s\n' "$2" | $DD of=$CTL bs=512 seek=$1 count=1 conv=sync oflag=direct status=none; }
 ctl() { $DD if=$CTL bs=512 skip=$1 count=1 iflag=direct status=none | tr -d '\000' | head -1; }
+# rewrite_until ANSWER OFFSET_MIB MAX FILE...: write the FILEs in turn at
+# OFFSET_MIB until dom0 answers ANSWER in sector 1 (at least one write, at
+# most MAX); sets n (writes made) and last (the FILE written last)
+rewrite_until() {
+	a=$1 o=$2 max=$3 n=0 last=
+	shift 3
+	while [ "$(ctl 1)" != "$a" ]; do
+		last=$1
+		put $last $o
+		shift
+		set -- "$@" $last
+		n=$((n + 1))
+		[ $n -ge $max ] && fail "dom0 never answered $a"
+	done
+	[ $n -ge 1 ] || fail "no write overlapped dom0's $a"
+}

@@ -16,6 +16,9 @@
 #        that dom0 shares with the guest's job (domu-lib.sh: ctl, mark)
 #   wait_phase PHASE   until the guest $name reports PHASE in sector 0
 #   stamp TEXT         a progress line with dom0's uptime
+#   xen_domu_result NAME [LABEL]   wait (10 min) for the guest to be gone,
+#        check (tests/functional/lib.sh) that its job passed, show its
+#        domU: lines, or its console's tail when it failed
 #   region_blocks_ok RAW OFF_MIB LEN_MIB FILE...   every 4 KiB block of
 #        RAW's region is zeros or the same block of one of the FILEs (a
 #        region the guest was rewriting while a snapshot was taken)
@@ -121,4 +124,17 @@ region_blocks_ok() {
 	print("  region at %dM: %d of %d blocks match no version" % (off >> 20, bad, length // 4096))
 	sys.exit(bad != 0)
 	PY
+}
+
+xen_domu_result() {
+	local name=$1 label=${2:+$2 } rc
+	xen_domu_wait "$name" 600
+	stamp "${label}guest gone"
+	rc=$(ctl_get 2)
+	check "${label}the guest's job passed ($rc)" [ "$rc" = XSNG-RC=0 ]
+	if [ "$rc" = XSNG-RC=0 ]; then
+		xen_domu_console "$name" | grep '^domU:' | sed 's/^/  guest: /'
+	else
+		xen_domu_console "$name" | tail -n 30 | sed 's/^/  guest console: /'
+	fi
 }

@@ -18,27 +18,15 @@ get_ok C 4 || fail "C (O_SYNC) does not read back"
 echo "domU: A and C (O_SYNC) written and read back"
 mark 0 A-DONE
 # keep writing while dom0 kills the server and starts a new one
-n=0 g=0 last=
-while [ "$(ctl 1)" != RESTARTED ]; do
-	put K$g 8
-	last=K$g g=$((1 - g)) n=$((n + 1))
-	[ $n -ge 3000 ] && fail "dom0 never reported the restart"
-done
+rewrite_until RESTARTED 8 3000 K0 K1
 echo "domU: $n K writes across the server's kill -9 and restart"
-[ $n -ge 1 ] || fail "no write overlapped the kill and restart"
 get_ok $last 8 || fail "the last write across the restart ($last) does not read back"
 get_ok A 0 || fail "A does not read back after the restart"
 get_ok C 4 || fail "C does not read back after the restart"
 mark 0 RESTART-OK
 # keep writing while dom0 takes a live snapshot (suspend, new top, resume)
-n=0 g=0
-while [ "$(ctl 1)" != SNAPPED ]; do
-	put B$g 16
-	g=$((1 - g)) n=$((n + 1))
-	[ $n -ge 3000 ] && fail "dom0 never reported the snapshot"
-done
+rewrite_until SNAPPED 16 3000 B0 B1
 echo "domU: $n B writes while dom0 took a live snapshot"
-[ $n -ge 1 ] || fail "no write overlapped the snapshot"
 put E 8
 put F 16
 get_ok E 8 || fail "E does not read back"

@@ -16,14 +16,8 @@ get_ok A 0 || fail "A does not read back"
 echo "domU: A written and read back"
 mark 0 A-DONE
 # keep writing while dom0 snapshots, until it says it is done
-n=0 g=0
-while [ "$(ctl 1)" != SNAPPED ]; do
-	put B$g 8
-	g=$((1 - g)) n=$((n + 1))
-	[ $n -ge 3000 ] && fail "dom0 never reported the snapshot"
-done
+rewrite_until SNAPPED 8 3000 B0 B1
 echo "domU: $n B writes while dom0 took the snapshot"
-[ $n -ge 1 ] || fail "no write overlapped the snapshot"
 put C 1
 put E 8
 get_ok A 0 && fail "A still whole after C overwrote its second MiB"
@@ -32,14 +26,8 @@ get_ok E 8 || fail "E does not read back"
 mark 0 CE-DONE
 # dom0 destroys the snapshot: our datapath server merges the old leaf
 # down into the new one while we rewrite A's third MiB with F
-n=0
-while [ "$(ctl 1)" != MERGED ]; do
-	put F 2
-	n=$((n + 1))
-	[ $n -ge 6000 ] && fail "dom0 never reported the merge"
-done
+rewrite_until MERGED 2 6000 F
 echo "domU: $n F writes while dom0 merged the snapshot's image away"
-[ $n -ge 1 ] || fail "no write overlapped the merge"
 $DD if=$P/A of=$P/A3 bs=1M skip=3 count=1 status=none
 get_ok F 2 || fail "F does not read back after the merge"
 get_ok A3 3 || fail "A's last MiB does not read back after the merge"

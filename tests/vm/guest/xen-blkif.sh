@@ -148,15 +148,7 @@ run_one() {
 		ctl_put 1 SNAPPED
 		check "the guest wrote and read back through the new top" wait_phase DONE
 	fi
-	xen_domu_wait "$name" 600
-	stamp "guest gone"
-	rc=$(ctl_get 2)
-	check "the guest's job passed ($rc)" [ "$rc" = XSNG-RC=0 ]
-	if [ "$rc" = XSNG-RC=0 ]; then
-		xen_domu_console "$name" | grep '^domU:' | sed 's/^/  guest: /'
-	else
-		xen_domu_console "$name" | tail -n 30 | sed 's/^/  guest console: /'
-	fi
+	xen_domu_result "$name"
 	# the toolstack removed the frontend: the backend closes, the server stays
 	check "the backend closed when the frontend went (state 6)" \
 		wait_for 60 bash -c "[ \"\$(xenstore-read $BE/state)\" = 6 ]"

@@ -130,15 +130,7 @@ run_one() {
 		ctl_put 1 SNAPPED
 		live_merge
 	fi
-	xen_domu_wait "$name" 600
-	stamp "[$PLUGIN] guest gone"
-	rc=$(ctl_get 2)
-	check "[$PLUGIN] the guest's job passed ($rc)" [ "$rc" = XSNG-RC=0 ]
-	if [ "$rc" = XSNG-RC=0 ]; then
-		xen_domu_console "$name" | grep '^domU:' | sed 's/^/  guest: /'
-	else
-		xen_domu_console "$name" | tail -n 30 | sed 's/^/  guest console: /'
-	fi
+	xen_domu_result "$name" "[$PLUGIN]"
 
 	dcall Datapath.deactivate "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$domid\"}"
 	expect_ok "[$PLUGIN] Datapath.deactivate"
