@@ -50,6 +50,73 @@ start_server() {
 srv_get() { "$NGDP_CTL" "$W/ctl.sock" get "$1"; }
 srv_call() { "$NGDP_CTL" "$W/ctl.sock" "$1" >/dev/null; }	# JSON: ok?
 
+# writes_move W0 SECONDS: until the server's write count passes W0; fails
+# at once when the backend leaves Connected (the server dropped the ring)
+writes_move() {
+	local end=$((SECONDS + $2))
+	while [ $SECONDS -lt $end ]; do
+		[ "$(srv_get writes)" -gt "$1" ] 2>/dev/null && return 0
+		[ "$(xs "$BE/state")" = 4 ] || return 1
+		sleep 0.2
+	done
+	return 1
+}
+
+# The guest's run, with run_one's variables: connect, A and C, kill -9 and
+# restart while the guest writes K, a live snapshot while it writes B.
+# Returns 1 at the first step that failed.
+scenario() {
+	check "the ring is connected (backend and frontend state 4)" \
+		wait_for 300 bash -c "[ \"\$(xenstore-read $BE/state)/\$(xenstore-read $FE/state)\" = 4/4 ]" ||
+		return 1
+	if [ "$MODE" = one-use ]; then
+		check "blkfront uses one-use grants and a 4-page ring" \
+			[ "$(xs $FE/feature-persistent)/$(xs $FE/ring-page-order)" = 0/2 ]
+	else
+		check "blkfront uses persistent grants and a 1-page ring" \
+			[ "$(xs $FE/feature-persistent)/$(xs $FE/ring-page-order)" = 1/ ]
+	fi
+	check "the guest wrote and read back A and C" wait_phase A-DONE || return 1
+	stamp "guest wrote A and C"
+	check "flushes reached the server (fsync, O_SYNC)" [ "$(srv_get flushes)" -gt 0 ]
+	# the guest writes K0/K1 in a loop: kill while writes are flowing,
+	# when the server has requests in flight (a moment before)
+	check "the guest is writing through the ring" writes_move "$(srv_get writes)" 120 ||
+		return 1
+	for i in $(seq 300); do
+		f=$(srv_get in_flight) && [ "$f" -gt 0 ] && break
+	done
+	kill -9 "$SRV"
+	stamp "kill -9 of the server (pid $SRV)"
+	check "the kill came with requests in flight ($f a moment before)" [ "$f" -gt 0 ]
+	wait "$SRV"
+	check "the server died of SIGKILL" [ $? -eq 137 ]
+	old=$SRV
+	start_server
+	check "a new server started (pid $SRV) on the same backend" \
+		[ "$SRV" != "$old" -a "$(cat "$W/srv.pid" 2>/dev/null)" = "$SRV" ] || return 1
+	check "the new server serves the ring (guest writes arrive)" \
+		writes_move "$(srv_get writes)" 300 || return 1
+	check "the backend is still Connected" [ "$(xs $BE/state)" = 4 ]
+	ctl_put 1 RESTARTED
+	stamp "new server $SRV serving"
+	check "the guest's writes across the restart read back" wait_phase RESTART-OK ||
+		return 1
+	check "flushes reached the new server" [ "$(srv_get flushes)" -gt 0 ]
+	# a live snapshot while the guest rewrites B0/B1, the way the volume
+	# plugin takes one of an active volume: suspend (drain, flush), a new
+	# QCOW2 top over the image (a plain name: same directory), resume on it
+	writes_move "$(srv_get writes)" 120
+	stamp "live snapshot"
+	check "suspend while the guest writes" srv_call '{"op":"suspend","timeout_ms":120000}' &&
+	check "a new QCOW2 top over the image" \
+		qemu-img create -q -f qcow2 -b "$(basename "$IMG")" -F qcow2 "$TOP" &&
+	check "resume on the new top" srv_call "{\"op\":\"resume\",\"image\":\"$TOP\"}" ||
+		return 1
+	ctl_put 1 SNAPPED
+	check "the guest wrote and read back through the new top" wait_phase DONE
+}
+
 # run_one MODE: persistent or one-use (blkfront's grants)
 run_one() {
 	local W=$T/$MODE name=xsng-blkif-$MODE domid BE FE IMG TOP CTL SRV old w0 f i rc
@@ -98,56 +165,9 @@ run_one() {
 	$XL unpause "$domid"
 	stamp "guest $domid running"
 
-	if check "the ring is connected (backend and frontend state 4)" \
-		wait_for 300 bash -c "[ \"\$(xenstore-read $BE/state)/\$(xenstore-read $FE/state)\" = 4/4 ]"; then
-		if [ "$MODE" = one-use ]; then
-			check "blkfront uses one-use grants and a 4-page ring" \
-				[ "$(xs $FE/feature-persistent)/$(xs $FE/ring-page-order)" = 0/2 ]
-		else
-			check "blkfront uses persistent grants and a 1-page ring" \
-				[ "$(xs $FE/feature-persistent)/$(xs $FE/ring-page-order)" = 1/ ]
-		fi
-		check "the guest wrote and read back A and C" wait_phase A-DONE
-		stamp "guest wrote A and C"
-		check "flushes reached the server (fsync, O_SYNC)" [ "$(srv_get flushes)" -gt 0 ]
-		w0=$(srv_get writes)
-		# the guest writes K0/K1 in a loop: kill while writes are flowing
-		check "the guest is writing through the ring" \
-			wait_for 120 bash -c "[ \"\$('$NGDP_CTL' '$W/ctl.sock' get writes)\" -gt $w0 ]"
-		# kill when the server has requests in flight (a moment before)
-		for i in $(seq 300); do
-			f=$(srv_get in_flight) && [ "$f" -gt 0 ] && break
-		done
-		kill -9 "$SRV"
-		stamp "kill -9 of the server (pid $SRV)"
-		check "the kill came with requests in flight ($f a moment before)" [ "$f" -gt 0 ]
-		wait "$SRV"
-		check "the server died of SIGKILL" [ $? -eq 137 ]
-		old=$SRV
-		start_server
-		check "a new server started (pid $SRV) on the same backend" \
-			[ "$SRV" != "$old" -a "$(cat "$W/srv.pid" 2>/dev/null)" = "$SRV" ]
-		check "the backend is still Connected" [ "$(xs $BE/state)" = 4 ]
-		w0=$(srv_get writes)
-		check "the new server serves the ring (guest writes arrive)" \
-			wait_for 300 bash -c "[ \"\$('$NGDP_CTL' '$W/ctl.sock' get writes)\" -gt $w0 ]"
-		ctl_put 1 RESTARTED
-		stamp "new server $SRV serving"
-		check "the guest's writes across the restart read back" wait_phase RESTART-OK
-		check "flushes reached the new server" [ "$(srv_get flushes)" -gt 0 ]
-		# a live snapshot while the guest rewrites B0/B1, the way the volume
-		# plugin takes one of an active volume: suspend (drain, flush), a new
-		# QCOW2 top over the image (a plain name: same directory), resume on it
-		w0=$(srv_get writes)
-		wait_for 120 bash -c "[ \"\$('$NGDP_CTL' '$W/ctl.sock' get writes)\" -gt $w0 ]"
-		stamp "live snapshot"
-		check "suspend while the guest writes" srv_call '{"op":"suspend","timeout_ms":120000}'
-		check "a new QCOW2 top over the image" \
-			qemu-img create -q -f qcow2 -b "$(basename "$IMG")" -F qcow2 "$TOP"
-		check "resume on the new top" srv_call "{\"op\":\"resume\",\"image\":\"$TOP\"}"
-		ctl_put 1 SNAPPED
-		check "the guest wrote and read back through the new top" wait_phase DONE
-	fi
+	# a step that fails ends the scenario and destroys the guest (a guest
+	# whose disk is stuck would only time out)
+	scenario || { stamp "scenario stopped: destroying the guest"; $XL destroy "$name"; }
 	xen_domu_result "$name"
 	# the toolstack removed the frontend: the backend closes, the server stays
 	check "the backend closed when the frontend went (state 6)" \
