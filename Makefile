@@ -58,6 +58,8 @@ PKGS_JSON     := json-c blkid
 JSON_CPPFLAGS := $(shell pkg-config --cflags $(PKGS_JSON))
 LIBS_JSON     := $(shell pkg-config --libs $(PKGS_JSON))
 LIBS_ENGINE   := -laio -luring -lz -lpthread
+# The blkif ring's Xen transport (src/server/blkif/xen.c): Debian's libxen-dev.
+LIBS_XEN      := -lxenstore -lxengnttab -lxenevtchn
 
 # A missing library is an error, not a smaller build ('make deps' installs it).
 ifeq ($(LIBS_JSON),)
@@ -110,7 +112,7 @@ LIBFORMATS := $(B)/libformats.a
 LIBNGDP    := $(B)/libngdp.a
 # Link order: users before what they use.
 ALL_LIBS   := $(LIBNGDP) $(LIBFORMATS) $(LIBSR) $(LIBEDGE) $(LIBUTIL)
-LIBS_ALL    = $(LIBS_JSON) $(LIBS_ENGINE)
+LIBS_ALL    = $(LIBS_JSON) $(LIBS_ENGINE) $(LIBS_XEN)
 
 # What `make install` installs; ngdp-imgio is a test tool.
 PROGRAMS := $(addprefix $(B)/,$(PLUGINS)) $(B)/ngdp $(B)/ngdp-server

@@ -12,7 +12,8 @@ DEB_PACKAGES := build-essential pkg-config libjson-c-dev libblkid-dev \
 	libclang-rt-14-dev qemu-utils qemu-system-common xfsprogs e2fsprogs \
 	util-linux fio libnbd-bin nbdkit jq rpm libvhdi-utils gnuplot-nox \
 	procps psmisc linux-perf python3 time \
-	qemu-system-x86 busybox-static cpio kmod xen-utils-4.17 xenstore-utils
+	qemu-system-x86 busybox-static cpio kmod xen-utils-4.17 xenstore-utils \
+	libxen-dev
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \

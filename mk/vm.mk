@@ -13,11 +13,13 @@ VM_ROOT = $(abspath $(B))/vm-root
 # the Xen boot (minutes under TCG) runs in the normal pass.
 VM_TESTS ?= $(if $(filter 1,$(SANITIZE)),t-nbd-datapath)
 
-check-vm: all
+# t-xen-blkif reads the server's status with ngdp-ctl.
+check-vm: all $(B)/tests/server/ngdp-ctl
 	@rm -rf $(VM_ROOT)
 	@$(MAKE) --no-print-directory install DESTDIR=$(VM_ROOT) >/dev/null
 	XSNG_VM_CACHE=$(XSNG_VM_CACHE) INSTALL_ROOT=$(VM_ROOT) \
 		IMGIO=$(abspath $(B))/ngdp-imgio SRCDIR=$(CURDIR) \
+		NGDP_CTL=$(abspath $(B))/tests/server/ngdp-ctl \
 		bash tests/vm/run.sh $(VM_TESTS)
 
 CHECK_TARGETS += check-vm

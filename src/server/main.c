@@ -16,6 +16,7 @@
 #include "control.h"
 #include "import.h"
 #include "blkif/shm.h"
+#include "blkif/xen.h"
 
 #define QD_STR(n) #n
 #define QD_TEXT(n) QD_STR(n)
@@ -62,6 +63,10 @@ static const char usage[] =
 "  --blkif-shm PATH      Unix socket where one test frontend at a time\n"
 "                        attaches a Xen block ring in shared memory (a\n"
 "                        memfd and two eventfds, include/proto/blkif-shm.h)\n"
+"  --blkif-xen PATH      serve the Xen block ring of the backend directory\n"
+"                        PATH in xenstore (e.g. /local/domain/0/backend/\n"
+"                        qdisk/DOMID/DEVID; its frontend and frontend-id\n"
+"                        keys name the guest's side); not with --blkif-shm\n"
 "  --pidfile PATH        write our PID there (atomically) once listening\n"
 "  --ready-fd N          write \"ready\\n\" to fd N and close it once listening\n"
 "  --log-stderr          copy log messages to stderr\n"
@@ -82,7 +87,8 @@ enum {
 	OPT_IMAGE = 256, OPT_FORMAT, OPT_READONLY, OPT_SOCKET, OPT_TCP,
 	OPT_EXPORT, OPT_ENGINE, OPT_NO_DIRECT, OPT_CONFINE, OPT_CONTROL,
 	OPT_PIDFILE, OPT_READY_FD, OPT_LOG_STDERR, OPT_QD, OPT_FLUSH_INT,
-	OPT_RO_SOCKET, OPT_HEARTBEAT, OPT_RECORD, OPT_IMPORT, OPT_BLKIF_SHM, OPT_HELP,
+	OPT_RO_SOCKET, OPT_HEARTBEAT, OPT_RECORD, OPT_IMPORT, OPT_BLKIF_SHM,
+	OPT_BLKIF_XEN, OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -106,6 +112,7 @@ static const struct option long_opts[] = {
 	{ "volume-record", required_argument, NULL, OPT_RECORD },
 	{ "import-socket", required_argument, NULL, OPT_IMPORT },
 	{ "blkif-shm", required_argument, NULL, OPT_BLKIF_SHM },
+	{ "blkif-xen", required_argument, NULL, OPT_BLKIF_XEN },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -160,7 +167,9 @@ int main(int argc, char *argv[])
 	};
 	const char *sock = NULL, *tcp = NULL, *control = NULL, *pidfile = NULL;
 	const char *ro_sock = NULL, *import_sock = NULL, *shm_sock = NULL;
+	const char *xen_path = NULL;
 	struct blkif_shm *shm = NULL;
+	struct blkif_xen *xen = NULL;
 	struct control *ctl = NULL;
 	struct import *imp = NULL;
 	bool log_stderr = false;
@@ -185,6 +194,7 @@ int main(int argc, char *argv[])
 		case OPT_RO_SOCKET: ro_sock = optarg; break;
 		case OPT_IMPORT: import_sock = optarg; break;
 		case OPT_BLKIF_SHM: shm_sock = optarg; break;
+		case OPT_BLKIF_XEN: xen_path = optarg; break;
 		case OPT_HEARTBEAT: cfg.heartbeat = optarg; break;
 		case OPT_RECORD: cfg.volume_record = optarg; break;
 		case OPT_LOG_STDERR: log_stderr = true; break;
@@ -210,7 +220,8 @@ int main(int argc, char *argv[])
 			goto bad_usage;
 		}
 	}
-	if (optind != argc || !cfg.image || !sock)
+	/* one loop hook: one ring transport */
+	if (optind != argc || !cfg.image || !sock || (shm_sock && xen_path))
 		goto bad_usage;
 	if (cfg.format && strcmp(cfg.format, "raw") &&
 	    strcmp(cfg.format, "qcow2") && strcmp(cfg.format, "vpc"))
@@ -242,6 +253,8 @@ int main(int argc, char *argv[])
 		r = import_listen(&srv, import_sock, &imp);
 	if (r == 0 && shm_sock)
 		r = blkif_shm_listen(&srv, shm_sock, &shm);
+	if (r == 0 && xen_path)
+		r = blkif_xen_open(&srv, xen_path, &xen);
 	if (r < 0) {
 		log_error("cannot listen: %s", strerror(-r));
 		goto out_unlink;
@@ -275,6 +288,7 @@ out_unlink:
 		unlink(control);
 out:
 	blkif_shm_close(shm);	/* unlinks its socket */
+	blkif_xen_close(xen);
 	import_close(imp);	/* unlinks its socket */
 	control_close(ctl);
 	server_release(&srv);

@@ -547,6 +547,12 @@ static void test_malformed(void **state)
 		assert_int_equal(req.nr_sectors, 0);
 		front_rw(&f, BLKIF_OP_WRITE_BARRIER, 0, 33, 0, 0, segs);
 		expect_valid(&f, &req);
+		/* Linux blkfront's empty flush is at sector (sector_t)-1 */
+		front_rw(&f, BLKIF_OP_FLUSH_DISKCACHE, 0, 36, UINT64_MAX, 0, segs);
+		expect_valid(&f, &req);
+		assert_true(req.sector_number == 0);
+		front_rw(&f, BLKIF_OP_WRITE_BARRIER, 0, 37, UINT64_MAX, 0, segs);
+		expect_valid(&f, &req);
 		front_rw(&f, BLKIF_OP_FLUSH_DISKCACHE, 2, 34, 16, 2, segs);
 		expect_valid(&f, &req);
 		assert_int_equal(req.op, BLKIF_OP_FLUSH_DISKCACHE);

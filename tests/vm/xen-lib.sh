@@ -4,12 +4,24 @@
 # report its status.  Source from bash in dom0.
 #
 #   xen_domu_initrd OUT JOB DISKS [FILE...]  initrd running JOB (sh) once
-#        the disks (e.g. "xvda xvdb") exist; FILEs are packed under /data
+#        the disks (e.g. "xvda xvdb") exist; FILEs are packed under /data,
+#        domu-lib.sh as /lib.sh; XEN_DOMU_MODPARAMS: "MODULE PARAM=V..."
+#        (one module) for insmod, e.g. "xen-blkfront feature_persistent=0"
 #   xen_domu_create NAME INITRD [xl create options]   (config from $XEN_CFG_EXTRA)
 #   xen_domu_wait NAME SECONDS   wait until the domain is gone (destroys it
 #                                and returns 124 on timeout)
 #   xen_domu_console NAME        the guest's console log
 #   XEN_HOTPLUG   the hotplug script for phy: disks: phy:DEV,xvda,w,script=$XEN_HOTPLUG
+#   ctl_get N, ctl_put N TEXT   a line in sector N of the control disk $CTL
+#        that dom0 shares with the guest's job (domu-lib.sh: ctl, mark)
+#   wait_phase PHASE   until the guest $name reports PHASE in sector 0
+#   stamp TEXT         a progress line with dom0's uptime
+#   xen_domu_result NAME [LABEL]   wait (10 min) for the guest to be gone,
+#        check (tests/functional/lib.sh) that its job passed, show its
+#        domU: lines, or its console's tail when it failed
+#   region_blocks_ok RAW OFF_MIB LEN_MIB FILE...   every 4 KiB block of
+#        RAW's region is zeros or the same block of one of the FILEs (a
+#        region the guest was rewriting while a snapshot was taken)
 set -u
 : "${VM_DIR:?}" "${VM_KERNEL:?}" "${VM_DOMU_BASE:?}"
 XL=/usr/lib/xen-4.17/bin/xl
@@ -29,7 +41,9 @@ xen_domu_initrd() {
 		done
 	done
 	cp "$VM_DIR/domu-init" "$d/init" && chmod 755 "$d/init" &&
-	cp "$job" "$d/job" && echo "$disks" > "$d/disks" || return 1
+	cp "$VM_DIR/domu-lib.sh" "$d/lib.sh" &&
+	cp "$job" "$d/job" && echo "$disks" > "$d/disks" &&
+	echo "${XEN_DOMU_MODPARAMS:-}" > "$d/modparams" || return 1
 	for f in "$@"; do cp "$f" "$d/data/" || return 1; done
 	# not compressed: the patterns are random, and TCG makes gzip slow
 	( cd "$d" && find . | cpio -o -H newc --quiet ) > "$out" || return 1
@@ -76,4 +90,51 @@ xen_cleanup() {
 	local n
 	for n in $($XL list 2>/dev/null | awk 'NR > 2 { print $1 }'); do $XL destroy "$n"; done
 	rm -rf "$XEN_WORK"
+}
+
+ctl_get() { dd if="$CTL" bs=512 skip="$1" count=1 iflag=direct status=none | tr -d '\000' | head -1; }
+ctl_put() { printf '%s\n' "$2" | dd of="$CTL" bs=512 seek="$1" count=1 conv=sync oflag=direct status=none; }
+
+# progress with dom0's uptime: TCG speed varies a lot with the host's load
+stamp() { echo "  [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
+
+# wait_phase PHASE: until the guest $name reports PHASE on the control disk
+# (bounded: 10 min; fails at once when the guest is gone)
+wait_phase() {
+	local end=$((SECONDS + 600))
+	while [ $SECONDS -lt $end ]; do
+		[ "$(ctl_get 0)" = "$1" ] && return 0
+		$XL domid "$name" >/dev/null 2>&1 || return 1
+		sleep 0.2
+	done
+	return 1
+}
+
+region_blocks_ok() {
+	python3 - "$@" <<-'PY'
+	import sys
+	raw, off, length = sys.argv[1], int(sys.argv[2]) << 20, int(sys.argv[3]) << 20
+	region = open(raw, "rb").read()[off:off + length]
+	versions = [open(f, "rb").read() for f in sys.argv[4:]]
+	bad = 0
+	for o in range(0, length, 4096):
+	    blk = region[o:o + 4096]
+	    if blk != bytes(4096) and all(blk != v[o:o + 4096] for v in versions):
+	        bad += 1
+	print("  region at %dM: %d of %d blocks match no version" % (off >> 20, bad, length // 4096))
+	sys.exit(bad != 0)
+	PY
+}
+
+xen_domu_result() {
+	local name=$1 label=${2:+$2 } rc
+	xen_domu_wait "$name" 600
+	stamp "${label}guest gone"
+	rc=$(ctl_get 2)
+	check "${label}the guest's job passed ($rc)" [ "$rc" = XSNG-RC=0 ]
+	if [ "$rc" = XSNG-RC=0 ]; then
+		xen_domu_console "$name" | grep '^domU:' | sed 's/^/  guest: /'
+	else
+		xen_domu_console "$name" | tail -n 30 | sed 's/^/  guest console: /'
+	fi
 }

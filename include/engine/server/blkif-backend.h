@@ -37,8 +37,20 @@ struct server;
 struct blkif_backend;
 
 struct blkif_transport_ops {
-	/* The page of a grant reference, or NULL (answered with an error). */
+	/*
+	 * The page of a grant reference, or NULL (answered with an error).
+	 * The backend uses the page at once and calls map again for every
+	 * later use: a page stays valid until the next map or unmap call,
+	 * so a transport may recycle its mappings there.
+	 */
 	void *(*map)(void *transport, uint32_t gref);
+	/*
+	 * Optional: the backend is done with a page map returned (NULL:
+	 * nothing to do).  A transport that maps a frontend's grants for
+	 * one use (Xen without persistent grants) unmaps there, before the
+	 * request is answered and the frontend revokes the grant.
+	 */
+	void (*unmap)(void *transport, void *page);
 	/* Signal the frontend (its event channel). */
 	void (*notify)(void *transport);
 };
@@ -53,6 +65,18 @@ struct blkif_backend_config {
 	enum blkif_abi abi;
 	unsigned int max_indirect_segments;	/* offered, 0: none */
 	bool readonly;			/* writes are refused */
+	/*
+	 * Answer requests in ring order (a finished one waits for those
+	 * taken before it).  Slots from the shared rsp_prod on then still
+	 * hold exactly the requests not answered, so a restarted server
+	 * can take them again (resume).  Costs latency behind slow requests.
+	 */
+	bool in_order;
+	/*
+	 * Start at the shared rsp_prod, not at 0: re-adopt a ring a dead
+	 * server left (with in_order; on a fresh ring rsp_prod is 0).
+	 */
+	bool resume;
 	size_t max_bytes;		/* 0: BLKIF_BACKEND_MAX_BYTES */
 	const struct blkif_transport_ops *ops;
 	void *transport;

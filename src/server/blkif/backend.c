@@ -26,6 +26,8 @@
 struct bk_req {
 	struct blkif_backend *be;
 	struct bk_req *next;		/* free list */
+	struct bk_req *next_order;	/* in_order: taken after this one */
+	bool done;			/* in_order: waits for its turn */
 	struct blkif_req r;
 	struct blkif_seg *ind;		/* INDIRECT segments (allocated once) */
 	const struct blkif_seg *segs;	/* r.seg or ind */
@@ -43,12 +45,15 @@ struct blkif_backend {
 	void *transport;
 	char *name;
 	bool readonly;
+	bool in_order;
 	bool detached;			/* the ring is not ours any more */
 	bool dead;			/* the frontend broke the protocol */
 	bool want;			/* requests may wait on the ring */
 	size_t max_bytes, bytes;	/* buffers of requests in flight */
 	unsigned int in_flight;		/* ring requests taken, unanswered */
 	struct bk_req *barrier;		/* in flight: take nothing else */
+	/* in_order: taken and unanswered, oldest first */
+	struct bk_req *oq_head, **oq_tail;
 	struct bk_req *free;
 	unsigned int nfree;
 	/* for the log line at detach */
@@ -93,6 +98,19 @@ int blkif_backend_new(struct server *srv,
 	be->ops = cfg->ops;
 	be->transport = cfg->transport;
 	be->readonly = cfg->readonly || server_readonly(srv);
+	be->in_order = cfg->in_order;
+	be->oq_tail = &be->oq_head;
+	if (cfg->resume) {
+		const struct blkif_sring_header *h = cfg->ring;
+		uint32_t rsp = __atomic_load_n(&h->rsp_prod, __ATOMIC_ACQUIRE);
+
+		/* everything before rsp_prod was answered; the rest is
+		 * taken again (cannot fail: nothing is in flight) */
+		blkif_ring_restore(&be->ring, rsp, rsp);
+		if (rsp)
+			log_info("%s: resuming the ring at request %u",
+				 cfg->name ? cfg->name : "blkif", rsp);
+	}
 	be->max_bytes = cfg->max_bytes ? cfg->max_bytes :
 					 BLKIF_BACKEND_MAX_BYTES;
 	be->want = true;
@@ -146,6 +164,8 @@ static struct bk_req *br_get(struct blkif_backend *be)
 	}
 	br->be = be;
 	br->next = NULL;
+	br->next_order = NULL;
+	br->done = false;
 	br->segs = NULL;
 	br->nsegs = 0;
 	br->read = false;
@@ -167,8 +187,8 @@ static void br_put(struct blkif_backend *be, struct bk_req *br)
 	be->nfree++;
 }
 
-/* The ring request is done: answer it (unless detached), release it. */
-static void br_finish(struct bk_req *br)
+/* Answer a finished ring request (unless detached), release it. */
+static void br_answer(struct bk_req *br)
 {
 	struct blkif_backend *be = br->be;
 
@@ -190,8 +210,40 @@ static void br_finish(struct bk_req *br)
 	if (be->barrier == br)
 		be->barrier = NULL;
 	br_put(be, br);
+}
+
+/* The ring request is done: answer it, or (in_order) the run of finished
+ * ones at the head of the queue. */
+static void br_finish(struct bk_req *br)
+{
+	struct blkif_backend *be = br->be;
+
+	if (!be->in_order) {
+		br_answer(br);
+	} else {
+		br->done = true;
+		while (be->oq_head && be->oq_head->done) {
+			struct bk_req *head = be->oq_head;
+
+			be->oq_head = head->next_order;
+			if (!be->oq_head)
+				be->oq_tail = &be->oq_head;
+			br_answer(head);
+		}
+	}
 	if (be->detached && !be->in_flight)
 		be_free(be);
+}
+
+static void *page_map(struct blkif_backend *be, uint32_t gref)
+{
+	return be->ops->map(be->transport, gref);
+}
+
+static void page_unmap(struct blkif_backend *be, void *page)
+{
+	if (page && be->ops->unmap)
+		be->ops->unmap(be->transport, page);
 }
 
 /* Copy between the request's buffer and the segments' pages. */
@@ -205,7 +257,7 @@ static void copy_segs(struct bk_req *br, void *buf, bool to_pages)
 		size_t off = (size_t)s->first_sect * BLKIF_SECTOR_SIZE;
 		size_t len = (size_t)(s->last_sect - s->first_sect + 1) *
 			     BLKIF_SECTOR_SIZE;
-		char *page = be->ops->map(be->transport, s->gref);
+		char *page = page_map(be, s->gref);
 
 		/* checked before the request was submitted */
 		if (page) {
@@ -214,6 +266,7 @@ static void copy_segs(struct bk_req *br, void *buf, bool to_pages)
 			else
 				memcpy(p, page + off, len);
 		}
+		page_unmap(be, page);
 		p += len;
 	}
 }
@@ -313,11 +366,13 @@ static int load_indirect(struct bk_req *br)
 	for (unsigned int i = 0; i < br->r.nr_indirect_pages; i++) {
 		unsigned int n = left < BLKIF_SEGS_PER_INDIRECT_PAGE ?
 				 left : BLKIF_SEGS_PER_INDIRECT_PAGE;
-		const void *page = be->ops->map(be->transport,
-						br->r.indirect_grefs[i]);
+		void *page = page_map(be, br->r.indirect_grefs[i]);
+		int rc = page ? blkif_indirect_segments(page, n,
+				br->ind + i * BLKIF_SEGS_PER_INDIRECT_PAGE) :
+				-EINVAL;
 
-		if (!page || blkif_indirect_segments(
-				page, n, br->ind + i * BLKIF_SEGS_PER_INDIRECT_PAGE) < 0)
+		page_unmap(be, page);
+		if (rc < 0)
 			return -EINVAL;
 		left -= n;
 	}
@@ -329,14 +384,16 @@ static int load_indirect(struct bk_req *br)
 /* Bytes the segments cover, or 0 when one names a page we refuse. */
 static uint64_t segs_bytes(const struct bk_req *br)
 {
-	const struct blkif_backend *be = br->be;
+	struct blkif_backend *be = br->be;
 	uint64_t sectors = 0;
 
 	for (unsigned int i = 0; i < br->nsegs; i++) {
 		const struct blkif_seg *s = &br->segs[i];
+		void *page = page_map(be, s->gref);
 
-		if (!be->ops->map(be->transport, s->gref))
+		if (!page)
 			return 0;
+		page_unmap(be, page);
 		sectors += s->last_sect - s->first_sect + 1U;
 	}
 	return sectors * BLKIF_SECTOR_SIZE;
@@ -467,6 +524,10 @@ int blkif_backend_poll(struct blkif_backend *be)
 		be->in_flight++;
 		be->n_reqs++;
 		n++;
+		if (be->in_order) {
+			*be->oq_tail = br;
+			be->oq_tail = &br->next_order;
+		}
 		rc = start(br);
 		if (rc != 1) {
 			br->status = (int16_t)rc;

@@ -197,6 +197,14 @@ static enum blkif_req_error decode_rw(const struct blkif_x86_64_request_rw *w,
 		};
 		req->nr_sectors += s.last_sect - s.first_sect + 1U;
 	}
+	/*
+	 * A flush without data names no sector: Linux blkfront sends the
+	 * block layer's flush request's position, which is (sector_t)-1.
+	 */
+	if (!w->nr_segments) {
+		req->sector_number = 0;
+		return BLKIF_REQ_OK;
+	}
 	if (!range_ok(req->sector_number, req->nr_sectors))
 		return BLKIF_REQ_BAD_RANGE;
 	return BLKIF_REQ_OK;

@@ -7,18 +7,7 @@
 # dom0 takes the snapshot, then C (1) at 1 and E (4) at 8, then F (1)
 # rewritten at 2 while dom0 destroys the snapshot and the datapath server
 # merges the snapshot's image into the leaf (live coalesce).
-DD=/usr/bin/dd CMP=/usr/bin/cmp X=/dev/xvda CTL=/dev/xvdb P=/data
-fail() { echo "domU: FAIL: $*"; exit 1; }
-put() { # put FILE OFFSET_MIB
-	$DD if=$P/$1 of=$X bs=1M seek=$2 oflag=direct conv=notrunc,fsync status=none ||
-		fail "O_DIRECT write of $1 at ${2}M"
-}
-get_ok() { # get_ok FILE OFFSET_MIB: the disk holds FILE there (O_DIRECT read)
-	n=$(($(stat -c %s $P/$1) / 1048576))
-	$DD if=$X bs=1M skip=$2 count=$n iflag=direct status=none | $CMP -s - $P/$1
-}
-mark() { printf '%s\n' "$2" | $DD of=$CTL bs=512 seek=$1 count=1 conv=sync oflag=direct status=none; }
-ctl() { $DD if=$CTL bs=512 skip=$1 count=1 iflag=direct status=none | tr -d '\000' | head -1; }
+. /lib.sh
 
 [ -b $X ] || fail "no $X"
 echo "domU: xvda is $(($(cat /sys/block/xvda/size) / 2048)) MiB"
@@ -27,14 +16,8 @@ get_ok A 0 || fail "A does not read back"
 echo "domU: A written and read back"
 mark 0 A-DONE
 # keep writing while dom0 snapshots, until it says it is done
-n=0 g=0
-while [ "$(ctl 1)" != SNAPPED ]; do
-	put B$g 8
-	g=$((1 - g)) n=$((n + 1))
-	[ $n -ge 3000 ] && fail "dom0 never reported the snapshot"
-done
+rewrite_until SNAPPED 8 3000 B0 B1
 echo "domU: $n B writes while dom0 took the snapshot"
-[ $n -ge 1 ] || fail "no write overlapped the snapshot"
 put C 1
 put E 8
 get_ok A 0 && fail "A still whole after C overwrote its second MiB"
@@ -43,14 +26,8 @@ get_ok E 8 || fail "E does not read back"
 mark 0 CE-DONE
 # dom0 destroys the snapshot: our datapath server merges the old leaf
 # down into the new one while we rewrite A's third MiB with F
-n=0
-while [ "$(ctl 1)" != MERGED ]; do
-	put F 2
-	n=$((n + 1))
-	[ $n -ge 6000 ] && fail "dom0 never reported the merge"
-done
+rewrite_until MERGED 2 6000 F
 echo "domU: $n F writes while dom0 merged the snapshot's image away"
-[ $n -ge 1 ] || fail "no write overlapped the merge"
 $DD if=$P/A of=$P/A3 bs=1M skip=3 count=1 status=none
 get_ok F 2 || fail "F does not read back after the merge"
 get_ok A3 3 || fail "A's last MiB does not read back after the merge"

@@ -1,0 +1,691 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/*
+ * The blkif ring of a real Xen frontend (blkfront): xenstore handshake,
+ * grant mapping and the event channel, through Xen's own libraries
+ * (libxenstore, libxengnttab, libxenevtchn; no hypercalls of ours).  The
+ * ring itself is blkif/ring.c's, its requests blkif/backend.c's.
+ *
+ * The handshake follows Linux blkback's (drivers/block/xen-blkback/
+ * xenbus.c): publish our features and InitWait, watch the frontend's
+ * state; on Initialised or Connected read its ring-ref(s), event-channel,
+ * protocol and feature-persistent, map the ring, bind the channel, go
+ * Connected.  Closing and Closed take the ring down; Initialising after a
+ * close is a reconnect.  Everything read from xenstore is checked first:
+ * the guest owns its frontend directory.
+ *
+ * Grants.  With persistent grants (both sides offer feature-persistent)
+ * the frontend reuses a fixed set of granted pages, so each is mapped once
+ * and kept in a cache; a full cache is emptied and refilled (a frontend
+ * using the default Linux settings never fills it: 32 ring slots * (32
+ * segments + 1 indirect page) = 1056 grants, the same bound as blkback's
+ * max_persistent_grants).  Without them the frontend revokes each grant
+ * once its request is answered, so a mapping must not outlive its use:
+ * map and unmap around every use (the backend's unmap hook).  That is
+ * chosen over xengnttab_grant_copy because the backend already copies
+ * through the request's buffer: one map per use keeps a single data path
+ * for both modes and for blkif/shm.c.
+ *
+ * Server restart.  The backend answers in ring order (in_order): the slots
+ * from the shared rsp_prod on then hold exactly the requests not answered,
+ * so a server started on a backend directory whose ring is Connected maps
+ * the same ring, binds the frontend's port again (the dead server's end
+ * was closed with its process) and resumes at rsp_prod (resume): the
+ * requests it had taken are taken again, re-executing writes the guest
+ * has not seen complete.  For the same reason a SIGTERM leaves the states
+ * as they are.  (A kill between writing a response into its slot and
+ * publishing rsp_prod, a few instructions, would lose that one request.)
+ *
+ * The backend directory removed, or the frontend gone: the ring is taken
+ * down and the server keeps serving its other clients (NBD, control); the
+ * toolstack stops it as it would any datapath server.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <xenstore.h>
+#include <xengnttab.h>
+#include <xenevtchn.h>
+
+#include "log.h"
+#include "server/blkif-backend.h"
+#include "server/blkif-xenbus.h"
+#include "server/server.h"
+#include "xen.h"
+
+/* Persistent grants mapped at most (see above). */
+#define XEN_GCACHE_MAX 2048U
+#define XEN_GCACHE_BUCKETS 1024U	/* a power of two */
+#define XEN_PATH_MAX 256
+
+struct gcache_ent {
+	uint32_t gref;
+	int next;			/* in its bucket, -1: last */
+	void *page;
+};
+
+struct blkif_xen {
+	struct ev_tag xs_tag, evtchn_tag;	/* EV_HOOK */
+	struct server *srv;
+	struct xs_handle *xs;
+	xengnttab_handle *gnt;
+	xenevtchn_handle *evtchn;
+	int xs_fd, evtchn_fd;
+	char be_path[XEN_PATH_MAX];
+	char fe_path[XEN_PATH_MAX];
+	char name[XEN_PATH_MAX + 16];	/* for logs */
+	unsigned int fe_domid;
+	bool readonly;
+	bool gone;			/* backend directory removed */
+	/* the ring, while attached (be != NULL) */
+	struct blkif_backend *be;
+	void *ring;
+	unsigned int ring_pages;
+	evtchn_port_t port;		/* ours */
+	bool persistent;
+	/* persistent grants, mapped */
+	struct gcache_ent *gc;
+	int gc_bucket[XEN_GCACHE_BUCKETS];
+	unsigned int gc_n;
+	uint64_t gc_flushes;
+};
+
+#define container_of(p, type, member) \
+	((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+/* ------------------------------------------------------------ xenstore */
+
+static char *xs_get(struct blkif_xen *x, const char *dir, const char *key)
+{
+	char path[XEN_PATH_MAX * 2];
+	unsigned int len;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, key);
+	return xs_read(x->xs, XBT_NULL, path, &len);
+}
+
+/* dir/key as a number in [0, max]: 0, -ENOENT (absent) or -EINVAL. */
+static int xs_get_uint(struct blkif_xen *x, const char *dir, const char *key,
+		       unsigned long long max, unsigned long long *out)
+{
+	char *v = xs_get(x, dir, key);
+	int r;
+
+	if (!v)
+		return -ENOENT;
+	r = xb_parse_uint(v, max, out);
+	if (r < 0)
+		log_warn("%s: %s/%s: '%.32s' is not a number up to %llu",
+			 x->name, dir, key, v, max);
+	free(v);
+	return r;
+}
+
+static int xs_get_state(struct blkif_xen *x, const char *dir,
+			enum xenbus_state *st)
+{
+	char *v = xs_get(x, dir, "state");
+	int r;
+
+	if (!v)
+		return -ENOENT;
+	r = xb_parse_state(v, st);
+	free(v);
+	return r;
+}
+
+struct kv {
+	const char *key;
+	char val[32];
+};
+
+/* Write keys under the backend directory in one transaction. */
+static int xs_put_all(struct blkif_xen *x, const struct kv *kv, size_t n)
+{
+	for (int tries = 0; tries < 16; tries++) {
+		xs_transaction_t t = xs_transaction_start(x->xs);
+		bool ok = t != XBT_NULL;
+
+		for (size_t i = 0; ok && i < n; i++) {
+			char path[XEN_PATH_MAX * 2];
+
+			snprintf(path, sizeof(path), "%s/%s", x->be_path,
+				 kv[i].key);
+			ok = xs_write(x->xs, t, path, kv[i].val,
+				      (unsigned int)strlen(kv[i].val));
+		}
+		if (!ok) {
+			int err = errno ? errno : EIO;
+
+			if (t != XBT_NULL)
+				xs_transaction_end(x->xs, t, true);
+			return -err;
+		}
+		if (xs_transaction_end(x->xs, t, false))
+			return 0;
+		if (errno != EAGAIN)
+			return -errno;
+	}
+	return -EAGAIN;
+}
+
+static int set_state(struct blkif_xen *x, enum xenbus_state st)
+{
+	struct kv kv = { .key = "state" };
+	enum xenbus_state cur;
+	int r;
+
+	if (xs_get_state(x, x->be_path, &cur) == 0 && cur == st)
+		return 0;
+	snprintf(kv.val, sizeof(kv.val), "%d", (int)st);
+	r = xs_put_all(x, &kv, 1);
+	if (r < 0)
+		log_error("%s: cannot write state %d: %s", x->name, (int)st,
+			  strerror(-r));
+	else
+		log_info("%s: backend state %d", x->name, (int)st);
+	return r;
+}
+
+/* ------------------------------------------------------------ grants */
+
+static void gcache_flush(struct blkif_xen *x)
+{
+	for (unsigned int i = 0; i < x->gc_n; i++)
+		xengnttab_unmap(x->gnt, x->gc[i].page, 1);
+	x->gc_n = 0;
+	for (unsigned int b = 0; b < XEN_GCACHE_BUCKETS; b++)
+		x->gc_bucket[b] = -1;
+}
+
+static void *map_persistent(void *transport, uint32_t gref)
+{
+	struct blkif_xen *x = transport;
+	unsigned int b = gref & (XEN_GCACHE_BUCKETS - 1);
+	struct gcache_ent *e;
+	void *page;
+
+	for (int i = x->gc_bucket[b]; i >= 0; i = x->gc[i].next)
+		if (x->gc[i].gref == gref)
+			return x->gc[i].page;
+	/* pages are used before the next map call: dropping all is safe */
+	if (x->gc_n == XEN_GCACHE_MAX) {
+		if (!x->gc_flushes++)
+			log_warn("%s: more than %u persistent grants: mapping "
+				 "them again as needed", x->name, XEN_GCACHE_MAX);
+		gcache_flush(x);
+	}
+	page = xengnttab_map_grant_ref(x->gnt, x->fe_domid, gref,
+				       PROT_READ | PROT_WRITE);
+	if (!page) {
+		log_debug("%s: cannot map grant %u: %m", x->name, gref);
+		return NULL;
+	}
+	e = &x->gc[x->gc_n];
+	*e = (struct gcache_ent){ .gref = gref, .page = page,
+				  .next = x->gc_bucket[b] };
+	x->gc_bucket[b] = (int)x->gc_n++;
+	return page;
+}
+
+static void *map_once(void *transport, uint32_t gref)
+{
+	struct blkif_xen *x = transport;
+	void *page = xengnttab_map_grant_ref(x->gnt, x->fe_domid, gref,
+					     PROT_READ | PROT_WRITE);
+
+	if (!page)
+		log_debug("%s: cannot map grant %u: %m", x->name, gref);
+	return page;
+}
+
+static void unmap_once(void *transport, void *page)
+{
+	struct blkif_xen *x = transport;
+
+	if (xengnttab_unmap(x->gnt, page, 1) < 0)
+		log_warn("%s: cannot unmap a grant: %m", x->name);
+}
+
+static void xen_notify(void *transport)
+{
+	struct blkif_xen *x = transport;
+
+	if (xenevtchn_notify(x->evtchn, x->port) < 0)
+		log_debug("%s: notify: %m", x->name);
+}
+
+static const struct blkif_transport_ops persistent_ops = {
+	.map = map_persistent,
+	.notify = xen_notify,
+};
+
+static const struct blkif_transport_ops once_ops = {
+	.map = map_once,
+	.unmap = unmap_once,
+	.notify = xen_notify,
+};
+
+/* ------------------------------------------------------------ the ring */
+
+static void disconnect(struct blkif_xen *x, const char *why)
+{
+	if (!x->be)
+		return;
+	log_info("%s: ring released: %s", x->name, why);
+	blkif_backend_detach(x->be);	/* stops touching the pages */
+	x->be = NULL;
+	gcache_flush(x);
+	if (xenevtchn_unbind(x->evtchn, x->port) < 0)
+		log_warn("%s: cannot unbind port %u: %m", x->name, x->port);
+	if (xengnttab_unmap(x->gnt, x->ring, x->ring_pages) < 0)
+		log_warn("%s: cannot unmap the ring: %m", x->name);
+	x->ring = NULL;
+}
+
+static void ring_poll(struct blkif_xen *x)
+{
+	if (x->be && blkif_backend_poll(x->be) < 0) {
+		disconnect(x, "the frontend broke the ring protocol");
+		set_state(x, XB_CLOSING);
+	}
+}
+
+/* Read and check the frontend's ring keys, map, bind, attach. */
+static int connect_ring(struct blkif_xen *x)
+{
+	uint32_t refs[1U << BLKIF_MAX_RING_PAGE_ORDER];
+	unsigned long long order = 0, v, port;
+	bool have_order, persistent = false;
+	struct blkif_backend_config cfg;
+	enum blkif_abi abi;
+	xenevtchn_port_or_error_t local;
+	char *proto;
+	void *ring;
+	int r;
+
+	r = xs_get_uint(x, x->fe_path, "ring-page-order",
+			BLKIF_MAX_RING_PAGE_ORDER, &order);
+	if (r == -EINVAL)
+		return r;
+	have_order = r == 0;
+	for (unsigned int i = 0; i < (1U << order); i++) {
+		char key[16];
+
+		r = xb_ring_ref_key(have_order, (unsigned int)order, i, key,
+				    sizeof(key));
+		if (r == 0)
+			r = xs_get_uint(x, x->fe_path, key, UINT32_MAX, &v);
+		if (r < 0) {
+			log_error("%s: no valid %s in %s", x->name, key,
+				  x->fe_path);
+			return -EINVAL;
+		}
+		refs[i] = (uint32_t)v;
+	}
+	/* port 0 is never a bound port */
+	r = xs_get_uint(x, x->fe_path, "event-channel", UINT32_MAX, &port);
+	if (r < 0 || port == 0) {
+		log_error("%s: no valid event-channel in %s", x->name,
+			  x->fe_path);
+		return -EINVAL;
+	}
+	proto = xs_get(x, x->fe_path, "protocol");
+	r = blkif_abi_from_protocol(proto, &abi);
+	if (r < 0)
+		log_error("%s: unknown protocol '%.32s'", x->name, proto);
+	free(proto);
+	if (r < 0)
+		return r;
+	r = xs_get_uint(x, x->fe_path, "feature-persistent", 1, &v);
+	if (r == -EINVAL)
+		return r;
+	persistent = r == 0 && v == 1;
+
+	ring = xengnttab_map_domain_grant_refs(x->gnt, 1U << order,
+					       x->fe_domid, refs,
+					       PROT_READ | PROT_WRITE);
+	if (!ring) {
+		r = -errno;
+		log_error("%s: cannot map the ring's %u pages: %m", x->name,
+			  1U << order);
+		return r;
+	}
+	local = xenevtchn_bind_interdomain(x->evtchn, x->fe_domid,
+					   (evtchn_port_t)port);
+	if (local < 0) {
+		r = -errno;
+		log_error("%s: cannot bind to port %llu of domain %u: %m",
+			  x->name, port, x->fe_domid);
+		xengnttab_unmap(x->gnt, ring, 1U << order);
+		return r;
+	}
+	cfg = (struct blkif_backend_config){
+		.ring = ring,
+		.ring_bytes = (size_t)BLKIF_PAGE_SIZE << order,
+		.abi = abi,
+		.max_indirect_segments = BLKIF_BACKEND_INDIRECT_SEGMENTS,
+		.readonly = x->readonly,
+		.in_order = true,
+		.resume = true,
+		.ops = persistent ? &persistent_ops : &once_ops,
+		.transport = x,
+		.name = x->name,
+	};
+	x->ring = ring;
+	x->ring_pages = 1U << order;
+	x->port = (evtchn_port_t)local;
+	x->persistent = persistent;
+	r = blkif_backend_new(x->srv, &cfg, &x->be);
+	if (r < 0) {
+		xenevtchn_unbind(x->evtchn, x->port);
+		xengnttab_unmap(x->gnt, ring, x->ring_pages);
+		x->ring = NULL;
+		return r;
+	}
+	log_info("%s: ring connected: %u page(s), port %llu, %s ABI, %s "
+		 "grants", x->name, x->ring_pages, port,
+		 abi == BLKIF_ABI_X86_32 ? "x86_32" : "x86_64",
+		 persistent ? "persistent" : "one-use");
+	return 0;
+}
+
+/* React to the states as they are now (called on every watch event). */
+static void reconcile(struct blkif_xen *x)
+{
+	enum xenbus_state be_st, fe_st;
+	int r;
+
+	if (x->gone)
+		return;
+	if (xs_get_state(x, x->be_path, &be_st) == -ENOENT) {
+		char *d = xs_get(x, x->be_path, "frontend");
+
+		if (!d) {	/* the directory, not just the key */
+			disconnect(x, "the backend directory was removed");
+			x->gone = true;
+			log_info("%s: backend removed; serving no ring any "
+				 "more", x->name);
+			return;
+		}
+		free(d);
+		be_st = XB_UNKNOWN;
+	}
+	r = xs_get_state(x, x->fe_path, &fe_st);
+	if (r == -ENOENT)
+		fe_st = XB_CLOSED;	/* frontend gone */
+	else if (r < 0)
+		return;	/* a bad value: wait for a valid one */
+
+	switch (fe_st) {
+	case XB_UNKNOWN:
+	case XB_INITIALISING:
+	case XB_INIT_WAIT:
+		/* a frontend that starts over: drop any old ring */
+		disconnect(x, "the frontend is initialising again");
+		if (be_st != XB_INIT_WAIT)
+			set_state(x, XB_INIT_WAIT);
+		break;
+	case XB_INITIALISED:
+	case XB_CONNECTED:
+		if (x->be)
+			break;
+		if (be_st != XB_INIT_WAIT && be_st != XB_CONNECTED)
+			break;	/* closing: wait for the frontend's reset */
+		if (connect_ring(x) < 0) {
+			set_state(x, XB_CLOSING);
+			break;
+		}
+		set_state(x, XB_CONNECTED);
+		ring_poll(x);	/* requests queued before we connected */
+		break;
+	case XB_CLOSING:
+		disconnect(x, "the frontend is closing");
+		set_state(x, XB_CLOSING);
+		break;
+	case XB_CLOSED:
+		disconnect(x, r == -ENOENT ? "the frontend is gone" :
+			      "the frontend closed");
+		set_state(x, XB_CLOSED);
+		break;
+	default:	/* reconfiguring: nothing for a vbd */
+		break;
+	}
+}
+
+static void on_xs(struct ev_tag *tag, uint32_t events)
+{
+	struct blkif_xen *x = container_of(tag, struct blkif_xen, xs_tag);
+	char **w;
+	bool any = false;
+
+	(void)events;
+	while ((w = xs_check_watch(x->xs))) {
+		any = true;
+		free(w);
+	}
+	if (any)
+		reconcile(x);
+}
+
+static void on_evtchn(struct ev_tag *tag, uint32_t events)
+{
+	struct blkif_xen *x = container_of(tag, struct blkif_xen, evtchn_tag);
+	xenevtchn_port_or_error_t p;
+
+	(void)events;
+	p = xenevtchn_pending(x->evtchn);
+	if (p < 0)
+		return;	/* EAGAIN */
+	/* unmasked before the ring is looked at: a later kick is seen */
+	xenevtchn_unmask(x->evtchn, (evtchn_port_t)p);
+	if (x->be && (evtchn_port_t)p == x->port)
+		ring_poll(x);
+}
+
+static bool loop_hook(void *opaque)
+{
+	struct blkif_xen *x = opaque;
+	int r;
+
+	if (!x->be || !blkif_backend_wants_poll(x->be))
+		return false;
+	r = blkif_backend_poll(x->be);
+	if (r < 0) {
+		disconnect(x, "the frontend broke the ring protocol");
+		set_state(x, XB_CLOSING);
+		return false;
+	}
+	return r > 0;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+/* The backend's keys: what we offer, and the disk. */
+static int publish(struct blkif_xen *x)
+{
+	struct kv kv[16];
+	size_t n = 0;
+	char *mode;
+
+#define KV(k, ...) do { kv[n].key = (k); \
+	snprintf(kv[n].val, sizeof(kv[n].val), __VA_ARGS__); n++; } while (0)
+	mode = xs_get(x, x->be_path, "mode");
+	if (mode && strcmp(mode, "r") && strcmp(mode, "w")) {
+		log_error("%s: mode '%.8s' is neither r nor w", x->name, mode);
+		free(mode);
+		return -EINVAL;
+	}
+	x->readonly = server_readonly(x->srv) || (mode && !strcmp(mode, "r"));
+	if (!mode)
+		KV("mode", "%s", x->readonly ? "r" : "w");
+	free(mode);
+	KV("feature-flush-cache", "1");
+	KV("feature-barrier", "1");
+	KV("feature-persistent", "1");
+	KV("feature-max-indirect-segments", "%u",
+	   BLKIF_BACKEND_INDIRECT_SEGMENTS);
+	KV("max-ring-page-order", "%u", BLKIF_MAX_RING_PAGE_ORDER);
+	if (!x->readonly) {
+		KV("feature-discard", "1");
+		KV("discard-granularity", "%u", BLKIF_PAGE_SIZE);
+		KV("discard-alignment", "0");
+		KV("discard-secure", "0");
+	}
+	KV("sectors", "%llu",
+	   (unsigned long long)(server_size(x->srv) / BLKIF_SECTOR_SIZE));
+	KV("sector-size", "%u", BLKIF_SECTOR_SIZE);
+	KV("info", "%u", x->readonly ? BLKIF_VDISK_READONLY : 0U);
+#undef KV
+	return xs_put_all(x, kv, n);
+}
+
+/* The frontend's path and domid, checked against each other. */
+static int read_frontend(struct blkif_xen *x)
+{
+	char *fe = xs_get(x, x->be_path, "frontend");
+	char *id = xs_get(x, x->be_path, "frontend-id");
+	int r = -EINVAL;
+
+	if (!fe || !id) {
+		log_error("%s: no frontend or frontend-id key", x->name);
+		r = -ENOENT;
+	} else if (xb_parse_domid(id, &x->fe_domid) < 0) {
+		log_error("%s: bad frontend-id '%.16s'", x->name, id);
+	} else if (!xb_frontend_path_ok(fe, x->fe_domid) ||
+		   strlen(fe) >= sizeof(x->fe_path)) {
+		log_error("%s: frontend '%.64s' is not a vbd of domain %u",
+			  x->name, fe, x->fe_domid);
+	} else {
+		strcpy(x->fe_path, fe);
+		r = 0;
+	}
+	free(fe);
+	free(id);
+	return r;
+}
+
+static int xen_open(struct blkif_xen *x)
+{
+	enum xenbus_state be_st, fe_st;
+	int r;
+
+	x->xs = xs_open(0);
+	if (!x->xs)
+		return -errno;
+	x->gnt = xengnttab_open(NULL, 0);
+	if (!x->gnt)
+		return -errno;
+	x->evtchn = xenevtchn_open(NULL, 0);
+	if (!x->evtchn)
+		return -errno;
+	x->evtchn_fd = xenevtchn_fd(x->evtchn);
+	if (x->evtchn_fd < 0 ||
+	    fcntl(x->evtchn_fd, F_SETFL,
+		  fcntl(x->evtchn_fd, F_GETFL) | O_NONBLOCK) < 0)
+		return -errno;
+	r = read_frontend(x);
+	if (r < 0)
+		return r;
+	r = publish(x);
+	if (r < 0) {
+		log_error("%s: cannot write the backend's keys: %s", x->name,
+			  strerror(-r));
+		return r;
+	}
+	/* A ring a dead server left connected is re-adopted, not reset. */
+	if (!(xs_get_state(x, x->be_path, &be_st) == 0 &&
+	      be_st == XB_CONNECTED &&
+	      xs_get_state(x, x->fe_path, &fe_st) == 0 &&
+	      (fe_st == XB_INITIALISED || fe_st == XB_CONNECTED))) {
+		r = set_state(x, XB_INIT_WAIT);
+		if (r < 0)
+			return r;
+	}
+	x->xs_fd = xs_fileno(x->xs);
+	if (x->xs_fd < 0)
+		return -EIO;
+	/* each watch fires once at once: the first reconcile */
+	if (!xs_watch(x->xs, x->be_path, "be") ||
+	    !xs_watch(x->xs, x->fe_path, "fe"))
+		return errno ? -errno : -EIO;
+	r = server_epoll_add(x->srv, x->xs_fd, EPOLLIN, &x->xs_tag);
+	if (r < 0)
+		return r;
+	r = server_epoll_add(x->srv, x->evtchn_fd, EPOLLIN, &x->evtchn_tag);
+	if (r < 0) {
+		server_epoll_del(x->srv, x->xs_fd);
+		return r;
+	}
+	return 0;
+}
+
+static void xen_free(struct blkif_xen *x)
+{
+	if (x->evtchn)
+		xenevtchn_close(x->evtchn);
+	if (x->gnt)
+		xengnttab_close(x->gnt);
+	if (x->xs)
+		xs_close(x->xs);
+	free(x->gc);
+	free(x);
+}
+
+int blkif_xen_open(struct server *srv, const char *be_path,
+		   struct blkif_xen **ret)
+{
+	struct blkif_xen *x;
+	size_t len = strlen(be_path);
+	int r;
+
+	/* a path as xenstore has it: absolute, no trailing slash */
+	if (len < 2 || len >= XEN_PATH_MAX || be_path[0] != '/' ||
+	    be_path[len - 1] == '/')
+		return -EINVAL;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->gc = calloc(XEN_GCACHE_MAX, sizeof(*x->gc));
+	if (!x->gc) {
+		free(x);
+		return -ENOMEM;
+	}
+	for (unsigned int b = 0; b < XEN_GCACHE_BUCKETS; b++)
+		x->gc_bucket[b] = -1;
+	x->srv = srv;
+	x->xs_fd = x->evtchn_fd = -1;
+	x->xs_tag = (struct ev_tag){ .kind = EV_HOOK, .on_event = on_xs };
+	x->evtchn_tag = (struct ev_tag){ .kind = EV_HOOK,
+					 .on_event = on_evtchn };
+	strcpy(x->be_path, be_path);
+	snprintf(x->name, sizeof(x->name), "blkif-xen %s", be_path);
+	r = xen_open(x);
+	if (r < 0) {
+		log_error("%s: %s", x->name, strerror(-r));
+		xen_free(x);
+		return r;
+	}
+	server_set_loop_hook(srv, loop_hook, x);
+	log_info("%s: serving domain %u's %s", x->name, x->fe_domid,
+		 x->fe_path);
+	*ret = x;
+	return 0;
+}
+
+void blkif_xen_close(struct blkif_xen *x)
+{
+	if (!x)
+		return;
+	server_set_loop_hook(x->srv, NULL, NULL);
+	/* states left as they are: a new server re-adopts the ring */
+	disconnect(x, "the server is closing");
+	server_epoll_del(x->srv, x->evtchn_fd);
+	server_epoll_del(x->srv, x->xs_fd);
+	xen_free(x);
+}

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/*
+ * The blkif ring of a Xen frontend (blkif/xen.c, --blkif-xen PATH): the
+ * backend directory PATH in xenstore, e.g.
+ * /local/domain/0/backend/qdisk/<domid>/<devid>; its frontend and
+ * frontend-id keys name the guest's side.
+ */
+#ifndef SERVER_BLKIF_XEN_H
+#define SERVER_BLKIF_XEN_H
+
+struct server;
+struct blkif_xen;
+
+/* Publish the backend's keys, watch the frontend, register with srv's
+ * event loop; *ret is freed by blkif_xen_close(), before server_release(). */
+int blkif_xen_open(struct server *srv, const char *be_path,
+		   struct blkif_xen **ret);
+/* Release the ring (xenstore states are left as they are); NULL: no-op. */
+void blkif_xen_close(struct blkif_xen *x);
+
+#endif
