@@ -410,12 +410,14 @@ cpu_get() {
 }
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "-") print "-"; else if (b == "" || b == "-") printf "%.0f", a; else printf "%.0f", a - b }'; }
 smax=$(awk -F'\t' '$2 ~ /^scale/ { d = substr($2, 6) + 0; if (d > m) m = d } END { print m + 0 }' "$MED")
-if [ -n "$(cpu_get "$FS1" matrix ngdp-uring seq-write 0)" ]; then
+if [ -n "$(cpu_get "$FS1" matrix ngdp-uring seq-write 0)$(cpu_get "$FS1" "scale$smax" ngdp-uring seq-read 0)" ]; then
 	echo "## Where each CPU was busy ($FS1, pinned: servers on CPU 0, fio on CPU 1)"
 	echo
 	echo "| test | contender | result | CPU 0 busy % | server % | rest of CPU 0 % | CPU 1 busy % | fio % | rest of CPU 1 % |"
 	echo "|---|---|---|---|---|---|---|---|---|"
-	for g in matrix "scale$smax"; do
+	groups="matrix scale1"
+	[ "$smax" -gt 1 ] && groups="$groups scale$smax"
+	for g in $groups; do
 		for t in seq-write seq-read rr-qd32; do
 			col=$(metric_col $t)
 			for c in limit nbd-null qemu-nbd ngdp-aio ngdp-uring; do
@@ -424,9 +426,10 @@ if [ -n "$(cpu_get "$FS1" matrix ngdp-uring seq-write 0)" ]; then
 				[ -n "$v" ] && [ -n "$c0" ] || continue
 				c1=$(cpu_get "$FS1" "$g" $c $t 1)
 				sv=$(busy "$(get "$FS1" "$g" $c $t 10)" "$(get "$FS1" "$g" $c $t 6)")
-				n=1; [ "$g" = matrix ] || n=$smax
+				n=1; [ "$g" = matrix ] || n=${g#scale}
 				fc=$(awk -v a="$(get "$FS1" "$g" $c $t 13)" -v n="$n" 'BEGIN { if (a == "" || a == "-") print "-"; else printf "%.0f", a * n }')
-				vols=; [ "$g" = matrix ] || vols=", $smax volumes"
+				vols=
+				[ "$g" = matrix ] || vols=", $n volume$([ "$n" -gt 1 ] && echo s), scale section"
 				echo "| $(desc_test $t)$vols | $c | $(fmtn "$v") $(unit $t) | $(minus "$c0" 0) | $sv | $(minus "$c0" "$sv") | $(minus "$c1" 0) | $fc | $(minus "$c1" "$fc") |"
 			done
 		done
