@@ -200,6 +200,24 @@ check "no overlay left" [ -z "$(ls -A "$SR/images" | grep '^\.np-')" ]
 dcall Datapath.open "{\"dbg\":\"t\",\"uri\":\"$URI\",\"persistent\":true}"
 expect_ok "Datapath.open persistent=true is a no-op"
 
+# the blkif ring (issue 17) switched on where the host cannot serve it
+# (no /dev/xen/gntdev here): today's answer, and no ring mark for activate;
+# tests/vm/t-xen-handoff.sh has the ring itself, in a Xen host
+if [ -e /dev/xen/gntdev ]; then
+	skip "blkif-ring on a host without Xen: this host has /dev/xen/gntdev"
+else
+	printf '# t-datapath\nblkif-ring = on\n' > "$T/datapath.conf"
+	export XSNG_DATAPATH_CONF=$T/datapath.conf
+	dp Datapath.attach 33
+	expect_ok "attach with blkif-ring = on on a host without Xen"
+	check "... gives today's answer, no qdisk XenDisk" \
+		jqt '[.implementations[] | select(.[0]=="XenDisk") | .[1].backend_type] | index("qdisk") | not' <<<"$OUT"
+	check "... and leaves no ring mark" bash -c "[ -z \"\$(find '$XSNG_RUN_DIR' -name d-33.ring)\" ]"
+	dp Datapath.detach 33
+	expect_ok "detach (blkif-ring = on, no Xen)"
+	unset XSNG_DATAPATH_CONF
+fi
+
 # bad input
 dcall Datapath.attach "{\"dbg\":\"t\",\"uri\":\"ngdp://$SR/../../etc\",\"domain\":\"1\"}"
 expect_err "attach with a traversal URI" Invalid_argument

@@ -1,0 +1,28 @@
+# Job of the PV guest in t-xen-handoff (busybox sh in the guest; GNU dd/cmp
+# in /usr/bin for O_DIRECT).  /dev/xvda: the volume, through blkfront ->
+# the qdisk device that ngdp-server claimed after Datapath.attach offered
+# it; /dev/xvdb: the control disk (domu-lib.sh).  A (4 MiB) at 0, C (1 MiB)
+# at 4 with O_SYNC, each followed by a flush; then dom0 unplugs xvda the
+# way xenopsd does, and the disk must go away.
+. /lib.sh
+
+[ -b $X ] || fail "no $X"
+echo "domU: xvda is $(($(cat /sys/block/xvda/size) / 2048)) MiB"
+put A 0
+get_ok A 0 || fail "A does not read back"
+put C 4 sync
+get_ok C 4 || fail "C (O_SYNC) does not read back"
+get_ok A 0 || fail "A does not read back after C"
+echo "domU: A and C (O_SYNC) written and read back with O_DIRECT"
+mark 0 DATA-DONE
+i=0
+while [ "$(ctl 1)" != UNPLUGGED ]; do
+	sleep 0.2
+	i=$((i + 1))
+	[ $i -lt 3000 ] || fail "dom0 never unplugged xvda"
+done
+i=0
+while [ -b $X ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+[ -b $X ] && fail "xvda is still there after the unplug"
+echo "domU: xvda went away with the unplug"
+exit 0
