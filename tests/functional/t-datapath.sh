@@ -217,6 +217,22 @@ else
 	expect_ok "detach (blkif-ring = on, no Xen)"
 	unset XSNG_DATAPATH_CONF
 fi
+# a domain offered the ring at attach (its mark), but the volume served in
+# between by a server started without that ring: activate refuses, saying
+# so, instead of waiting for a device nobody would claim; detach drops the mark
+dp Datapath.attach 41; dp Datapath.activate 41
+expect_ok "activate for domain 41 (no ring)"
+PIDS+=("$(server_pid)")
+RD=$(dirname "$(jq -r .socket "$SR/.sr/active/$K.json")")
+echo qdisk > "$RD/d-42.ring"	# what attach writes when it offers the ring
+dp Datapath.activate 42
+expect_err "activate of a ring domain on a server without its ring" Datapath_error
+check "... says why" grep -q "by a server without it" <<<"$OUT"
+check "... and leaves the server to domain 41" jqt '.domains | keys == ["41"]' "$SR/.sr/active/$K.json"
+dp Datapath.detach 42
+check "detach drops the ring mark" [ ! -e "$RD/d-42.ring" ]
+dp Datapath.deactivate 41; dp Datapath.detach 41
+expect_ok "deactivate + detach 41"
 
 # bad input
 dcall Datapath.attach "{\"dbg\":\"t\",\"uri\":\"ngdp://$SR/../../etc\",\"domain\":\"1\"}"
