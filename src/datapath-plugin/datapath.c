@@ -327,7 +327,7 @@ static bool served_without_ring(struct sr *sr, const struct dp_target *t)
 
 /* The XenDisk of the ring (docs/blkif-handoff.md 4.2): xenopsd writes
  * params = the Nbd uri, qemu-params = "ngdp:<key>" (not qemuback's "vdi:")
- * and extra as sm-data/*, the marks ngdp-server claims the device by. */
+ * and extra as sm-data/<k>, the marks ngdp-server claims the device by. */
 static json_object *ring_xendisk(const char *sr_uuid, const char *key)
 {
 	json_object *xd = json_new_object(), *extra = json_new_object();
