@@ -32,21 +32,9 @@ DECOY=51728	# xvdb's number: a qdisk device without our marks
 PAT=$T/pat
 mkdir -p "$PAT"
 for p in A:4 C:1; do head -c $((${p#*:} * MiB)) /dev/urandom > "$PAT/${p%:*}"; done
-put_ref() { dd if="$PAT/$2" of="$1" bs=1M seek="$3" conv=notrunc status=none; }
-xs() { xenstore-read "$1" 2>/dev/null; }
-wait_for() {
-	local end=$((SECONDS + $1)); shift
-	while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.2; done
-	"$@"
-}
 dp() { dcall "$1" "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$2\"}"; }
 kinds() { jq -c '[.implementations[][0]]' <<<"$1" 2>/dev/null; }
 xendisk() { jq -c '[.implementations[] | select(.[0] == "XenDisk")][0][1] // empty' <<<"$1" 2>/dev/null; }
-no_nbd_connected() {
-	local p
-	for p in /sys/block/nbd*/pid; do [ -e "$p" ] && { echo "  $(dirname "$p") still connected"; return 1; }; done
-	return 0
-}
 srv_get() { "$NGDP_CTL" "$(jq -r .control "$SR/.sr/active/$K.json")" get "$1"; }
 conf() { printf '# t-xen-handoff\nblkif-ring = %s\n' "$1" > "$T/datapath.conf"; }
 export XSNG_DATAPATH_CONF=$T/datapath.conf
