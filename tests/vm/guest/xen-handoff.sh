@@ -12,7 +12,10 @@
 #     XenDisk's params, sm-data/* = its extra + backend-kind, and what the
 #     block script adds), beside an unmarked qdisk device of the same guest
 #     that the server must never touch; the server claims ours (InitWait).
-#  4. The guest writes and reads patterns with O_DIRECT and flushes.
+#  4. The guest writes and reads patterns with O_DIRECT and flushes; dom0
+#     kills the server with SIGKILL and activates again: the new server
+#     claims the Connected device and re-adopts its ring, the guest reads
+#     and writes through it.
 #  5. Classic clean unplug (online=0 and state=5 in one transaction, wait
 #     for Closed, remove the frontend and the backend); the server releases
 #     the device, the guest's xvda goes away.
@@ -132,6 +135,23 @@ if check "the guest wrote and read back A and C with O_DIRECT" wait_phase DATA-D
 	stamp "guest wrote A and C"
 	check "the guest's writes and flushes reached the server ($(srv_get writes) writes, $(srv_get flushes) flushes)" \
 		[ "$(srv_get writes)" -gt 0 -a "$(srv_get flushes)" -gt 0 ]
+	# the next activate of a domain whose server died starts a new one,
+	# told again to expect the ring (the mark); the device is Connected,
+	# so it is claimed in state 4 and its ring re-adopted (section 5.3)
+	LOG=$(dirname "$(jq -r .socket "$SR/.sr/active/$K.json")")/server.log
+	kill -9 "$SRV"
+	check "kill -9 of the server (pid $SRV): gone" wait_for 30 test ! -e "/proc/$SRV"
+	dp Datapath.activate "$domid"
+	expect_ok "activate again after the kill"
+	old=$SRV
+	SRV=$(jq -r .pid "$SR/.sr/active/$K.json")
+	check "a new server (pid $SRV) claimed the Connected device again" \
+		wait_for 60 bash -c "[ '$SRV' != '$old' ] && [ \$(grep -c 'claimed:' '$LOG') -ge 2 ]"
+	check "the backend is still Connected" [ "$(xs $BE/state)" = 4 ]
+	ctl_put 1 RESTARTED
+	check "the guest read A and C and wrote A again through the new server" \
+		wait_phase RESTART-DONE &&
+	check "the guest's writes reached the new server ($(srv_get writes))" [ "$(srv_get writes)" -gt 0 ]
 	# 5. xenopsd's Classic clean unplug (device.ml clean_shutdown_async/wait,
 	#    rm_device_state)
 	check "unplug: online=0 and state=5 in one transaction" \
