@@ -77,7 +77,8 @@ INC_DOOR   := -Imk/poison/edge -Imk/poison/sr $(UTIL_DIRS) -Iinclude/engine \
 	      -Iinclude/edge $(JSON_CPPFLAGS)
 INC_PLUGIN := $(UTIL_DIRS) -Iinclude/edge -Iinclude/sr -Iinclude/engine \
 	      -Isrc/volume-plugin $(JSON_CPPFLAGS)
-INC_TESTS  := $(INC_PLUGIN)
+# (tests/unit/test-dp-ring.c tests the datapath plugin's ring.c)
+INC_TESTS  := $(INC_PLUGIN) -Isrc/datapath-plugin
 
 # The daemon's JSON door.
 DOOR_SRC := src/server/control%

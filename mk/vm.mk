@@ -13,7 +13,7 @@ VM_ROOT = $(abspath $(B))/vm-root
 # the Xen boot (minutes under TCG) runs in the normal pass.
 VM_TESTS ?= $(if $(filter 1,$(SANITIZE)),t-nbd-datapath)
 
-# t-xen-blkif reads the server's status with ngdp-ctl.
+# t-xen-blkif and t-xen-handoff read the server's status with ngdp-ctl.
 check-vm: all $(B)/tests/server/ngdp-ctl
 	@rm -rf $(VM_ROOT)
 	@$(MAKE) --no-print-directory install DESTDIR=$(VM_ROOT) >/dev/null

@@ -274,18 +274,94 @@ static int check_chain(struct call *c, struct sr *sr, const char *key)
 	return 0;
 }
 
+/* <run dir>/d-<domain>.ring: attach offered the domain the blkif ring. */
+static void ring_mark_path(const struct dp_target *t, char *out, size_t len)
+{
+	snprintf(out, len, "%s/d-%s.ring", t->run_dir, t->domain);
+}
+
+/* Write the mark (tmpfs: a crash loses the run directory with it). */
+static int ring_mark_write(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+		      O_NOFOLLOW, 0600);
+	int r;
+
+	if (fd < 0)
+		return -errno;
+	r = write_all(fd, "qdisk\n", 6);
+	close(fd);
+	return r;
+}
+
+static bool has_ring(const struct dp_target *t)
+{
+	char p[PATH_MAX];
+
+	ring_mark_path(t, p, sizeof(p));
+	return access(p, F_OK) == 0;
+}
+
+/* The domain whose ring rec's server serves ("" for none). */
+static const char *ring_domain_of(json_object *rec)
+{
+	json_object *o;
+
+	if (!rec || !json_object_object_get_ex(rec, "ring", &o) ||
+	    !json_object_is_type(o, json_type_object))
+		return "";
+	return rec_str(o, "domain");
+}
+
+/* A live server of the volume that does not serve t's domain's ring: it
+ * cannot take one now (the ring is a server option). */
+static bool served_without_ring(struct sr *sr, const struct dp_target *t)
+{
+	json_object *rec = NULL;
+	bool r = sr_volume_active(sr, t->key, &rec) == 1 &&
+		 strcmp(ring_domain_of(rec), t->domain);
+
+	json_object_put(rec);
+	return r;
+}
+
+/* The XenDisk of the ring (docs/blkif-handoff.md 4.2): xenopsd writes
+ * params = the Nbd uri, qemu-params = "ngdp:<key>" (not qemuback's "vdi:")
+ * and extra as sm-data/<k>, the marks ngdp-server claims the device by. */
+static json_object *ring_xendisk(const char *sr_uuid, const char *key)
+{
+	json_object *xd = json_new_object(), *extra = json_new_object();
+	char params[64];
+
+	snprintf(params, sizeof(params), "ngdp:%s", key);
+	json_add_string(xd, "backend_type", "qdisk");
+	json_add_string(xd, "params", params);
+	json_add_string(extra, "ngdp-sr", sr_uuid);
+	json_add_string(extra, "ngdp-volume", key);
+	json_add(xd, "extra", extra);
+	return xd;
+}
+
 int dp_attach(struct call *c, json_object **ret)
 {
 	json_object *impls, *nbd, *v;
 	struct dp_target t;
 	char uri[PATH_MAX + 128], link[PATH_MAX], why[512], dev[32];
+	char sr_uuid[UUID_STR_LEN], mark[PATH_MAX];
+	struct dp_ring_host host;
+	unsigned int domid;
 	struct sr sr;
+	bool ring;
 	int r, index;
 
 	if ((r = dp_arg_target(c, true, &t)) < 0 ||
 	    (r = dp_open_target(c, &t, SR_LOCK_SHARED, &sr)) < 0)
 		return r;
 	r = check_chain(c, &sr, t.key);
+	snprintf(sr_uuid, sizeof(sr_uuid), "%s", sr.uuid);
+	dp_ring_probe(t.domain, &host);
+	if (r == 0 && host.enabled)
+		host.served_without_ring = served_without_ring(&sr, &t);
 	sr_close(&sr);
 	if (r < 0)
 		return r;
@@ -301,7 +377,30 @@ int dp_attach(struct call *c, json_object **ret)
 				 "(XSNG_RUN_DIR)", link);
 	snprintf(uri, sizeof(uri), "nbd:unix:%s:exportname=%s", link, t.key);
 	impls = json_new_array();
-	if ((r = nbd_kernel_prepare(why, sizeof(why))) == 0 &&
+	/* the choice holds while the VBD is plugged: xenopsd writes the kind
+	 * from this answer, and activate reads the mark */
+	ring = dp_ring_decide(t.domain, &host, &domid, why, sizeof(why));
+	ring_mark_path(&t, mark, sizeof(mark));
+	if (!ring) {
+		unlink(mark);	/* an earlier attach's choice */
+		if (host.enabled)
+			log_info("volume %s, domain '%s': blkif ring not "
+				 "offered: %s", t.key, t.domain, why);
+	} else if ((r = ring_mark_write(mark)) < 0) {
+		json_object_put(impls);
+		return call_fail(c, r, "Datapath_error", "cannot write %s: %s",
+				 mark, strerror(-r));
+	}
+	if (ring) {
+		/* no BlockDevice: xenopsd's params must be the Nbd uri */
+		nbd_kernel_release(&t);	/* an earlier attach's claim */
+		v = json_new_array();
+		json_object_array_add(v, json_new_string("XenDisk"));
+		json_object_array_add(v, ring_xendisk(sr_uuid, t.key));
+		json_object_array_add(impls, v);
+		log_info("volume %s, domain '%s': the blkif ring (qdisk)",
+			 t.key, t.domain);
+	} else if ((r = nbd_kernel_prepare(why, sizeof(why))) == 0 &&
 	    (r = nbd_kernel_reserve(&t, &index, why, sizeof(why))) == 0) {
 		json_object *xd = json_new_object(), *bd = json_new_object();
 
@@ -452,7 +551,8 @@ static int repair_qcow2(struct call *c, const char *image)
 }
 
 static int start_server(struct call *c, struct sr *sr,
-			const struct dp_target *t, json_object **ret_rec)
+			const struct dp_target *t, const struct dp_ring *ring,
+			json_object **ret_rec)
 {
 	char image[PATH_MAX], fmt[8];
 	bool np, readonly = false;
@@ -473,7 +573,7 @@ static int start_server(struct call *c, struct sr *sr,
 		if (r < 0)
 			return r;
 	}
-	return dp_server_start(c, sr, t, image, fmt, readonly, ret_rec);
+	return dp_server_start(c, sr, t, image, fmt, readonly, ring, ret_rec);
 }
 
 /* Connect (or, after a server restart, reconnect) the domain's /dev/nbdN,
@@ -518,6 +618,30 @@ static void carry_domains(struct sr *sr, const struct dp_target *t,
 	json_object_put(old);
 }
 
+/* The ring a dead server of this host served for another domain that is
+ * still attached with it: the new server must serve it again (and
+ * re-adopts it, blkif/xen.c).  Copies the domain into out. */
+static bool carried_ring(struct sr *sr, const struct dp_target *t,
+			 char *out, size_t len, bool *readonly)
+{
+	json_object *old, *o;
+	struct dp_target d = *t;
+	bool r = false;
+
+	if (active_load(sr, t->key, &old) < 0)
+		return false;
+	snprintf(d.domain, sizeof(d.domain), "%s", ring_domain_of(old));
+	if (!strcmp(rec_str(old, "host"), host_paths()->host_uuid) &&
+	    d.domain[0] && strcmp(d.domain, t->domain) && has_ring(&d) &&
+	    json_object_object_get_ex(old, "ring", &o)) {
+		snprintf(out, len, "%s", d.domain);
+		*readonly = !strcmp(rec_str(o, "mode"), "ro");
+		r = true;
+	}
+	json_object_put(old);
+	return r;
+}
+
 /* Activate the volume for the call's domain; *ret_t: the target it
  * parsed (import_activate needs its run directory). */
 static int activate(struct call *c, bool readonly, struct dp_target *ret_t)
@@ -526,12 +650,13 @@ static int activate(struct call *c, bool readonly, struct dp_target *ret_t)
 	char link[PATH_MAX], why[512];
 	struct dp_target t;
 	struct sr sr;
-	bool started = false;
+	bool started = false, ring;
 	int r;
 
 	if ((r = dp_arg_target(c, true, &t)) < 0 ||
 	    (r = dp_open_target(c, &t, SR_LOCK_EXCLUSIVE, &sr)) < 0)
 		return r;
+	ring = has_ring(&t);	/* attach's choice */
 	r = check_chain(c, &sr, t.key);
 	if (r < 0)
 		goto out;
@@ -549,11 +674,31 @@ static int activate(struct call *c, bool readonly, struct dp_target *ret_t)
 			      rec_str(rec, "host"));
 		goto out;
 	}
+	if (r == 1 && ring && strcmp(ring_domain_of(rec), t.domain)) {
+		/* the ring is a server option: a server started for other
+		 * domains in between cannot take it */
+		r = call_fail(c, -EBUSY, "Datapath_error",
+			      "volume %s, domain '%s': attach offered the "
+			      "blkif ring, but the volume is now served for "
+			      "other domains by a server without it: detach "
+			      "and attach again (it then gets /dev/nbdN)",
+			      t.key, t.domain);
+		goto out;
+	}
 	if (r == 0) {
+		struct dp_ring rg = { .domain = t.domain, .readonly = readonly };
+		char other[sizeof(t.domain)];
+		bool carried = !ring && carried_ring(&sr, &t, other,
+						     sizeof(other),
+						     &rg.readonly);
+
 		/* not served (or its server died): start one */
 		json_object_put(rec);
 		rec = NULL;
-		r = start_server(c, &sr, &t, &rec);
+		if (carried)
+			rg.domain = other;
+		r = start_server(c, &sr, &t, ring || carried ? &rg : NULL,
+				 &rec);
 		started = true;
 		if (r < 0)
 			goto out;
@@ -598,8 +743,9 @@ static int activate(struct call *c, bool readonly, struct dp_target *ret_t)
 					  d, nbd_kernel_index(&o), why);
 		}
 	}
-	/* this domain's /dev/nbdN: connected once per server */
-	r = connect_device(&t, started, why, sizeof(why));
+	/* this domain's /dev/nbdN: connected once per server (the ring's
+	 * domain has none: the server claims its qdisk device) */
+	r = ring ? 0 : connect_device(&t, started, why, sizeof(why));
 	if (r < 0) {
 		r = call_fail(c, r, "Datapath_error",
 			      "volume %s, domain '%s': cannot connect "
@@ -607,8 +753,9 @@ static int activate(struct call *c, bool readonly, struct dp_target *ret_t)
 			      nbd_kernel_index(&t), why);
 		goto out;
 	}
-	log_info("volume %s active for domain '%s' (%s), server pid %" PRId64,
-		 t.key, t.domain, readonly ? "ro" : "rw", rec_int(rec, "pid"));
+	log_info("volume %s active for domain '%s' (%s%s), server pid %" PRId64,
+		 t.key, t.domain, readonly ? "ro" : "rw",
+		 ring ? ", blkif ring" : "", rec_int(rec, "pid"));
 	goto out;
 out_unsaved:
 	/* a server started for this call that no record names would run
@@ -815,6 +962,12 @@ int dp_detach(struct call *c, json_object **ret)
 	if (disconnect_device(c, &t) < 0)
 		log_error("detach: %s", c->err_msg);
 	nbd_kernel_release(&t);
+	{
+		char mark[PATH_MAX];
+
+		ring_mark_path(&t, mark, sizeof(mark));
+		unlink(mark);
+	}
 	remove_run_dir_if_unused(&t);
 	c->err_name[0] = '\0';
 	return 0;

@@ -16,6 +16,12 @@
  *                                socket path has only 107 bytes
  *   <run>/<S>/<key>/d-<domain>.sock  per-domain link handed to xapi by attach
  *   <run>/<S>/<key>/d-<domain>.nbd   the domain's /dev/nbdN index
+ *   <run>/<S>/<key>/d-<domain>.ring  attach offered the domain the blkif
+ *                                ring ("qdisk", ring.c): activate starts
+ *                                the server with --blkif-xen-domain and
+ *                                connects no /dev/nbdN; the activation
+ *                                record's "ring" {domain, mode} names the
+ *                                one domain whose ring the server serves
  *   <SR>/images/.np-<key>.qcow2  reset-on-boot overlay (Datapath.open with
  *                                persistent=false), discarded by close
  */
@@ -51,9 +57,17 @@ int dp_bind_run_dir(struct call *c, struct dp_target *t, struct sr *sr);
 /* Server process management (server-spawn.c). */
 /* <run dir>/import.sock: where the server takes passed NBD sockets. */
 void dp_import_socket(const struct dp_target *t, char *out, size_t len);
+/* ring: NULL, or the domain whose qdisk ring the server serves
+ * (--blkif-xen-domain) and its activation's mode. */
+struct dp_ring {
+	const char *domain;
+	bool readonly;
+};
 int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 		    const char *image_path, const char *format, bool readonly,
-		    json_object **ret_rec);
+		    const struct dp_ring *ring, json_object **ret_rec);
+/* The ngdp-server next to this program; 0 or -ENOENT. */
+int dp_server_program(char *out, size_t len);
 int dp_server_stop(struct call *c, json_object *rec);
 /* The image the server must open (the volume's leaf, or its overlay) and
  * its format as recorded ("raw", "qcow2", "vpc"). */
@@ -79,6 +93,31 @@ int nbd_kernel_disconnect(int index);
 bool nbd_kernel_connected(int index);	/* the kernel has a configuration */
 void nbd_kernel_release(const struct dp_target *t);
 int nbd_kernel_index(const struct dp_target *t);	/* -1: none claimed */
+
+/*
+ * The blkif ring's attach decision (ring.c).  What the host offers,
+ * probed in order (each only when the ones before held):
+ */
+struct dp_ring_host {
+	char conf[PATH_MAX];		/* the config file read */
+	bool enabled;			/* its "blkif-ring = on" */
+	bool gntdev, evtchn;		/* /dev/xen/gntdev, /dev/xen/evtchn */
+	bool xenstore;			/* /local/domain/<domid> exists */
+	bool server_blkif;		/* ngdp-server --blkif-xen-domain */
+	bool qemu_dp;			/* /run/qemu-datapath/<domid> */
+	bool served_without_ring;	/* (attach) a live server of the
+					 * volume without this domain's ring */
+};
+/* The "blkif-ring = on|off" setting of a config text (absent: off);
+ * -EINVAL for a line that is not "key = value" or another value. */
+int dp_conf_blkif_ring(const char *text, bool *on);
+/* domain as a guest's domid: decimal, 1 to 32751; else -EINVAL. */
+int dp_domid_of(const char *domain, unsigned int *domid);
+void dp_ring_probe(const char *domain, struct dp_ring_host *h);
+/* true: offer the ring (*domid set); false: today's answer, why says why
+ * (docs/blkif-handoff.md section 4.2). */
+bool dp_ring_decide(const char *domain, const struct dp_ring_host *h,
+		    unsigned int *domid, char *why, size_t len);
 
 int dp_query(struct call *c, json_object **ret);
 int dp_open(struct call *c, json_object **ret);

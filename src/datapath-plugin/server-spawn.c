@@ -79,7 +79,7 @@ void dp_import_socket(const struct dp_target *t, char *out, size_t len)
 }
 
 /* ngdp-server lives next to this program (the plugin's real binary). */
-static int server_program(char *out, size_t len)
+int dp_server_program(char *out, size_t len)
 {
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -146,9 +146,10 @@ static int wait_ready(int fd, pid_t pid, int *ret_status)
 
 int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 		    const char *image_path, const char *format, bool readonly,
-		    json_object **ret_rec)
+		    const struct dp_ring *ring, json_object **ret_rec)
 {
 	char prog[PATH_MAX], rw[PATH_MAX], ro[PATH_MAX], ctl[PATH_MAX];
+	char ring_spec[256];
 	char logp[PATH_MAX], confine[PATH_MAX], line[512], heartbeat[PATH_MAX];
 	char record[PATH_MAX], import[PATH_MAX];
 	const char *engine = getenv("XSNG_DATAPATH_ENGINE");
@@ -157,7 +158,7 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 	json_object *rec;
 	pid_t pid;
 
-	r = server_program(prog, sizeof(prog));
+	r = dp_server_program(prog, sizeof(prog));
 	if (r < 0)
 		return call_fail(c, r, "Datapath_error",
 				 "the datapath server %s is not installed", prog);
@@ -213,6 +214,15 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 	}
 	if (readonly)
 		argv[argc++] = "--readonly";
+	if (ring) {
+		/* the qdisk device xenopsd plugs for that domain, marked with
+		 * this volume by attach's XenDisk (sm-data) */
+		snprintf(ring_spec, sizeof(ring_spec), "%s:%s:%s:%s",
+			 ring->domain, ring->readonly ? "r" : "w", sr->uuid,
+			 t->key);
+		argv[argc++] = "--blkif-xen-domain";
+		argv[argc++] = ring_spec;
+	}
 	if (engine && (!strcmp(engine, "aio") || !strcmp(engine, "uring"))) {
 		argv[argc++] = "--engine";
 		argv[argc++] = engine;
@@ -273,6 +283,13 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 	json_add_string(rec, "export", t->key);
 	json_add_bool(rec, "readonly", readonly);
 	json_add(rec, "domains", json_new_object());
+	if (ring) {
+		json_object *o = json_new_object();
+
+		json_add_string(o, "domain", ring->domain);
+		json_add_string(o, "mode", ring->readonly ? "ro" : "rw");
+		json_add(rec, "ring", o);
+	}
 	json_add_int64(rec, "started", (int64_t)time(NULL));
 	log_info("started datapath server pid %d for %s (%s)", (int)pid,
 		 t->key, image_path);

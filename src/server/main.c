@@ -17,6 +17,7 @@
 #include "import.h"
 #include "blkif/shm.h"
 #include "blkif/xen.h"
+#include "server/blkif-xenbus.h"
 
 #define QD_STR(n) #n
 #define QD_TEXT(n) QD_STR(n)
@@ -67,6 +68,16 @@ static const char usage[] =
 "                        PATH in xenstore (e.g. /local/domain/0/backend/\n"
 "                        qdisk/DOMID/DEVID; its frontend and frontend-id\n"
 "                        keys name the guest's side); not with --blkif-shm\n"
+"  --blkif-xen-domain DOMID:r|w:SR:KEY\n"
+"                        serve the qdisk ring that xenopsd plugs for domain\n"
+"                        DOMID (> 0) after the datapath plugin offered it:\n"
+"                        watch /local/domain/0/backend/qdisk/DOMID, claim\n"
+"                        the device whose sm-data/ngdp-sr and ngdp-volume\n"
+"                        are SR and KEY (mode r: a read-only activation,\n"
+"                        which refuses a mode w device), serve it until it\n"
+"                        is unplugged, then wait for the next plug; never\n"
+"                        touch an unmarked device; not with --blkif-xen or\n"
+"                        --blkif-shm\n"
 "  --pidfile PATH        write our PID there (atomically) once listening\n"
 "  --ready-fd N          write \"ready\\n\" to fd N and close it once listening\n"
 "  --log-stderr          copy log messages to stderr\n"
@@ -88,7 +99,7 @@ enum {
 	OPT_EXPORT, OPT_ENGINE, OPT_NO_DIRECT, OPT_CONFINE, OPT_CONTROL,
 	OPT_PIDFILE, OPT_READY_FD, OPT_LOG_STDERR, OPT_QD, OPT_FLUSH_INT,
 	OPT_RO_SOCKET, OPT_HEARTBEAT, OPT_RECORD, OPT_IMPORT, OPT_BLKIF_SHM,
-	OPT_BLKIF_XEN, OPT_HELP,
+	OPT_BLKIF_XEN, OPT_BLKIF_XEN_DOMAIN, OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -113,6 +124,7 @@ static const struct option long_opts[] = {
 	{ "import-socket", required_argument, NULL, OPT_IMPORT },
 	{ "blkif-shm", required_argument, NULL, OPT_BLKIF_SHM },
 	{ "blkif-xen", required_argument, NULL, OPT_BLKIF_XEN },
+	{ "blkif-xen-domain", required_argument, NULL, OPT_BLKIF_XEN_DOMAIN },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -168,6 +180,8 @@ int main(int argc, char *argv[])
 	const char *sock = NULL, *tcp = NULL, *control = NULL, *pidfile = NULL;
 	const char *ro_sock = NULL, *import_sock = NULL, *shm_sock = NULL;
 	const char *xen_path = NULL;
+	struct xb_expect xen_expect = { 0 };
+	bool xen_discover = false;
 	struct blkif_shm *shm = NULL;
 	struct blkif_xen *xen = NULL;
 	struct control *ctl = NULL;
@@ -195,6 +209,11 @@ int main(int argc, char *argv[])
 		case OPT_IMPORT: import_sock = optarg; break;
 		case OPT_BLKIF_SHM: shm_sock = optarg; break;
 		case OPT_BLKIF_XEN: xen_path = optarg; break;
+		case OPT_BLKIF_XEN_DOMAIN:
+			if (xb_expect_parse(optarg, &xen_expect) < 0)
+				goto bad_usage;
+			xen_discover = true;
+			break;
 		case OPT_HEARTBEAT: cfg.heartbeat = optarg; break;
 		case OPT_RECORD: cfg.volume_record = optarg; break;
 		case OPT_LOG_STDERR: log_stderr = true; break;
@@ -221,7 +240,8 @@ int main(int argc, char *argv[])
 		}
 	}
 	/* one loop hook: one ring transport */
-	if (optind != argc || !cfg.image || !sock || (shm_sock && xen_path))
+	if (optind != argc || !cfg.image || !sock ||
+	    (shm_sock != NULL) + (xen_path != NULL) + xen_discover > 1)
 		goto bad_usage;
 	if (cfg.format && strcmp(cfg.format, "raw") &&
 	    strcmp(cfg.format, "qcow2") && strcmp(cfg.format, "vpc"))
@@ -255,6 +275,8 @@ int main(int argc, char *argv[])
 		r = blkif_shm_listen(&srv, shm_sock, &shm);
 	if (r == 0 && xen_path)
 		r = blkif_xen_open(&srv, xen_path, &xen);
+	if (r == 0 && xen_discover)
+		r = blkif_xen_watch(&srv, &xen_expect, &xen);
 	if (r < 0) {
 		log_error("cannot listen: %s", strerror(-r));
 		goto out_unlink;

@@ -200,6 +200,40 @@ check "no overlay left" [ -z "$(ls -A "$SR/images" | grep '^\.np-')" ]
 dcall Datapath.open "{\"dbg\":\"t\",\"uri\":\"$URI\",\"persistent\":true}"
 expect_ok "Datapath.open persistent=true is a no-op"
 
+# the blkif ring (issue 17) switched on where the host cannot serve it
+# (no /dev/xen/gntdev here): today's answer, and no ring mark for activate;
+# tests/vm/t-xen-handoff.sh has the ring itself, in a Xen host
+if [ -e /dev/xen/gntdev ]; then
+	skip "blkif-ring on a host without Xen: this host has /dev/xen/gntdev"
+else
+	printf '# t-datapath\nblkif-ring = on\n' > "$T/datapath.conf"
+	export XSNG_DATAPATH_CONF=$T/datapath.conf
+	dp Datapath.attach 33
+	expect_ok "attach with blkif-ring = on on a host without Xen"
+	check "... gives today's answer, no qdisk XenDisk" \
+		jqt '[.implementations[] | select(.[0]=="XenDisk") | .[1].backend_type] | index("qdisk") | not' <<<"$OUT"
+	check "... and leaves no ring mark" bash -c "[ -z \"\$(find '$XSNG_RUN_DIR' -name d-33.ring)\" ]"
+	dp Datapath.detach 33
+	expect_ok "detach (blkif-ring = on, no Xen)"
+	unset XSNG_DATAPATH_CONF
+fi
+# a domain offered the ring at attach (its mark), but the volume served in
+# between by a server started without that ring: activate refuses, saying
+# so, instead of waiting for a device nobody would claim; detach drops the mark
+dp Datapath.attach 41; dp Datapath.activate 41
+expect_ok "activate for domain 41 (no ring)"
+PIDS+=("$(server_pid)")
+RD=$(dirname "$(jq -r .socket "$SR/.sr/active/$K.json")")
+echo qdisk > "$RD/d-42.ring"	# what attach writes when it offers the ring
+dp Datapath.activate 42
+expect_err "activate of a ring domain on a server without its ring" Datapath_error
+check "... says why" grep -q "by a server without it" <<<"$OUT"
+check "... and leaves the server to domain 41" jqt '.domains | keys == ["41"]' "$SR/.sr/active/$K.json"
+dp Datapath.detach 42
+check "detach drops the ring mark" [ ! -e "$RD/d-42.ring" ]
+dp Datapath.deactivate 41; dp Datapath.detach 41
+expect_ok "deactivate + detach 41"
+
 # bad input
 dcall Datapath.attach "{\"dbg\":\"t\",\"uri\":\"ngdp://$SR/../../etc\",\"domain\":\"1\"}"
 expect_err "attach with a traversal URI" Invalid_argument

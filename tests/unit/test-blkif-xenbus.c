@@ -107,6 +107,93 @@ static void test_protocol(void **state)
 	assert_int_equal(blkif_abi_from_protocol("", &abi), -EINVAL);
 }
 
+static void test_expect_parse(void **state)
+{
+	struct xb_expect e;
+
+	(void)state;
+	assert_int_equal(xb_expect_parse("7:w:0f8d2c1e-aaaa:3b2c-key", &e), 0);
+	assert_int_equal(e.domid, 7);
+	assert_false(e.readonly);
+	assert_string_equal(e.sr, "0f8d2c1e-aaaa");
+	assert_string_equal(e.key, "3b2c-key");
+	assert_int_equal(xb_expect_parse("32751:r:s:k", &e), 0);
+	assert_true(e.readonly);
+	const char *bad[] = { NULL, "", "7", "7:w", "7:w:s", "7:w:s:",
+			      "7:w::k", "0:w:s:k", "32752:w:s:k", "07:w:s:k",
+			      "7:rw:s:k", "7:x:s:k", "7:w:s/x:k", "7:w:s:k:z",
+			      "7:w:s:k/..", "u0_x:w:s:k", "-7:w:s:k" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(xb_expect_parse(bad[i], &e), -EINVAL);
+}
+
+/* A device as xenopsd writes it for the plugin's qdisk XenDisk. */
+static struct xb_qdisk_dir good_dir(void)
+{
+	return (struct xb_qdisk_dir){
+		.devid = "51712", .ngdp_sr = "sr1", .ngdp_volume = "key1",
+		.frontend = "/local/domain/7/device/vbd/51712",
+		.frontend_id = "7", .online = "1", .state = "1", .mode = "w",
+	};
+}
+
+static void test_claim(void **state)
+{
+	struct xb_expect e = { .domid = 7, .sr = "sr1", .key = "key1" };
+	struct xb_qdisk_dir d = good_dir();
+	const char *why;
+
+	(void)state;
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_OK);
+	/* states 2..4: a restarted server re-adopts its ring */
+	d.state = "4";
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_OK);
+	/* another backend's device, or another volume's: never touched */
+	d = good_dir(); d.ngdp_sr = NULL;
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_NOT_OURS);
+	d = good_dir(); d.ngdp_volume = NULL;
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_NOT_OURS);
+	d = good_dir(); d.ngdp_volume = "key2";
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_NOT_OURS);
+	d = good_dir(); d.ngdp_sr = "sr2";
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_NOT_OURS);
+	/* not plugged (yet, or any more) */
+	d = good_dir(); d.online = "0";
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_WAIT);
+	d = good_dir(); d.online = NULL;
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_WAIT);
+	d = good_dir(); d.state = "5";
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_WAIT);
+	d = good_dir(); d.state = "0";
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_WAIT);
+	d = good_dir(); d.state = NULL;
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_WAIT);
+	/* marked, but not consistent with the activation */
+	d = good_dir(); d.frontend_id = "8";
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_REFUSED);
+	d = good_dir(); d.frontend_id = NULL;
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_REFUSED);
+	d = good_dir(); d.frontend = "/local/domain/7/device/vbd/51728";
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_REFUSED);
+	d = good_dir(); d.frontend = "/local/domain/8/device/vbd/51712";
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_REFUSED);
+	d = good_dir(); d.frontend = NULL;
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_REFUSED);
+	d = good_dir(); d.devid = "x1";
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_REFUSED);
+	d = good_dir(); d.mode = "rw";
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_REFUSED);
+	d = good_dir(); d.mode = NULL;
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_REFUSED);
+	/* a read-write ring on a read-only activation */
+	e.readonly = true;
+	d = good_dir();
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_REFUSED);
+	assert_string_equal(why, "a read-write device on a read-only activation");
+	d.mode = "r";
+	assert_int_equal(xb_claim_check(&e, &d, &why), XB_CLAIM_OK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -115,6 +202,8 @@ int main(void)
 		cmocka_unit_test(test_ring_ref_key),
 		cmocka_unit_test(test_frontend_path),
 		cmocka_unit_test(test_protocol),
+		cmocka_unit_test(test_expect_parse),
+		cmocka_unit_test(test_claim),
 	};
 
 	return cmocka_run_group_tests_name("blkif-xenbus", tests, NULL, NULL) ? 1 : 0;

@@ -19,6 +19,11 @@
 #   xen_domu_result NAME [LABEL]   wait (10 min) for the guest to be gone,
 #        check (tests/functional/lib.sh) that its job passed, show its
 #        domU: lines, or its console's tail when it failed
+#   put_ref REF NAME OFF_MIB   write pattern $PAT/NAME into the reference
+#        image REF at OFF_MIB
+#   xs PATH            xenstore-read, quiet ("" when absent)
+#   wait_for SECONDS COMMAND...   until COMMAND succeeds (its last status)
+#   no_nbd_connected   no /dev/nbdN has a connection (else names one)
 #   region_blocks_ok RAW OFF_MIB LEN_MIB FILE...   every 4 KiB block of
 #        RAW's region is zeros or the same block of one of the FILEs (a
 #        region the guest was rewriting while a snapshot was taken)
@@ -124,6 +129,19 @@ region_blocks_ok() {
 	print("  region at %dM: %d of %d blocks match no version" % (off >> 20, bad, length // 4096))
 	sys.exit(bad != 0)
 	PY
+}
+
+put_ref() { dd if="$PAT/$2" of="$1" bs=1M seek="$3" conv=notrunc status=none; }
+xs() { xenstore-read "$1" 2>/dev/null; }
+wait_for() {
+	local end=$((SECONDS + $1)); shift
+	while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.2; done
+	"$@"
+}
+no_nbd_connected() {
+	local p
+	for p in /sys/block/nbd*/pid; do [ -e "$p" ] && { echo "  $(dirname "$p") still connected"; return 1; }; done
+	return 0
 }
 
 xen_domu_result() {

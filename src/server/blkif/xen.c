@@ -38,6 +38,17 @@
  * The backend directory removed, or the frontend gone: the ring is taken
  * down and the server keeps serving its other clients (NBD, control); the
  * toolstack stops it as it would any datapath server.
+ *
+ * Discovery (--blkif-xen-domain, blkif_xen_watch).  The datapath plugin
+ * answered Datapath.attach with a "qdisk" XenDisk, and xenopsd picks the
+ * devid only when it plugs the VBD, after activate started us: so we
+ * watch /local/domain/0/backend/qdisk/<domid> (one narrow watch, not the
+ * whole bus) and claim the first device whose sm-data marks name our
+ * volume and that passes xb_claim_check(); a directory without our marks
+ * is never written to.  The claimed device then runs the handshake above.
+ * Once it is unplugged (the directory removed, or online=0 with the ring
+ * down: the frontend closed or went) the claim is released and the watch
+ * looks for the next plug of the same volume by that domain.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -82,6 +93,11 @@ struct blkif_xen {
 	unsigned int fe_domid;
 	bool readonly;
 	bool gone;			/* backend directory removed */
+	/* discovery (--blkif-xen-domain): be_path is valid while claimed */
+	bool discover, claimed;
+	struct xb_expect expect;
+	char dom_path[XEN_PATH_MAX];	/* .../backend/qdisk/<domid> */
+	char refused[XEN_PATH_MAX];	/* logged once: the last refused */
 	/* the ring, while attached (be != NULL) */
 	struct blkif_backend *be;
 	void *ring;
@@ -458,6 +474,116 @@ static void reconcile(struct blkif_xen *x)
 	}
 }
 
+/* ------------------------------------------------------------ discovery */
+
+static int adopt(struct blkif_xen *x);
+static int xen_handles(struct blkif_xen *x);
+static int epoll_add_both(struct blkif_xen *x);
+
+/* Claim the device at dir (xb_claim_check passed): the handshake runs on
+ * it from now on. */
+static int claim(struct blkif_xen *x, const char *dir)
+{
+	int r;
+
+	snprintf(x->be_path, sizeof(x->be_path), "%s", dir);
+	snprintf(x->name, sizeof(x->name), "blkif-xen %s", dir);
+	x->gone = false;
+	r = adopt(x);
+	if (r == 0 && !xs_watch(x->xs, x->fe_path, "fe"))
+		r = errno ? -errno : -EIO;
+	if (r < 0) {
+		log_error("%s: cannot claim the device: %s", x->name,
+			  strerror(-r));
+		return r;
+	}
+	x->claimed = true;
+	log_info("%s: claimed: domain %u's %s, volume %s of SR %s", x->name,
+		 x->fe_domid, x->fe_path, x->expect.key, x->expect.sr);
+	reconcile(x);
+	return 0;
+}
+
+/* Is the claimed device unplugged (removed, or offline with the ring
+ * down)?  Then forget it (its states stay as the handshake left them:
+ * the toolstack removes the directory) and return true. */
+static bool release(struct blkif_xen *x)
+{
+	unsigned long long online = 0;
+
+	if (!x->gone) {
+		if (x->be)
+			return false;
+		if (xs_get_uint(x, x->be_path, "online", 1, &online) == 0 &&
+		    online == 1)
+			return false;	/* plugged: a frontend reconnect */
+	}
+	disconnect(x, "the device was unplugged");
+	xs_unwatch(x->xs, x->fe_path, "fe");
+	log_info("%s: released (%s)", x->name, x->gone ? "removed" :
+		 "online=0");
+	x->claimed = false;
+	x->gone = false;
+	snprintf(x->name, sizeof(x->name), "blkif-xen %s", x->dom_path);
+	return true;
+}
+
+/* Look at every device of the domain's qdisk directory; claim the first
+ * one that is ours. */
+static void scan(struct blkif_xen *x)
+{
+	static const char *const keys[] = {
+		"sm-data/ngdp-sr", "sm-data/ngdp-volume", "frontend",
+		"frontend-id", "online", "state", "mode",
+	};
+	unsigned int n = 0;
+	char **ents = xs_directory(x->xs, XBT_NULL, x->dom_path, &n);
+
+	for (unsigned int i = 0; ents && i < n && !x->claimed; i++) {
+		char dir[XEN_PATH_MAX], *v[7];
+		struct xb_qdisk_dir d;
+		enum xb_claim c;
+		const char *why;
+		int len;
+
+		len = snprintf(dir, sizeof(dir), "%s/%s", x->dom_path,
+			       ents[i]);
+		if (len < 0 || (size_t)len >= sizeof(dir))
+			continue;
+		for (size_t k = 0; k < 7; k++)
+			v[k] = xs_get(x, dir, keys[k]);
+		d = (struct xb_qdisk_dir){
+			.devid = ents[i], .ngdp_sr = v[0], .ngdp_volume = v[1],
+			.frontend = v[2], .frontend_id = v[3], .online = v[4],
+			.state = v[5], .mode = v[6],
+		};
+		c = xb_claim_check(&x->expect, &d, &why);
+		for (size_t k = 0; k < 7; k++)
+			free(v[k]);
+		if (c == XB_CLAIM_OK) {
+			(void)claim(x, dir);
+		} else if (c == XB_CLAIM_REFUSED && strcmp(x->refused, dir)) {
+			/* marked for us, but wrong: say so once, touch nothing */
+			log_error("blkif-xen %s: not claimed: %s", dir, why);
+			snprintf(x->refused, sizeof(x->refused), "%s", dir);
+		}
+	}
+	free(ents);	/* one allocation (xs_directory) */
+}
+
+static int xen_watch(struct blkif_xen *x)
+{
+	int r = xen_handles(x);
+
+	if (r < 0)
+		return r;
+	/* a watch on a path not there yet is allowed; it fires at once, and
+	 * for every change below it (the devices and their keys) */
+	if (!xs_watch(x->xs, x->dom_path, "dom"))
+		return errno ? -errno : -EIO;
+	return epoll_add_both(x);
+}
+
 static void on_xs(struct ev_tag *tag, uint32_t events)
 {
 	struct blkif_xen *x = container_of(tag, struct blkif_xen, xs_tag);
@@ -469,8 +595,12 @@ static void on_xs(struct ev_tag *tag, uint32_t events)
 		any = true;
 		free(w);
 	}
-	if (any)
+	if (!any)
+		return;
+	if (x->claimed || !x->discover)
 		reconcile(x);
+	if (x->discover && (!x->claimed || release(x)))
+		scan(x);
 }
 
 static void on_evtchn(struct ev_tag *tag, uint32_t events)
@@ -570,11 +700,9 @@ static int read_frontend(struct blkif_xen *x)
 	return r;
 }
 
-static int xen_open(struct blkif_xen *x)
+/* Xen's three handles; the event channel's fd non-blocking. */
+static int xen_handles(struct blkif_xen *x)
 {
-	enum xenbus_state be_st, fe_st;
-	int r;
-
 	x->xs = xs_open(0);
 	if (!x->xs)
 		return -errno;
@@ -589,6 +717,17 @@ static int xen_open(struct blkif_xen *x)
 	    fcntl(x->evtchn_fd, F_SETFL,
 		  fcntl(x->evtchn_fd, F_GETFL) | O_NONBLOCK) < 0)
 		return -errno;
+	x->xs_fd = xs_fileno(x->xs);
+	return x->xs_fd < 0 ? -EIO : 0;
+}
+
+/* Take over be_path: its frontend, our keys, InitWait unless a dead
+ * server left the ring Connected (then it is re-adopted, not reset). */
+static int adopt(struct blkif_xen *x)
+{
+	enum xenbus_state be_st, fe_st;
+	int r;
+
 	r = read_frontend(x);
 	if (r < 0)
 		return r;
@@ -607,22 +746,34 @@ static int xen_open(struct blkif_xen *x)
 		if (r < 0)
 			return r;
 	}
-	x->xs_fd = xs_fileno(x->xs);
-	if (x->xs_fd < 0)
-		return -EIO;
+	return 0;
+}
+
+static int epoll_add_both(struct blkif_xen *x)
+{
+	int r = server_epoll_add(x->srv, x->xs_fd, EPOLLIN, &x->xs_tag);
+
+	if (r < 0)
+		return r;
+	r = server_epoll_add(x->srv, x->evtchn_fd, EPOLLIN, &x->evtchn_tag);
+	if (r < 0)
+		server_epoll_del(x->srv, x->xs_fd);
+	return r;
+}
+
+static int xen_open(struct blkif_xen *x)
+{
+	int r = xen_handles(x);
+
+	if (r == 0)
+		r = adopt(x);
+	if (r < 0)
+		return r;
 	/* each watch fires once at once: the first reconcile */
 	if (!xs_watch(x->xs, x->be_path, "be") ||
 	    !xs_watch(x->xs, x->fe_path, "fe"))
 		return errno ? -errno : -EIO;
-	r = server_epoll_add(x->srv, x->xs_fd, EPOLLIN, &x->xs_tag);
-	if (r < 0)
-		return r;
-	r = server_epoll_add(x->srv, x->evtchn_fd, EPOLLIN, &x->evtchn_tag);
-	if (r < 0) {
-		server_epoll_del(x->srv, x->xs_fd);
-		return r;
-	}
-	return 0;
+	return epoll_add_both(x);
 }
 
 static void xen_free(struct blkif_xen *x)
@@ -637,6 +788,27 @@ static void xen_free(struct blkif_xen *x)
 	free(x);
 }
 
+static struct blkif_xen *xen_new(struct server *srv)
+{
+	struct blkif_xen *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return NULL;
+	x->gc = calloc(XEN_GCACHE_MAX, sizeof(*x->gc));
+	if (!x->gc) {
+		free(x);
+		return NULL;
+	}
+	for (unsigned int b = 0; b < XEN_GCACHE_BUCKETS; b++)
+		x->gc_bucket[b] = -1;
+	x->srv = srv;
+	x->xs_fd = x->evtchn_fd = -1;
+	x->xs_tag = (struct ev_tag){ .kind = EV_HOOK, .on_event = on_xs };
+	x->evtchn_tag = (struct ev_tag){ .kind = EV_HOOK,
+					 .on_event = on_evtchn };
+	return x;
+}
+
 int blkif_xen_open(struct server *srv, const char *be_path,
 		   struct blkif_xen **ret)
 {
@@ -648,21 +820,9 @@ int blkif_xen_open(struct server *srv, const char *be_path,
 	if (len < 2 || len >= XEN_PATH_MAX || be_path[0] != '/' ||
 	    be_path[len - 1] == '/')
 		return -EINVAL;
-	x = calloc(1, sizeof(*x));
+	x = xen_new(srv);
 	if (!x)
 		return -ENOMEM;
-	x->gc = calloc(XEN_GCACHE_MAX, sizeof(*x->gc));
-	if (!x->gc) {
-		free(x);
-		return -ENOMEM;
-	}
-	for (unsigned int b = 0; b < XEN_GCACHE_BUCKETS; b++)
-		x->gc_bucket[b] = -1;
-	x->srv = srv;
-	x->xs_fd = x->evtchn_fd = -1;
-	x->xs_tag = (struct ev_tag){ .kind = EV_HOOK, .on_event = on_xs };
-	x->evtchn_tag = (struct ev_tag){ .kind = EV_HOOK,
-					 .on_event = on_evtchn };
 	strcpy(x->be_path, be_path);
 	snprintf(x->name, sizeof(x->name), "blkif-xen %s", be_path);
 	r = xen_open(x);
@@ -674,6 +834,32 @@ int blkif_xen_open(struct server *srv, const char *be_path,
 	server_set_loop_hook(srv, loop_hook, x);
 	log_info("%s: serving domain %u's %s", x->name, x->fe_domid,
 		 x->fe_path);
+	*ret = x;
+	return 0;
+}
+
+int blkif_xen_watch(struct server *srv, const struct xb_expect *e,
+		    struct blkif_xen **ret)
+{
+	struct blkif_xen *x = xen_new(srv);
+	int r;
+
+	if (!x)
+		return -ENOMEM;
+	x->discover = true;
+	x->expect = *e;
+	snprintf(x->dom_path, sizeof(x->dom_path),
+		 "/local/domain/0/backend/qdisk/%u", e->domid);
+	snprintf(x->name, sizeof(x->name), "blkif-xen %s", x->dom_path);
+	r = xen_watch(x);
+	if (r < 0) {
+		log_error("%s: %s", x->name, strerror(-r));
+		xen_free(x);
+		return r;
+	}
+	server_set_loop_hook(srv, loop_hook, x);
+	log_info("%s: waiting for domain %u's qdisk device of volume %s "
+		 "(%s)", x->name, e->domid, e->key, e->readonly ? "r" : "w");
 	*ret = x;
 	return 0;
 }

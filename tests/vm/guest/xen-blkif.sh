@@ -27,16 +27,6 @@ PAT=$T/pat
 mkdir -p "$PAT"
 for p in A:4 C:1 K0:4 K1:4 B0:4 B1:4 E:4 F:4; do head -c $((${p#*:} * MiB)) /dev/urandom > "$PAT/${p%:*}"; done
 
-put_ref() { dd if="$PAT/$2" of="$1" bs=1M seek="$3" conv=notrunc status=none; }
-xs() { xenstore-read "$1" 2>/dev/null; }
-
-# wait_for SECONDS COMMAND...: until COMMAND succeeds
-wait_for() {
-	local end=$((SECONDS + $1)); shift
-	while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.2; done
-	"$@"
-}
-
 # start_server: ngdp-server on the volume with the ring of BE; sets SRV
 start_server() {
 	rm -f "$W/srv.pid" "$W/nbd.sock" "$W/ctl.sock"

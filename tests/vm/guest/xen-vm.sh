@@ -24,15 +24,8 @@ XEN_INITRD=$T/domu-initrd.cpio
 xen_domu_initrd "$XEN_INITRD" "$VM_DIR/guest/domu-disk-job.sh" "xvda xvdb" \
 	"$PAT"/A "$PAT"/B0 "$PAT"/B1 "$PAT"/C "$PAT"/E "$PAT"/F || { fail "building the guest's initrd"; finish; exit 1; }
 
-# The reference images: what the leaf and the snapshot must hold.
-# put_ref REF FILE OFFSET_MIB
-put_ref() { dd if="$PAT/$2" of="$1" bs=1M seek="$3" conv=notrunc status=none; }
-
-no_nbd_connected() {
-	local p
-	for p in /sys/block/nbd*/pid; do [ -e "$p" ] && { echo "  $(dirname "$p") still connected"; return 1; }; done
-	return 0
-}
+# The reference images (put_ref, xen-lib.sh): what the leaf and the
+# snapshot must hold.
 
 # The snapshot (immutable, checked while the guest runs): A whole, zeros
 # beyond 12M, B region in some state the guest wrote; nothing of C or E.

@@ -1,0 +1,41 @@
+# Job of the PV guest in t-xen-handoff (busybox sh in the guest; GNU dd/cmp
+# in /usr/bin for O_DIRECT).  /dev/xvda: the volume, through blkfront ->
+# the qdisk device that ngdp-server claimed after Datapath.attach offered
+# it; /dev/xvdb: the control disk (domu-lib.sh).  A (4 MiB) at 0, C (1 MiB)
+# at 4 with O_SYNC, each followed by a flush; dom0 kills the server with
+# SIGKILL and activates again: A and C read back and A written again
+# through the new server; then dom0 unplugs xvda the way xenopsd does, and
+# the disk must go away.
+. /lib.sh
+# wait_answer TEXT: until dom0 writes TEXT in sector 1 (10 minutes)
+wait_answer() {
+	i=0
+	while [ "$(ctl 1)" != "$1" ]; do
+		sleep 0.2
+		i=$((i + 1))
+		[ $i -lt 3000 ] || fail "dom0 never answered $1"
+	done
+}
+
+[ -b $X ] || fail "no $X"
+echo "domU: xvda is $(($(cat /sys/block/xvda/size) / 2048)) MiB"
+put A 0
+get_ok A 0 || fail "A does not read back"
+put C 4 sync
+get_ok C 4 || fail "C (O_SYNC) does not read back"
+get_ok A 0 || fail "A does not read back after C"
+echo "domU: A and C (O_SYNC) written and read back with O_DIRECT"
+mark 0 DATA-DONE
+wait_answer RESTARTED
+get_ok A 0 || fail "A does not read back through the new server"
+get_ok C 4 || fail "C does not read back through the new server"
+put A 0
+get_ok A 0 || fail "A written again does not read back"
+echo "domU: A and C read back, A written again, through the new server"
+mark 0 RESTART-DONE
+wait_answer UNPLUGGED
+i=0
+while [ -b $X ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+[ -b $X ] && fail "xvda is still there after the unplug"
+echo "domU: xvda went away with the unplug"
+exit 0

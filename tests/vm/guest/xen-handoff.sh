@@ -1,0 +1,197 @@
+#!/bin/bash
+# dom0 side of t-xen-handoff (runs in Xen's dom0 under vm_run_xen): the
+# handoff of docs/blkif-handoff.md section 4 through the INSTALLED plugins.
+#  1. The switch off (XSNG_DATAPATH_CONF, the test's stand-in for
+#     /etc/xapi-storage-ng/datapath.conf), and on for a dom0 user: today's
+#     XenDisk {vbd, /dev/nbdN}.
+#  2. On, for a paused PV guest: Datapath.attach returns exactly XenDisk
+#     {qdisk, ngdp:<key>, {ngdp-sr, ngdp-volume}} and Nbd; activate starts
+#     the server with --blkif-xen-domain and connects no /dev/nbdN.
+#  3. dom0 writes the VBD's frontend and backend as xenopsd does for kind
+#     qdisk (device.ml Vbd.add: params = the Nbd uri, qemu-params = the
+#     XenDisk's params, sm-data/* = its extra + backend-kind, and what the
+#     block script adds), beside an unmarked qdisk device of the same guest
+#     that the server must never touch; the server claims ours (InitWait).
+#  4. The guest writes and reads patterns with O_DIRECT and flushes; dom0
+#     kills the server with SIGKILL and activates again: the new server
+#     claims the Connected device and re-adopts its ring, the guest reads
+#     and writes through it.
+#  5. Classic clean unplug (online=0 and state=5 in one transaction, wait
+#     for Closed, remove the frontend and the backend); the server releases
+#     the device, the guest's xvda goes away.
+#  6. Datapath.deactivate + detach: no server, no ring mark, no run
+#     directory; the image holds exactly what the guest wrote.
+set -u
+PLUGIN=ext4-ng
+. "$SRCDIR/tests/functional/lib.sh"
+. "$VM_DIR/xen-lib.sh"
+# cleanup exits with the status it finds in $?: keep the script's
+trap 'rc=$?; xen_cleanup; (exit $rc); cleanup' EXIT
+MiB=1048576
+VOL_SIZE=$((64 * MiB))
+DEVID=51712	# xvda
+DECOY=51728	# xvdb's number: a qdisk device without our marks
+
+PAT=$T/pat
+mkdir -p "$PAT"
+for p in A:4 C:1; do head -c $((${p#*:} * MiB)) /dev/urandom > "$PAT/${p%:*}"; done
+dp() { dcall "$1" "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$2\"}"; }
+kinds() { jq -c '[.implementations[][0]]' <<<"$1" 2>/dev/null; }
+xendisk() { jq -c '[.implementations[] | select(.[0] == "XenDisk")][0][1] // empty' <<<"$1" 2>/dev/null; }
+srv_get() { "$NGDP_CTL" "$(jq -r .control "$SR/.sr/active/$K.json")" get "$1"; }
+conf() { printf '# t-xen-handoff\nblkif-ring = %s\n' "$1" > "$T/datapath.conf"; }
+export XSNG_DATAPATH_CONF=$T/datapath.conf
+
+mk_sr || { fail "SR.create/attach on a loop device"; finish; }
+SR_UUID=$(jq -r .uuid "$SR/.sr/sr.json")
+vol_create $VOL_SIZE "xen handoff disk"
+expect_ok "Volume.create ($((VOL_SIZE / MiB)) MiB)"
+K=$KEY
+URI=$(jqr '.uri[0]' <<<"$VOL")
+check "the volume is QCOW2" [ "$(vol_qemu_fmt "$K")" = qcow2 ]
+xen_domu_initrd "$T/initrd.cpio" "$VM_DIR/guest/domu-handoff-job.sh" "xvda xvdb" \
+	"$PAT"/A "$PAT"/C || { fail "building the guest's initrd"; finish; }
+truncate -s 1M "$T/ctl"
+CTL=$(losetup -f --show "$T/ctl") || { fail "control disk"; finish; }
+XEN_CFG_EXTRA="disk = [ 'phy:$CTL,xvdb,w,script=$XEN_HOTPLUG' ]"
+name=xsng-handoff
+domid=$(xen_domu_create "$name" "$T/initrd.cpio" -p)
+check "xl create -p: domain $domid" [ -n "$domid" ] || finish
+stamp "guest $domid created, paused"
+
+# 1. today's answer: the switch off; on, but for a dom0 user
+conf off
+dp Datapath.attach "$domid"
+expect_ok "attach with blkif-ring = off"
+check "blkif-ring = off: today's XenDisk vbd + BlockDevice + Nbd ($(kinds "$OUT"))" \
+	jqt '[.implementations[][0]] == ["XenDisk","BlockDevice","Nbd"] and .implementations[0][1].backend_type == "vbd"' <<<"$OUT"
+dp Datapath.detach "$domid"
+expect_ok "detach (switch off)"
+conf on
+dp Datapath.attach u0_handoff
+expect_ok "attach for a dom0 user with blkif-ring = on"
+check "a dom0 user gets today's vbd XenDisk ($(kinds "$OUT"))" \
+	jqt '.implementations[0][1].backend_type == "vbd"' <<<"$OUT"
+dp Datapath.detach u0_handoff
+expect_ok "detach (dom0 user)"
+
+# 2. the ring
+dp Datapath.attach "$domid"
+expect_ok "attach for domain $domid with blkif-ring = on"
+ATT=$OUT
+XD=$(xendisk "$ATT")
+NBD=$(jq -r '.implementations[] | select(.[0] == "Nbd") | .[1].uri' <<<"$ATT")
+check "attach returns exactly XenDisk + Nbd ($(kinds "$ATT"))" \
+	jqt '[.implementations[][0]] == ["XenDisk","Nbd"]' <<<"$ATT"
+check "the XenDisk is {qdisk, ngdp:$K, {ngdp-sr, ngdp-volume}} ($XD)" \
+	jqt --arg k "$K" --arg sr "$SR_UUID" \
+	'.backend_type == "qdisk" and .params == ("ngdp:" + $k) and .extra == {"ngdp-sr": $sr, "ngdp-volume": $k}' <<<"$XD"
+dp Datapath.activate "$domid"
+expect_ok "activate for domain $domid"
+check "the activation record names the ring's domain" \
+	jqt --arg d "$domid" '.ring == {"domain": $d, "mode": "rw"}' "$SR/.sr/active/$K.json"
+SRV=$(jq -r .pid "$SR/.sr/active/$K.json")
+check "the server (pid $SRV) expects the ring: --blkif-xen-domain $domid:w:$SR_UUID:$K" \
+	bash -c "tr '\\0' ' ' < /proc/$SRV/cmdline | grep -q -- '--blkif-xen-domain $domid:w:$SR_UUID:$K'"
+check "no /dev/nbdN connected for the ring" no_nbd_connected
+
+# 3. the VBD as xenopsd writes it for kind qdisk (one transaction each side;
+#    the frontend first: blkfront starts on the frontend's state)
+BE=/local/domain/0/backend/qdisk/$domid/$DEVID
+FE=/local/domain/$domid/device/vbd/$DEVID
+DBE=/local/domain/0/backend/qdisk/$domid/$DECOY
+sm=()
+while IFS=$'\t' read -r k v; do sm+=("$BE/sm-data/$k" "$v"); done < \
+	<(jq -r '.extra + {"backend-kind": .backend_type} | to_entries[] | "\(.key)\t\(.value)"' <<<"$XD")
+check "an unmarked qdisk device of the same guest (not ours)" bash -c "
+	xenstore-write $DBE/frontend /local/domain/$domid/device/vbd/$DECOY \
+		$DBE/frontend-id $domid $DBE/online 1 $DBE/state 1 $DBE/mode w \
+		$DBE/params x $DBE/sm-data/backend-kind qdisk"
+check "frontend and backend directories written from the XenDisk" bash -c '
+	FE=$1 BE=$2 domid=$3 DEVID=$4 NBD=$5 QP=$6; shift 6
+	xenstore-write $FE/backend $BE $FE/backend-id 0 $FE/state 1 \
+		$FE/virtual-device $DEVID $FE/device-type disk &&
+	xenstore-chmod -r $FE n$domid r0 &&
+	xenstore-write $BE/frontend $FE $BE/frontend-id $domid $BE/online 1 \
+		$BE/removable 0 $BE/state 1 $BE/dev xvda $BE/type phy $BE/mode w \
+		$BE/params "$NBD" $BE/qemu-params "$QP" "$@" &&
+	xenstore-chmod -r $BE n0 r$domid &&
+	sock=${NBD#nbd:unix:}
+	xenstore-write $BE/physical-device-path "${sock%:exportname=*}" \
+		$BE/hotplug-status connected' \
+	_ "$FE" "$BE" "$domid" "$DEVID" "$NBD" "$(jq -r .params <<<"$XD")" "${sm[@]}"
+check "the server claimed the device (backend state 2, InitWait)" \
+	wait_for 60 bash -c "[ \"\$(xenstore-read $BE/state)\" = 2 ]"
+check "the backend offers persistent grants, flush, indirect segments" \
+	[ "$(xs $BE/feature-persistent)/$(xs $BE/feature-flush-cache)/$(xs $BE/feature-max-indirect-segments)" = 1/1/256 ]
+check "the backend publishes the size in sectors" [ "$(xs $BE/sectors)" = $((VOL_SIZE / 512)) ]
+$XL unpause "$domid"
+stamp "guest $domid running"
+
+# 4. the guest's data
+check "the ring is connected (backend and frontend state 4)" \
+	wait_for 300 bash -c "[ \"\$(xenstore-read $BE/state)/\$(xenstore-read $FE/state)\" = 4/4 ]"
+if check "the guest wrote and read back A and C with O_DIRECT" wait_phase DATA-DONE; then
+	stamp "guest wrote A and C"
+	check "the guest's writes and flushes reached the server ($(srv_get writes) writes, $(srv_get flushes) flushes)" \
+		[ "$(srv_get writes)" -gt 0 -a "$(srv_get flushes)" -gt 0 ]
+	# the next activate of a domain whose server died starts a new one,
+	# told again to expect the ring (the mark); the device is Connected,
+	# so it is claimed in state 4 and its ring re-adopted (section 5.3)
+	LOG=$(dirname "$(jq -r .socket "$SR/.sr/active/$K.json")")/server.log
+	kill -9 "$SRV"
+	check "kill -9 of the server (pid $SRV): gone" wait_for 30 test ! -e "/proc/$SRV"
+	dp Datapath.activate "$domid"
+	expect_ok "activate again after the kill"
+	old=$SRV
+	SRV=$(jq -r .pid "$SR/.sr/active/$K.json")
+	check "a new server (pid $SRV) claimed the Connected device again" \
+		wait_for 60 bash -c "[ '$SRV' != '$old' ] && [ \$(grep -c 'claimed:' '$LOG') -ge 2 ]"
+	check "the backend is still Connected" [ "$(xs $BE/state)" = 4 ]
+	ctl_put 1 RESTARTED
+	check "the guest read A and C and wrote A again through the new server" \
+		wait_phase RESTART-DONE &&
+	check "the guest's writes reached the new server ($(srv_get writes))" [ "$(srv_get writes)" -gt 0 ]
+	# 5. xenopsd's Classic clean unplug (device.ml clean_shutdown_async/wait,
+	#    rm_device_state)
+	check "unplug: online=0 and state=5 in one transaction" \
+		xenstore-write "$BE/online" 0 "$BE/state" 5
+	check "the frontend closed and the server answered Closed (6/6)" \
+		wait_for 120 bash -c "[ \"\$(xenstore-read $BE/state)/\$(xenstore-read $FE/state)\" = 6/6 ]"
+	xenstore-rm "$FE"
+	xenstore-rm "$BE"
+	check "the server released the device" \
+		wait_for 30 grep -q "released (" "$(dirname "$(jq -r .socket "$SR/.sr/active/$K.json")")/server.log"
+	check "the server still runs after the unplug" kill -0 "$SRV"
+	ctl_put 1 UNPLUGGED
+fi
+xen_domu_result "$name"
+check "the unmarked device was never touched (state 1, no feature-* keys)" \
+	[ "$(xs $DBE/state)/$(xenstore-list "$DBE" | grep -c '^feature-')" = 1/0 ]
+RUNDIR=$(dirname "$(jq -r .socket "$SR/.sr/active/$K.json")")
+if [ "$FAIL" -gt 0 ]; then
+	echo "  server log (last 40 lines):"
+	tail -n 40 "$RUNDIR/server.log" | sed 's/^/    /'
+fi
+
+# 6. deactivate + detach leave nothing behind
+dp Datapath.deactivate "$domid"
+expect_ok "Datapath.deactivate"
+dp Datapath.detach "$domid"
+expect_ok "Datapath.detach"
+check "no ngdp-server left" bash -c '! pgrep -x ngdp-server >/dev/null'
+check "no activation record left" [ ! -e "$SR/.sr/active/$K.json" ]
+check "no run directory left (ring mark, sockets)" [ ! -e "$RUNDIR" ]
+check "no /dev/nbdN left connected" no_nbd_connected
+check "nothing of ours left in xenstore" [ -z "$(xenstore-list /local/domain/0/backend/qdisk/$domid 2>/dev/null | grep -v "^$DECOY\$")" ]
+xenstore-rm "/local/domain/0/backend/qdisk/$domid"
+losetup -d "$CTL"
+
+stamp "checking the image"
+IMG=$(vol_image "$K")
+truncate -s $VOL_SIZE "$T/ref"
+put_ref "$T/ref" A 0; put_ref "$T/ref" C 4
+check "qemu-img check of the image" qemu-img check -q -f qcow2 "$IMG"
+check "the image holds exactly the guest's data" qemu-img compare -q -f raw -F qcow2 "$T/ref" "$IMG"
+TEST_NAME=t-xen-handoff
+finish
