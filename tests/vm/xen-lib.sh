@@ -6,11 +6,16 @@
 #   xen_domu_initrd OUT JOB DISKS [FILE...]  initrd running JOB (sh) once
 #        the disks (e.g. "xvda xvdb") exist; FILEs are packed under /data,
 #        domu-lib.sh as /lib.sh; XEN_DOMU_MODPARAMS: "MODULE PARAM=V..."
-#        (one module) for insmod, e.g. "xen-blkfront feature_persistent=0"
+#        (one module) for insmod, e.g. "xen-blkfront feature_persistent=0";
+#        XEN_DOMU_BINS: more of dom0's programs to pack in /usr/bin, with
+#        their libraries (e.g. /usr/bin/fio)
 #   xen_domu_create NAME INITRD [xl create options]   (config from $XEN_CFG_EXTRA)
 #   xen_domu_wait NAME SECONDS   wait until the domain is gone (destroys it
 #                                and returns 124 on timeout)
 #   xen_domu_console NAME        the guest's console log
+#   xen_qdisk_vbd DOMID DEVID IMAGE   the xenstore entries of a vbd xvda as
+#        xenopsd writes a "qdisk" one, for a backend that is not libxl's (no
+#        qemu is started); sets BE and FE (its backend and frontend paths)
 #   XEN_HOTPLUG   the hotplug script for phy: disks: phy:DEV,xvda,w,script=$XEN_HOTPLUG
 #   ctl_get N, ctl_put N TEXT   a line in sector N of the control disk $CTL
 #        that dom0 shares with the guest's job (domu-lib.sh: ctl, mark)
@@ -39,7 +44,7 @@ xen_domu_initrd() {
 	mkdir -p "$d" && cp -a "$VM_DOMU_BASE/." "$d/" && rm -f "$d/.done" || return 1
 	mkdir -p "$d/proc" "$d/sys" "$d/dev" "$d/data" "$d/usr/bin" && ln -sf busybox "$d/bin/sh"
 	# GNU dd/cmp: O_DIRECT with aligned buffers; their libraries beside them
-	for f in /bin/dd /usr/bin/cmp; do
+	for f in /bin/dd /usr/bin/cmp ${XEN_DOMU_BINS:-}; do
 		cp -L "$f" "$d/usr/bin/" || return 1
 		for l in $(ldd "$f" | grep -o '/[^ ]*'); do
 			mkdir -p "$d$(dirname "$l")" && cp -Ln "$l" "$d$l" || return 1
@@ -87,6 +92,21 @@ xen_domu_wait() {
 	echo "xen: guest $name still running after ${t}s, destroyed" >&2
 	$XL destroy "$name" >&2
 	return 124
+}
+
+# xen_qdisk_vbd DOMID DEVID IMAGE: as xenopsd writes a "qdisk" vbd
+# (device.ml: Vbd.add); the guest owns its frontend directory and reads
+# the backend's
+xen_qdisk_vbd() {
+	BE=/local/domain/0/backend/qdisk/$1/$2
+	FE=/local/domain/$1/device/vbd/$2
+	xenstore-write "$FE/backend" "$BE" "$FE/backend-id" 0 "$FE/state" 1 \
+		"$FE/virtual-device" "$2" "$FE/device-type" disk &&
+	xenstore-chmod -r "$FE" "n$1" r0 &&
+	xenstore-write "$BE/frontend" "$FE" "$BE/frontend-id" "$1" "$BE/online" 1 \
+		"$BE/removable" 0 "$BE/state" 1 "$BE/dev" xvda "$BE/type" phy \
+		"$BE/mode" w "$BE/params" "$3" &&
+	xenstore-chmod -r "$BE" n0 "r$1"
 }
 
 xen_domu_console() { cat "/var/log/xen/console/guest-$1.log" 2>/dev/null; }
