@@ -19,7 +19,8 @@
 #   XEN_HOTPLUG   the hotplug script for phy: disks: phy:DEV,xvda,w,script=$XEN_HOTPLUG
 #   ctl_get N, ctl_put N TEXT   a line in sector N of the control disk $CTL
 #        that dom0 shares with the guest's job (domu-lib.sh: ctl, mark)
-#   wait_phase PHASE   until the guest $name reports PHASE in sector 0
+#   wait_phase PHASE [SECONDS]   until the guest $name reports PHASE in
+#        sector 0 (at most SECONDS, 600 by default)
 #   stamp TEXT         a progress line with dom0's uptime
 #   xen_domu_result NAME [LABEL]   wait (10 min) for the guest to be gone,
 #        check (tests/functional/lib.sh) that its job passed, show its
@@ -123,10 +124,11 @@ ctl_put() { printf '%s\n' "$2" | dd of="$CTL" bs=512 seek="$1" count=1 conv=sync
 # progress with dom0's uptime: TCG speed varies a lot with the host's load
 stamp() { echo "  [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
 
-# wait_phase PHASE: until the guest $name reports PHASE on the control disk
-# (bounded: 10 min; fails at once when the guest is gone)
+# wait_phase PHASE [SECONDS]: until the guest $name reports PHASE on the
+# control disk (bounded: 10 min or SECONDS; fails at once when the guest
+# is gone)
 wait_phase() {
-	local end=$((SECONDS + 600))
+	local end=$((SECONDS + ${2:-600}))
 	while [ $SECONDS -lt $end ]; do
 		[ "$(ctl_get 0)" = "$1" ] && return 0
 		$XL domid "$name" >/dev/null 2>&1 || return 1
