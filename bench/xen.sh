@@ -4,7 +4,7 @@
 # (vm_run_xen) with bench/xen-dom0.sh as dom0's job, which runs a PV
 # guest's fio on the same QCOW2 volume three ways: (a) ngdp-server's blkif
 # backend, (b) blkback on the datapath plugin's /dev/nbdN, (c) qemu's qdisk
-# backend on qemu's qcow2 driver.  Writes into $BENCH_RESULTS
+# backend (xen-disk) on qemu's qcow2 driver.  Writes into $BENCH_RESULTS
 # (bench/results-xen): raw.tsv (one row per run), results.md (a, b, c side
 # by side and the ratios), README.md (how it was obtained), dom0.log.
 #
@@ -156,13 +156,18 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 	  datapath plugin for the guest's domain, its /dev/nbdN plugged with
 	  \`xl block-attach phy:/dev/nbdN,xvda\` (blkback), served by the
 	  ngdp-server the plugin started (O_DIRECT checked).
-	- (c) qemu's qdisk backend: \`disk = ['format=qcow2,vdev=xvda,
-	  backendtype=qdisk,direct-io-safe,target=IMG']\`; libxl starts Debian's
-	  qemu-system-xen as the PV guest's xenpv device model, whose xen-block
-	  opens the image with qemu's qcow2 driver over a \`file\` node with
-	  cache.direct=on and aio=native because of direct-io-safe=1 (the
-	  options qemu-dp uses; xenopsd writes direct-io-safe=1 for every vbd).
-	  O_DIRECT checked in qemu's fdinfo.
+	- (c) qemu's qdisk backend: Debian's qemu-system-xen
+	  (/usr/libexec/xen-qemu-system-i386 -xen-domid N -xen-attach -M xenpv,
+	  the device model libxl starts for a PV guest's qdisk disk), the disk
+	  given as \`-device xen-disk,vdev=xvda\` on \`-blockdev driver=qcow2\`
+	  over \`-blockdev driver=file,cache.direct=on,aio=threads\`: qemu's own
+	  qcow2 driver, O_DIRECT like qemu-dp (checked in qemu's fdinfo), but
+	  aio=threads where qemu-dp uses aio=native: this qemu is built without
+	  linux-aio.  A libxl disk (\`backendtype=qdisk,direct-io-safe\`) asks
+	  for aio=native and fails with "aio=native was specified, but is not
+	  supported in this build"; without direct-io-safe qemu would read
+	  through dom0's page cache.  So qemu is started by hand and its
+	  xen-bus writes the vbd's xenstore entries.
 
 	The guest (bench/xen-domu-job.sh) runs fio (libaio, direct=1, time based)
 	on /dev/xvda: 4k random read at QD32, 1M sequential read and 1M
