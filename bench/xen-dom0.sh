@@ -78,6 +78,13 @@ odirect_fds() {
 run_tests() {
 	local c=$1 rep=$2 i=0 tname rw bs qd s0 s1 u_go res ok
 	check "[$c/$rep] the guest is up and ready" wait_phase READY || return 1
+	# what the two ends agreed on (absent keys: the feature is not offered)
+	local fe=/local/domain/$domid/device/vbd/$DEVID be
+	be=$(xs "$fe/backend")
+	stamp "[$c/$rep] xvda ring: backend $be: feature-persistent=$(xs "$be/feature-persistent")" \
+		"max-indirect-segments=$(xs "$be/feature-max-indirect-segments")" \
+		"max-ring-page-order=$(xs "$be/max-ring-page-order"); frontend:" \
+		"feature-persistent=$(xs "$fe/feature-persistent") ring-page-order=$(xs "$fe/ring-page-order")"
 	while read -r tname rw bs qd <&3; do
 		u_go=$(cut -d' ' -f1 /proc/uptime)
 		ctl_put 1 "GO-$i"
