@@ -51,12 +51,13 @@ EOF
 echo "$RUNTIME" > "$T/runtime"
 printf 'contender\trep\ttest\tiops\tmbps\tdom0_cpu_pct\tdom0_us_per_io\tdomu_us_per_io\tcpu_window_ok\tfio_lag_s\n' > "$RAW"
 
-# cpu_sample NAME: "dom0-busy-ticks guest-cpu-seconds dom0-uptime"
+# cpu_sample NAME: "dom0-busy-ticks guest-cpu-seconds dom0-uptime"; the
+# uptime and /proc/stat first, together (xl list takes a while under TCG)
 cpu_sample() {
-	local busy up g
+	local up busy g
+	read -r up _ < /proc/uptime
 	busy=$(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat)
 	g=$($XL list "$1" 2>/dev/null | awk 'NR == 2 { print $6 }')
-	up=$(cut -d' ' -f1 /proc/uptime)
 	echo "$busy ${g:-0} $up"
 }
 
@@ -86,7 +87,7 @@ run_tests() {
 		"max-ring-page-order=$(xs "$be/max-ring-page-order"); frontend:" \
 		"feature-persistent=$(xs "$fe/feature-persistent") ring-page-order=$(xs "$fe/ring-page-order")"
 	while read -r tname rw bs qd <&3; do
-		u_go=$(cut -d' ' -f1 /proc/uptime)
+		read -r u_go _ < /proc/uptime
 		ctl_put 1 "GO-$i"
 		sleep "$WARM"
 		s0=$(cpu_sample "$name")
