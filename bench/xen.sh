@@ -33,6 +33,11 @@ command -v fio >/dev/null || { echo "bench-xen: no fio (make deps)"; exit 1; }
 logs=$(mktemp -d /tmp/xsng-bench-xen.XXXXXX) || exit 1
 trap 'rm -rf "$logs"' EXIT
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
+# the tree as the run starts (the results directory aside: the run rewrites it)
+commit=$(git -C "$SRCDIR" rev-parse --short HEAD 2>/dev/null)
+excl=(); case $OUT in "$SRCDIR"/*) excl=(":(exclude)${OUT#"$SRCDIR"/}") ;; esac
+dirty=$(git -C "$SRCDIR" status --porcelain -- . "${excl[@]}" 2>/dev/null |
+	grep -qv '^??' && echo " (with uncommitted changes)")
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 t0=$SECONDS
 VM_LOG_DIR=$logs VM_OK_RC=0 \
@@ -99,8 +104,6 @@ END {
 	}
 }' "$OUT/raw.tsv" > "$OUT/table.md.tmp" || exit 1
 
-commit=$(git -C "$SRCDIR" rev-parse --short HEAD 2>/dev/null)
-dirty=$(git -C "$SRCDIR" status --porcelain 2>/dev/null | grep -qv '^??' && echo " (with uncommitted changes)")
 settings=$(grep -o 'bench-xen: .*' "$OUT/dom0.log" | head -1)
 {
 	echo "# Issue 17 part 4: (a) / (b) / (c) in the Xen test host"
