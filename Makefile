@@ -63,7 +63,7 @@ LIBS_XEN      := -lxenstore -lxengnttab -lxenevtchn
 
 # A missing library is an error, not a smaller build ('make deps' installs it).
 ifeq ($(LIBS_JSON),)
-ifneq ($(filter-out deps check demo bench clean,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out deps check demo bench bench-xen clean,$(or $(MAKECMDGOALS),all)),)
 $(error pkg-config finds no json-c or libblkid: run 'make deps' as root)
 endif
 endif

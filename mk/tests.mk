@@ -13,7 +13,7 @@ DEB_PACKAGES := build-essential pkg-config libjson-c-dev libblkid-dev \
 	util-linux fio libnbd-bin nbdkit jq rpm libvhdi-utils gnuplot-nox \
 	procps psmisc linux-perf python3 time \
 	qemu-system-x86 busybox-static cpio kmod xen-utils-4.17 xenstore-utils \
-	libxen-dev
+	libxen-dev qemu-system-xen
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \

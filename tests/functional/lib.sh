@@ -167,11 +167,13 @@ vol_create() {
 
 # vol_activate DOMAIN: Datapath.attach + activate of the volume in VOL/KEY
 # for DOMAIN, as xapi does for a VM; sets URI, NBD (the Nbd implementation's
-# URI) and PID (its server, also recorded in PIDS for cleanup).
+# URI), ATT (attach's answer) and PID (its server, also recorded in PIDS
+# for cleanup).
 vol_activate() {
 	URI=$(jq -r '.uri[0]' <<<"$VOL")
 	dcall Datapath.attach "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$1\"}"
 	expect_ok "Datapath.attach"
+	ATT=$OUT
 	NBD=$(jqr '.implementations[] | select(.[0]=="Nbd") | .[1].uri')
 	dcall Datapath.activate "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$1\"}"
 	expect_ok "Datapath.activate"

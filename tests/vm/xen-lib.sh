@@ -6,15 +6,21 @@
 #   xen_domu_initrd OUT JOB DISKS [FILE...]  initrd running JOB (sh) once
 #        the disks (e.g. "xvda xvdb") exist; FILEs are packed under /data,
 #        domu-lib.sh as /lib.sh; XEN_DOMU_MODPARAMS: "MODULE PARAM=V..."
-#        (one module) for insmod, e.g. "xen-blkfront feature_persistent=0"
+#        (one module) for insmod, e.g. "xen-blkfront feature_persistent=0";
+#        XEN_DOMU_BINS: more of dom0's programs to pack in /usr/bin, with
+#        their libraries (e.g. /usr/bin/fio)
 #   xen_domu_create NAME INITRD [xl create options]   (config from $XEN_CFG_EXTRA)
 #   xen_domu_wait NAME SECONDS   wait until the domain is gone (destroys it
 #                                and returns 124 on timeout)
 #   xen_domu_console NAME        the guest's console log
+#   xen_qdisk_vbd DOMID DEVID IMAGE   the xenstore entries of a vbd xvda as
+#        xenopsd writes a "qdisk" one, for a backend that is not libxl's (no
+#        qemu is started); sets BE and FE (its backend and frontend paths)
 #   XEN_HOTPLUG   the hotplug script for phy: disks: phy:DEV,xvda,w,script=$XEN_HOTPLUG
 #   ctl_get N, ctl_put N TEXT   a line in sector N of the control disk $CTL
 #        that dom0 shares with the guest's job (domu-lib.sh: ctl, mark)
-#   wait_phase PHASE   until the guest $name reports PHASE in sector 0
+#   wait_phase PHASE [SECONDS]   until the guest $name reports PHASE in
+#        sector 0 (at most SECONDS, 600 by default)
 #   stamp TEXT         a progress line with dom0's uptime
 #   xen_domu_result NAME [LABEL]   wait (10 min) for the guest to be gone,
 #        check (tests/functional/lib.sh) that its job passed, show its
@@ -39,7 +45,7 @@ xen_domu_initrd() {
 	mkdir -p "$d" && cp -a "$VM_DOMU_BASE/." "$d/" && rm -f "$d/.done" || return 1
 	mkdir -p "$d/proc" "$d/sys" "$d/dev" "$d/data" "$d/usr/bin" && ln -sf busybox "$d/bin/sh"
 	# GNU dd/cmp: O_DIRECT with aligned buffers; their libraries beside them
-	for f in /bin/dd /usr/bin/cmp; do
+	for f in /bin/dd /usr/bin/cmp ${XEN_DOMU_BINS:-}; do
 		cp -L "$f" "$d/usr/bin/" || return 1
 		for l in $(ldd "$f" | grep -o '/[^ ]*'); do
 			mkdir -p "$d$(dirname "$l")" && cp -Ln "$l" "$d$l" || return 1
@@ -89,6 +95,21 @@ xen_domu_wait() {
 	return 124
 }
 
+# xen_qdisk_vbd DOMID DEVID IMAGE: as xenopsd writes a "qdisk" vbd
+# (device.ml: Vbd.add); the guest owns its frontend directory and reads
+# the backend's
+xen_qdisk_vbd() {
+	BE=/local/domain/0/backend/qdisk/$1/$2
+	FE=/local/domain/$1/device/vbd/$2
+	xenstore-write "$FE/backend" "$BE" "$FE/backend-id" 0 "$FE/state" 1 \
+		"$FE/virtual-device" "$2" "$FE/device-type" disk &&
+	xenstore-chmod -r "$FE" "n$1" r0 &&
+	xenstore-write "$BE/frontend" "$FE" "$BE/frontend-id" "$1" "$BE/online" 1 \
+		"$BE/removable" 0 "$BE/state" 1 "$BE/dev" xvda "$BE/type" phy \
+		"$BE/mode" w "$BE/params" "$3" &&
+	xenstore-chmod -r "$BE" n0 "r$1"
+}
+
 xen_domu_console() { cat "/var/log/xen/console/guest-$1.log" 2>/dev/null; }
 
 xen_cleanup() {
@@ -103,10 +124,11 @@ ctl_put() { printf '%s\n' "$2" | dd of="$CTL" bs=512 seek="$1" count=1 conv=sync
 # progress with dom0's uptime: TCG speed varies a lot with the host's load
 stamp() { echo "  [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
 
-# wait_phase PHASE: until the guest $name reports PHASE on the control disk
-# (bounded: 10 min; fails at once when the guest is gone)
+# wait_phase PHASE [SECONDS]: until the guest $name reports PHASE on the
+# control disk (bounded: 10 min or SECONDS; fails at once when the guest
+# is gone)
 wait_phase() {
-	local end=$((SECONDS + 600))
+	local end=$((SECONDS + ${2:-600}))
 	while [ $SECONDS -lt $end ]; do
 		[ "$(ctl_get 0)" = "$1" ] && return 0
 		$XL domid "$name" >/dev/null 2>&1 || return 1

@@ -134,17 +134,7 @@ run_one() {
 	check "xl create -p: domain $domid" [ -n "$domid" ] || return
 
 	# the vbd's xenstore entries, as xenopsd writes them for a "qdisk" backend
-	# (device.ml: Vbd.add); the guest owns its frontend directory and reads ours
-	BE=/local/domain/0/backend/qdisk/$domid/$DEVID
-	FE=/local/domain/$domid/device/vbd/$DEVID
-	check "frontend and backend directories written" bash -c "
-		xenstore-write $FE/backend $BE $FE/backend-id 0 $FE/state 1 \
-			$FE/virtual-device $DEVID $FE/device-type disk &&
-		xenstore-chmod -r $FE n$domid r0 &&
-		xenstore-write $BE/frontend $FE $BE/frontend-id $domid $BE/online 1 \
-			$BE/removable 0 $BE/state 1 $BE/dev xvda $BE/type phy \
-			$BE/mode w $BE/params $IMG &&
-		xenstore-chmod -r $BE n0 r$domid"
+	check "frontend and backend directories written" xen_qdisk_vbd "$domid" $DEVID "$IMG"
 
 	start_server
 	check "ngdp-server --blkif-xen started (pid $SRV)" [ "$(cat "$W/srv.pid" 2>/dev/null)" = "$SRV" ]
