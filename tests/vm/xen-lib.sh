@@ -13,9 +13,10 @@
 #   xen_domu_wait NAME SECONDS   wait until the domain is gone (destroys it
 #                                and returns 124 on timeout)
 #   xen_domu_console NAME        the guest's console log
-#   xen_qdisk_vbd DOMID DEVID IMAGE   the xenstore entries of a vbd xvda as
-#        xenopsd writes a "qdisk" one, for a backend that is not libxl's (no
-#        qemu is started); sets BE and FE (its backend and frontend paths)
+#   xen_qdisk_vbd DOMID DEVID PARAMS [KEY VALUE...]   the xenstore entries
+#        of a vbd xvda as xenopsd writes a "qdisk" one (plus backend keys),
+#        for a backend that is not libxl's (no qemu is started); sets BE and
+#        FE (its backend and frontend paths)
 #   XEN_HOTPLUG   the hotplug script for phy: disks: phy:DEV,xvda,w,script=$XEN_HOTPLUG
 #   ctl_get N, ctl_put N TEXT   a line in sector N of the control disk $CTL
 #        that dom0 shares with the guest's job (domu-lib.sh: ctl, mark)
@@ -95,19 +96,23 @@ xen_domu_wait() {
 	return 124
 }
 
-# xen_qdisk_vbd DOMID DEVID IMAGE: as xenopsd writes a "qdisk" vbd
-# (device.ml: Vbd.add); the guest owns its frontend directory and reads
-# the backend's
+# xen_qdisk_vbd DOMID DEVID PARAMS [KEY VALUE...]: as xenopsd writes a
+# "qdisk" vbd (device.ml: Vbd.add), with more backend keys (KEY relative to
+# the backend directory, e.g. sm-data/x) in the same write; the guest owns
+# its frontend directory and reads the backend's
 xen_qdisk_vbd() {
-	BE=/local/domain/0/backend/qdisk/$1/$2
-	FE=/local/domain/$1/device/vbd/$2
+	local domid=$1 devid=$2 params=$3 extra=()
+	shift 3
+	BE=/local/domain/0/backend/qdisk/$domid/$devid
+	FE=/local/domain/$domid/device/vbd/$devid
+	while [ $# -ge 2 ]; do extra+=("$BE/$1" "$2"); shift 2; done
 	xenstore-write "$FE/backend" "$BE" "$FE/backend-id" 0 "$FE/state" 1 \
-		"$FE/virtual-device" "$2" "$FE/device-type" disk &&
-	xenstore-chmod -r "$FE" "n$1" r0 &&
-	xenstore-write "$BE/frontend" "$FE" "$BE/frontend-id" "$1" "$BE/online" 1 \
+		"$FE/virtual-device" "$devid" "$FE/device-type" disk &&
+	xenstore-chmod -r "$FE" "n$domid" r0 &&
+	xenstore-write "$BE/frontend" "$FE" "$BE/frontend-id" "$domid" "$BE/online" 1 \
 		"$BE/removable" 0 "$BE/state" 1 "$BE/dev" xvda "$BE/type" phy \
-		"$BE/mode" w "$BE/params" "$3" &&
-	xenstore-chmod -r "$BE" n0 "r$1"
+		"$BE/mode" w "$BE/params" "$params" "${extra[@]}" &&
+	xenstore-chmod -r "$BE" n0 "r$domid"
 }
 
 xen_domu_console() { cat "/var/log/xen/console/guest-$1.log" 2>/dev/null; }

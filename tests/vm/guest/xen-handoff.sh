@@ -97,29 +97,18 @@ check "no /dev/nbdN connected for the ring" no_nbd_connected
 
 # 3. the VBD as xenopsd writes it for kind qdisk (one transaction each side;
 #    the frontend first: blkfront starts on the frontend's state)
-BE=/local/domain/0/backend/qdisk/$domid/$DEVID
-FE=/local/domain/$domid/device/vbd/$DEVID
 DBE=/local/domain/0/backend/qdisk/$domid/$DECOY
 sm=()
-while IFS=$'\t' read -r k v; do sm+=("$BE/sm-data/$k" "$v"); done < \
+while IFS=$'\t' read -r k v; do sm+=("sm-data/$k" "$v"); done < \
 	<(jq -r '.extra + {"backend-kind": .backend_type} | to_entries[] | "\(.key)\t\(.value)"' <<<"$XD")
 check "an unmarked qdisk device of the same guest (not ours)" bash -c "
 	xenstore-write $DBE/frontend /local/domain/$domid/device/vbd/$DECOY \
 		$DBE/frontend-id $domid $DBE/online 1 $DBE/state 1 $DBE/mode w \
 		$DBE/params x $DBE/sm-data/backend-kind qdisk"
-check "frontend and backend directories written from the XenDisk" bash -c '
-	FE=$1 BE=$2 domid=$3 DEVID=$4 NBD=$5 QP=$6; shift 6
-	xenstore-write $FE/backend $BE $FE/backend-id 0 $FE/state 1 \
-		$FE/virtual-device $DEVID $FE/device-type disk &&
-	xenstore-chmod -r $FE n$domid r0 &&
-	xenstore-write $BE/frontend $FE $BE/frontend-id $domid $BE/online 1 \
-		$BE/removable 0 $BE/state 1 $BE/dev xvda $BE/type phy $BE/mode w \
-		$BE/params "$NBD" $BE/qemu-params "$QP" "$@" &&
-	xenstore-chmod -r $BE n0 r$domid &&
-	sock=${NBD#nbd:unix:}
-	xenstore-write $BE/physical-device-path "${sock%:exportname=*}" \
-		$BE/hotplug-status connected' \
-	_ "$FE" "$BE" "$domid" "$DEVID" "$NBD" "$(jq -r .params <<<"$XD")" "${sm[@]}"
+sock=${NBD#nbd:unix:}
+check "frontend and backend directories written from the XenDisk" \
+	xen_qdisk_vbd "$domid" "$DEVID" "$NBD" qemu-params "$(jq -r .params <<<"$XD")" \
+	"${sm[@]}" physical-device-path "${sock%:exportname=*}" hotplug-status connected
 check "the server claimed the device (backend state 2, InitWait)" \
 	wait_for 60 bash -c "[ \"\$(xenstore-read $BE/state)\" = 2 ]"
 check "the backend offers persistent grants, flush, indirect segments" \
