@@ -20,24 +20,8 @@ set -u
 [ $# -ge 1 ] || { echo "usage: hand-1m.sh SERVER..."; exit 2; }
 REPS=${REPS:-3} RW=${RW:-write} BS=${BS:-1M} QD=${QD:-8} RUNTIME=${RUNTIME:-4}
 ENGINES=${ENGINES:-uring aio} SERVER_CPUS=${SERVER_CPUS:-0} FIO_CPUS=${FIO_CPUS:-1}
-W=$(mktemp -d /tmp/hand-1m.XXXXXX)
-LOOP= PIDS=()
-
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-	mountpoint -q "$W/mnt" && umount "$W/mnt"
-	[ -n "$LOOP" ] && losetup -d "$LOOP"
-	rm -f "/dev/shm/${W##*/}.img"
-	rm -rf "$W"
-}
-trap cleanup EXIT
-trap "exit 1" INT TERM HUP
-
-truncate -s 3G "/dev/shm/${W##*/}.img"
-LOOP=$(losetup -f --show --direct-io=on "/dev/shm/${W##*/}.img") || exit 1
-mkdir "$W/mnt"
-mkfs.xfs -q -f "$LOOP" && mount "$LOOP" "$W/mnt" || exit 1
+. "$(dirname "$0")/hand-lib.sh"
+hand_setup hand-1m 3G
 fallocate -l 1G "$W/mnt/img.raw" || exit 1
 qemu-img create -q -f qcow2 "$W/mnt/img.qcow2" 1G &&
 	qemu-io -f qcow2 -c "write -P 1 0 1G" "$W/mnt/img.qcow2" >/dev/null || exit 1

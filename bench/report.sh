@@ -489,16 +489,18 @@ fi
 if [ -n "$(get "$FS1" ring blkif-uring rr-qd32 6)" ]; then
 	echo "## The blkif ring over shared memory ($FS1, qcow2; bench/ring.sh)"
 	echo
-	echo "| contender | IOPS | mean lat µs | × raw file | server CPU µs/IO | client CPU % | machine CPU % | min–max |"
-	echo "|---|---|---|---|---|---|---|---|"
-	l=$(get "$FS1" ring limit rr-qd32 6)
-	for c in limit blkif-uring blkif-aio ngdp-uring; do
-		v=$(get "$FS1" ring $c rr-qd32 6)
-		[ -n "$v" ] || continue
-		echo "| $c | $(fmtn "$v") | $(fmtn "$(get "$FS1" ring $c rr-qd32 8)") | $(ratio "$v" "$l") | $(fmtn "$(get "$FS1" ring $c rr-qd32 10)") | $(fmtn "$(get "$FS1" ring $c rr-qd32 13)") | $(fmtn "$(get "$FS1" ring $c rr-qd32 14)") | $(fmtn "$(get "$FS1" ring $c rr-qd32 11)")–$(fmtn "$(get "$FS1" ring $c rr-qd32 12)") |"
+	echo "| test | contender | IOPS | MB/s | mean lat µs | × raw file | server CPU µs/IO | client CPU % | machine CPU % | min–max IOPS |"
+	echo "|---|---|---|---|---|---|---|---|---|---|"
+	for t in rr-qd32 seq-read; do
+		l=$(get "$FS1" ring limit $t 6)
+		for c in limit blkif-uring blkif-aio ngdp-uring; do
+			v=$(get "$FS1" ring $c $t 6)
+			[ -n "$v" ] || continue
+			echo "| $t | $c | $(fmtn "$v") | $(fmtn "$(get "$FS1" ring $c $t 7)") | $(fmtn "$(get "$FS1" ring $c $t 8)") | $(ratio "$v" "$l") | $(fmtn "$(get "$FS1" ring $c $t 10)") | $(fmtn "$(get "$FS1" ring $c $t 13)") | $(fmtn "$(get "$FS1" ring $c $t 14)") | $(fmtn "$(get "$FS1" ring $c $t 11)")–$(fmtn "$(get "$FS1" ring $c $t 12)") |"
+		done
 	done
 	echo
-	echo "4k random reads at QD32 over the whole filled volume. blkif-uring/blkif-aio: ngdp-server (io_uring / libaio engine) serving the volume to tests/server/blkif-front over \`--blkif-shm\`: the Xen blkif ring and its data pages in shared memory, eventfds in place of the event channel, the same ring code a guest's ring would use; data is copied between the ring's pages and the server's buffers. ngdp-uring: the same server over NBD to fio's NBD client. limit: fio io_uring O_DIRECT on the raw file. Server on CPU 0, the frontend and fio on CPU 1; client CPU %: the frontend's or fio's user+system time over its run."
+	echo "rr-qd32: 4k random reads at QD32 over the whole filled volume; seq-read: 1 MiB sequential reads at QD8 (INDIRECT requests of 256 whole pages). blkif-uring/blkif-aio: ngdp-server (io_uring / libaio engine) serving the volume to tests/server/blkif-front over \`--blkif-shm\`: the Xen blkif ring and its data pages in shared memory, eventfds in place of the event channel, the same ring code a guest's ring would use; reads land straight in the ring's data pages (O_DIRECT into them, no copy). ngdp-uring: the same server over NBD to fio's NBD client. limit: fio io_uring O_DIRECT on the raw file. Server on CPU 0, the frontend and fio on CPU 1; client CPU %: the frontend's or fio's user+system time over its run."
 	echo
 fi
 if [ -n "$(get "$FS1" new4g ngdp-uring rw-new 6)" ]; then

@@ -63,6 +63,10 @@
 /* data operations run on buffers registered with the engine (io_uring's
  * fixed buffers): their pages were not pinned again for the I/O */
 #define CTL_ST_REGISTERED_IOS	"registered_ios"
+/* reads whose submitter gave its own pages (the blkif ring): read straight
+ * into them with O_DIRECT, or through a pooled buffer and copied */
+#define CTL_ST_DIRECT_READS	"direct_reads"
+#define CTL_ST_BOUNCED_READS	"bounced_reads"
 
 /*
  * status: the chain, and the live coalesce (issue 13).  "backing" is the

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
 /* ngdp-server core: request scheduling, data I/O, flush barriers, loop. */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <limits.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "ctl-proto.h"
+#include "iovec.h"
 #include "log.h"
 #include "server/server.h"
 #include "server/nbd.h"
@@ -205,6 +207,8 @@ void server_get_status(const struct server *srv, struct server_status *st)
 	st->errors = srv->n_errors + conn_errors;
 	st->slow_path = srv->n_slow;
 	st->registered_ios = srv->n_registered_ios;
+	st->direct_reads = srv->n_direct_reads;
+	st->bounced_reads = srv->n_bounced_reads;
 	st->bytes_read = srv->bytes_read;
 	st->bytes_written = srv->bytes_written;
 	st->backing = srv->img->backing ? srv->img->backing->path : NULL;
@@ -366,6 +370,8 @@ struct req *server_req_get(struct server *srv)
 	req->buf = NULL;
 	req->buf_slot = -1;
 	req->payload_got = 0;
+	req->dst = NULL;
+	req->ndst = 0;
 	extent_list_clear(&req->el);
 	req->next_ext = 0;
 	req->next_pos = 0;
@@ -382,6 +388,7 @@ static void req_destroy(struct req *req)
 	extent_list_release(&req->el);
 	free(req->rbuf);
 	free(req->iov);
+	free(req->dst_ops);
 	free(req);
 }
 
@@ -618,6 +625,62 @@ static bool fault_sync_rw(bool write)
 }
 #endif
 
+/*
+ * Can a read with a destination vector go straight into it?  Every data
+ * extent must be O_DIRECT-aligned, the vector's pieces too, and no extent
+ * may need the format to produce the bytes (compression).  Then dst_ops
+ * gets room for the slices: each extent boundary splits at most one piece.
+ */
+static bool dst_direct(struct server *srv, struct req *req)
+{
+	int need = req->ndst + (int)req->el.n;
+
+	for (size_t i = 0; i < req->el.n; i++)
+		if (req->el.v[i].kind == EXTENT_FILLED)
+			return false;
+	if (!extents_aligned(srv, req, false) ||
+	    !iov_aligned(req->dst, req->ndst, srv->align))
+		return false;
+	if (req->dst_ops_cap < need) {
+		struct iovec *v = realloc(req->dst_ops, sizeof(*v) * (size_t)need);
+
+		if (!v)
+			return false;	/* the pooled buffer will do */
+		req->dst_ops = v;
+		req->dst_ops_cap = need;
+	}
+	req->dst_ops_used = 0;
+	return true;
+}
+
+/*
+ * Map a read.  A request with a destination vector is mapped without a
+ * buffer first; if it cannot be read straight into the vector it gets a
+ * pooled buffer and is mapped again, as any other read.
+ */
+static int map_read_req(struct server *srv, struct req *req)
+{
+	int r;
+
+	if (req->dst) {
+		r = image_map_read(srv->img, req->h.offset, req->h.length,
+				   NULL, &req->el);
+		if (r < 0)
+			return r;
+		if (dst_direct(srv, req)) {
+			srv->n_direct_reads++;
+			return 0;
+		}
+		extent_list_clear(&req->el);
+		r = server_buf_get(srv, req, req->h.length);
+		if (r < 0)
+			return r;
+		srv->n_bounced_reads++;
+	}
+	return image_map_read(srv->img, req->h.offset, req->h.length,
+			      req->buf, &req->el);
+}
+
 /* Returns false when the request is held (srv->held) until the I/O in
  * flight is done. */
 static bool start_rw(struct server *srv, struct req *req)
@@ -639,8 +702,7 @@ static bool start_rw(struct server *srv, struct req *req)
 		srv->n_writes++;
 		srv->bytes_written += req->h.length;
 	} else {
-		r = image_map_read(srv->img, req->h.offset, req->h.length,
-				   req->buf, &req->el);
+		r = map_read_req(srv, req);
 		srv->n_reads++;
 		srv->bytes_read += req->h.length;
 	}
@@ -670,8 +732,10 @@ static bool start_rw(struct server *srv, struct req *req)
 	for (size_t i = 0; i < req->el.n; i++) {
 		const struct extent *e = &req->el.v[i];
 
-		if (e->kind == EXTENT_ZERO)
+		if (e->kind == EXTENT_ZERO && req->buf)
 			memset((char *)req->buf + pos, 0, e->length);
+		else if (e->kind == EXTENT_ZERO)
+			iov_memset(req->dst, req->ndst, pos, 0, e->length);
 		pos += e->length;
 	}
 	req->state = REQ_ACTIVE;
@@ -688,6 +752,22 @@ static void finish_active(struct server *srv, struct req *req)
 	finish_req(srv, req, req->io_err);
 }
 
+/* A data operation of a direct read: its slice of the vector. */
+static void dst_op(struct req *req, struct io_op *op)
+{
+	int n = iov_slice(req->dst, req->ndst, req->next_pos, op->len,
+			  req->dst_ops + req->dst_ops_used,
+			  req->dst_ops_cap - req->dst_ops_used);
+
+	/* dst_direct made room for every slice; a failure is a bug */
+	assert(n > 0);
+	op->buf = NULL;
+	op->buf_slot = -1;
+	op->iov = req->dst_ops + req->dst_ops_used;
+	op->niov = n;
+	req->dst_ops_used += n;
+}
+
 static void pump_submitq(struct server *srv)
 {
 	struct req *req;
@@ -702,10 +782,16 @@ static void pump_submitq(struct server *srv)
 				srv->free_ops = op->next;
 				op->fd = e->fd;
 				op->write = req->h.type == NBD_CMD_WRITE;
-				op->buf = (char *)req->buf + req->next_pos;
 				op->len = e->length;
 				op->off = e->host_offset;
-				op->buf_slot = req->buf_slot;
+				if (req->buf) {
+					op->buf = (char *)req->buf +
+						  req->next_pos;
+					op->buf_slot = req->buf_slot;
+					op->niov = 0;
+				} else {
+					dst_op(req, op);
+				}
 				if (op->buf_slot >= 0)
 					srv->n_registered_ios++;
 				op->owner = req;
@@ -745,13 +831,19 @@ static void on_complete(struct io_op *op, int res, void *opaque)
 		size_t keep = (size_t)res / srv->align * srv->align;
 
 		if (keep) {
-			op->buf = (char *)op->buf + keep;
+			if (op->niov)
+				iov_advance(&op->iov, &op->niov, keep);
+			else
+				op->buf = (char *)op->buf + keep;
 			op->len -= keep;
 			op->off += keep;
 			srv->eng->ops->queue(srv->eng, op);
 			return;
 		}
-		if (!op->write)
+		if (!op->write && op->niov)
+			iov_memset(op->iov, op->niov, (size_t)res, 0,
+				   op->len - (size_t)res);
+		else if (!op->write)
 			memset((char *)op->buf + res, 0, op->len - (size_t)res);
 		else if (!req->io_err)
 			req->io_err = -EIO;

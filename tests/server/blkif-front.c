@@ -11,8 +11,12 @@
  *                    INDIRECT, flush and barrier with data), read back and
  *                    compared with a shadow copy; flush; discard reads
  *                    zeros; REF: write the expected disk content there
- *   bench SECS QD    4 KiB random reads at queue depth QD over the disk:
- *                    prints "iops=N lat_us=N"
+ *   compare REF      read the whole disk through the ring and compare it
+ *                    with the file REF: in whole pages, in random segment
+ *                    layouts, and in random batches of 8 reads at once
+ *   bench SECS QD [KIB]  reads at queue depth QD over the disk: 4 KiB at
+ *                    random, or KIB (a multiple of 4, up to 1024)
+ *                    sequentially in whole pages; prints "iops=N lat_us=N"
  *   expect-ro        writes and discards answered BLKIF_RSP_ERROR, reads OK
  *   hold SECS        attach, print "attached", keep the ring SECS seconds
  *   probe            attach and detach
@@ -23,6 +27,8 @@
  *                    the ring (our socket closes)
  *   bad-index        grant references out of bounds: BLKIF_RSP_ERROR
  *   abandon          close with requests in flight
+ *   abandon-taken    1 MiB reads, close once the backend took them all
+ *                    (its req_event passed our req_prod): exit 0 then
  *   fill             more bytes in flight than the backend's cap
  * Environment: BLKIF_FRONT_ABI=x86_32 (default x86_64),
  * BLKIF_FRONT_ORDER (ring page order, default 2), BLKIF_FRONT_SEED.
@@ -437,6 +443,9 @@ static void wait_all(struct front *f)
 
 /* ------------------------------------------------------------ layouts */
 
+/* make_segs fills whole pages from their first sector (compare mode) */
+static bool whole_pages;
+
 /* Random segments covering `sectors` (1..8*MAX_SEGS) for slot id. */
 static unsigned int make_segs(struct front *f, unsigned int id,
 			      unsigned int sectors, unsigned int max_segs)
@@ -452,11 +461,13 @@ static unsigned int make_segs(struct front *f, unsigned int id,
 		/* as few sectors as possible per segment, so that the rest
 		 * still fits: at least ceil(sectors / left_segs) */
 		cnt = (sectors + left_segs - 1) / left_segs;
-		if (cnt < 8)
+		if (whole_pages)
+			cnt = 8;
+		else if (cnt < 8)
 			cnt += (unsigned int)rnd_below(9 - cnt);
 		if (cnt > sectors)
 			cnt = sectors;
-		first = (unsigned int)rnd_below(9 - cnt);
+		first = whole_pages ? 0 : (unsigned int)rnd_below(9 - cnt);
 		r->segs[n] = (struct fseg){
 			.gref = slot_page(f, id) + n,
 			.first = (uint8_t)first,
@@ -663,21 +674,75 @@ static int mode_verify(struct front *f, const char *ref)
 	return 0;
 }
 
-static int mode_bench(struct front *f, double secs, unsigned int qd)
+static int mode_compare(struct front *f, const char *ref)
 {
-	uint64_t pages = f->size / PAGE, end, done = 0, lat = 0;
+	uint64_t total = f->size / SECT;
+	unsigned int per = (f->pages_per_slot - IND_PAGES) * 8;
+	FILE *fp = fopen(ref, "r");
 
-	if (!pages)
-		die("disk too small");
-	end = now_ns() + (uint64_t)(secs * 1e9);
-	for (unsigned int id = 0; id < qd; id++) {
+	shadow = malloc(f->size);
+	if (!shadow || !fp)
+		die("cannot read %s: %m", ref);
+	if (fread(shadow, 1, f->size, fp) != f->size || fgetc(fp) != EOF)
+		die("%s does not hold exactly the disk's %llu bytes", ref,
+		    (unsigned long long)f->size);
+	fclose(fp);
+	whole_pages = true;
+	read_range(f, 0, total, true, "whole pages");
+	whole_pages = false;
+	read_range(f, 0, total, true, "random layouts");
+	for (int round = 0; round < 64; round++) {
+		for (unsigned int id = 0; id < f->nslots; id++) {
+			unsigned int n = 1 + (unsigned int)rnd_below(per);
+
+			if (n > total)
+				n = (unsigned int)total;
+			set_rw(f, id, BLKIF_OP_READ, rnd_below(total - n + 1),
+			       n, n > 88 || (rnd() & 1));
+			put_request(f, id);
+		}
+		push(f);
+		wait_all(f);
+		for (unsigned int id = 0; id < f->nslots; id++)
+			read_check(f, id, "batch");
+	}
+	printf("compare: the disk reads as %s\n", ref);
+	return 0;
+}
+
+/* The next bench read of slot id: 4 KiB at random, or sequential. */
+static void bench_next(struct front *f, unsigned int id, unsigned int kib,
+		       uint64_t *seq)
+{
+	uint64_t pages = f->size / PAGE, sectors = (uint64_t)kib * 2;
+
+	if (kib == 4) {
 		f->slots[id] = (struct freq){
 			.op = BLKIF_OP_READ, .nsegs = 1,
 			.sector = rnd_below(pages) * 8,
 			.segs[0] = { .gref = slot_page(f, id), .last = 7 },
 		};
-		put_request(f, id);
+	} else {
+		if (*seq + sectors > f->size / SECT)
+			*seq = 0;
+		set_rw(f, id, BLKIF_OP_READ, *seq, (unsigned int)sectors,
+		       sectors > BLKIF_MAX_SEGMENTS_PER_REQUEST * 8);
+		*seq += sectors;
 	}
+	put_request(f, id);
+}
+
+static int mode_bench(struct front *f, double secs, unsigned int qd,
+		      unsigned int kib)
+{
+	uint64_t pages = f->size / PAGE, end, done = 0, lat = 0, seq = 0;
+
+	if (pages < kib / 4)
+		die("disk too small");
+	whole_pages = true;
+	end = now_ns() + (uint64_t)(secs * 1e9);
+	for (unsigned int id = 0; id < qd; id++)
+		bench_next(f, id, kib, &seq);
 	push(f);
 	while (f->in_flight) {
 		uint64_t t;
@@ -694,10 +759,8 @@ static int mode_bench(struct front *f, double secs, unsigned int qd)
 				die("read failed: %d", r->status);
 			done++;
 			lat += t - r->t0;
-			if (t < end) {
-				r->sector = rnd_below(pages) * 8;
-				put_request(f, id);
-			}
+			if (t < end)
+				bench_next(f, id, kib, &seq);
 		}
 		push(f);
 	}
@@ -806,6 +869,30 @@ static int mode_abandon(struct front *f)
 	return 0;	/* exit closes everything */
 }
 
+static int mode_abandon_taken(struct front *f)
+{
+	uint64_t total = f->size / SECT;
+	unsigned int n = 0;
+
+	for (unsigned int id = 0; id < f->nslots && id < f->nr_ents; id++) {
+		set_rw(f, id, BLKIF_OP_READ, rnd_below(total / 2048) * 2048,
+		       2048, true);
+		put_request(f, id);
+		n++;
+	}
+	push(f);
+	/* the backend's final check sets req_event one past what it took */
+	for (int i = 0; i < 500; i++) {
+		if (*hdr(f, REQ_EVENT) == f->req_prod_pvt + 1) {
+			printf("abandon-taken: %u reads taken, leaving\n", n);
+			return 0;
+		}
+		usleep(10000);
+	}
+	die("the backend did not take the %u reads in 5 s", n);
+	return 1;
+}
+
 static int mode_fill(struct front *f)
 {
 	uint64_t total = f->size / SECT;
@@ -849,21 +936,29 @@ int main(int argc, char *argv[])
 		front_open(&the_front, argv[1], order, 8, MAX_SEGS + IND_PAGES);
 		return mode_verify(&the_front, argc == 4 ? argv[3] : NULL);
 	}
-	if (!strcmp(mode, "bench") && argc == 5) {
+	if (!strcmp(mode, "compare") && argc == 4) {
+		front_open(&the_front, argv[1], order, 8, MAX_SEGS + IND_PAGES);
+		return mode_compare(&the_front, argv[3]);
+	}
+	if (!strcmp(mode, "bench") && (argc == 5 || argc == 6)) {
 		unsigned int qd = (unsigned int)atoi(argv[4]);
+		unsigned int kib = argc == 6 ? (unsigned int)atoi(argv[5]) : 4;
 		double secs = atof(argv[3]);
 
 		/* the smallest ring that holds qd requests */
 		while (order < BLKIF_MAX_RING_PAGE_ORDER &&
 		       ((PAGE << order) - 64) / 112 < qd)
 			order++;
-		if (qd < 1 || secs <= 0)
+		/* 4 KiB random, or sequential in whole pages up to 1 MiB */
+		if (qd < 1 || secs <= 0 || kib < 4 || kib % 4 ||
+		    kib > MAX_SEGS * 4)
 			goto usage;
-		front_open(&the_front, argv[1], order, qd, 1);
+		front_open(&the_front, argv[1], order, qd,
+			   kib == 4 ? 1 : kib / 4 + IND_PAGES);
 		if (qd > the_front.nr_ents)
 			die("queue depth %u above the ring's %u", qd,
 			    the_front.nr_ents);
-		return mode_bench(&the_front, secs, qd);
+		return mode_bench(&the_front, secs, qd, kib);
 	}
 	if (!strcmp(mode, "expect-ro") && argc == 3) {
 		front_open(&the_front, argv[1], order, 1, 2);
@@ -896,6 +991,10 @@ int main(int argc, char *argv[])
 		front_open(&the_front, argv[1], order, 16, MAX_SEGS + IND_PAGES);
 		return mode_abandon(&the_front);
 	}
+	if (!strcmp(mode, "abandon-taken") && argc == 3) {
+		front_open(&the_front, argv[1], order, 16, MAX_SEGS + IND_PAGES);
+		return mode_abandon_taken(&the_front);
+	}
 	if (!strcmp(mode, "fill") && argc == 3) {
 		/* 160 requests of 1 MiB: more than the 64 MiB cap */
 		front_open(&the_front, argv[1], BLKIF_MAX_RING_PAGE_ORDER, 160,
@@ -903,9 +1002,10 @@ int main(int argc, char *argv[])
 		return mode_fill(&the_front);
 	}
 usage:
-	fprintf(stderr, "usage: blkif-front SOCKET verify [REF] | bench SECS QD "
+	fprintf(stderr, "usage: blkif-front SOCKET verify [REF] | compare REF | "
+		"bench SECS QD [KIB] "
 		"| expect-ro | hold SECS | probe | bad-hello FLAW | garbage | "
 		"bad-index | "
-		"abandon | fill\n");
+		"abandon | abandon-taken | fill\n");
 	return 2;
 }

@@ -6,10 +6,15 @@
  * are the same), then answers them on the ring.
  *
  * The transport (Xen grants and event channels, or shared memory in tests)
- * is two operations: map a grant reference to its 4 KiB page (NULL: not a
- * page this frontend may name) and notify the frontend.  Data goes through
- * the request's pooled buffer: written segments are copied in before the
- * request is submitted, read ones copied out when it completes.
+ * maps a grant reference to its 4 KiB page (NULL: not a page this frontend
+ * may name), releases it, and notifies the frontend.  Reads go straight
+ * into the segments' pages: the backend holds them mapped while the read
+ * is in flight and hands them to the server core as the request's
+ * destination vector, which O_DIRECT reads fill where the image's mapping
+ * and the segments' alignment allow (else the core reads into a pooled
+ * buffer, copied out on completion).  Written segments are copied into the
+ * request's pooled buffer before it is submitted: the server core's write
+ * path (mirror, changed block tracking) keeps the payload in one buffer.
  *
  *   READ, WRITE             a read or write of the segments
  *   FLUSH_DISKCACHE         a flush; with segments, the flush then the write
@@ -39,20 +44,30 @@ struct blkif_backend;
 struct blkif_transport_ops {
 	/*
 	 * The page of a grant reference, or NULL (answered with an error).
-	 * The backend uses the page at once and calls map again for every
-	 * later use: a page stays valid until the next map or unmap call,
-	 * so a transport may recycle its mappings there.
+	 * It stays valid until the backend unmaps it: every map is paired
+	 * with an unmap, so a transport that caches mappings (persistent
+	 * grants) recycles only pages nobody holds.  The backend holds at
+	 * most max_held pages (its config) at once for reads in flight, and
+	 * one more for a moment.
 	 */
 	void *(*map)(void *transport, uint32_t gref);
 	/*
-	 * Optional: the backend is done with a page map returned (NULL:
-	 * nothing to do).  A transport that maps a frontend's grants for
-	 * one use (Xen without persistent grants) unmaps there, before the
-	 * request is answered and the frontend revokes the grant.
+	 * Optional: the backend is done with a page map returned for gref.
+	 * A transport that maps a frontend's grants for one use (Xen
+	 * without persistent grants) unmaps there, before the request is
+	 * answered and the frontend revokes the grant.
 	 */
-	void (*unmap)(void *transport, void *page);
+	void (*unmap)(void *transport, uint32_t gref, void *page);
 	/* Signal the frontend (its event channel). */
 	void (*notify)(void *transport);
+	/*
+	 * Optional: after blkif_backend_detach, the backend holds no page
+	 * and will never call the transport again (called from detach when
+	 * nothing is in flight, else with the last completion).  Reads in
+	 * flight land in the pages until then, so the transport keeps its
+	 * data-page mappings, and the memory behind them, until this call.
+	 */
+	void (*released)(void *transport);
 };
 
 #define BLKIF_BACKEND_MAX_BYTES (64UL * 1024 * 1024)
@@ -78,6 +93,12 @@ struct blkif_backend_config {
 	 */
 	bool resume;
 	size_t max_bytes;		/* 0: BLKIF_BACKEND_MAX_BYTES */
+	/*
+	 * Pages the backend may hold mapped for reads in flight (see map);
+	 * a read that would go over takes the copy path.  0: every read is
+	 * copied.
+	 */
+	unsigned int max_held;
 	const struct blkif_transport_ops *ops;
 	void *transport;
 	const char *name;		/* for logs */
@@ -101,9 +122,10 @@ int blkif_backend_poll(struct blkif_backend *be);
 bool blkif_backend_wants_poll(const struct blkif_backend *be);
 
 /*
- * The frontend is gone: never touch the ring or its pages again (the
- * caller may unmap them on return).  Requests in flight finish and their
- * responses are dropped; be is freed with the last of them.
+ * The frontend is gone: never touch the ring again (the caller may unmap
+ * it on return).  Requests in flight finish and their responses are
+ * dropped; reads in flight still land in their pages, which the transport
+ * keeps until ops->released.  be is freed with the last of them.
  */
 void blkif_backend_detach(struct blkif_backend *be);
 

@@ -86,6 +86,19 @@ struct req {
 	int buf_slot;			/* the engine's registered buffer, or -1 */
 	size_t payload_got;
 
+	/*
+	 * READ only, set by the submitter instead of a buf (blkif/backend.c:
+	 * the frontend's granted pages).  When every data extent can go
+	 * there with O_DIRECT the core reads straight into them and buf
+	 * stays NULL; otherwise (compressed clusters, unaligned pieces) it
+	 * reads into a pooled buf as for any request, and the submitter
+	 * copies from buf on completion.  Kept valid until done is called.
+	 */
+	const struct iovec *dst;
+	int ndst;
+	struct iovec *dst_ops;		/* dst's slices, one run per data op */
+	int dst_ops_cap, dst_ops_used;
+
 	struct extent_list el;		/* mapping of the request */
 	size_t next_ext;		/* next extent to submit */
 	uint64_t next_pos;		/* its byte position in buf */
@@ -141,7 +154,7 @@ struct server_status {
 	bool suspended, suspend_expired, dirty;
 	uint64_t connections_total, reads, writes, flushes, trims,
 		 write_zeroes, block_status, errors, slow_path, bytes_read,
-		 bytes_written, registered_ios;
+		 bytes_written, registered_ios, direct_reads, bounced_reads;
 	const char *backing;		/* the top's backing file, or NULL */
 	/* the live coalesce: co_state NULL when none was accepted */
 	const char *co_state;		/* CTL_CO_RUNNING / _DONE / _FAILED */
@@ -261,7 +274,7 @@ struct server {
 	/* counters for status (conn.c counts its own) */
 	uint64_t n_reads, n_writes, n_flushes, n_trims, n_zeroes,
 		 n_block_status, n_errors, n_slow, bytes_read, bytes_written,
-		 n_registered_ios;
+		 n_registered_ios, n_direct_reads, n_bounced_reads;
 };
 
 /* ---- lifecycle (main.c, the fuzzer) */

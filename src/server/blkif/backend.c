@@ -8,11 +8,16 @@
  * for FLUSH_DISKCACHE and WRITE_BARRIER with data, one trim chunk after
  * the other for DISCARD.  The ring request is answered when the last one
  * is done, with an error if any failed.
+ *
+ * A read holds its segments' pages while it is in flight and gives the
+ * server core the vector over them (struct req's dst): O_DIRECT reads land
+ * there with no copy, unless the core had to read into a buffer.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "iovec.h"
 #include "log.h"
 #include "nbd-proto.h"
 #include "server/blkif-backend.h"
@@ -33,6 +38,14 @@ struct bk_req {
 	const struct blkif_seg *segs;	/* r.seg or ind */
 	unsigned int nsegs;
 	bool read;			/* copy out on completion */
+	/* a direct read: the pages held (held[i] is segs[i]'s) and the
+	 * vector over them (arrays of seg_cap, allocated once) */
+	bool direct;
+	void **held;
+	unsigned int nheld;
+	struct iovec *iov;
+	int niov;
+	size_t direct_bytes;
 	unsigned int pending;		/* server requests not done */
 	int16_t status;
 	uint64_t trim_off, trim_end;	/* DISCARD: what is left */
@@ -50,6 +63,8 @@ struct blkif_backend {
 	bool dead;			/* the frontend broke the protocol */
 	bool want;			/* requests may wait on the ring */
 	size_t max_bytes, bytes;	/* buffers of requests in flight */
+	unsigned int max_held, held;	/* pages held by direct reads */
+	unsigned int seg_cap;		/* segments of a request, at most */
 	unsigned int in_flight;		/* ring requests taken, unanswered */
 	struct bk_req *barrier;		/* in flight: take nothing else */
 	/* in_order: taken and unanswered, oldest first */
@@ -57,21 +72,34 @@ struct blkif_backend {
 	struct bk_req *free;
 	unsigned int nfree;
 	/* for the log line at detach */
-	uint64_t n_reqs, n_errors, n_cap_waits;
+	uint64_t n_reqs, n_errors, n_cap_waits, n_direct, n_copied;
 	bool cap_wait;			/* stopped at the cap, not resumed */
 };
 
+static void br_free(struct bk_req *br)
+{
+	free(br->ind);
+	free(br->held);
+	free(br->iov);
+	free(br);
+}
+
+/* Detached and idle: the transport gets its pages back. */
 static void be_free(struct blkif_backend *be)
 {
+	const struct blkif_transport_ops *ops = be->ops;
+	void *transport = be->transport;
+
 	while (be->free) {
 		struct bk_req *br = be->free;
 
 		be->free = br->next;
-		free(br->ind);
-		free(br);
+		br_free(br);
 	}
 	free(be->name);
 	free(be);
+	if (ops->released)
+		ops->released(transport);
 }
 
 int blkif_backend_new(struct server *srv,
@@ -113,6 +141,11 @@ int blkif_backend_new(struct server *srv,
 	}
 	be->max_bytes = cfg->max_bytes ? cfg->max_bytes :
 					 BLKIF_BACKEND_MAX_BYTES;
+	be->max_held = cfg->max_held;
+	be->seg_cap = be->ring.max_indirect_segments >
+				BLKIF_MAX_SEGMENTS_PER_REQUEST ?
+			be->ring.max_indirect_segments :
+			BLKIF_MAX_SEGMENTS_PER_REQUEST;
 	be->want = true;
 	*ret = be;
 	return 0;
@@ -124,9 +157,12 @@ void blkif_backend_detach(struct blkif_backend *be)
 		return;
 	be->detached = true;
 	log_info("%s: detached after %llu requests (%llu answered with an "
-		 "error), %llu waits at the %zu MiB cap, %u in flight%s",
+		 "error; reads: %llu straight into the frontend's pages, "
+		 "%llu copied), %llu waits at the %zu MiB cap, %u in flight%s",
 		 be->name, (unsigned long long)be->n_reqs,
 		 (unsigned long long)be->n_errors,
+		 (unsigned long long)be->n_direct,
+		 (unsigned long long)be->n_copied,
 		 (unsigned long long)be->n_cap_waits, be->max_bytes >> 20,
 		 be->in_flight, be->in_flight ?
 		 " (they finish, their responses are dropped)" : "");
@@ -169,6 +205,10 @@ static struct bk_req *br_get(struct blkif_backend *be)
 	br->segs = NULL;
 	br->nsegs = 0;
 	br->read = false;
+	br->direct = false;
+	br->nheld = 0;
+	br->niov = 0;
+	br->direct_bytes = 0;
 	br->pending = 0;
 	br->status = BLKIF_RSP_OKAY;
 	br->trim_off = br->trim_end = 0;
@@ -178,8 +218,7 @@ static struct bk_req *br_get(struct blkif_backend *be)
 static void br_put(struct blkif_backend *be, struct bk_req *br)
 {
 	if (be->nfree >= BK_FREE_MAX) {
-		free(br->ind);
-		free(br);
+		br_free(br);
 		return;
 	}
 	br->next = be->free;
@@ -235,15 +274,78 @@ static void br_finish(struct bk_req *br)
 		be_free(be);
 }
 
+/* Where a segment's bytes start in its page, and how many there are. */
+static size_t seg_offset(const struct blkif_seg *s)
+{
+	return (size_t)s->first_sect * BLKIF_SECTOR_SIZE;
+}
+
+static size_t seg_bytes(const struct blkif_seg *s)
+{
+	return (size_t)(s->last_sect - s->first_sect + 1) * BLKIF_SECTOR_SIZE;
+}
+
 static void *page_map(struct blkif_backend *be, uint32_t gref)
 {
 	return be->ops->map(be->transport, gref);
 }
 
-static void page_unmap(struct blkif_backend *be, void *page)
+static void page_unmap(struct blkif_backend *be, uint32_t gref, void *page)
 {
 	if (page && be->ops->unmap)
-		be->ops->unmap(be->transport, page);
+		be->ops->unmap(be->transport, gref, page);
+}
+
+/* A direct read is over: its pages go back to the transport. */
+static void release_segs(struct bk_req *br)
+{
+	struct blkif_backend *be = br->be;
+
+	for (unsigned int i = 0; i < br->nheld; i++)
+		page_unmap(be, br->segs[i].gref, br->held[i]);
+	be->held -= br->nheld;
+	br->nheld = 0;
+}
+
+/*
+ * A direct read: hold the segments' pages and build the vector over them.
+ * Returns the bytes they cover, or 0 when one names a page we refuse (or
+ * no memory): then nothing is held.
+ */
+static uint64_t hold_segs(struct bk_req *br)
+{
+	struct blkif_backend *be = br->be;
+	uint64_t bytes = 0;
+
+	if (!br->held) {
+		br->held = malloc(sizeof(*br->held) * be->seg_cap);
+		br->iov = malloc(sizeof(*br->iov) * be->seg_cap);
+		if (!br->held || !br->iov) {
+			free(br->held);
+			free(br->iov);
+			br->held = NULL;
+			br->iov = NULL;
+			return 0;
+		}
+	}
+	br->niov = 0;
+	for (unsigned int i = 0; i < br->nsegs; i++) {
+		const struct blkif_seg *s = &br->segs[i];
+		size_t off = seg_offset(s), len = seg_bytes(s);
+		char *page = page_map(be, s->gref);
+
+		if (!page) {
+			release_segs(br);
+			return 0;
+		}
+		br->held[br->nheld++] = page;
+		be->held++;
+		/* one piece per segment at most: always fits */
+		iov_push(br->iov, &br->niov, (int)be->seg_cap, page + off,
+			 len);
+		bytes += len;
+	}
+	return bytes;
 }
 
 /* Copy between the request's buffer and the segments' pages. */
@@ -254,9 +356,7 @@ static void copy_segs(struct bk_req *br, void *buf, bool to_pages)
 
 	for (unsigned int i = 0; i < br->nsegs; i++) {
 		const struct blkif_seg *s = &br->segs[i];
-		size_t off = (size_t)s->first_sect * BLKIF_SECTOR_SIZE;
-		size_t len = (size_t)(s->last_sect - s->first_sect + 1) *
-			     BLKIF_SECTOR_SIZE;
+		size_t off = seg_offset(s), len = seg_bytes(s);
 		char *page = page_map(be, s->gref);
 
 		/* checked before the request was submitted */
@@ -266,7 +366,7 @@ static void copy_segs(struct bk_req *br, void *buf, bool to_pages)
 			else
 				memcpy(p, page + off, len);
 		}
-		page_unmap(be, page);
+		page_unmap(be, s->gref, page);
 		p += len;
 	}
 }
@@ -282,8 +382,21 @@ static void sub_done(struct req *req)
 		br->status = BLKIF_RSP_ERROR;
 	else if (br->read && req->buf && !be->detached)
 		copy_segs(br, req->buf, true);
-	if (req->buf)
+	else if (req->dst && req->buf && !be->detached)
+		/* the core could not read straight into the pages */
+		iov_from_buf(br->iov, br->niov, 0, req->buf, req->h.length);
+	if (req->dst) {
+		if (req->buf)
+			be->n_copied++;
+		else
+			be->n_direct++;
+		release_segs(br);
+		be->bytes -= br->direct_bytes;
+	} else if (req->buf) {
 		be->bytes -= (size_t)1 << req->buf_class;
+		if (br->read)
+			be->n_copied++;
+	}
 	server_req_put(be->srv, req);
 	br->pending--;
 	if (br->trim_off < br->trim_end && br->status == BLKIF_RSP_OKAY &&
@@ -371,7 +484,7 @@ static int load_indirect(struct bk_req *br)
 				br->ind + i * BLKIF_SEGS_PER_INDIRECT_PAGE) :
 				-EINVAL;
 
-		page_unmap(be, page);
+		page_unmap(be, br->r.indirect_grefs[i], page);
 		if (rc < 0)
 			return -EINVAL;
 		left -= n;
@@ -385,7 +498,7 @@ static int load_indirect(struct bk_req *br)
 static uint64_t segs_bytes(const struct bk_req *br)
 {
 	struct blkif_backend *be = br->be;
-	uint64_t sectors = 0;
+	uint64_t bytes = 0;
 
 	for (unsigned int i = 0; i < br->nsegs; i++) {
 		const struct blkif_seg *s = &br->segs[i];
@@ -393,10 +506,10 @@ static uint64_t segs_bytes(const struct bk_req *br)
 
 		if (!page)
 			return 0;
-		page_unmap(be, page);
-		sectors += s->last_sect - s->first_sect + 1U;
+		page_unmap(be, s->gref, page);
+		bytes += seg_bytes(s);
 	}
-	return sectors * BLKIF_SECTOR_SIZE;
+	return bytes;
 }
 
 /* Is [sector, +bytes) inside the disk? */
@@ -465,20 +578,30 @@ static int start(struct bk_req *br)
 			br->segs = r->seg;
 			br->nsegs = r->nr_segments;
 		}
-		len = segs_bytes(br);
+		/* reads go straight into the pages while few enough are
+		 * held (the transport's cache must not run out) */
+		br->direct = !write && be->held + br->nsegs <= be->max_held;
+		len = br->direct ? hold_segs(br) : segs_bytes(br);
 		if (!len || (write && be->readonly) ||
 		    !in_disk(be, r->sector_number, len) ||
 		    len > NBD_MAX_REQUEST_LEN)
 			goto error;
 		off = r->sector_number * BLKIF_SECTOR_SIZE;
 		data = sub_new(br, write ? NBD_CMD_WRITE : NBD_CMD_READ,
-			       fua ? NBD_CMD_FLAG_FUA : 0, off, len, true);
+			       fua ? NBD_CMD_FLAG_FUA : 0, off, len,
+			       !br->direct);
 		if (!data)
 			goto error;
-		if (write)
+		if (br->direct) {
+			data->dst = br->iov;
+			data->ndst = br->niov;
+			br->direct_bytes = len;
+			be->bytes += len;
+		} else if (write) {
 			copy_segs(br, data->buf, false);
-		else
+		} else {
 			br->read = true;
+		}
 	}
 	if (flush)
 		sub_submit(br, flush);
@@ -489,6 +612,7 @@ static int start(struct bk_req *br)
 	return 1;
 error:
 	sub_drop(be, flush);
+	release_segs(br);
 	return BLKIF_RSP_ERROR;
 }
 

@@ -39,7 +39,8 @@ struct shm_ring {
 	size_t mem_bytes, ring_bytes;
 	uint32_t data_pages;
 	struct blkif_backend *be;
-	bool zombie;			/* released; freed after the batch */
+	bool zombie;			/* torn down; freed after the batch */
+	bool released;			/* the backend gave mem back */
 	struct shm_ring *next_zombie;
 };
 
@@ -93,9 +94,20 @@ static void shm_notify(void *transport)
 		log_debug("blkif-shm: notify: %m");
 }
 
+/* Reads in flight after a teardown land in mem: unmapped only now. */
+static void shm_released(void *transport)
+{
+	struct shm_ring *sr = transport;
+
+	munmap(sr->mem, sr->mem_bytes);
+	sr->mem = NULL;
+	sr->released = true;
+}
+
 static const struct blkif_transport_ops shm_ops = {
 	.map = shm_map,
 	.notify = shm_notify,
+	.released = shm_released,
 };
 
 /* ------------------------------------------------------------ the ring */
@@ -107,24 +119,36 @@ static void ring_teardown(struct blkif_shm *shm, const char *why)
 	if (!sr)
 		return;
 	log_info("blkif-shm: ring released: %s", why);
-	blkif_backend_detach(sr->be);	/* stops touching sr->mem */
+	/* mem is unmapped when the backend releases it (shm_released) */
+	blkif_backend_detach(sr->be);
 	server_epoll_del(shm->srv, sr->fds[BLKIF_SHM_FD_KICK]);
 	server_epoll_del(shm->srv, sr->sock);
 	close(sr->sock);
 	fdpass_close(sr->fds, BLKIF_SHM_NFDS);
-	munmap(sr->mem, sr->mem_bytes);
 	sr->zombie = true;
 	sr->next_zombie = shm->zombies;
 	shm->zombies = sr;
 	shm->ring = NULL;
 }
 
-static void free_zombies(struct blkif_shm *shm)
+/*
+ * Free the torn-down rings whose memory the backend released; all of them
+ * when the server closes (its loop is over: nothing completes any more).
+ */
+static void free_zombies(struct blkif_shm *shm, bool all)
 {
-	while (shm->zombies) {
-		struct shm_ring *sr = shm->zombies;
+	struct shm_ring **pp = &shm->zombies;
 
-		shm->zombies = sr->next_zombie;
+	while (*pp) {
+		struct shm_ring *sr = *pp;
+
+		if (!sr->released && !all) {
+			pp = &sr->next_zombie;
+			continue;
+		}
+		*pp = sr->next_zombie;
+		if (!sr->released)
+			munmap(sr->mem, sr->mem_bytes);
 		free(sr);
 	}
 }
@@ -167,7 +191,7 @@ static bool loop_hook(void *opaque)
 	struct blkif_shm *shm = opaque;
 	int r;
 
-	free_zombies(shm);	/* after the epoll batch */
+	free_zombies(shm, false);	/* after the epoll batch */
 	if (!shm->ring || !blkif_backend_wants_poll(shm->ring->be))
 		return false;
 	r = blkif_backend_poll(shm->ring->be);
@@ -318,6 +342,8 @@ static int attach(struct blkif_shm *shm, int sock, const int *fds,
 		.ops = &shm_ops,
 		.transport = sr,
 		.name = "blkif-shm",
+		/* every data page can be held: nothing to recycle */
+		.max_held = h->data_pages,
 	};
 	r = blkif_backend_new(shm->srv, &cfg, &sr->be);
 	if (r == 0) {
@@ -327,10 +353,11 @@ static int attach(struct blkif_shm *shm, int sock, const int *fds,
 			r = server_epoll_add(shm->srv, fds[BLKIF_SHM_FD_KICK],
 					     EPOLLIN, &sr->kick_tag);
 		if (r < 0)
-			blkif_backend_detach(sr->be);
+			blkif_backend_detach(sr->be);	/* unmaps mem */
+	} else {
+		munmap(mem, mem_bytes);
 	}
 	if (r < 0) {
-		munmap(mem, mem_bytes);
 		free(sr);
 		return r;
 	}
@@ -481,7 +508,7 @@ void blkif_shm_close(struct blkif_shm *shm)
 		return;
 	server_set_loop_hook(shm->srv, NULL, NULL);
 	ring_teardown(shm, "the server is closing");
-	free_zombies(shm);
+	free_zombies(shm, true);
 	while (shm->pending)
 		pending_close(shm->pending, true);
 	server_listener_del(shm->srv, shm->fd);

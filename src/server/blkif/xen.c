@@ -15,15 +15,17 @@
  *
  * Grants.  With persistent grants (both sides offer feature-persistent)
  * the frontend reuses a fixed set of granted pages, so each is mapped once
- * and kept in a cache; a full cache is emptied and refilled (a frontend
- * using the default Linux settings never fills it: 32 ring slots * (32
- * segments + 1 indirect page) = 1056 grants, the same bound as blkback's
- * max_persistent_grants).  Without them the frontend revokes each grant
- * once its request is answered, so a mapping must not outlive its use:
- * map and unmap around every use (the backend's unmap hook).  That is
- * chosen over xengnttab_grant_copy because the backend already copies
- * through the request's buffer: one map per use keeps a single data path
- * for both modes and for blkif/shm.c.
+ * and kept in a cache; a full cache drops the pages no request holds (a
+ * frontend using the default Linux settings never fills it: 32 ring slots
+ * * (32 segments + 1 indirect page) = 1056 grants, the same bound as
+ * blkback's max_persistent_grants).  Without them the frontend revokes
+ * each grant once its request is answered, so a mapping must not outlive
+ * its use: map and unmap around every use (the backend's unmap hook).
+ * Mapping, not xengnttab_grant_copy, because reads go straight into the
+ * mapped pages with O_DIRECT (the backend holds them while in flight: at
+ * most XEN_MAX_HELD pages, so the cache always has room for the rest).
+ * The mappings of a connection (struct xen_pages) outlive it until the
+ * backend releases them: reads still in flight land in them.
  *
  * Server restart.  The backend answers in ring order (in_order): the slots
  * from the shared rsp_prod on then hold exactly the requests not answered,
@@ -72,12 +74,28 @@
 /* Persistent grants mapped at most (see above). */
 #define XEN_GCACHE_MAX 2048U
 #define XEN_GCACHE_BUCKETS 1024U	/* a power of two */
+/* Pages held by reads in flight, at most (blkif_backend_config.max_held) */
+#define XEN_MAX_HELD (XEN_GCACHE_MAX / 2)
 #define XEN_PATH_MAX 256
 
 struct gcache_ent {
 	uint32_t gref;
 	int next;			/* in its bucket, -1: last */
+	unsigned int pins;		/* maps not yet unmapped */
 	void *page;
+};
+
+struct blkif_xen;
+
+/* The frontend's data pages as mapped for one connection (see above). */
+struct xen_pages {
+	struct blkif_xen *x;		/* grant handle, name, event channel */
+	unsigned int domid;
+	/* persistent grants, mapped */
+	struct gcache_ent *gc;
+	int gc_bucket[XEN_GCACHE_BUCKETS];
+	unsigned int gc_n;
+	uint64_t gc_evictions;
 };
 
 struct blkif_xen {
@@ -103,12 +121,7 @@ struct blkif_xen {
 	void *ring;
 	unsigned int ring_pages;
 	evtchn_port_t port;		/* ours */
-	bool persistent;
-	/* persistent grants, mapped */
-	struct gcache_ent *gc;
-	int gc_bucket[XEN_GCACHE_BUCKETS];
-	unsigned int gc_n;
-	uint64_t gc_flushes;
+	struct xen_pages *pages;	/* the connection's data pages */
 };
 
 #define container_of(p, type, member) \
@@ -210,81 +223,161 @@ static int set_state(struct blkif_xen *x, enum xenbus_state st)
 
 /* ------------------------------------------------------------ grants */
 
-static void gcache_flush(struct blkif_xen *x)
+static void gcache_rehash(struct xen_pages *p)
 {
-	for (unsigned int i = 0; i < x->gc_n; i++)
-		xengnttab_unmap(x->gnt, x->gc[i].page, 1);
-	x->gc_n = 0;
 	for (unsigned int b = 0; b < XEN_GCACHE_BUCKETS; b++)
-		x->gc_bucket[b] = -1;
+		p->gc_bucket[b] = -1;
+	for (unsigned int i = 0; i < p->gc_n; i++) {
+		unsigned int b = p->gc[i].gref & (XEN_GCACHE_BUCKETS - 1);
+
+		p->gc[i].next = p->gc_bucket[b];
+		p->gc_bucket[b] = (int)i;
+	}
+}
+
+/* Unmap the cached pages nobody holds (all of them with all). */
+static void gcache_drop(struct xen_pages *p, bool all)
+{
+	unsigned int keep = 0;
+
+	for (unsigned int i = 0; i < p->gc_n; i++) {
+		if (p->gc[i].pins && !all)
+			p->gc[keep++] = p->gc[i];
+		else if (xengnttab_unmap(p->x->gnt, p->gc[i].page, 1) < 0)
+			log_warn("%s: cannot unmap a grant: %m", p->x->name);
+	}
+	p->gc_n = keep;
+	gcache_rehash(p);
+}
+
+static struct gcache_ent *gcache_find(struct xen_pages *p, uint32_t gref)
+{
+	unsigned int b = gref & (XEN_GCACHE_BUCKETS - 1);
+
+	for (int i = p->gc_bucket[b]; i >= 0; i = p->gc[i].next)
+		if (p->gc[i].gref == gref)
+			return &p->gc[i];
+	return NULL;
 }
 
 static void *map_persistent(void *transport, uint32_t gref)
 {
-	struct blkif_xen *x = transport;
+	struct xen_pages *p = transport;
 	unsigned int b = gref & (XEN_GCACHE_BUCKETS - 1);
-	struct gcache_ent *e;
+	struct gcache_ent *e = gcache_find(p, gref);
 	void *page;
 
-	for (int i = x->gc_bucket[b]; i >= 0; i = x->gc[i].next)
-		if (x->gc[i].gref == gref)
-			return x->gc[i].page;
-	/* pages are used before the next map call: dropping all is safe */
-	if (x->gc_n == XEN_GCACHE_MAX) {
-		if (!x->gc_flushes++)
-			log_warn("%s: more than %u persistent grants: mapping "
-				 "them again as needed", x->name, XEN_GCACHE_MAX);
-		gcache_flush(x);
+	if (e) {
+		e->pins++;
+		return e->page;
 	}
-	page = xengnttab_map_grant_ref(x->gnt, x->fe_domid, gref,
+	if (p->gc_n == XEN_GCACHE_MAX) {
+		if (!p->gc_evictions++)
+			log_warn("%s: more than %u persistent grants: mapping "
+				 "them again as needed", p->x->name,
+				 XEN_GCACHE_MAX);
+		gcache_drop(p, false);
+		/* cannot happen: the backend holds at most XEN_MAX_HELD */
+		if (p->gc_n == XEN_GCACHE_MAX) {
+			log_error("%s: every cached grant is in use",
+				  p->x->name);
+			return NULL;
+		}
+	}
+	page = xengnttab_map_grant_ref(p->x->gnt, p->domid, gref,
 				       PROT_READ | PROT_WRITE);
 	if (!page) {
-		log_debug("%s: cannot map grant %u: %m", x->name, gref);
+		log_debug("%s: cannot map grant %u: %m", p->x->name, gref);
 		return NULL;
 	}
-	e = &x->gc[x->gc_n];
-	*e = (struct gcache_ent){ .gref = gref, .page = page,
-				  .next = x->gc_bucket[b] };
-	x->gc_bucket[b] = (int)x->gc_n++;
+	e = &p->gc[p->gc_n];
+	*e = (struct gcache_ent){ .gref = gref, .page = page, .pins = 1,
+				  .next = p->gc_bucket[b] };
+	p->gc_bucket[b] = (int)p->gc_n++;
 	return page;
+}
+
+static void unmap_persistent(void *transport, uint32_t gref, void *page)
+{
+	struct gcache_ent *e = gcache_find(transport, gref);
+
+	/* the cache keeps a held page: always found */
+	if (e && e->page == page && e->pins)
+		e->pins--;
 }
 
 static void *map_once(void *transport, uint32_t gref)
 {
-	struct blkif_xen *x = transport;
-	void *page = xengnttab_map_grant_ref(x->gnt, x->fe_domid, gref,
+	struct xen_pages *p = transport;
+	void *page = xengnttab_map_grant_ref(p->x->gnt, p->domid, gref,
 					     PROT_READ | PROT_WRITE);
 
 	if (!page)
-		log_debug("%s: cannot map grant %u: %m", x->name, gref);
+		log_debug("%s: cannot map grant %u: %m", p->x->name, gref);
 	return page;
 }
 
-static void unmap_once(void *transport, void *page)
+static void unmap_once(void *transport, uint32_t gref, void *page)
 {
-	struct blkif_xen *x = transport;
+	struct xen_pages *p = transport;
 
-	if (xengnttab_unmap(x->gnt, page, 1) < 0)
-		log_warn("%s: cannot unmap a grant: %m", x->name);
+	(void)gref;
+	if (xengnttab_unmap(p->x->gnt, page, 1) < 0)
+		log_warn("%s: cannot unmap a grant: %m", p->x->name);
 }
 
 static void xen_notify(void *transport)
 {
-	struct blkif_xen *x = transport;
+	struct xen_pages *p = transport;
 
-	if (xenevtchn_notify(x->evtchn, x->port) < 0)
-		log_debug("%s: notify: %m", x->name);
+	if (xenevtchn_notify(p->x->evtchn, p->x->port) < 0)
+		log_debug("%s: notify: %m", p->x->name);
+}
+
+static void pages_free(struct xen_pages *p)
+{
+	if (!p)
+		return;
+	gcache_drop(p, true);
+	free(p->gc);
+	free(p);
+}
+
+/* The backend holds no page of the connection any more. */
+static void pages_released(void *transport)
+{
+	pages_free(transport);
+}
+
+static struct xen_pages *pages_new(struct blkif_xen *x)
+{
+	struct xen_pages *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->gc = calloc(XEN_GCACHE_MAX, sizeof(*p->gc));
+	if (!p->gc) {
+		free(p);
+		return NULL;
+	}
+	p->x = x;
+	p->domid = x->fe_domid;
+	gcache_rehash(p);
+	return p;
 }
 
 static const struct blkif_transport_ops persistent_ops = {
 	.map = map_persistent,
+	.unmap = unmap_persistent,
 	.notify = xen_notify,
+	.released = pages_released,
 };
 
 static const struct blkif_transport_ops once_ops = {
 	.map = map_once,
 	.unmap = unmap_once,
 	.notify = xen_notify,
+	.released = pages_released,
 };
 
 /* ------------------------------------------------------------ the ring */
@@ -294,9 +387,10 @@ static void disconnect(struct blkif_xen *x, const char *why)
 	if (!x->be)
 		return;
 	log_info("%s: ring released: %s", x->name, why);
-	blkif_backend_detach(x->be);	/* stops touching the pages */
+	/* the data pages are unmapped once the backend released them */
+	blkif_backend_detach(x->be);
 	x->be = NULL;
-	gcache_flush(x);
+	x->pages = NULL;
 	if (xenevtchn_unbind(x->evtchn, x->port) < 0)
 		log_warn("%s: cannot unbind port %u: %m", x->name, x->port);
 	if (xengnttab_unmap(x->gnt, x->ring, x->ring_pages) < 0)
@@ -319,6 +413,7 @@ static int connect_ring(struct blkif_xen *x)
 	unsigned long long order = 0, v, port;
 	bool have_order, persistent = false;
 	struct blkif_backend_config cfg;
+	struct xen_pages *pages;
 	enum blkif_abi abi;
 	xenevtchn_port_or_error_t local;
 	char *proto;
@@ -363,6 +458,9 @@ static int connect_ring(struct blkif_xen *x)
 		return r;
 	persistent = r == 0 && v == 1;
 
+	pages = pages_new(x);
+	if (!pages)
+		return -ENOMEM;
 	ring = xengnttab_map_domain_grant_refs(x->gnt, 1U << order,
 					       x->fe_domid, refs,
 					       PROT_READ | PROT_WRITE);
@@ -370,6 +468,7 @@ static int connect_ring(struct blkif_xen *x)
 		r = -errno;
 		log_error("%s: cannot map the ring's %u pages: %m", x->name,
 			  1U << order);
+		pages_free(pages);
 		return r;
 	}
 	local = xenevtchn_bind_interdomain(x->evtchn, x->fe_domid,
@@ -379,6 +478,7 @@ static int connect_ring(struct blkif_xen *x)
 		log_error("%s: cannot bind to port %llu of domain %u: %m",
 			  x->name, port, x->fe_domid);
 		xengnttab_unmap(x->gnt, ring, 1U << order);
+		pages_free(pages);
 		return r;
 	}
 	cfg = (struct blkif_backend_config){
@@ -390,20 +490,22 @@ static int connect_ring(struct blkif_xen *x)
 		.in_order = true,
 		.resume = true,
 		.ops = persistent ? &persistent_ops : &once_ops,
-		.transport = x,
+		.transport = pages,
 		.name = x->name,
+		.max_held = XEN_MAX_HELD,
 	};
 	x->ring = ring;
 	x->ring_pages = 1U << order;
 	x->port = (evtchn_port_t)local;
-	x->persistent = persistent;
 	r = blkif_backend_new(x->srv, &cfg, &x->be);
 	if (r < 0) {
 		xenevtchn_unbind(x->evtchn, x->port);
 		xengnttab_unmap(x->gnt, ring, x->ring_pages);
 		x->ring = NULL;
+		pages_free(pages);
 		return r;
 	}
+	x->pages = pages;
 	log_info("%s: ring connected: %u page(s), port %llu, %s ABI, %s "
 		 "grants", x->name, x->ring_pages, port,
 		 abi == BLKIF_ABI_X86_32 ? "x86_32" : "x86_64",
@@ -784,7 +886,6 @@ static void xen_free(struct blkif_xen *x)
 		xengnttab_close(x->gnt);
 	if (x->xs)
 		xs_close(x->xs);
-	free(x->gc);
 	free(x);
 }
 
@@ -794,13 +895,6 @@ static struct blkif_xen *xen_new(struct server *srv)
 
 	if (!x)
 		return NULL;
-	x->gc = calloc(XEN_GCACHE_MAX, sizeof(*x->gc));
-	if (!x->gc) {
-		free(x);
-		return NULL;
-	}
-	for (unsigned int b = 0; b < XEN_GCACHE_BUCKETS; b++)
-		x->gc_bucket[b] = -1;
 	x->srv = srv;
 	x->xs_fd = x->evtchn_fd = -1;
 	x->xs_tag = (struct ev_tag){ .kind = EV_HOOK, .on_event = on_xs };

@@ -72,7 +72,13 @@ static void aio_queue(struct io_engine *e, struct io_op *op)
 	struct aio_priv *p = e->priv;
 	struct iocb *cb = p->free_stack[--p->nfree];
 
-	if (op->write)
+	if (op->niov > 0 && op->write)
+		io_prep_pwritev(cb, op->fd, op->iov, op->niov,
+				(long long)op->off);
+	else if (op->niov > 0)
+		io_prep_preadv(cb, op->fd, op->iov, op->niov,
+			       (long long)op->off);
+	else if (op->write)
 		io_prep_pwrite(cb, op->fd, op->buf, op->len, (long long)op->off);
 	else
 		io_prep_pread(cb, op->fd, op->buf, op->len, (long long)op->off);

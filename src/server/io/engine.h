@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 struct io_op {
 	int fd;
@@ -20,6 +21,13 @@ struct io_op {
 	uint64_t off;
 	int buf_slot;		/* registered buffer that holds buf..buf+len,
 				 * or -1 (see buf_register) */
+	/*
+	 * niov > 0: the operation transfers len bytes to or from iov[]
+	 * (preadv/pwritev) instead of buf, never with a registered buffer.
+	 * The submitter owns the array and keeps it until completion.
+	 */
+	struct iovec *iov;
+	int niov;
 	void *owner;		/* the request this operation belongs to */
 	struct io_op *next;	/* free list / pending list link */
 	int err;		/* engine-internal: submission error */

@@ -119,7 +119,13 @@ static void uring_queue(struct io_engine *e, struct io_op *op)
 			return;
 		}
 	}
-	if (op->buf_slot >= 0 && op->write)
+	if (op->niov > 0 && op->write)
+		io_uring_prep_writev(sqe, op->fd, op->iov,
+				     (unsigned int)op->niov, op->off);
+	else if (op->niov > 0)
+		io_uring_prep_readv(sqe, op->fd, op->iov,
+				    (unsigned int)op->niov, op->off);
+	else if (op->buf_slot >= 0 && op->write)
 		io_uring_prep_write_fixed(sqe, op->fd, op->buf,
 					  (unsigned int)op->len, op->off,
 					  op->buf_slot);

@@ -69,6 +69,9 @@ scenario() {
 	check "the guest wrote and read back A and C" wait_phase A-DONE || return 1
 	stamp "guest wrote A and C"
 	check "flushes reached the server (fsync, O_SYNC)" [ "$(srv_get flushes)" -gt 0 ]
+	# the guest's O_DIRECT reads landed in its granted pages, no copy
+	check "reads went straight into the granted pages ($(srv_get direct_reads))" \
+		[ "$(srv_get direct_reads)" -gt 0 ]
 	# the guest writes K0/K1 in a loop: kill while writes are flowing,
 	# when the server has requests in flight (a moment before)
 	check "the guest is writing through the ring" writes_move "$(srv_get writes)" 120 ||

@@ -1,0 +1,69 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-only
+# hand-ring.sh: the blkif ring over shared memory, several server builds
+# side by side (bench/README.md, "Reads straight into the ring's pages").
+# Not part of `make bench` (its ring section, bench/ring.sh, measures the
+# current build only): a quick comparison of builds, e.g. before and after
+# a change, on one fresh XFS on a RAM-backed loop device, alternating the
+# builds in every repetition.
+#
+# Usage (root): bash bench/hand-ring.sh FRONT SERVER [SERVER...]
+#   FRONT: tests/server/blkif-front; SERVER: ngdp-server binaries.
+# Environment: REPS (3), RUNTIME (4 s), ENGINES ("uring aio"),
+#   SERVER_CPUS (0), FRONT_CPUS (1), TESTS ("4k-qd32 1m-qd8").
+# Prints one line per run: build, engine, test, IOPS, MB/s, the mean
+# latency, the server's CPU µs per I/O (/proc/PID/stat utime+stime).
+set -u
+[ $# -ge 2 ] || { echo "usage: hand-ring.sh FRONT SERVER..."; exit 2; }
+FRONT=$1
+shift
+REPS=${REPS:-3} RUNTIME=${RUNTIME:-4} ENGINES=${ENGINES:-uring aio}
+SERVER_CPUS=${SERVER_CPUS:-0} FRONT_CPUS=${FRONT_CPUS:-1}
+TESTS=${TESTS:-4k-qd32 1m-qd8}
+TICK=$(getconf CLK_TCK)
+. "$(dirname "$0")/hand-lib.sh"
+hand_setup hand-ring 2G
+qemu-img create -q -f qcow2 "$W/mnt/img.qcow2" 1G &&
+	qemu-io -f qcow2 -c "write -P 1 0 1G" "$W/mnt/img.qcow2" >/dev/null || exit 1
+
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# run BUILD-INDEX SERVER ENGINE TEST
+run() {
+	local n=$1 srv=$2 eng=$3 t=$4 pid i k0 k1 out args bs
+	case $t in
+	4k-qd32) args="32" bs=4096 ;;
+	1m-qd8) args="8 1024" bs=1048576 ;;
+	*) echo "unknown test $t"; return 1 ;;
+	esac
+	rm -f "$W/ring.sock"
+	taskset -c "$SERVER_CPUS" "$srv" --image "$W/mnt/img.qcow2" --socket "$W/nbd.sock" \
+		--blkif-shm "$W/ring.sock" --engine "$eng" </dev/null >>"$W/server.log" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	for ((i = 0; i < 100; i++)); do [ -S "$W/ring.sock" ] && break; sleep 0.05; done
+	k0=$(ticks "$pid")
+	out=$(taskset -c "$FRONT_CPUS" "$FRONT" "$W/ring.sock" bench "$RUNTIME" $args) ||
+		{ echo "build $n ($srv) $eng $t: blkif-front failed"; kill "$pid"; wait "$pid"; return 1; }
+	k1=$(ticks "$pid")
+	kill "$pid"
+	wait "$pid" 2>/dev/null
+	[[ $out =~ ^iops=([0-9]+)\ lat_us=([0-9]+)$ ]] || { echo "bad output: $out"; return 1; }
+	awk -v n="$n" -v e="$eng" -v t="$t" -v i="${BASH_REMATCH[1]}" -v l="${BASH_REMATCH[2]}" \
+		-v bs="$bs" -v k="$((k1 - k0))" -v tick="$TICK" -v s="$RUNTIME" 'BEGIN {
+		printf "build%d\t%s\t%s\tiops %d\tMB/s %.0f\tlat_us %d\tserver_cpu_us/io %.1f\n",
+			n, e, t, i, i * bs / 1e6, l, k * 1e6 / tick / (i * s) }'
+}
+
+nb=0
+for b in "$@"; do echo "build$(( ++nb )): $b"; done
+for ((r = 0; r < REPS; r++)); do
+	for t in $TESTS; do
+		for e in $ENGINES; do
+			n=0
+			for b in "$@"; do
+				run $((++n)) "$b" "$e" "$t"
+			done
+		done
+	done
+done
