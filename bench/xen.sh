@@ -124,14 +124,14 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 	bench/xen-domu-job.sh), started $started, took $((SECONDS - t0)) s.
 	Commit: $commit$dirty.
 	Machine: $(nproc) CPUs ($cpu_model), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo),
-	kernel $(uname -r), load average at the start $load0$( [ -w /dev/kvm ] && echo ", KVM" || echo ", no KVM: TCG").
+	kernel $(uname -r), load average at the start $load0, $( [ "${VM_ACCEL:-tcg}" = kvm ] && echo "KVM (VM_ACCEL=kvm)" || echo "TCG (no KVM)").
 	Xen host: tests/vm's vm_run_xen, Xen 4.17 ($(dpkg-query -W -f '${Version}' xen-utils-4.17 2>/dev/null)) with Debian's
 	$VM_KVER kernel as PV dom0 ($VM_XEN_DOM0_MEM of $VM_MEM MiB, qemu-system-x86_64 -cpu Nehalem, $VM_SMP vCPUs);
 	the guest: the same kernel, PV, 1 vCPU, 512 MiB, busybox + this machine's fio
 	($(fio --version)) with its libraries.
 	qemu-system-xen $(dpkg-query -W -f '${Version}' qemu-system-xen 2>/dev/null).
 
-	**TCG inflates CPU costs.** Without /dev/kvm every instruction of Xen,
+	**TCG inflates CPU costs.** Without KVM every instruction of Xen,
 	dom0 and the guest is emulated by qemu in software, on a 2-CPU machine
 	shared with other work.  The absolute IOPS, MB/s and microseconds here
 	mean nothing for a real host; only the ratios between the three paths,
