@@ -25,6 +25,7 @@ hand_setup hand-1m 3G
 fallocate -l 1G "$W/mnt/img.raw" || exit 1
 qemu-img create -q -f qcow2 "$W/mnt/img.qcow2" 1G &&
 	qemu-io -f qcow2 -c "write -P 1 0 1G" "$W/mnt/img.qcow2" >/dev/null || exit 1
+sync	# qemu-io wrote through the page cache: no writeback during the runs
 DEV=/sys/block/${LOOP#/dev/}/stat
 
 cpus() { awk '/^cpu[01] / { printf "%d %d ", $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }

@@ -25,6 +25,7 @@ TICK=$(getconf CLK_TCK)
 hand_setup hand-ring 2G
 qemu-img create -q -f qcow2 "$W/mnt/img.qcow2" 1G &&
 	qemu-io -f qcow2 -c "write -P 1 0 1G" "$W/mnt/img.qcow2" >/dev/null || exit 1
+sync	# qemu-io wrote through the page cache: no writeback during the runs
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
