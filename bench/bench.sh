@@ -914,9 +914,15 @@ NEW_MB=$((NEW_SIZE / 1048576)) NEW_IO_MB=$((NEW_IO / 1048576))
 export MODE SIZE_MB REPS RUNTIME RAMP BACKING DP_MODE FS_LIST NEW_MB NEW_IO_MB ALL_CPUS
 export ELAPSED=$((T_END - T_START))
 export BENCH_DEVICE=${BENCH_DEVICE:-}
+# when and from what the run was made (a redrawn report keeps them)
+RUN_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+RUN_COMMIT=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$TOP" diff --quiet HEAD -- src include plugins 2>/dev/null ||
+	RUN_COMMIT="$RUN_COMMIT + uncommitted changes in src/"
+export RUN_DATE RUN_COMMIT
 mkdir -p "$RESULTS"
 # what report.sh needs, so a report can be redrawn from the results alone
-for v in MODE SIZE_MB REPS RUNTIME RAMP BACKING DP_MODE FS_LIST ELAPSED BENCH_DEVICE NEW_MB NEW_IO_MB; do
+for v in MODE SIZE_MB REPS RUNTIME RAMP BACKING DP_MODE FS_LIST ELAPSED BENCH_DEVICE NEW_MB NEW_IO_MB RUN_DATE RUN_COMMIT; do
 	printf '%s=%q\n' "$v" "${!v}"
 done >"$RESULTS/run.env"
 cp "$TSV" "$RESULTS/raw.tsv"

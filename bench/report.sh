@@ -269,14 +269,16 @@ speed_goals() {
 	echo
 	echo "Reachable = the slower of the raw file (limit) and \`nbdkit null\` behind the same fio NBD client (nbd-null) on the same test; at QD1 the two latencies add up. New clusters: a fresh ${NEW_MB:-?} MiB volume per run (\`Volume.create\`; the limit: a fresh sparse raw file), ${NEW_IO_MB:-?} MiB of 4k writes at QD32, each at the start of a 64 KiB cluster (fio \`blockalign=64k\`); $(awk -v f="$(newfrac)" 'BEGIN { if (f == "") print "the share of writes that found a new cluster was not measured"; else printf "%.0f %% of the writes found a new cluster (allocated clusters after the ngdp-uring run, from qemu-img map, / writes)", f * 100 }'). 4 connections: 4 fio jobs on one export, the way the kernel NBD client spreads a device's queue. Speed goals missed: $SPEED_MISSES."
 }
-commit=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
-git -C "$TOP" diff --quiet HEAD -- src include plugins 2>/dev/null || commit="$commit + uncommitted changes in src/"
+# the run's (bench.sh, run.env); else now and this checkout
+commit=${RUN_COMMIT:-$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)}
+[ -n "${RUN_COMMIT:-}" ] || git -C "$TOP" diff --quiet HEAD -- src include plugins 2>/dev/null ||
+	commit="$commit + uncommitted changes in src/"
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 
 {
 echo "# xapi-storage-ng datapath benchmark results"
 echo
-echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $commit"
+echo "- Date: ${RUN_DATE:-$(date -u '+%Y-%m-%d %H:%M UTC')}; commit $commit"
 echo "- Machine: $cpu, $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM; kernel $(uname -r); $(. /etc/os-release && echo "$PRETTY_NAME")"
 echo "- Tools: $(fio --version), $(qemu-nbd --version | head -1)"
 echo "- Mode **$MODE**: ${SIZE_MB} MiB images, $REPS repetitions (median shown), ${RUNTIME} s runs after a ${RAMP} s ramp; fresh-image writes: a fixed $((SIZE_MB / 4)) MiB of 4k writes"
@@ -339,8 +341,8 @@ done
 echo
 echo "Ratios: × limit = our result / the limit's (for QD1 latency: our mean latency / the limit's); the goal column is the issue's target. Targets missed: $TARGET_MISSES. The analysis of the committed run (what the misses are made of and what would close them) is in bench/README.md, section \"Analysis\"."
 echo
-if [ -n "$(get "$FS1" conn1 ngdp-uring rr-qd32 6)$(get "$FS1" new4g ngdp-uring rw-new 6)" ]; then
-	echo "### Speed goals (issue 16, $FS1)"
+if [ -n "$(get "$FS1" conn1 ngdp-uring rr-qd32 6)$(get "$FS1" new4g ngdp-uring rw-new 6)$(get "$FS1" ring blkif-uring rr-qd32 6)" ]; then
+	echo "### Speed goals (issues 16 and 17, $FS1)"
 	echo
 	speed_goals
 	echo

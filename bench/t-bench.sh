@@ -196,7 +196,7 @@ check "ring: its section and goal rows in the report" \
 	bash -c "grep -q '^## The blkif ring over shared memory' '$R/results.md' &&
 		 grep -Eq '^\| ngdp blkif-uring: blkif ring over shared memory, 4k randread QD32 / raw file .*\| [0-9.]+ \| >= 0.85 \|' '$R/results.md'"
 check "speed: goals and sections in the report" \
-	bash -c "grep -q '^### Speed goals (issue 16' '$R/results.md' && grep -q '^## Connections' '$R/results.md' &&
+	bash -c "grep -q '^### Speed goals (issues 16 and 17' '$R/results.md' && grep -q '^## Connections' '$R/results.md' &&
 		 grep -Eq '^\| ngdp-uring 4k randwrite QD32 into new clusters of a fresh [0-9]+ MiB volume / raw file \| [0-9.]+ \|' '$R/results.md'"
 check "results.md has the targets and every section" \
 	bash -c "grep -q '^## Targets' '$R/results.md' && grep -q '^## I/O matrix on xfs' '$R/results.md' &&
