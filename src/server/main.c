@@ -78,6 +78,9 @@ static const char usage[] =
 "                        is unplugged, then wait for the next plug; never\n"
 "                        touch an unmarked device; not with --blkif-xen or\n"
 "                        --blkif-shm\n"
+"  --blkif-grant-cache N persistent grants a Xen ring keeps mapped, 16 to\n"
+"                        65536 (default 2048, blkback's max_persistent_grants\n"
+"                        is 1056); reads hold at most half of them\n"
 "  --pidfile PATH        write our PID there (atomically) once listening\n"
 "  --ready-fd N          write \"ready\\n\" to fd N and close it once listening\n"
 "  --log-stderr          copy log messages to stderr\n"
@@ -99,7 +102,7 @@ enum {
 	OPT_EXPORT, OPT_ENGINE, OPT_NO_DIRECT, OPT_CONFINE, OPT_CONTROL,
 	OPT_PIDFILE, OPT_READY_FD, OPT_LOG_STDERR, OPT_QD, OPT_FLUSH_INT,
 	OPT_RO_SOCKET, OPT_HEARTBEAT, OPT_RECORD, OPT_IMPORT, OPT_BLKIF_SHM,
-	OPT_BLKIF_XEN, OPT_BLKIF_XEN_DOMAIN, OPT_HELP,
+	OPT_BLKIF_XEN, OPT_BLKIF_XEN_DOMAIN, OPT_BLKIF_GCACHE, OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -125,6 +128,7 @@ static const struct option long_opts[] = {
 	{ "blkif-shm", required_argument, NULL, OPT_BLKIF_SHM },
 	{ "blkif-xen", required_argument, NULL, OPT_BLKIF_XEN },
 	{ "blkif-xen-domain", required_argument, NULL, OPT_BLKIF_XEN_DOMAIN },
+	{ "blkif-grant-cache", required_argument, NULL, OPT_BLKIF_GCACHE },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -182,6 +186,7 @@ int main(int argc, char *argv[])
 	const char *xen_path = NULL;
 	struct xb_expect xen_expect = { 0 };
 	bool xen_discover = false;
+	unsigned int grant_cache = 0;
 	struct blkif_shm *shm = NULL;
 	struct blkif_xen *xen = NULL;
 	struct control *ctl = NULL;
@@ -213,6 +218,11 @@ int main(int argc, char *argv[])
 			if (xb_expect_parse(optarg, &xen_expect) < 0)
 				goto bad_usage;
 			xen_discover = true;
+			break;
+		case OPT_BLKIF_GCACHE:
+			if (parse_uint(optarg, 65536, &v) < 0 || v < 16)
+				goto bad_usage;
+			grant_cache = (unsigned int)v;
 			break;
 		case OPT_HEARTBEAT: cfg.heartbeat = optarg; break;
 		case OPT_RECORD: cfg.volume_record = optarg; break;
@@ -274,9 +284,9 @@ int main(int argc, char *argv[])
 	if (r == 0 && shm_sock)
 		r = blkif_shm_listen(&srv, shm_sock, &shm);
 	if (r == 0 && xen_path)
-		r = blkif_xen_open(&srv, xen_path, &xen);
+		r = blkif_xen_open(&srv, xen_path, grant_cache, &xen);
 	if (r == 0 && xen_discover)
-		r = blkif_xen_watch(&srv, &xen_expect, &xen);
+		r = blkif_xen_watch(&srv, &xen_expect, grant_cache, &xen);
 	if (r < 0) {
 		log_error("cannot listen: %s", strerror(-r));
 		goto out_unlink;

@@ -3,7 +3,7 @@
 # disk is served by ngdp-server's own blkif backend (--blkif-xen), with no
 # blkback and no NBD hop: patterns with O_DIRECT, flushes, and kill -9 of the
 # server with a restart while the guest writes, a live snapshot; see
-# guest/xen-blkif.sh.  XEN_BLKIF_MODES="persistent one-use" (the default)
+# guest/xen-blkif.sh.  XEN_BLKIF_MODES="persistent small-cache one-use" (the default)
 # picks blkfront's grant modes.
 . "$(dirname "$0")/lib.sh"
 why=$(vm_cannot); [ -z "$why" ] || { echo "skip: $why"; exit 77; }

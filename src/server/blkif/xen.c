@@ -23,7 +23,7 @@
  * its use: map and unmap around every use (the backend's unmap hook).
  * Mapping, not xengnttab_grant_copy, because reads go straight into the
  * mapped pages with O_DIRECT (the backend holds them while in flight: at
- * most XEN_MAX_HELD pages, so the cache always has room for the rest).
+ * most half the cache's pages, so it always has room for the rest).
  * The mappings of a connection (struct xen_pages) outlive it until the
  * backend releases them: reads still in flight land in them.
  *
@@ -71,11 +71,12 @@
 #include "server/server.h"
 #include "xen.h"
 
-/* Persistent grants mapped at most (see above). */
-#define XEN_GCACHE_MAX 2048U
+/* Persistent grants mapped at most (see above; --blkif-grant-cache). */
+#define XEN_GCACHE_DEFAULT 2048U
 #define XEN_GCACHE_BUCKETS 1024U	/* a power of two */
-/* Pages held by reads in flight, at most (blkif_backend_config.max_held) */
-#define XEN_MAX_HELD (XEN_GCACHE_MAX / 2)
+/* Pages held by reads in flight, at most (blkif_backend_config.max_held):
+ * half the cache, so that it always has room for the rest. */
+#define XEN_MAX_HELD(gc_max) ((gc_max) / 2)
 #define XEN_PATH_MAX 256
 
 struct gcache_ent {
@@ -94,7 +95,7 @@ struct xen_pages {
 	/* persistent grants, mapped */
 	struct gcache_ent *gc;
 	int gc_bucket[XEN_GCACHE_BUCKETS];
-	unsigned int gc_n;
+	unsigned int gc_n, gc_max;
 	uint64_t gc_evictions;
 };
 
@@ -122,6 +123,7 @@ struct blkif_xen {
 	unsigned int ring_pages;
 	evtchn_port_t port;		/* ours */
 	struct xen_pages *pages;	/* the connection's data pages */
+	unsigned int gc_max;		/* persistent grants kept mapped */
 };
 
 #define container_of(p, type, member) \
@@ -271,14 +273,14 @@ static void *map_persistent(void *transport, uint32_t gref)
 		e->pins++;
 		return e->page;
 	}
-	if (p->gc_n == XEN_GCACHE_MAX) {
+	if (p->gc_n == p->gc_max) {
 		if (!p->gc_evictions++)
 			log_warn("%s: more than %u persistent grants: mapping "
 				 "them again as needed", p->x->name,
-				 XEN_GCACHE_MAX);
+				 p->gc_max);
 		gcache_drop(p, false);
-		/* cannot happen: the backend holds at most XEN_MAX_HELD */
-		if (p->gc_n == XEN_GCACHE_MAX) {
+		/* cannot happen: the backend holds at most half of them */
+		if (p->gc_n == p->gc_max) {
 			log_error("%s: every cached grant is in use",
 				  p->x->name);
 			return NULL;
@@ -355,12 +357,13 @@ static struct xen_pages *pages_new(struct blkif_xen *x)
 
 	if (!p)
 		return NULL;
-	p->gc = calloc(XEN_GCACHE_MAX, sizeof(*p->gc));
+	p->gc = calloc(x->gc_max, sizeof(*p->gc));
 	if (!p->gc) {
 		free(p);
 		return NULL;
 	}
 	p->x = x;
+	p->gc_max = x->gc_max;
 	p->domid = x->fe_domid;
 	gcache_rehash(p);
 	return p;
@@ -492,7 +495,7 @@ static int connect_ring(struct blkif_xen *x)
 		.ops = persistent ? &persistent_ops : &once_ops,
 		.transport = pages,
 		.name = x->name,
-		.max_held = XEN_MAX_HELD,
+		.max_held = XEN_MAX_HELD(x->gc_max),
 	};
 	x->ring = ring;
 	x->ring_pages = 1U << order;
@@ -889,13 +892,14 @@ static void xen_free(struct blkif_xen *x)
 	free(x);
 }
 
-static struct blkif_xen *xen_new(struct server *srv)
+static struct blkif_xen *xen_new(struct server *srv, unsigned int grant_cache)
 {
 	struct blkif_xen *x = calloc(1, sizeof(*x));
 
 	if (!x)
 		return NULL;
 	x->srv = srv;
+	x->gc_max = grant_cache ? grant_cache : XEN_GCACHE_DEFAULT;
 	x->xs_fd = x->evtchn_fd = -1;
 	x->xs_tag = (struct ev_tag){ .kind = EV_HOOK, .on_event = on_xs };
 	x->evtchn_tag = (struct ev_tag){ .kind = EV_HOOK,
@@ -904,7 +908,7 @@ static struct blkif_xen *xen_new(struct server *srv)
 }
 
 int blkif_xen_open(struct server *srv, const char *be_path,
-		   struct blkif_xen **ret)
+		   unsigned int grant_cache, struct blkif_xen **ret)
 {
 	struct blkif_xen *x;
 	size_t len = strlen(be_path);
@@ -914,7 +918,7 @@ int blkif_xen_open(struct server *srv, const char *be_path,
 	if (len < 2 || len >= XEN_PATH_MAX || be_path[0] != '/' ||
 	    be_path[len - 1] == '/')
 		return -EINVAL;
-	x = xen_new(srv);
+	x = xen_new(srv, grant_cache);
 	if (!x)
 		return -ENOMEM;
 	strcpy(x->be_path, be_path);
@@ -933,9 +937,9 @@ int blkif_xen_open(struct server *srv, const char *be_path,
 }
 
 int blkif_xen_watch(struct server *srv, const struct xb_expect *e,
-		    struct blkif_xen **ret)
+		    unsigned int grant_cache, struct blkif_xen **ret)
 {
-	struct blkif_xen *x = xen_new(srv);
+	struct blkif_xen *x = xen_new(srv, grant_cache);
 	int r;
 
 	if (!x)

@@ -13,14 +13,15 @@ struct blkif_xen;
 struct xb_expect;
 
 /* Publish the backend's keys, watch the frontend, register with srv's
- * event loop; *ret is freed by blkif_xen_close(), before server_release(). */
+ * event loop; *ret is freed by blkif_xen_close(), before server_release().
+ * grant_cache: persistent grants kept mapped (0: the default, 2048). */
 int blkif_xen_open(struct server *srv, const char *be_path,
-		   struct blkif_xen **ret);
+		   unsigned int grant_cache, struct blkif_xen **ret);
 /* Discovery: watch /local/domain/0/backend/qdisk/<e->domid> and serve
  * the device marked with e's volume (xb_claim_check), each time it is
  * plugged; *ret as for blkif_xen_open(). */
 int blkif_xen_watch(struct server *srv, const struct xb_expect *e,
-		    struct blkif_xen **ret);
+		    unsigned int grant_cache, struct blkif_xen **ret);
 /* Release the ring (xenstore states are left as they are); NULL: no-op. */
 void blkif_xen_close(struct blkif_xen *x);
 

@@ -32,7 +32,7 @@ start_server() {
 	rm -f "$W/srv.pid" "$W/nbd.sock" "$W/ctl.sock"
 	"$SERVER" --image "$IMG" --format qcow2 --socket "$W/nbd.sock" \
 		--control "$W/ctl.sock" --pidfile "$W/srv.pid" --flush-interval 0 \
-		--blkif-xen "$BE" --log-stderr 2>>"$W/server.log" &
+		--blkif-xen "$BE" $SRV_EXTRA --log-stderr 2>>"$W/server.log" &
 	SRV=$!
 	PIDS+=("$SRV")
 	wait_for 60 test -s "$W/srv.pid"
@@ -110,14 +110,19 @@ scenario() {
 	check "the guest wrote and read back through the new top" wait_phase DONE
 }
 
-# run_one MODE: persistent or one-use (blkfront's grants)
+# run_one MODE: persistent or one-use (blkfront's grants), or small-cache:
+# persistent grants with the server's grant cache at 16 pages, so that it
+# evicts while reads hold pages (reads of up to 8 pages direct, the rest
+# copied)
 run_one() {
 	local W=$T/$MODE name=xsng-blkif-$MODE domid BE FE IMG TOP CTL SRV old w0 f i rc
 	mkdir -p "$W"
+	SRV_EXTRA=
 	case $MODE in
 	persistent) XEN_DOMU_MODPARAMS= ;;
+	small-cache) XEN_DOMU_MODPARAMS= SRV_EXTRA="--blkif-grant-cache 16" ;;
 	one-use) XEN_DOMU_MODPARAMS="xen-blkfront feature_persistent=0 max_ring_page_order=2" ;;
-	*) fail "unknown mode $MODE (XEN_BLKIF_MODES: persistent, one-use)"; return ;;
+	*) fail "unknown mode $MODE (XEN_BLKIF_MODES: persistent, small-cache, one-use)"; return ;;
 	esac
 	xen_domu_initrd "$W/initrd.cpio" "$VM_DIR/guest/domu-blkif-job.sh" "xvda xvdb" \
 		"$PAT"/A "$PAT"/C "$PAT"/K0 "$PAT"/K1 "$PAT"/B0 "$PAT"/B1 "$PAT"/E "$PAT"/F ||
@@ -159,6 +164,11 @@ run_one() {
 	kill -TERM "$SRV"
 	wait "$SRV"
 	check "the server exits 0 on SIGTERM" [ $? -eq 0 ]
+	# the cache's one warning when it first drops pages (our server's
+	# log, the only witness): the scenario above ran through evictions
+	[ "$MODE" != small-cache ] ||
+		check "the grant cache evicted pages while reads held some" \
+			grep -q "more than 16 persistent grants" "$W/server.log"
 	xenstore-rm "$BE"
 	losetup -d "$CTL"
 
@@ -191,7 +201,7 @@ run_one() {
 }
 
 mk_sr || { fail "SR.create/attach on a loop device"; finish; }
-for MODE in ${XEN_BLKIF_MODES:-persistent one-use}; do
+for MODE in ${XEN_BLKIF_MODES:-persistent small-cache one-use}; do
 	TEST_NAME=t-xen-blkif[$MODE]
 	fail0=$FAIL
 	run_one
