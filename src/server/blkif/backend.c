@@ -45,7 +45,6 @@ struct bk_req {
 	unsigned int nheld;
 	struct iovec *iov;
 	int niov;
-	size_t direct_bytes;
 	unsigned int pending;		/* server requests not done */
 	int16_t status;
 	uint64_t trim_off, trim_end;	/* DISCARD: what is left */
@@ -208,7 +207,6 @@ static struct bk_req *br_get(struct blkif_backend *be)
 	br->direct = false;
 	br->nheld = 0;
 	br->niov = 0;
-	br->direct_bytes = 0;
 	br->pending = 0;
 	br->status = BLKIF_RSP_OKAY;
 	br->trim_off = br->trim_end = 0;
@@ -391,7 +389,7 @@ static void sub_done(struct req *req)
 		else
 			be->n_direct++;
 		release_segs(br);
-		be->bytes -= br->direct_bytes;
+		be->bytes -= req->h.length;	/* as start() counted it */
 	} else if (req->buf) {
 		be->bytes -= (size_t)1 << req->buf_class;
 		if (br->read)
@@ -595,7 +593,6 @@ static int start(struct bk_req *br)
 		if (br->direct) {
 			data->dst = br->iov;
 			data->ndst = br->niov;
-			br->direct_bytes = len;
 			be->bytes += len;
 		} else if (write) {
 			copy_segs(br, data->buf, false);

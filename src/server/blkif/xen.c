@@ -122,7 +122,6 @@ struct blkif_xen {
 	void *ring;
 	unsigned int ring_pages;
 	evtchn_port_t port;		/* ours */
-	struct xen_pages *pages;	/* the connection's data pages */
 	unsigned int gc_max;		/* persistent grants kept mapped */
 };
 
@@ -393,7 +392,6 @@ static void disconnect(struct blkif_xen *x, const char *why)
 	/* the data pages are unmapped once the backend released them */
 	blkif_backend_detach(x->be);
 	x->be = NULL;
-	x->pages = NULL;
 	if (xenevtchn_unbind(x->evtchn, x->port) < 0)
 		log_warn("%s: cannot unbind port %u: %m", x->name, x->port);
 	if (xengnttab_unmap(x->gnt, x->ring, x->ring_pages) < 0)
@@ -508,7 +506,6 @@ static int connect_ring(struct blkif_xen *x)
 		pages_free(pages);
 		return r;
 	}
-	x->pages = pages;
 	log_info("%s: ring connected: %u page(s), port %llu, %s ABI, %s "
 		 "grants", x->name, x->ring_pages, port,
 		 abi == BLKIF_ABI_X86_32 ? "x86_32" : "x86_64",
