@@ -10,7 +10,11 @@
 # Usage (root): bash bench/hand-ring.sh FRONT SERVER [SERVER...]
 #   FRONT: tests/server/blkif-front; SERVER: ngdp-server binaries.
 # Environment: REPS (3), RUNTIME (4 s), ENGINES ("uring aio"),
-#   SERVER_CPUS (0), FRONT_CPUS (1), TESTS ("4k-qd32 1m-qd8").
+#   SERVER_CPUS (0), FRONT_CPUS (1), TESTS ("4k-qd32 1m-qd8"),
+#   PROFILE=1: in each run, from 1 s after the start, 3 s of every
+#   thread's CPU (/proc/*/task/*/stat) and each CPU's idle share
+#   (/proc/stat), and with PERF=FILE a `perf record -a -g` into FILE over
+#   the same 3 s (RUNTIME at least 5).
 # Prints one line per run: build, engine, test, IOPS, MB/s, the mean
 # latency, the server's CPU µs per I/O (/proc/PID/stat utime+stime).
 set -u
@@ -28,10 +32,34 @@ qemu-img create -q -f qcow2 "$W/mnt/img.qcow2" 1G &&
 sync	# qemu-io wrote through the page cache: no writeback during the runs
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# every thread: "path name ticks" (the name may hold spaces: cut at ')')
+threads() {
+	local t
+	for t in /proc/[0-9]*/task/[0-9]*; do
+		awk -v t="$t" '{ n = $0; sub(/^[^(]*\(/, "", n); sub(/\).*/, "", n)
+			r = $0; sub(/^.*\) /, "", r); split(r, a, " ")
+			gsub(/ /, "_", n); print t, n, a[12] + a[13] }' "$t/stat" 2>/dev/null
+	done | sort
+}
+idle() { awk '/^cpu[0-9]/ { print $1, $5 + $6 }' /proc/stat; }
+# profile: 3 s of thread CPU and CPU idle (and perf) while the run goes on
+profile() {
+	local s0 s1 i0 i1
+	sleep 1
+	s0=$(threads); i0=$(idle)
+	if [ -n "${PERF:-}" ]; then perf record -q -a -g -o "$PERF" -- sleep 3 >/dev/null 2>&1
+	else sleep 3; fi
+	s1=$(threads); i1=$(idle)
+	echo "  threads (% of one CPU over 3 s, over 3 %):"
+	join <(echo "$s0") <(echo "$s1") | awk -v tick="$TICK" '{ p = 100 * ($5 - $3) / tick / 3
+		if (p > 3) printf "    %5.1f %s\n", p, $2 }' | sort -rn
+	paste <(echo "$i0") <(echo "$i1") | awk -v tick="$TICK" '{
+		printf "  %s idle %.0f %%\n", $1, 100 * ($4 - $2) / tick / 3 }'
+}
 
 # run BUILD-INDEX SERVER ENGINE TEST
 run() {
-	local n=$1 srv=$2 eng=$3 t=$4 pid i k0 k1 out args bs
+	local n=$1 srv=$2 eng=$3 t=$4 pid i k0 k1 out args bs prof
 	case $t in
 	4k-qd32) args="32" bs=4096 ;;
 	1m-qd8) args="8 1024" bs=1048576 ;;
@@ -44,8 +72,11 @@ run() {
 	PIDS+=("$pid")
 	for ((i = 0; i < 100; i++)); do [ -S "$W/ring.sock" ] && break; sleep 0.05; done
 	k0=$(ticks "$pid")
+	prof=
+	if [ "${PROFILE:-0}" = 1 ]; then profile >"$W/profile" & prof=$!; fi
 	out=$(taskset -c "$FRONT_CPUS" "$FRONT" "$W/ring.sock" bench "$RUNTIME" $args) ||
 		{ echo "build $n ($srv) $eng $t: blkif-front failed"; kill "$pid"; wait "$pid"; return 1; }
+	[ -z "$prof" ] || wait "$prof"
 	k1=$(ticks "$pid")
 	kill "$pid"
 	wait "$pid" 2>/dev/null
@@ -54,6 +85,8 @@ run() {
 		-v bs="$bs" -v k="$((k1 - k0))" -v tick="$TICK" -v s="$RUNTIME" 'BEGIN {
 		printf "build%d\t%s\t%s\tiops %d\tMB/s %.0f\tlat_us %d\tserver_cpu_us/io %.1f\n",
 			n, e, t, i, i * bs / 1e6, l, k * 1e6 / tick / (i * s) }'
+	[ "${PROFILE:-0}" = 1 ] && cat "$W/profile"
+	return 0
 }
 
 nb=0
