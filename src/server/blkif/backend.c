@@ -347,26 +347,29 @@ static uint64_t hold_segs(struct bk_req *br)
 }
 
 /* Copy between the request's buffer and the segments' pages. */
-static void copy_segs(struct bk_req *br, void *buf, bool to_pages)
+/* Copy between the request's buffer and the segments' pages: -EINVAL
+ * when one names a page we refuse (the others are copied). */
+static int copy_segs(struct bk_req *br, void *buf, bool to_pages)
 {
 	struct blkif_backend *be = br->be;
 	char *p = buf;
+	int r = 0;
 
 	for (unsigned int i = 0; i < br->nsegs; i++) {
 		const struct blkif_seg *s = &br->segs[i];
 		size_t off = seg_offset(s), len = seg_bytes(s);
 		char *page = page_map(be, s->gref);
 
-		/* checked before the request was submitted */
-		if (page) {
-			if (to_pages)
-				memcpy(page + off, p, len);
-			else
-				memcpy(p, page + off, len);
-		}
+		if (!page)
+			r = -EINVAL;
+		else if (to_pages)
+			memcpy(page + off, p, len);
+		else
+			memcpy(p, page + off, len);
 		page_unmap(be, s->gref, page);
 		p += len;
 	}
+	return r;
 }
 
 static bool trim_next(struct bk_req *br);
@@ -378,8 +381,9 @@ static void sub_done(struct req *req)
 
 	if (req->wire_err)
 		br->status = BLKIF_RSP_ERROR;
-	else if (br->read && req->buf && !be->detached)
-		copy_segs(br, req->buf, true);
+	else if (br->read && req->buf && !be->detached &&
+		 copy_segs(br, req->buf, true) < 0)
+		br->status = BLKIF_RSP_ERROR;
 	else if (req->dst && req->buf && !be->detached)
 		/* the core could not read straight into the pages */
 		iov_from_buf(br->iov, br->niov, 0, req->buf, req->h.length);
@@ -492,21 +496,13 @@ static int load_indirect(struct bk_req *br)
 	return 0;
 }
 
-/* Bytes the segments cover, or 0 when one names a page we refuse. */
+/* Bytes the segments cover (their pages are checked when mapped). */
 static uint64_t segs_bytes(const struct bk_req *br)
 {
-	struct blkif_backend *be = br->be;
 	uint64_t bytes = 0;
 
-	for (unsigned int i = 0; i < br->nsegs; i++) {
-		const struct blkif_seg *s = &br->segs[i];
-		void *page = page_map(be, s->gref);
-
-		if (!page)
-			return 0;
-		page_unmap(be, s->gref, page);
-		bytes += seg_bytes(s);
-	}
+	for (unsigned int i = 0; i < br->nsegs; i++)
+		bytes += seg_bytes(&br->segs[i]);
 	return bytes;
 }
 
@@ -595,7 +591,10 @@ static int start(struct bk_req *br)
 			data->ndst = br->niov;
 			be->bytes += len;
 		} else if (write) {
-			copy_segs(br, data->buf, false);
+			if (copy_segs(br, data->buf, false) < 0) {
+				sub_drop(be, data);
+				goto error;
+			}
 		} else {
 			br->read = true;
 		}
