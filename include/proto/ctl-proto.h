@@ -67,6 +67,11 @@
  * into them with O_DIRECT, or through a pooled buffer and copied */
 #define CTL_ST_DIRECT_READS	"direct_reads"
 #define CTL_ST_BOUNCED_READS	"bounced_reads"
+/* times a Xen ring's persistent-grant cache was full and dropped pages */
+#define CTL_ST_GRANT_CACHE_EVICTIONS	"grant_cache_evictions"
+/* reads into the frontend's pages that failed with EFAULT and were read
+ * again through a buffer (after the first, every read is) */
+#define CTL_ST_DIRECT_READ_FAULTS	"direct_read_faults"
 
 /*
  * status: the chain, and the live coalesce (issue 13).  "backing" is the

@@ -228,6 +228,8 @@ static json_object *status(const struct server *srv)
 	add_u64(o, CTL_ST_REGISTERED_IOS, st.registered_ios);
 	add_u64(o, CTL_ST_DIRECT_READS, st.direct_reads);
 	add_u64(o, CTL_ST_BOUNCED_READS, st.bounced_reads);
+	add_u64(o, CTL_ST_GRANT_CACHE_EVICTIONS, st.grant_cache_evictions);
+	add_u64(o, CTL_ST_DIRECT_READ_FAULTS, st.direct_read_faults);
 	add_str(o, CTL_ST_BACKING, st.backing);
 	if (st.co_state) {
 		json_object *c = json_object_new_object();

@@ -209,6 +209,8 @@ void server_get_status(const struct server *srv, struct server_status *st)
 	st->registered_ios = srv->n_registered_ios;
 	st->direct_reads = srv->n_direct_reads;
 	st->bounced_reads = srv->n_bounced_reads;
+	st->grant_cache_evictions = srv->n_grant_cache_evictions;
+	st->direct_read_faults = srv->n_direct_read_faults;
 	st->bytes_read = srv->bytes_read;
 	st->bytes_written = srv->bytes_written;
 	st->backing = srv->img->backing ? srv->img->backing->path : NULL;
@@ -662,7 +664,7 @@ static int map_read_req(struct server *srv, struct req *req)
 {
 	int r;
 
-	if (req->dst) {
+	if (req->dst && !srv->direct_reads_off) {
 		r = image_map_read(srv->img, req->h.offset, req->h.length,
 				   NULL, &req->el);
 		if (r < 0)
@@ -672,6 +674,8 @@ static int map_read_req(struct server *srv, struct req *req)
 			return 0;
 		}
 		extent_list_clear(&req->el);
+	}
+	if (req->dst) {
 		r = server_buf_get(srv, req, req->h.length);
 		if (r < 0)
 			return r;
@@ -683,10 +687,11 @@ static int map_read_req(struct server *srv, struct req *req)
 
 /* Returns false when the request is held (srv->held) until the I/O in
  * flight is done. */
+static bool start_mapped(struct server *srv, struct req *req, bool write);
+
 static bool start_rw(struct server *srv, struct req *req)
 {
 	bool write = req->h.type == NBD_CMD_WRITE;
-	uint64_t pos = 0;
 	int r;
 
 	if (req->h.length == 0) {
@@ -710,6 +715,14 @@ static bool start_rw(struct server *srv, struct req *req)
 		finish_req(srv, req, r);
 		return true;
 	}
+	return start_mapped(srv, req, write);
+}
+
+/* Issue a mapped request; false when it is held (see start_rw). */
+static bool start_mapped(struct server *srv, struct req *req, bool write)
+{
+	uint64_t pos = 0;
+
 	if (!extents_aligned(srv, req, write) || fault_sync_rw(write)) {
 		if (srv->active) {
 			/*
@@ -746,9 +759,47 @@ static bool start_rw(struct server *srv, struct req *req)
 	return true;
 }
 
+/*
+ * A read into the destination vector failed with EFAULT: the kernel could
+ * not take those pages for O_DIRECT (a dom0 whose grant mappings
+ * get_user_pages cannot resolve).  Read it again through a buffer, and
+ * every read after it: slower, but the guest sees no error.
+ */
+static void reread_bounced(struct server *srv, struct req *req)
+{
+	int r;
+
+	if (!srv->direct_reads_off)
+		log_warn("a read into the frontend's pages failed (%s): "
+			 "reading through buffers from now on",
+			 strerror(EFAULT));
+	srv->direct_reads_off = true;
+	srv->n_direct_read_faults++;
+	req->io_err = 0;
+	extent_list_clear(&req->el);
+	r = map_read_req(srv, req);
+	if (r < 0) {
+		finish_req(srv, req, r);
+		return;
+	}
+	/*
+	 * A read has no order to keep with the I/O in flight, so one that
+	 * now needs the synchronous path takes it at once, not srv->held.
+	 */
+	if (!extents_aligned(srv, req, false)) {
+		finish_req(srv, req, rw_sync(srv, req, false));
+		return;
+	}
+	start_mapped(srv, req, false);
+}
+
 static void finish_active(struct server *srv, struct req *req)
 {
 	srv->active--;
+	if (req->io_err == -EFAULT && req->dst && !req->buf) {
+		reread_bounced(srv, req);
+		return;
+	}
 	finish_req(srv, req, req->io_err);
 }
 
@@ -817,6 +868,9 @@ static void on_complete(struct io_op *op, int res, void *opaque)
 	if (res < 0) {
 		if (!req->io_err)
 			req->io_err = res;
+		/* finish_active reads it again through a buffer */
+		if (res == -EFAULT && op->niov)
+			goto done;
 		log_error("%s of %zu bytes at %llu failed: %s",
 			  op->write ? "write" : "read", op->len,
 			  (unsigned long long)op->off, strerror(-res));
@@ -848,6 +902,7 @@ static void on_complete(struct io_op *op, int res, void *opaque)
 		else if (!req->io_err)
 			req->io_err = -EIO;
 	}
+done:
 	op->next = srv->free_ops;
 	srv->free_ops = op;
 	if (--req->ops_pending == 0 && req->next_ext == req->el.n &&
@@ -891,6 +946,13 @@ static void fault_complete(struct io_op *op, int res, void *opaque)
 		return;
 	}
 
+	/* NGDP_FAULT=efault-direct: reads into a destination vector fail as
+	 * if the kernel could not pin its pages, after spoiling them, so
+	 * that only a complete re-read gives the right data */
+	if (op->niov && !op->write && io_fault("efault-direct")) {
+		iov_memset(op->iov, op->niov, 0, 0xee, op->len);
+		res = -EFAULT;
+	}
 	if (res > 0 && (size_t)res == op->len && op->len > srv->align &&
 	    io_fault("short-io"))
 		res = (int)(op->len / 2 / srv->align * srv->align);

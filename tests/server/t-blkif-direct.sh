@@ -63,12 +63,17 @@ check "raw: the image holds what the ring wrote" \
 check "raw: SIGTERM exit 0" stop_server "$SERVER_PID"
 
 FAULT=$NGDP_HELPERS/ngdp-server-fault
+# start_fault NAME FAULT: the fault binary on the chain, read-only, its
+# ring at $T/NAME.shm and control socket at $T/NAME.ctl
+start_fault() {
+	NGDP_SERVER=$FAULT NGDP_FAULT=$2 start_server "$1" \
+		--image "$T/top.qcow2" --readonly --control "$T/$1.ctl" \
+		--blkif-shm "$T/$1.shm" || fail "start $1"
+}
 # Short transfers (fault binary): every read longer than a block is
 # reported half done, and the rest continues from the vector's middle.
 if [ -x "$FAULT" ]; then
-	NGDP_SERVER=$FAULT NGDP_FAULT=short-io start_server short \
-		--image "$T/top.qcow2" --readonly --control "$T/short.ctl" \
-		--blkif-shm "$T/short.shm" || fail "start short"
+	start_fault short short-io
 	check "short transfers: the ring reads what qemu-img reads" \
 		"$FRONT" "$T/short.shm" compare "$T/ref.raw"
 	check "short transfers: reads went straight into the pages" \
@@ -78,12 +83,31 @@ else
 	skip "short transfers: ngdp-server-fault not built"
 fi
 
+# A kernel that cannot pin the frontend's pages for O_DIRECT (EFAULT; the
+# fault binary spoils the pages first): each such read is read again
+# through a buffer, and every read after the first goes through one.
+if [ -x "$FAULT" ]; then
+	start_fault ef efault-direct
+	check "EFAULT: the ring reads what qemu-img reads" \
+		"$FRONT" "$T/ef.shm" compare "$T/ref.raw"
+	check "EFAULT: failed reads were read again ($(ctl_get ef direct_read_faults))" \
+		[ "$(ctl_get ef direct_read_faults)" -gt 0 ]
+	check "EFAULT: no read was answered with an error" \
+		[ "$(ctl_get ef errors)" = 0 ]
+	d0=$(ctl_get ef direct_reads)
+	check "EFAULT: reads again, all through buffers" \
+		"$FRONT" "$T/ef.shm" compare "$T/ref.raw"
+	check "EFAULT: no read tried the pages again" \
+		[ "$(ctl_get ef direct_reads)" = "$d0" ]
+	check "EFAULT: SIGTERM exit 0" stop_server "$SERVER_PID"
+else
+	skip "EFAULT: ngdp-server-fault not built"
+fi
+
 # A frontend leaves while its reads are in flight: the server keeps its
 # memory mapped until they complete, never writes into unmapped memory.
 if [ -x "$FAULT" ]; then
-	NGDP_SERVER=$FAULT NGDP_FAULT=stall-reads start_server st \
-		--image "$T/top.qcow2" --readonly --control "$T/st.ctl" \
-		--blkif-shm "$T/st.shm" || fail "start st"
+	start_fault st stall-reads
 	st_pid=$SERVER_PID
 	mapped() { grep -q 'memfd:blkif-front' "/proc/$st_pid/maps"; }
 	released() {	# the frontend's socket closed, the ring released

@@ -154,7 +154,8 @@ struct server_status {
 	bool suspended, suspend_expired, dirty;
 	uint64_t connections_total, reads, writes, flushes, trims,
 		 write_zeroes, block_status, errors, slow_path, bytes_read,
-		 bytes_written, registered_ios, direct_reads, bounced_reads;
+		 bytes_written, registered_ios, direct_reads, bounced_reads,
+		 grant_cache_evictions, direct_read_faults;
 	const char *backing;		/* the top's backing file, or NULL */
 	/* the live coalesce: co_state NULL when none was accepted */
 	const char *co_state;		/* CTL_CO_RUNNING / _DONE / _FAILED */
@@ -274,7 +275,11 @@ struct server {
 	/* counters for status (conn.c counts its own) */
 	uint64_t n_reads, n_writes, n_flushes, n_trims, n_zeroes,
 		 n_block_status, n_errors, n_slow, bytes_read, bytes_written,
-		 n_registered_ios, n_direct_reads, n_bounced_reads;
+		 n_registered_ios, n_direct_reads, n_bounced_reads,
+		 n_grant_cache_evictions, n_direct_read_faults;
+	/* a read into a destination vector failed with EFAULT: every read
+	 * goes through a buffer from then on */
+	bool direct_reads_off;
 };
 
 /* ---- lifecycle (main.c, the fuzzer) */

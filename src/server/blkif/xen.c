@@ -273,6 +273,7 @@ static void *map_persistent(void *transport, uint32_t gref)
 		return e->page;
 	}
 	if (p->gc_n == p->gc_max) {
+		p->x->srv->n_grant_cache_evictions++;
 		if (!p->gc_evictions++)
 			log_warn("%s: more than %u persistent grants: mapping "
 				 "them again as needed", p->x->name,

@@ -107,7 +107,13 @@ scenario() {
 	check "resume on the new top" srv_call "{\"op\":\"resume\",\"image\":\"$TOP\"}" ||
 		return 1
 	ctl_put 1 SNAPPED
-	check "the guest wrote and read back through the new top" wait_phase DONE
+	check "the guest wrote and read back through the new top" wait_phase DONE ||
+		return 1
+	# the restarted server's 16-page cache ran full and dropped pages
+	# while reads held others, and every check above still passed
+	[ "$MODE" != small-cache ] ||
+		check "the grant cache evicted pages ($(srv_get grant_cache_evictions) times)" \
+			[ "$(srv_get grant_cache_evictions)" -gt 0 ]
 }
 
 # run_one MODE: persistent or one-use (blkfront's grants), or small-cache:
@@ -164,11 +170,6 @@ run_one() {
 	kill -TERM "$SRV"
 	wait "$SRV"
 	check "the server exits 0 on SIGTERM" [ $? -eq 0 ]
-	# the cache's one warning when it first drops pages (our server's
-	# log, the only witness): the scenario above ran through evictions
-	[ "$MODE" != small-cache ] ||
-		check "the grant cache evicted pages while reads held some" \
-			grep -q "more than 16 persistent grants" "$W/server.log"
 	xenstore-rm "$BE"
 	losetup -d "$CTL"
 
