@@ -15,8 +15,14 @@
 #   thread's CPU (/proc/*/task/*/stat) and each CPU's idle share
 #   (/proc/stat), and with PERF=FILE a `perf record -a -g` into FILE over
 #   the same 3 s (RUNTIME at least 5).
+#   RQ_AFFINITY=0|1|2: the loop device's queue/rq_affinity (the kernel's
+#   default is 1; 2 completes every request on the CPU that submitted it).
+#   LIMIT=1: also the raw file's row in every repetition (fio io_uring
+#   O_DIRECT, on FRONT_CPUS, on a filled raw file of the same size).
 # Prints one line per run: build, engine, test, IOPS, MB/s, the mean
-# latency, the server's CPU µs per I/O (/proc/PID/stat utime+stime).
+# latency, the server's CPU µs per I/O (/proc/PID/stat utime+stime), and
+# the loop device's own view over the run (/sys/block/LOOP/stat): reads
+# per second, mean requests in its queue, mean µs a request spent there.
 set -u
 [ $# -ge 2 ] || { echo "usage: hand-ring.sh FRONT SERVER..."; exit 2; }
 FRONT=$1
@@ -26,9 +32,15 @@ SERVER_CPUS=${SERVER_CPUS:-0} FRONT_CPUS=${FRONT_CPUS:-1}
 TESTS=${TESTS:-4k-qd32 1m-qd8}
 TICK=$(getconf CLK_TCK)
 . "$(dirname "$0")/hand-lib.sh"
-hand_setup hand-ring 2G
+hand_setup hand-ring 3G
+if [ -n "${RQ_AFFINITY:-}" ]; then	# where the loop device completes requests
+	echo "$RQ_AFFINITY" >"/sys/block/${LOOP##*/}/queue/rq_affinity" || exit 1
+fi
 qemu-img create -q -f qcow2 "$W/mnt/img.qcow2" 1G &&
 	qemu-io -f qcow2 -c "write -P 1 0 1G" "$W/mnt/img.qcow2" >/dev/null || exit 1
+if [ "${LIMIT:-0}" = 1 ]; then
+	dd if=/dev/urandom of="$W/mnt/raw.img" bs=1M count=1024 status=none || exit 1
+fi
 sync	# qemu-io wrote through the page cache: no writeback during the runs
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -42,6 +54,14 @@ threads() {
 	done | sort
 }
 idle() { awk '/^cpu[0-9]/ { print $1, $5 + $6 }' /proc/stat; }
+# the loop device: reads completed, time_in_queue (ms); and the clock (ns)
+dev_stat() { echo "$(awk '{ print $1, $11 }' "/sys/block/${LOOP##*/}/stat") $(date +%s%N)"; }
+# dev_line BEFORE AFTER: "dev_reads/s N dev_queue Q dev_us/req T"
+dev_line() {
+	echo "$1 $2" | awk '{ n = $4 - $1; s = ($6 - $3) / 1e9
+		printf "dev_reads/s %d\tdev_queue %.1f\tdev_us/req %.0f", n / s,
+			($5 - $2) / 1e3 / s, n ? ($5 - $2) * 1e3 / n : 0 }'
+}
 # profile: 3 s of thread CPU and CPU idle (and perf) while the run goes on
 profile() {
 	local s0 s1 i0 i1
@@ -72,10 +92,12 @@ run() {
 	PIDS+=("$pid")
 	for ((i = 0; i < 100; i++)); do [ -S "$W/ring.sock" ] && break; sleep 0.05; done
 	k0=$(ticks "$pid")
+	d0=$(dev_stat)
 	prof=
 	if [ "${PROFILE:-0}" = 1 ]; then profile >"$W/profile" & prof=$!; fi
 	out=$(taskset -c "$FRONT_CPUS" "$FRONT" "$W/ring.sock" bench "$RUNTIME" $args) ||
 		{ echo "build $n ($srv) $eng $t: blkif-front failed"; kill "$pid"; wait "$pid"; return 1; }
+	d1=$(dev_stat)
 	[ -z "$prof" ] || wait "$prof"
 	k1=$(ticks "$pid")
 	kill "$pid"
@@ -83,16 +105,39 @@ run() {
 	[[ $out =~ ^iops=([0-9]+)\ lat_us=([0-9]+)$ ]] || { echo "bad output: $out"; return 1; }
 	awk -v n="$n" -v e="$eng" -v t="$t" -v i="${BASH_REMATCH[1]}" -v l="${BASH_REMATCH[2]}" \
 		-v bs="$bs" -v k="$((k1 - k0))" -v tick="$TICK" -v s="$RUNTIME" 'BEGIN {
-		printf "build%d\t%s\t%s\tiops %d\tMB/s %.0f\tlat_us %d\tserver_cpu_us/io %.1f\n",
+		printf "build%d\t%s\t%s\tiops %d\tMB/s %.0f\tlat_us %d\tserver_cpu_us/io %.1f\t",
 			n, e, t, i, i * bs / 1e6, l, k * 1e6 / tick / (i * s) }'
+	dev_line "$d0" "$d1"
+	echo
 	[ "${PROFILE:-0}" = 1 ] && cat "$W/profile"
 	return 0
+}
+
+# limit TEST: the raw file, read by fio as the ring's frontend reads
+limit() {
+	local t=$1 bs qd out d0 d1
+	case $t in
+	4k-qd32) bs=4k qd=32 rw=randread ;;
+	1m-qd8) bs=1M qd=8 rw=read ;;
+	esac
+	d0=$(dev_stat)
+	out=$(taskset -c "$FRONT_CPUS" fio --name=limit --filename="$W/mnt/raw.img" \
+		--direct=1 --ioengine=io_uring --rw=$rw --bs=$bs --iodepth=$qd \
+		--runtime="$RUNTIME" --time_based --output-format=terse) ||
+		{ echo "limit $t: fio failed"; return 1; }
+	d1=$(dev_stat)
+	echo "$out" | awk -F';' -v t="$t" '{
+		printf "limit\tfio\t%s\tiops %d\tMB/s %.0f\tlat_us %d\tserver_cpu_us/io -\t",
+			t, $8, $7 * 1024 / 1e6, $40 }'
+	dev_line "$d0" "$d1"
+	echo
 }
 
 nb=0
 for b in "$@"; do echo "build$(( ++nb )): $b"; done
 for ((r = 0; r < REPS; r++)); do
 	for t in $TESTS; do
+		[ "${LIMIT:-0}" = 1 ] && limit "$t"
 		for e in $ENGINES; do
 			n=0
 			for b in "$@"; do
