@@ -685,10 +685,10 @@ static int map_read_req(struct server *srv, struct req *req)
 			      req->buf, &req->el);
 }
 
-/* Returns false when the request is held (srv->held) until the I/O in
- * flight is done. */
 static bool start_mapped(struct server *srv, struct req *req, bool write);
 
+/* Returns false when the request is held (srv->held) until the I/O in
+ * flight is done. */
 static bool start_rw(struct server *srv, struct req *req)
 {
 	bool write = req->h.type == NBD_CMD_WRITE;
