@@ -72,6 +72,10 @@
 /* reads into the frontend's pages that failed with EFAULT and were read
  * again through a buffer (after the first, every read is) */
 #define CTL_ST_DIRECT_READ_FAULTS	"direct_read_faults"
+/* blkif rings connected now; the Xen backend directory served or
+ * claimed (null: none) */
+#define CTL_ST_BLKIF_RINGS	"blkif_rings"
+#define CTL_ST_BLKIF_DEVICE	"blkif_device"
 
 /*
  * status: the chain, and the live coalesce (issue 13).  "backing" is the

@@ -156,6 +156,8 @@ struct server_status {
 		 write_zeroes, block_status, errors, slow_path, bytes_read,
 		 bytes_written, registered_ios, direct_reads, bounced_reads,
 		 grant_cache_evictions, direct_read_faults;
+	unsigned int blkif_rings;	/* blkif rings connected now */
+	const char *blkif_device;	/* the Xen backend directory served */
 	const char *backing;		/* the top's backing file, or NULL */
 	/* the live coalesce: co_state NULL when none was accepted */
 	const char *co_state;		/* CTL_CO_RUNNING / _DONE / _FAILED */
@@ -280,6 +282,10 @@ struct server {
 	/* a read into a destination vector failed with EFAULT: every read
 	 * goes through a buffer from then on */
 	bool direct_reads_off;
+	/* blkif: rings connected (blkif/backend.c), and the Xen backend
+	 * directory served or claimed, NULL for none (blkif/xen.c) */
+	unsigned int n_blkif_rings;
+	const char *blkif_device;
 };
 
 /* ---- lifecycle (main.c, the fuzzer) */

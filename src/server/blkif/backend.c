@@ -146,6 +146,7 @@ int blkif_backend_new(struct server *srv,
 			be->ring.max_indirect_segments :
 			BLKIF_MAX_SEGMENTS_PER_REQUEST;
 	be->want = true;
+	srv->n_blkif_rings++;
 	*ret = be;
 	return 0;
 }
@@ -155,6 +156,7 @@ void blkif_backend_detach(struct blkif_backend *be)
 	if (!be)
 		return;
 	be->detached = true;
+	be->srv->n_blkif_rings--;
 	log_info("%s: detached after %llu requests (%llu answered with an "
 		 "error; reads: %llu straight into the frontend's pages, "
 		 "%llu copied), %llu waits at the %zu MiB cap, %u in flight%s",

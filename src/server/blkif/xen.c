@@ -601,6 +601,7 @@ static int claim(struct blkif_xen *x, const char *dir)
 		return r;
 	}
 	x->claimed = true;
+	x->srv->blkif_device = x->be_path;
 	log_info("%s: claimed: domain %u's %s, volume %s of SR %s", x->name,
 		 x->fe_domid, x->fe_path, x->expect.key, x->expect.sr);
 	reconcile(x);
@@ -626,6 +627,7 @@ static bool release(struct blkif_xen *x)
 	log_info("%s: released (%s)", x->name, x->gone ? "removed" :
 		 "online=0");
 	x->claimed = false;
+	x->srv->blkif_device = NULL;
 	x->gone = false;
 	snprintf(x->name, sizeof(x->name), "blkif-xen %s", x->dom_path);
 	return true;
@@ -928,6 +930,7 @@ int blkif_xen_open(struct server *srv, const char *be_path,
 		return r;
 	}
 	server_set_loop_hook(srv, loop_hook, x);
+	srv->blkif_device = x->be_path;
 	log_info("%s: serving domain %u's %s", x->name, x->fe_domid,
 		 x->fe_path);
 	*ret = x;
@@ -965,6 +968,7 @@ void blkif_xen_close(struct blkif_xen *x)
 	if (!x)
 		return;
 	server_set_loop_hook(x->srv, NULL, NULL);
+	x->srv->blkif_device = NULL;
 	/* states left as they are: a new server re-adopts the ring */
 	disconnect(x, "the server is closing");
 	server_epoll_del(x->srv, x->evtchn_fd);
