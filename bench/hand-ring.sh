@@ -19,10 +19,16 @@
 #   default is 1; 2 completes every request on the CPU that submitted it).
 #   LIMIT=1: also the raw file's row in every repetition (fio io_uring
 #   O_DIRECT, on FRONT_CPUS, on a filled raw file of the same size).
+#   WQ_CPUMASK=HEX: confine the kernel's unbound workers (the loop
+#   device's among them) to those CPUs (/sys/devices/virtual/workqueue/
+#   cpumask, restored on exit).
+#   SYSCALLS=1: the server's system calls per ring request, counted with
+#   `perf stat` over 3 s from 1 s after the start (RUNTIME at least 5).
 # Prints one line per run: build, engine, test, IOPS, MB/s, the mean
 # latency, the server's CPU µs per I/O (/proc/PID/stat utime+stime), and
 # the loop device's own view over the run (/sys/block/LOOP/stat): reads
-# per second, mean requests in its queue, mean µs a request spent there.
+# per second, mean requests in its queue, mean µs a request spent there
+# (the rates are over the whole run, its start-up included: a little low).
 set -u
 [ $# -ge 2 ] || { echo "usage: hand-ring.sh FRONT SERVER..."; exit 2; }
 FRONT=$1
@@ -35,6 +41,12 @@ TICK=$(getconf CLK_TCK)
 hand_setup hand-ring 3G
 if [ -n "${RQ_AFFINITY:-}" ]; then	# where the loop device completes requests
 	echo "$RQ_AFFINITY" >"/sys/block/${LOOP##*/}/queue/rq_affinity" || exit 1
+fi
+if [ -n "${WQ_CPUMASK:-}" ]; then
+	WQ=/sys/devices/virtual/workqueue/cpumask
+	WQ_OLD=$(cat "$WQ")
+	trap 'echo "$WQ_OLD" >"$WQ"; hand_cleanup' EXIT
+	echo "$WQ_CPUMASK" >"$WQ" || exit 1
 fi
 qemu-img create -q -f qcow2 "$W/mnt/img.qcow2" 1G &&
 	qemu-io -f qcow2 -c "write -P 1 0 1G" "$W/mnt/img.qcow2" >/dev/null || exit 1
@@ -62,6 +74,12 @@ dev_line() {
 		printf "dev_reads/s %d\tdev_queue %.1f\tdev_us/req %.0f", n / s,
 			($5 - $2) / 1e3 / s, n ? ($5 - $2) * 1e3 / n : 0 }'
 }
+# syscalls PID: 3 s of PID's system calls, "name count" per line
+syscalls() {
+	sleep 1
+	perf stat -x, -e 'syscalls:sys_enter_epoll_wait,syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_io_submit,syscalls:sys_enter_io_getevents' \
+		-p "$1" -- sleep 3 2>&1 >/dev/null | awk -F, '$3 ~ /^syscalls:/ { sub(/.*sys_enter_/, "", $3); print $3, $1 }'
+}
 # profile: 3 s of thread CPU and CPU idle (and perf) while the run goes on
 profile() {
 	local s0 s1 i0 i1
@@ -79,7 +97,7 @@ profile() {
 
 # run BUILD-INDEX SERVER ENGINE TEST
 run() {
-	local n=$1 srv=$2 eng=$3 t=$4 pid i k0 k1 out args bs prof
+	local n=$1 srv=$2 eng=$3 t=$4 pid i k0 k1 out args bs prof sc
 	case $t in
 	4k-qd32) args="32" bs=4096 ;;
 	1m-qd8) args="8 1024" bs=1048576 ;;
@@ -95,10 +113,13 @@ run() {
 	d0=$(dev_stat)
 	prof=
 	if [ "${PROFILE:-0}" = 1 ]; then profile >"$W/profile" & prof=$!; fi
+	sc=
+	if [ "${SYSCALLS:-0}" = 1 ]; then syscalls "$pid" >"$W/syscalls" & sc=$!; fi
 	out=$(taskset -c "$FRONT_CPUS" "$FRONT" "$W/ring.sock" bench "$RUNTIME" $args) ||
 		{ echo "build $n ($srv) $eng $t: blkif-front failed"; kill "$pid"; wait "$pid"; return 1; }
 	d1=$(dev_stat)
 	[ -z "$prof" ] || wait "$prof"
+	[ -z "$sc" ] || wait "$sc"
 	k1=$(ticks "$pid")
 	kill "$pid"
 	wait "$pid" 2>/dev/null
@@ -110,6 +131,9 @@ run() {
 	dev_line "$d0" "$d1"
 	echo
 	[ "${PROFILE:-0}" = 1 ] && cat "$W/profile"
+	# the counts over 3 s, per request at the run's mean rate
+	[ -n "$sc" ] && awk -v i="${BASH_REMATCH[1]}" 'BEGIN { printf "  syscalls per request:" }
+		{ printf " %s %.3f", $1, $2 / (i * 3) } END { print "" }' "$W/syscalls"
 	return 0
 }
 

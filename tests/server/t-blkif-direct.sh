@@ -16,6 +16,15 @@ FRONT=$NGDP_HELPERS/blkif-front
 CTL=$NGDP_HELPERS/ngdp-ctl
 [ -x "$FRONT" ] || skip_test "blkif-front not built"
 ctl_get() { "$CTL" "$T/$1.ctl" get "$2"; }
+# status_is NAME KEY VALUE: server NAME's status KEY becomes VALUE (2 s)
+status_is() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ "$(ctl_get "$1" "$2")" = "$3" ] && return 0
+		sleep 0.02
+	done
+	return 1
+}
 
 # base: compressible data, compressed clusters (qemu keeps a cluster
 # uncompressed when compression does not pay, so not random bytes)
@@ -63,17 +72,10 @@ check "raw: the image holds what the ring wrote" \
 # the status counts the rings connected: one while a frontend runs
 "$FRONT" "$T/raw.shm" bench 2 1 >/dev/null &
 front=$!
-rings_are() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		[ "$(ctl_get raw blkif_rings)" = "$1" ] && return 0
-		sleep 0.02
-	done
-	return 1
-}
-check "raw: one ring connected while a frontend reads" rings_are 1
+check "raw: one ring connected while a frontend reads" \
+	status_is raw blkif_rings 1
 wait "$front"
-check "raw: no ring once it left" rings_are 0
+check "raw: no ring once it left" status_is raw blkif_rings 0
 check "raw: SIGTERM exit 0" stop_server "$SERVER_PID"
 
 FAULT=$NGDP_HELPERS/ngdp-server-fault
@@ -124,17 +126,10 @@ if [ -x "$FAULT" ]; then
 	start_fault st stall-reads
 	st_pid=$SERVER_PID
 	mapped() { grep -q 'memfd:blkif-front' "/proc/$st_pid/maps"; }
-	released() {	# the frontend's socket closed, the ring released
-		local i
-		for ((i = 0; i < 100; i++)); do
-			[ "$(ctl_get st blkif_rings)" = 0 ] && return 0
-			sleep 0.05
-		done
-		return 1
-	}
 	check "stalled: the frontend leaves with 16 reads taken" \
 		"$FRONT" "$T/st.shm" abandon-taken
-	check "stalled: the server released the ring" released
+	# the frontend's socket closed: the ring released, reads in flight
+	check "stalled: the server released the ring" status_is st blkif_rings 0
 	check "stalled: its memory stays mapped while reads are in flight" mapped
 	check "stalled: reads still in flight" [ "$(ctl_get st in_flight)" -gt 0 ]
 	# a suspend lets the stalled reads complete

@@ -348,7 +348,6 @@ static uint64_t hold_segs(struct bk_req *br)
 	return bytes;
 }
 
-/* Copy between the request's buffer and the segments' pages. */
 /* Copy between the request's buffer and the segments' pages: -EINVAL
  * when one names a page we refuse (the others are copied). */
 static int copy_segs(struct bk_req *br, void *buf, bool to_pages)
