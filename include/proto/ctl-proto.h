@@ -76,6 +76,8 @@
  * claimed (null: none) */
 #define CTL_ST_BLKIF_RINGS	"blkif_rings"
 #define CTL_ST_BLKIF_DEVICE	"blkif_device"
+/* Xen rings that could not be connected (the device was failed) */
+#define CTL_ST_BLKIF_FAILURES	"blkif_failures"
 
 /*
  * status: the chain, and the live coalesce (issue 13).  "backing" is the

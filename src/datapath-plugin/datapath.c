@@ -360,8 +360,19 @@ int dp_attach(struct call *c, json_object **ret)
 	r = check_chain(c, &sr, t.key);
 	snprintf(sr_uuid, sizeof(sr_uuid), "%s", sr.uuid);
 	dp_ring_probe(t.domain, &host);
-	if (r == 0 && host.enabled)
+	if (r == 0 && host.enabled) {
+		CLEANUP_FREE char *failed = NULL;
+
 		host.served_without_ring = served_without_ring(&sr, &t);
+		dp_ring_fail_mark_path(&t, host.failed_mark,
+				       sizeof(host.failed_mark));
+		if (read_file_at(AT_FDCWD, host.failed_mark, 4096, &failed,
+				 NULL) == 0)
+			dp_ring_fail_reason(failed, host.failed,
+					    sizeof(host.failed));
+		if (failed && !host.failed[0])
+			snprintf(host.failed, sizeof(host.failed), "no reason");
+	}
 	sr_close(&sr);
 	if (r < 0)
 		return r;

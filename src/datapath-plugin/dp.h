@@ -107,6 +107,10 @@ struct dp_ring_host {
 	bool qemu_dp;			/* /run/qemu-datapath/<domid> */
 	bool served_without_ring;	/* (attach) a live server of the
 					 * volume without this domain's ring */
+	char failed[256];		/* (attach) the volume's failure mark
+					 * (dp_ring_fail_mark_path): why its
+					 * ring failed here; "" for none */
+	char failed_mark[PATH_MAX];	/* that mark's path */
 };
 /* The "blkif-ring = on|off" setting of a config text (absent: off);
  * -EINVAL for a line that is not "key = value" or another value. */
@@ -114,6 +118,15 @@ int dp_conf_blkif_ring(const char *text, bool *on);
 /* domain as a guest's domid: decimal, 1 to 32751; else -EINVAL. */
 int dp_domid_of(const char *domain, unsigned int *domid);
 void dp_ring_probe(const char *domain, struct dp_ring_host *h);
+/* <run>/<S>/<key>.ring-failed: written by a server whose ring for the
+ * volume could not be connected (--blkif-fail-mark); while it is there,
+ * attach does not offer the volume the ring.  Beside the volume's run
+ * directory, which deactivate and detach clean: it outlives them, until
+ * the host reboots or an administrator removes it. */
+void dp_ring_fail_mark_path(const struct dp_target *t, char *out, size_t len);
+/* The reason in a failure mark's text (its first line, without the
+ * time stamp); "" if it has none. */
+void dp_ring_fail_reason(const char *text, char *out, size_t len);
 /* true: offer the ring (*domid set); false: today's answer, why says why
  * (docs/blkif-handoff.md section 4.2). */
 bool dp_ring_decide(const char *domain, const struct dp_ring_host *h,

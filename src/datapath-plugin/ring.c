@@ -113,6 +113,10 @@ bool dp_ring_decide(const char *domain, const struct dp_ring_host *h,
 	else if (h->served_without_ring)
 		snprintf(why, len, "the volume is already served for other "
 			 "domains, by a server without this domain's ring");
+	else if (h->failed[0])
+		snprintf(why, len, "the ring failed for this volume on this "
+			 "host (%s); remove %s to offer it again", h->failed,
+			 h->failed_mark);
 	else
 		return true;
 	return false;
@@ -176,4 +180,24 @@ void dp_ring_probe(const char *domain, struct dp_ring_host *h)
 	h->server_blkif = server_has_discovery();
 	snprintf(path, sizeof(path), "/run/qemu-datapath/%u", domid);
 	h->qemu_dp = access(path, F_OK) == 0;
+}
+
+void dp_ring_fail_mark_path(const struct dp_target *t, char *out, size_t len)
+{
+	const char *slash = strrchr(t->run_dir, '/');
+	int dir_len = slash ? (int)(slash - t->run_dir) : 0;
+
+	snprintf(out, len, "%.*s/%s.ring-failed", dir_len, t->run_dir, t->key);
+}
+
+void dp_ring_fail_reason(const char *text, char *out, size_t len)
+{
+	const char *p = text + strspn(text, "0123456789");
+	size_t n;
+
+	/* the server's "<unix time> <reason>": the time is in the log */
+	if (p > text && *p == ' ')
+		text = p + 1;
+	n = strcspn(text, "\n");
+	snprintf(out, len, "%.*s", (int)n, text);
 }

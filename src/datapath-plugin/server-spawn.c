@@ -149,11 +149,11 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 		    const struct dp_ring *ring, json_object **ret_rec)
 {
 	char prog[PATH_MAX], rw[PATH_MAX], ro[PATH_MAX], ctl[PATH_MAX];
-	char ring_spec[256];
+	char ring_spec[256], fail_mark[PATH_MAX];
 	char logp[PATH_MAX], confine[PATH_MAX], line[512], heartbeat[PATH_MAX];
 	char record[PATH_MAX], import[PATH_MAX];
 	const char *engine = getenv("XSNG_DATAPATH_ENGINE");
-	const char *argv[32];
+	const char *argv[40];
 	int pipefd[2], argc = 0, r, status = 0;
 	json_object *rec;
 	pid_t pid;
@@ -222,6 +222,10 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 			 t->key);
 		argv[argc++] = "--blkif-xen-domain";
 		argv[argc++] = ring_spec;
+		/* a ring that cannot connect makes attach fall back */
+		dp_ring_fail_mark_path(t, fail_mark, sizeof(fail_mark));
+		argv[argc++] = "--blkif-fail-mark";
+		argv[argc++] = fail_mark;
 	}
 	if (engine && (!strcmp(engine, "aio") || !strcmp(engine, "uring"))) {
 		argv[argc++] = "--engine";

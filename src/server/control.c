@@ -232,6 +232,7 @@ static json_object *status(const struct server *srv)
 	add_u64(o, CTL_ST_DIRECT_READ_FAULTS, st.direct_read_faults);
 	add_u64(o, CTL_ST_BLKIF_RINGS, st.blkif_rings);
 	add_str(o, CTL_ST_BLKIF_DEVICE, st.blkif_device);
+	add_u64(o, CTL_ST_BLKIF_FAILURES, st.blkif_failures);
 	add_str(o, CTL_ST_BACKING, st.backing);
 	if (st.co_state) {
 		json_object *c = json_object_new_object();

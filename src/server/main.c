@@ -78,6 +78,11 @@ static const char usage[] =
 "                        is unplugged, then wait for the next plug; never\n"
 "                        touch an unmarked device; not with --blkif-xen or\n"
 "                        --blkif-shm\n"
+"  --blkif-fail-mark PATH\n"
+"                        a Xen ring that cannot be connected (its device is\n"
+"                        then closed, the reason in xenstore's error node)\n"
+"                        also writes the reason to PATH, atomically (the\n"
+"                        datapath plugin then offers the volume /dev/nbdN)\n"
 "  --blkif-grant-cache N persistent grants a Xen ring keeps mapped, 16 to\n"
 "                        65536 (default 2048, blkback's max_persistent_grants\n"
 "                        is 1056); reads hold at most half of them\n"
@@ -102,7 +107,8 @@ enum {
 	OPT_EXPORT, OPT_ENGINE, OPT_NO_DIRECT, OPT_CONFINE, OPT_CONTROL,
 	OPT_PIDFILE, OPT_READY_FD, OPT_LOG_STDERR, OPT_QD, OPT_FLUSH_INT,
 	OPT_RO_SOCKET, OPT_HEARTBEAT, OPT_RECORD, OPT_IMPORT, OPT_BLKIF_SHM,
-	OPT_BLKIF_XEN, OPT_BLKIF_XEN_DOMAIN, OPT_BLKIF_GCACHE, OPT_HELP,
+	OPT_BLKIF_XEN, OPT_BLKIF_XEN_DOMAIN, OPT_BLKIF_GCACHE, OPT_BLKIF_FAIL_MARK,
+	OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -129,6 +135,7 @@ static const struct option long_opts[] = {
 	{ "blkif-xen", required_argument, NULL, OPT_BLKIF_XEN },
 	{ "blkif-xen-domain", required_argument, NULL, OPT_BLKIF_XEN_DOMAIN },
 	{ "blkif-grant-cache", required_argument, NULL, OPT_BLKIF_GCACHE },
+	{ "blkif-fail-mark", required_argument, NULL, OPT_BLKIF_FAIL_MARK },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -183,7 +190,7 @@ int main(int argc, char *argv[])
 	};
 	const char *sock = NULL, *tcp = NULL, *control = NULL, *pidfile = NULL;
 	const char *ro_sock = NULL, *import_sock = NULL, *shm_sock = NULL;
-	const char *xen_path = NULL;
+	const char *xen_path = NULL, *fail_mark = NULL;
 	struct xb_expect xen_expect = { 0 };
 	bool xen_discover = false;
 	unsigned int grant_cache = 0;
@@ -214,6 +221,7 @@ int main(int argc, char *argv[])
 		case OPT_IMPORT: import_sock = optarg; break;
 		case OPT_BLKIF_SHM: shm_sock = optarg; break;
 		case OPT_BLKIF_XEN: xen_path = optarg; break;
+		case OPT_BLKIF_FAIL_MARK: fail_mark = optarg; break;
 		case OPT_BLKIF_XEN_DOMAIN:
 			if (xb_expect_parse(optarg, &xen_expect) < 0)
 				goto bad_usage;
@@ -251,7 +259,8 @@ int main(int argc, char *argv[])
 	}
 	/* one loop hook: one ring transport */
 	if (optind != argc || !cfg.image || !sock ||
-	    (shm_sock != NULL) + (xen_path != NULL) + xen_discover > 1)
+	    (shm_sock != NULL) + (xen_path != NULL) + xen_discover > 1 ||
+	    (fail_mark && !xen_path && !xen_discover))
 		goto bad_usage;
 	if (cfg.format && strcmp(cfg.format, "raw") &&
 	    strcmp(cfg.format, "qcow2") && strcmp(cfg.format, "vpc"))
@@ -287,6 +296,8 @@ int main(int argc, char *argv[])
 		r = blkif_xen_open(&srv, xen_path, grant_cache, &xen);
 	if (r == 0 && xen_discover)
 		r = blkif_xen_watch(&srv, &xen_expect, grant_cache, &xen);
+	if (r == 0 && xen && fail_mark)
+		blkif_xen_set_fail_mark(xen, fail_mark);
 	if (r < 0) {
 		log_error("cannot listen: %s", strerror(-r));
 		goto out_unlink;

@@ -211,6 +211,7 @@ void server_get_status(const struct server *srv, struct server_status *st)
 	st->bounced_reads = srv->n_bounced_reads;
 	st->grant_cache_evictions = srv->n_grant_cache_evictions;
 	st->direct_read_faults = srv->n_direct_read_faults;
+	st->blkif_failures = srv->n_blkif_failures;
 	st->blkif_rings = srv->n_blkif_rings;
 	st->blkif_device = srv->blkif_device;
 	st->bytes_read = srv->bytes_read;

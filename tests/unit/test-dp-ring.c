@@ -9,6 +9,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -108,9 +110,40 @@ static void test_decide(void **state)
 	refused("12", &h, "qemu-dp serves this domain");
 	h = all_ok(); h.served_without_ring = true;
 	refused("12", &h, "already served for other domains");
+	h = all_ok();
+	snprintf(h.failed, sizeof(h.failed), "domain 12 device 51712: x");
+	snprintf(h.failed_mark, sizeof(h.failed_mark), "/run/s/k.ring-failed");
+	refused("12", &h, "the ring failed for this volume on this host "
+		"(domain 12 device 51712: x); remove /run/s/k.ring-failed");
 	/* the switch is looked at first: off says nothing of the host */
 	h = (struct dp_ring_host){ .conf = "/etc/x.conf" };
 	refused("12", &h, "blkif-ring is not on");
+}
+
+/* the failure mark's path and text (the server writes them) */
+static void test_fail_mark(void **state)
+{
+	struct dp_target t = { 0 };
+	char out[PATH_MAX];
+
+	(void)state;
+	snprintf(t.run_dir, sizeof(t.run_dir), "/run/xsng/1a2b/vol-7");
+	snprintf(t.key, sizeof(t.key), "vol-7");
+	dp_ring_fail_mark_path(&t, out, sizeof(out));
+	assert_string_equal(out, "/run/xsng/1a2b/vol-7.ring-failed");
+	dp_ring_fail_reason("1733212345 domain 3 device 51712: cannot map "
+			    "the ring\nmore\n", out, sizeof(out));
+	assert_string_equal(out, "domain 3 device 51712: cannot map the ring");
+	/* no time stamp: the whole first line */
+	dp_ring_fail_reason("no stamp here\n", out, sizeof(out));
+	assert_string_equal(out, "no stamp here");
+	dp_ring_fail_reason("12345", out, sizeof(out));
+	assert_string_equal(out, "12345");
+	dp_ring_fail_reason("", out, sizeof(out));
+	assert_string_equal(out, "");
+	/* truncated to the buffer, NUL-terminated */
+	dp_ring_fail_reason("1 abcdefgh", out, 4);
+	assert_string_equal(out, "abc");
 }
 
 int main(void)
@@ -119,6 +152,7 @@ int main(void)
 		cmocka_unit_test(test_conf),
 		cmocka_unit_test(test_domid),
 		cmocka_unit_test(test_decide),
+		cmocka_unit_test(test_fail_mark),
 	};
 
 	return cmocka_run_group_tests_name("dp-ring", tests, NULL, NULL) ? 1 : 0;

@@ -99,20 +99,25 @@ xen_domu_wait() {
 # xen_qdisk_vbd DOMID DEVID PARAMS [KEY VALUE...]: as xenopsd writes a
 # "qdisk" vbd (device.ml: Vbd.add), with more backend keys (KEY relative to
 # the backend directory, e.g. sm-data/x) in the same write; the guest owns
-# its frontend directory and reads the backend's
+# its frontend directory and reads the backend's.  xenopsd writes both
+# sides in one transaction; the command line cannot, so the order stands
+# in for it: a running guest's xenbus probes the frontend at once and needs
+# the backend readable by then, and our server claims the backend only
+# once its state is there (written last), when the frontend is there too.
 xen_qdisk_vbd() {
 	local domid=$1 devid=$2 params=$3 extra=()
 	shift 3
 	BE=/local/domain/0/backend/qdisk/$domid/$devid
 	FE=/local/domain/$domid/device/vbd/$devid
 	while [ $# -ge 2 ]; do extra+=("$BE/$1" "$2"); shift 2; done
+	xenstore-write "$BE/frontend" "$FE" "$BE/frontend-id" "$domid" "$BE/online" 1 \
+		"$BE/removable" 0 "$BE/dev" xvda "$BE/type" phy \
+		"$BE/mode" w "$BE/params" "$params" "${extra[@]}" &&
+	xenstore-chmod -r "$BE" n0 "r$domid" &&
 	xenstore-write "$FE/backend" "$BE" "$FE/backend-id" 0 "$FE/state" 1 \
 		"$FE/virtual-device" "$devid" "$FE/device-type" disk &&
 	xenstore-chmod -r "$FE" "n$domid" r0 &&
-	xenstore-write "$BE/frontend" "$FE" "$BE/frontend-id" "$domid" "$BE/online" 1 \
-		"$BE/removable" 0 "$BE/state" 1 "$BE/dev" xvda "$BE/type" phy \
-		"$BE/mode" w "$BE/params" "$params" "${extra[@]}" &&
-	xenstore-chmod -r "$BE" n0 "r$domid"
+	xenstore-write "$BE/state" 1
 }
 
 xen_domu_console() { cat "/var/log/xen/console/guest-$1.log" 2>/dev/null; }

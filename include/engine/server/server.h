@@ -155,7 +155,7 @@ struct server_status {
 	uint64_t connections_total, reads, writes, flushes, trims,
 		 write_zeroes, block_status, errors, slow_path, bytes_read,
 		 bytes_written, registered_ios, direct_reads, bounced_reads,
-		 grant_cache_evictions, direct_read_faults;
+		 grant_cache_evictions, direct_read_faults, blkif_failures;
 	unsigned int blkif_rings;	/* blkif rings connected now */
 	const char *blkif_device;	/* the Xen backend directory served */
 	const char *backing;		/* the top's backing file, or NULL */
@@ -278,7 +278,8 @@ struct server {
 	uint64_t n_reads, n_writes, n_flushes, n_trims, n_zeroes,
 		 n_block_status, n_errors, n_slow, bytes_read, bytes_written,
 		 n_registered_ios, n_direct_reads, n_bounced_reads,
-		 n_grant_cache_evictions, n_direct_read_faults;
+		 n_grant_cache_evictions, n_direct_read_faults,
+		 n_blkif_failures;
 	/* a read into a destination vector failed with EFAULT: every read
 	 * goes through a buffer from then on */
 	bool direct_reads_off;

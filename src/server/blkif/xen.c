@@ -33,9 +33,26 @@
  * the same ring, binds the frontend's port again (the dead server's end
  * was closed with its process) and resumes at rsp_prod (resume): the
  * requests it had taken are taken again, re-executing writes the guest
- * has not seen complete.  For the same reason a SIGTERM leaves the states
- * as they are.  (A kill between writing a response into its slot and
- * publishing rsp_prod, a few instructions, would lose that one request.)
+ * has not seen complete.  (A kill between writing a response into its
+ * slot and publishing rsp_prod, a few instructions, would lose that one
+ * request.)  Only a crash leaves the ring for a new server: an orderly
+ * stop (Datapath.deactivate's "stop", SIGTERM) has drained and flushed
+ * what the ring had taken, then closes the device (state 6), so that a
+ * guest whose disk is deactivated under it sees the disk fail instead of
+ * waiting for ever (docs/blkif-handoff.md section 4.4).
+ *
+ * A ring that cannot be connected (the frontend's keys are wrong, its
+ * ring pages cannot be mapped, its port cannot be bound) fails the
+ * device: the reason goes to xenstore's error node for the backend
+ * (/local/domain/0/error/backend/qdisk/<domid>/<devid>/error, the layout
+ * of Linux's xenbus_dev_error, removed by xenopsd with the device), the
+ * backend goes to Closed (6), and the failure mark (--blkif-fail-mark),
+ * if any, records the reason: the datapath plugin then offers this
+ * volume /dev/nbdN through blkback instead (section 4.5).
+ *
+ * We never create a backend directory: every write checks, in its
+ * transaction, that the directory is still there (the toolstack may have
+ * removed it between a watch event and our write).
  *
  * The backend directory removed, or the frontend gone: the ring is taken
  * down and the server keeps serving its other clients (NBD, control); the
@@ -54,17 +71,20 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <xenstore.h>
 #include <xengnttab.h>
 #include <xenevtchn.h>
 
+#include "fileio.h"
 #include "log.h"
 #include "server/blkif-backend.h"
 #include "server/blkif-xenbus.h"
@@ -123,6 +143,7 @@ struct blkif_xen {
 	unsigned int ring_pages;
 	evtchn_port_t port;		/* ours */
 	unsigned int gc_max;		/* persistent grants kept mapped */
+	const char *fail_mark;		/* --blkif-fail-mark, or NULL */
 };
 
 #define container_of(p, type, member) \
@@ -174,23 +195,34 @@ struct kv {
 	char val[32];
 };
 
-/* Write keys under the backend directory in one transaction. */
+/* Write keys under the backend directory in one transaction, if the
+ * directory is still there (its frontend key): -ENOENT if not.  xenstore
+ * would create the missing parents, bringing a removed device back. */
 static int xs_put_all(struct blkif_xen *x, const struct kv *kv, size_t n)
 {
+	char path[XEN_PATH_MAX * 2];
+
 	for (int tries = 0; tries < 16; tries++) {
 		xs_transaction_t t = xs_transaction_start(x->xs);
-		bool ok = t != XBT_NULL;
+		bool ok = t != XBT_NULL, gone = false;
+		unsigned int len;
+		char *fe;
 
+		if (ok) {
+			snprintf(path, sizeof(path), "%s/frontend", x->be_path);
+			fe = xs_read(x->xs, t, path, &len);
+			gone = !fe;
+			ok = !gone;
+			free(fe);
+		}
 		for (size_t i = 0; ok && i < n; i++) {
-			char path[XEN_PATH_MAX * 2];
-
 			snprintf(path, sizeof(path), "%s/%s", x->be_path,
 				 kv[i].key);
 			ok = xs_write(x->xs, t, path, kv[i].val,
 				      (unsigned int)strlen(kv[i].val));
 		}
 		if (!ok) {
-			int err = errno ? errno : EIO;
+			int err = gone ? ENOENT : errno ? errno : EIO;
 
 			if (t != XBT_NULL)
 				xs_transaction_end(x->xs, t, true);
@@ -214,7 +246,10 @@ static int set_state(struct blkif_xen *x, enum xenbus_state st)
 		return 0;
 	snprintf(kv.val, sizeof(kv.val), "%d", (int)st);
 	r = xs_put_all(x, &kv, 1);
-	if (r < 0)
+	if (r == -ENOENT)
+		log_info("%s: state %d not written: the directory was removed",
+			 x->name, (int)st);
+	else if (r < 0)
 		log_error("%s: cannot write state %d: %s", x->name, (int)st,
 			  strerror(-r));
 	else
@@ -408,8 +443,9 @@ static void ring_poll(struct blkif_xen *x)
 	}
 }
 
-/* Read and check the frontend's ring keys, map, bind, attach. */
-static int connect_ring(struct blkif_xen *x)
+/* Read and check the frontend's ring keys, map, bind, attach; on failure
+ * why says what was wrong, for the administrator. */
+static int connect_ring(struct blkif_xen *x, char *why, size_t len)
 {
 	uint32_t refs[1U << BLKIF_MAX_RING_PAGE_ORDER];
 	unsigned long long order = 0, v, port;
@@ -424,8 +460,11 @@ static int connect_ring(struct blkif_xen *x)
 
 	r = xs_get_uint(x, x->fe_path, "ring-page-order",
 			BLKIF_MAX_RING_PAGE_ORDER, &order);
-	if (r == -EINVAL)
+	if (r == -EINVAL) {
+		snprintf(why, len, "the frontend's ring-page-order is not a "
+			 "number up to %u", BLKIF_MAX_RING_PAGE_ORDER);
 		return r;
+	}
 	have_order = r == 0;
 	for (unsigned int i = 0; i < (1U << order); i++) {
 		char key[16];
@@ -435,8 +474,8 @@ static int connect_ring(struct blkif_xen *x)
 		if (r == 0)
 			r = xs_get_uint(x, x->fe_path, key, UINT32_MAX, &v);
 		if (r < 0) {
-			log_error("%s: no valid %s in %s", x->name, key,
-				  x->fe_path);
+			snprintf(why, len, "no valid %s in %s", key,
+				 x->fe_path);
 			return -EINVAL;
 		}
 		refs[i] = (uint32_t)v;
@@ -444,32 +483,37 @@ static int connect_ring(struct blkif_xen *x)
 	/* port 0 is never a bound port */
 	r = xs_get_uint(x, x->fe_path, "event-channel", UINT32_MAX, &port);
 	if (r < 0 || port == 0) {
-		log_error("%s: no valid event-channel in %s", x->name,
-			  x->fe_path);
+		snprintf(why, len, "no valid event-channel in %s", x->fe_path);
 		return -EINVAL;
 	}
 	proto = xs_get(x, x->fe_path, "protocol");
 	r = blkif_abi_from_protocol(proto, &abi);
 	if (r < 0)
-		log_error("%s: unknown protocol '%.32s'", x->name, proto);
+		snprintf(why, len, "unknown protocol '%.32s'", proto);
 	free(proto);
 	if (r < 0)
 		return r;
 	r = xs_get_uint(x, x->fe_path, "feature-persistent", 1, &v);
-	if (r == -EINVAL)
+	if (r == -EINVAL) {
+		snprintf(why, len, "the frontend's feature-persistent is "
+			 "neither 0 nor 1");
 		return r;
+	}
 	persistent = r == 0 && v == 1;
 
 	pages = pages_new(x);
-	if (!pages)
+	if (!pages) {
+		snprintf(why, len, "out of memory");
 		return -ENOMEM;
+	}
 	ring = xengnttab_map_domain_grant_refs(x->gnt, 1U << order,
 					       x->fe_domid, refs,
 					       PROT_READ | PROT_WRITE);
 	if (!ring) {
 		r = -errno;
-		log_error("%s: cannot map the ring's %u pages: %m", x->name,
-			  1U << order);
+		snprintf(why, len, "cannot map the ring's %u page(s) (first "
+			 "grant %u) of domain %u: %s", 1U << order, refs[0],
+			 x->fe_domid, strerror(-r));
 		pages_free(pages);
 		return r;
 	}
@@ -477,8 +521,8 @@ static int connect_ring(struct blkif_xen *x)
 					   (evtchn_port_t)port);
 	if (local < 0) {
 		r = -errno;
-		log_error("%s: cannot bind to port %llu of domain %u: %m",
-			  x->name, port, x->fe_domid);
+		snprintf(why, len, "cannot bind to event channel port %llu "
+			 "of domain %u: %s", port, x->fe_domid, strerror(-r));
 		xengnttab_unmap(x->gnt, ring, 1U << order);
 		pages_free(pages);
 		return r;
@@ -501,6 +545,7 @@ static int connect_ring(struct blkif_xen *x)
 	x->port = (evtchn_port_t)local;
 	r = blkif_backend_new(x->srv, &cfg, &x->be);
 	if (r < 0) {
+		snprintf(why, len, "cannot set up the ring: %s", strerror(-r));
 		xenevtchn_unbind(x->evtchn, x->port);
 		xengnttab_unmap(x->gnt, ring, x->ring_pages);
 		x->ring = NULL;
@@ -514,10 +559,87 @@ static int connect_ring(struct blkif_xen *x)
 	return 0;
 }
 
+/* /local/domain/0/backend/<rest> -> /local/domain/0/error/backend/<rest>
+ * /error (Linux xenbus_dev_error's node); -EINVAL for another path. */
+static int error_node_path(const char *be_path, char *out, size_t len)
+{
+	static const char prefix[] = "/local/domain/0/backend/";
+	const size_t plen = sizeof(prefix) - 1;
+	int n;
+
+	if (strncmp(be_path, prefix, plen))
+		return -EINVAL;
+	n = snprintf(out, len, "/local/domain/0/error/backend/%s/error",
+		     be_path + plen);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static void error_node_clear(struct blkif_xen *x)
+{
+	char path[XEN_PATH_MAX * 2];
+
+	if (error_node_path(x->be_path, path, sizeof(path)) == 0)
+		xs_rm(x->xs, XBT_NULL, path);	/* absent: nothing to do */
+}
+
+/* The failure mark: "<unix time> <domain>/<devid>: <why>\n", written
+ * atomically (the datapath plugin reads it at the next attach). */
+static void fail_mark_write(struct blkif_xen *x, const char *why)
+{
+	char text[1024], dir[PATH_MAX], *slash;
+	const char *devid = strrchr(x->be_path, '/');
+	int fd, n, r;
+
+	if (!x->fail_mark)
+		return;
+	snprintf(dir, sizeof(dir), "%s", x->fail_mark);
+	slash = strrchr(dir, '/');
+	if (!slash || !slash[1])
+		return;
+	*slash = '\0';
+	n = snprintf(text, sizeof(text), "%lld domain %u device %s: %s\n",
+		     (long long)time(NULL), x->fe_domid,
+		     devid ? devid + 1 : "?", why);
+	if (n < 0)
+		return;
+	fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	r = fd < 0 ? -errno :
+	    write_file_atomic_at(fd, slash + 1, text,
+				 (size_t)n < sizeof(text) ? (size_t)n :
+				 sizeof(text) - 1);
+	if (fd >= 0)
+		close(fd);
+	if (r < 0)
+		log_error("%s: cannot write the failure mark %s: %s", x->name,
+			  x->fail_mark, strerror(-r));
+}
+
+/* The claimed device cannot be served: say why in xenstore's error node,
+ * close the backend (the guest sees a failed disk, not a hang), and mark
+ * the volume so that the next attach falls back to /dev/nbdN. */
+static void ring_failed(struct blkif_xen *x, const char *why)
+{
+	char path[XEN_PATH_MAX * 2], text[512];
+
+	x->srv->n_blkif_failures++;
+	log_error("%s: cannot serve the ring: %s; the device is closed, and "
+		  "the next Datapath.attach of the volume on this host offers "
+		  "it through /dev/nbdN (blkback)%s%s", x->name, why,
+		  x->fail_mark ? "; mark: " : "",
+		  x->fail_mark ? x->fail_mark : "");
+	snprintf(text, sizeof(text), "ngdp-server: %s", why);
+	if (error_node_path(x->be_path, path, sizeof(path)) == 0 &&
+	    !xs_write(x->xs, XBT_NULL, path, text, (unsigned int)strlen(text)))
+		log_warn("%s: cannot write %s: %m", x->name, path);
+	fail_mark_write(x, why);
+	set_state(x, XB_CLOSED);
+}
+
 /* React to the states as they are now (called on every watch event). */
 static void reconcile(struct blkif_xen *x)
 {
 	enum xenbus_state be_st, fe_st;
+	char why[512];
 	int r;
 
 	if (x->gone)
@@ -556,10 +678,11 @@ static void reconcile(struct blkif_xen *x)
 			break;
 		if (be_st != XB_INIT_WAIT && be_st != XB_CONNECTED)
 			break;	/* closing: wait for the frontend's reset */
-		if (connect_ring(x) < 0) {
-			set_state(x, XB_CLOSING);
+		if (connect_ring(x, why, sizeof(why)) < 0) {
+			ring_failed(x, why);
 			break;
 		}
+		error_node_clear(x);	/* an earlier failure's */
 		set_state(x, XB_CONNECTED);
 		ring_poll(x);	/* requests queued before we connected */
 		break;
@@ -969,9 +1092,22 @@ void blkif_xen_close(struct blkif_xen *x)
 		return;
 	server_set_loop_hook(x->srv, NULL, NULL);
 	x->srv->blkif_device = NULL;
-	/* states left as they are: a new server re-adopts the ring */
+	/* An orderly stop: what the ring had taken is answered and flushed
+	 * (server_run drained it); close the device rather than leave a
+	 * guest waiting on a ring nobody serves.  (A crash leaves it
+	 * Connected, for the next server to re-adopt.) */
+	if ((x->claimed || !x->discover) && !x->gone) {
+		disconnect(x, "the server is stopping");
+		if (set_state(x, XB_CLOSED) == 0)
+			log_info("%s: closed: the server stopped", x->name);
+	}
 	disconnect(x, "the server is closing");
 	server_epoll_del(x->srv, x->evtchn_fd);
 	server_epoll_del(x->srv, x->xs_fd);
 	xen_free(x);
+}
+
+void blkif_xen_set_fail_mark(struct blkif_xen *x, const char *path)
+{
+	x->fail_mark = path;
 }

@@ -22,7 +22,11 @@ int blkif_xen_open(struct server *srv, const char *be_path,
  * plugged; *ret as for blkif_xen_open(). */
 int blkif_xen_watch(struct server *srv, const struct xb_expect *e,
 		    unsigned int grant_cache, struct blkif_xen **ret);
-/* Release the ring (xenstore states are left as they are); NULL: no-op. */
+/* Release the ring and close the device (backend state 6): the server
+ * stops in order.  NULL: no-op. */
 void blkif_xen_close(struct blkif_xen *x);
+/* A ring that cannot be connected writes its reason to path (atomically;
+ * the datapath plugin's fallback mark); path must outlive x. */
+void blkif_xen_set_fail_mark(struct blkif_xen *x, const char *path);
 
 #endif

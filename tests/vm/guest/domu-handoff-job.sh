@@ -5,7 +5,9 @@
 # at 4 with O_SYNC, each followed by a flush; dom0 kills the server with
 # SIGKILL and activates again: A and C read back and A written again
 # through the new server; then dom0 unplugs xvda the way xenopsd does, and
-# the disk must go away.
+# the disk must go away; dom0 plugs it again: D (1 MiB) at 8 MiB, written
+# with O_DIRECT and no flush, reads back; dom0 deactivates the volume under
+# the connected disk, which must go away too.
 . /lib.sh
 # wait_answer TEXT: until dom0 writes TEXT in sector 1 (10 minutes)
 wait_answer() {
@@ -15,6 +17,17 @@ wait_answer() {
 		i=$((i + 1))
 		[ $i -lt 3000 ] || fail "dom0 never answered $1"
 	done
+}
+# disk_is present|absent SECONDS: until $X is (or is not) a block device
+disk_is() {
+	i=0
+	while [ $i -lt $(($2 * 10)) ]; do
+		if [ -b $X ]; then [ $1 = present ] && return 0
+		else [ $1 = absent ] && return 0; fi
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
 }
 
 [ -b $X ] || fail "no $X"
@@ -34,8 +47,17 @@ get_ok A 0 || fail "A written again does not read back"
 echo "domU: A and C read back, A written again, through the new server"
 mark 0 RESTART-DONE
 wait_answer UNPLUGGED
-i=0
-while [ -b $X ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-[ -b $X ] && fail "xvda is still there after the unplug"
+disk_is absent 30 || fail "xvda is still there after the unplug"
 echo "domU: xvda went away with the unplug"
+mark 0 GONE
+disk_is present 120 || fail "xvda did not come back when dom0 plugged it again"
+# no flush: deactivate must flush what the guest saw completed
+$DD if=$P/D of=$X bs=1M seek=8 oflag=direct conv=notrunc status=none ||
+	fail "O_DIRECT write of D at 8M after the second plug"
+get_ok D 8 || fail "D does not read back after the second plug"
+echo "domU: xvda plugged again, D written (no flush) and read back"
+mark 0 REPLUG-DONE
+wait_answer DEACTIVATED
+disk_is absent 30 || fail "xvda is still there after dom0 deactivated it"
+echo "domU: xvda went away with the deactivation"
 exit 0

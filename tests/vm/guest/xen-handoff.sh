@@ -19,8 +19,18 @@
 #  5. Classic clean unplug (online=0 and state=5 in one transaction, wait
 #     for Closed, remove the frontend and the backend); the server releases
 #     the device, the guest's xvda goes away.
-#  6. Datapath.deactivate + detach: no server, no ring mark, no run
-#     directory; the image holds exactly what the guest wrote.
+#  6. The device plugged again: the same server claims it, the guest
+#     writes D with no flush; Datapath.deactivate while the ring is
+#     Connected: the server drains, flushes and closes the device (state
+#     6) before it exits, and the guest's xvda goes away.
+#  7. Datapath.deactivate again (idempotent) + detach: no server, no ring
+#     mark, no run directory; the image holds exactly what the guest wrote.
+# Before the guest runs (1b): a second volume whose ring cannot be
+# connected (dom0 plays a frontend whose ring-ref the paused guest never
+# granted): the server fails the device (state 6, the reason in xenstore's
+# error node, its status counts it) and writes the volume's failure mark;
+# the next attach offers today's vbd XenDisk, and the ring again once the
+# mark is removed.
 set -u
 PLUGIN=ext4-ng
 . "$SRCDIR/tests/functional/lib.sh"
@@ -34,11 +44,12 @@ DECOY=51728	# xvdb's number: a qdisk device without our marks
 
 PAT=$T/pat
 mkdir -p "$PAT"
-for p in A:4 C:1; do head -c $((${p#*:} * MiB)) /dev/urandom > "$PAT/${p%:*}"; done
-dp() { dcall "$1" "{\"dbg\":\"t\",\"uri\":\"$URI\",\"domain\":\"$2\"}"; }
+for p in A:4 C:1 D:1; do head -c $((${p#*:} * MiB)) /dev/urandom > "$PAT/${p%:*}"; done
+dpu() { dcall "$1" "{\"dbg\":\"t\",\"uri\":\"$2\",\"domain\":\"$3\"}"; }
+dp() { dpu "$1" "$URI" "$2"; }
 kinds() { jq -c '[.implementations[][0]]' <<<"$1" 2>/dev/null; }
 xendisk() { jq -c '[.implementations[] | select(.[0] == "XenDisk")][0][1] // empty' <<<"$1" 2>/dev/null; }
-srv_get() { "$NGDP_CTL" "$(jq -r .control "$SR/.sr/active/$K.json")" get "$1"; }
+srv_get() { "$NGDP_CTL" "$(jq -r .control "$SR/.sr/active/${2:-$K}.json")" get "$1"; }
 # serving DEVICE RINGS: the server's status says blkif_device is DEVICE
 # (the backend directory it claimed, or null) and blkif_rings RINGS
 serving() { [ "$(srv_get blkif_device)/$(srv_get blkif_rings)" = "$1/$2" ]; }
@@ -53,7 +64,7 @@ K=$KEY
 URI=$(jqr '.uri[0]' <<<"$VOL")
 check "the volume is QCOW2" [ "$(vol_qemu_fmt "$K")" = qcow2 ]
 xen_domu_initrd "$T/initrd.cpio" "$VM_DIR/guest/domu-handoff-job.sh" "xvda xvdb" \
-	"$PAT"/A "$PAT"/C || { fail "building the guest's initrd"; finish; }
+	"$PAT"/A "$PAT"/C "$PAT"/D || { fail "building the guest's initrd"; finish; }
 truncate -s 1M "$T/ctl"
 CTL=$(losetup -f --show "$T/ctl") || { fail "control disk"; finish; }
 XEN_CFG_EXTRA="disk = [ 'phy:$CTL,xvdb,w,script=$XEN_HOTPLUG' ]"
@@ -78,6 +89,63 @@ check "a dom0 user gets today's vbd XenDisk ($(kinds "$OUT"))" \
 dp Datapath.detach u0_handoff
 expect_ok "detach (dom0 user)"
 
+# 1b. a ring that cannot be connected (docs/blkif-handoff.md section 4.5)
+vol_create $((16 * MiB)) "xen handoff: a ring that fails"
+expect_ok "Volume.create of a second volume"
+K2=$KEY
+URI2=$(jqr '.uri[0]' <<<"$VOL")
+dpu Datapath.attach "$URI2" "$domid"
+expect_ok "attach of the second volume"
+XD2=$(xendisk "$OUT")
+NBD2=$(jq -r '.implementations[] | select(.[0] == "Nbd") | .[1].uri' <<<"$OUT")
+check "the second volume is offered the ring ($XD2)" jqt '.backend_type == "qdisk"' <<<"$XD2"
+dpu Datapath.activate "$URI2" "$domid"
+expect_ok "activate of the second volume"
+SRV2=$(jq -r .pid "$SR/.sr/active/$K2.json")
+FMARK=$(dirname "$(dirname "$(jq -r .socket "$SR/.sr/active/$K2.json")")")/$K2.ring-failed
+sm2=()
+while IFS=$'\t' read -r k v; do sm2+=("sm-data/$k" "$v"); done < \
+	<(jq -r '.extra + {"backend-kind": .backend_type} | to_entries[] | "\(.key)\t\(.value)"' <<<"$XD2")
+FAILDEV=51744	# xvdc
+check "frontend and backend directories of the failing device" \
+	xen_qdisk_vbd "$domid" "$FAILDEV" "$NBD2" qemu-params "$(jq -r .params <<<"$XD2")" "${sm2[@]}"
+BE2=$BE FE2=$FE
+ERR2=/local/domain/0/error/backend/qdisk/$domid/$FAILDEV/error
+# dom0 plays the frontend: the paused guest granted nothing, so its ring
+# cannot be mapped
+check "a frontend whose ring-ref was never granted (Initialised)" \
+	xenstore-write "$FE2/ring-ref" 30000 "$FE2/event-channel" 9 \
+	"$FE2/protocol" x86_64-abi "$FE2/state" 3
+check "the server failed the device (backend state 6)" \
+	wait_for 60 bash -c "[ \"\$(xenstore-read $BE2/state 2>/dev/null)\" = 6 ]"
+check "the error node says why ($(xs "$ERR2"))" \
+	bash -c "[[ \"\$(xenstore-read '$ERR2')\" == 'ngdp-server: cannot map the ring'* ]]"
+check "the server's status counts the failure" [ "$(srv_get blkif_failures "$K2")" = 1 ]
+check "the failure mark names the device ($(cat "$FMARK" 2>/dev/null))" \
+	bash -c "[[ \"\$(cat '$FMARK')\" == *' domain $domid device $FAILDEV: cannot map the ring'* ]]"
+check "the server still runs" kill -0 "$SRV2"
+xenstore-rm "$FE2"; xenstore-rm "$BE2"
+xenstore-rm "/local/domain/0/error/backend/qdisk/$domid"
+dpu Datapath.deactivate "$URI2" "$domid"
+expect_ok "deactivate of the second volume"
+dpu Datapath.detach "$URI2" "$domid"
+expect_ok "detach of the second volume"
+check "its server is gone" wait_for 30 test ! -e "/proc/$SRV2"
+check "the failure mark outlives detach" [ -s "$FMARK" ]
+dpu Datapath.attach "$URI2" "$domid"
+expect_ok "attach of the second volume again"
+check "with the mark, attach falls back to today's vbd XenDisk ($(kinds "$OUT"))" \
+	jqt '.implementations[0][1].backend_type == "vbd"' <<<"$OUT"
+dpu Datapath.detach "$URI2" "$domid"
+expect_ok "detach (fallback)"
+rm -f "$FMARK"
+dpu Datapath.attach "$URI2" "$domid"
+expect_ok "attach once the mark is removed"
+check "without the mark, the ring is offered again ($(kinds "$OUT"))" \
+	jqt '.implementations[0][1].backend_type == "qdisk"' <<<"$OUT"
+dpu Datapath.detach "$URI2" "$domid"
+expect_ok "detach of the second volume (last)"
+
 # 2. the ring
 dp Datapath.attach "$domid"
 expect_ok "attach for domain $domid with blkif-ring = on"
@@ -94,6 +162,7 @@ expect_ok "activate for domain $domid"
 check "the activation record names the ring's domain" \
 	jqt --arg d "$domid" '.ring == {"domain": $d, "mode": "rw"}' "$SR/.sr/active/$K.json"
 SRV=$(jq -r .pid "$SR/.sr/active/$K.json")
+RUNDIR=$(dirname "$(jq -r .socket "$SR/.sr/active/$K.json")")
 check "the server (pid $SRV) expects the ring: --blkif-xen-domain $domid:w:$SR_UUID:$K" \
 	bash -c "tr '\\0' ' ' < /proc/$SRV/cmdline | grep -q -- '--blkif-xen-domain $domid:w:$SR_UUID:$K'"
 check "no /dev/nbdN connected for the ring" no_nbd_connected
@@ -158,19 +227,38 @@ if check "the guest wrote and read back A and C with O_DIRECT" wait_phase DATA-D
 		wait_for 30 serving null 0
 	check "the server still runs after the unplug" kill -0 "$SRV"
 	ctl_put 1 UNPLUGGED
+	# 6. plugged again, then deactivated under the connected guest
+	check "the guest's xvda went away" wait_phase GONE 120 &&
+	check "the device written again as xenopsd plugs it" \
+		xen_qdisk_vbd "$domid" "$DEVID" "$NBD" qemu-params "$(jq -r .params <<<"$XD")" \
+		"${sm[@]}" physical-device-path "${sock%:exportname=*}" hotplug-status connected &&
+	check "the same server claimed it and connected its ring (4/4)" \
+		wait_for 120 bash -c "[ \"\$(xenstore-read $BE/state)/\$(xenstore-read $FE/state)\" = 4/4 ]" &&
+	check "the guest wrote D (no flush) through it" wait_phase REPLUG-DONE &&
+	{
+		dp Datapath.deactivate "$domid"
+		expect_ok "Datapath.deactivate while the ring is Connected"
+		check "the server (pid $SRV) exited" wait_for 30 test ! -e "/proc/$SRV"
+		check "it closed the device on its way out (backend state 6)" [ "$(xs $BE/state)" = 6 ]
+		check "blkfront saw it and closed (frontend state 5 or 6)" \
+			wait_for 60 bash -c "case \"\$(xenstore-read $FE/state)\" in 5|6) ;; *) false; esac"
+		# the toolstack's rm_device_state
+		xenstore-rm "$FE"
+		xenstore-rm "$BE"
+		ctl_put 1 DEACTIVATED
+	}
 fi
 xen_domu_result "$name"
 check "the unmarked device was never touched (state 1, no feature-* keys)" \
 	[ "$(xs $DBE/state)/$(xenstore-list "$DBE" | grep -c '^feature-')" = 1/0 ]
-RUNDIR=$(dirname "$(jq -r .socket "$SR/.sr/active/$K.json")")
 if [ "$FAIL" -gt 0 ]; then
 	echo "  server log (last 40 lines):"
 	tail -n 40 "$RUNDIR/server.log" | sed 's/^/    /'
 fi
 
-# 6. deactivate + detach leave nothing behind
+# 7. deactivate (again: idempotent) + detach leave nothing behind
 dp Datapath.deactivate "$domid"
-expect_ok "Datapath.deactivate"
+expect_ok "Datapath.deactivate (again)"
 dp Datapath.detach "$domid"
 expect_ok "Datapath.detach"
 check "no ngdp-server left" bash -c '! pgrep -x ngdp-server >/dev/null'
@@ -184,7 +272,7 @@ losetup -d "$CTL"
 stamp "checking the image"
 IMG=$(vol_image "$K")
 truncate -s $VOL_SIZE "$T/ref"
-put_ref "$T/ref" A 0; put_ref "$T/ref" C 4
+put_ref "$T/ref" A 0; put_ref "$T/ref" C 4; put_ref "$T/ref" D 8
 check "qemu-img check of the image" qemu-img check -q -f qcow2 "$IMG"
 check "the image holds exactly the guest's data" qemu-img compare -q -f raw -F qcow2 "$T/ref" "$IMG"
 TEST_NAME=t-xen-handoff
