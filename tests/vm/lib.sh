@@ -13,6 +13,10 @@
 # Environment:
 #   XSNG_VM_CACHE   cache of kernel, Xen and initrds (/var/cache/xsng-vm)
 #   VM_TIMEOUT      hard limit in seconds for one guest run (600)
+#   VM_BOOT_TIMEOUT seconds for the guest's kernel to reach our stage2
+#                   (300); a boot that has not by then is killed and
+#                   started once more (an early-boot hang under TCG, before
+#                   any of our code, was seen on 2026-12-03)
 #   VM_MEM, VM_SMP  guest RAM in MiB (2048) and CPUs (2)
 #   VM_XEN_DOM0_MEM dom0's share of VM_MEM under Xen, MiB (1024)
 #   VM_LOG_DIR      keep each run's console log and output here (else a
@@ -25,7 +29,7 @@
 set -u
 VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${XSNG_VM_CACHE:=/var/cache/xsng-vm}"
-: "${VM_TIMEOUT:=600}" "${VM_MEM:=2048}" "${VM_SMP:=2}" "${VM_XEN_DOM0_MEM:=1024}"
+: "${VM_TIMEOUT:=600}" "${VM_BOOT_TIMEOUT:=300}" "${VM_MEM:=2048}" "${VM_SMP:=2}" "${VM_XEN_DOM0_MEM:=1024}"
 : "${VM_ENV:=}"
 VM_QEMU_PID=
 
@@ -162,6 +166,7 @@ _vm_kill() {
 # _vm_run MODE SCRIPT [ARGS]: MODE plain or xen
 _vm_run() {
 	local mode=$1 script=$2 res keep rc accel=tcg cpu=max tailpid i name prevtrap t0 done_at
+	local boots=1
 	local -a q
 	shift 2
 	[ -f "$script" ] || { vm_log "no script $script"; return 1; }
@@ -218,6 +223,20 @@ _vm_run() {
 	rc=124 done_at=
 	while [ $((SECONDS - t0)) -lt "$VM_TIMEOUT" ]; do
 		kill -0 "$VM_QEMU_PID" 2>/dev/null || { rc=; break; }
+		# stuck before stage2 (no job has run): boot once more
+		if [ "$boots" = 1 ] && [ $((SECONDS - t0)) -ge "$VM_BOOT_TIMEOUT" ] &&
+		   ! grep -q '^stage2: up at' "$res/console.log" 2>/dev/null; then
+			vm_log "$name: the guest's kernel did not reach stage2 in ${VM_BOOT_TIMEOUT}s; booting it again (first console kept in console.1.log)"
+			_vm_kill
+			mv "$res/console.log" "$res/console.1.log"
+			boots=2 t0=$SECONDS
+			setpriv --pdeathsig KILL "${q[@]}" &
+			VM_QEMU_PID=$!
+			wait "$tailpid" 2>/dev/null	# it followed the first qemu
+			tail -n +1 -F --pid="$VM_QEMU_PID" "$res/output" 2>/dev/null &
+			tailpid=$!
+			continue
+		fi
 		# the status is in: give the power-off two minutes, no more
 		if [ -e "$res/rc" ]; then
 			: "${done_at:=$SECONDS}"
