@@ -582,7 +582,7 @@ static void error_node_clear(struct blkif_xen *x)
 		xs_rm(x->xs, XBT_NULL, path);	/* absent: nothing to do */
 }
 
-/* The failure mark: "<unix time> <domain>/<devid>: <why>\n", written
+/* The failure mark: "<unix time> domain D device N: <why>\n", written
  * atomically (the datapath plugin reads it at the next attach). */
 static void fail_mark_write(struct blkif_xen *x, const char *why)
 {
