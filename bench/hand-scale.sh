@@ -30,7 +30,7 @@ MODE=${MODE:-volumes} REPS=${REPS:-2} N=${N:-4} BS=${BS:-4k} QD=${QD:-32}
 RW=${RW:-randread} RUNTIME=${RUNTIME:-4} ENGINE=${ENGINE:-uring} PIN=${PIN:-0}
 SYSCALLS=${SYSCALLS:-0}
 case $MODE in volumes) IMGS=$N ;; connections) IMGS=1 ;; *) echo "MODE: volumes or connections"; exit 2 ;; esac
-IMG_MIB=512
+IMG_MIB=${IMG_MIB:-512}
 CALLS="epoll_wait recvfrom read writev sendto io_uring_enter io_submit io_getevents"
 . "$(dirname "$0")/hand-lib.sh"
 hand_setup hand-scale $(((IMGS * IMG_MIB + 1024) * 1048576))

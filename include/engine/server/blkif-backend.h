@@ -132,4 +132,14 @@ void blkif_backend_detach(struct blkif_backend *be);
 /* Requests taken and not yet answered. */
 unsigned int blkif_backend_in_flight(const struct blkif_backend *be);
 
+/*
+ * The ring is being closed for good while the frontend still has requests
+ * queued that were never taken (a stopping server takes none): answer each
+ * with BLKIF_RSP_ERROR, so that the frontend fails them instead of waiting
+ * for ever (Linux blkfront's teardown waits for every request it sent).
+ * Only with nothing in flight, since answers go in ring order.  Returns
+ * how many were answered.
+ */
+unsigned int blkif_backend_refuse_queued(struct blkif_backend *be);
+
 #endif

@@ -176,6 +176,34 @@ unsigned int blkif_backend_in_flight(const struct blkif_backend *be)
 	return be->in_flight;
 }
 
+unsigned int blkif_backend_refuse_queued(struct blkif_backend *be)
+{
+	unsigned int n = 0, limit = 1U << 16;	/* a frontend that never stops */
+	struct blkif_req r;
+
+	if (be->detached || be->dead || be->in_flight)
+		return 0;
+	while (n < limit) {
+		int rc = blkif_ring_get(&be->ring, &r);
+
+		if (rc < 0)
+			break;	/* a broken producer index: nothing to answer */
+		if (rc == 0) {
+			if (blkif_ring_final_check(&be->ring))
+				continue;
+			break;
+		}
+		if (blkif_ring_put(&be->ring, r.id, r.op, BLKIF_RSP_ERROR) < 0)
+			break;
+		n++;
+		be->n_reqs++;
+		be->n_errors++;
+	}
+	if (n && blkif_ring_push(&be->ring))
+		be->ops->notify(be->transport);
+	return n;
+}
+
 static bool can_take(const struct blkif_backend *be)
 {
 	return !be->detached && !be->dead && !be->barrier &&

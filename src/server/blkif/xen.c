@@ -37,9 +37,10 @@
  * slot and publishing rsp_prod, a few instructions, would lose that one
  * request.)  Only a crash leaves the ring for a new server: an orderly
  * stop (Datapath.deactivate's "stop", SIGTERM) has drained and flushed
- * what the ring had taken, then closes the device (state 6), so that a
- * guest whose disk is deactivated under it sees the disk fail instead of
- * waiting for ever (docs/blkif-handoff.md section 4.4).
+ * what the ring had taken, answers what the frontend queued since with
+ * an error, then closes the device (state 6), so that a guest whose disk
+ * is deactivated under it sees the disk fail instead of waiting for ever
+ * (docs/blkif-handoff.md section 4.4).
  *
  * A ring that cannot be connected (the frontend's keys are wrong, its
  * ring pages cannot be mapped, its port cannot be bound) fails the
@@ -1097,6 +1098,11 @@ void blkif_xen_close(struct blkif_xen *x)
 	 * guest waiting on a ring nobody serves.  (A crash leaves it
 	 * Connected, for the next server to re-adopt.) */
 	if ((x->claimed || !x->discover) && !x->gone) {
+		unsigned int n = x->be ? blkif_backend_refuse_queued(x->be) : 0;
+
+		if (n)
+			log_info("%s: %u request(s) queued after the stop began "
+				 "answered with an error", x->name, n);
 		disconnect(x, "the server is stopping");
 		if (set_state(x, XB_CLOSED) == 0)
 			log_info("%s: closed: the server stopped", x->name);

@@ -6,8 +6,10 @@
 # SIGKILL and activates again: A and C read back and A written again
 # through the new server; then dom0 unplugs xvda the way xenopsd does, and
 # the disk must go away; dom0 plugs it again: D (1 MiB) at 8 MiB, written
-# with O_DIRECT and no flush, reads back; dom0 deactivates the volume under
-# the connected disk, which must go away too.
+# with O_DIRECT and no flush, reads back; then the guest streams R (8 MiB)
+# in 16 KiB writes from 16 MiB on, O_DIRECT and no flush, one at a time,
+# recording in sector 3 how many completed; dom0 deactivates the volume
+# while it streams: a write then fails, and the disk must go away.
 . /lib.sh
 # wait_answer TEXT: until dom0 writes TEXT in sector 1 (10 minutes)
 wait_answer() {
@@ -57,6 +59,16 @@ $DD if=$P/D of=$X bs=1M seek=8 oflag=direct conv=notrunc status=none ||
 get_ok D 8 || fail "D does not read back after the second plug"
 echo "domU: xvda plugged again, D written (no flush) and read back"
 mark 0 REPLUG-DONE
+# the stream: until a write fails (the deactivation) or R is all written
+n=0
+while [ $n -lt 512 ] &&
+      $DD if=$P/R of=$X bs=16k skip=$n seek=$((1024 + n)) count=1 oflag=direct \
+	conv=notrunc status=none 2>/dev/null; do
+	n=$((n + 1))
+	mark 3 $n
+done
+echo "domU: $n writes of R completed, then $([ $n -lt 512 ] && echo "one failed" || echo "R was all written")"
+mark 0 STREAM-DONE
 wait_answer DEACTIVATED
 disk_is absent 30 || fail "xvda is still there after dom0 deactivated it"
 echo "domU: xvda went away with the deactivation"

@@ -20,9 +20,11 @@
 #     for Closed, remove the frontend and the backend); the server releases
 #     the device, the guest's xvda goes away.
 #  6. The device plugged again: the same server claims it, the guest
-#     writes D with no flush; Datapath.deactivate while the ring is
-#     Connected: the server drains, flushes and closes the device (state
-#     6) before it exits, and the guest's xvda goes away.
+#     writes D with no flush, then streams R in 16 KiB writes (no flush),
+#     counting those that completed; Datapath.deactivate while it streams
+#     and the ring is Connected: the server drains, flushes and closes the
+#     device (state 6) before it exits; the guest's next write fails, its
+#     xvda goes away, and every write it saw complete is in the image.
 #  7. Datapath.deactivate again (idempotent) + detach: no server, no ring
 #     mark, no run directory; the image holds exactly what the guest wrote.
 # Before the guest runs (1b): a second volume whose ring cannot be
@@ -44,7 +46,7 @@ DECOY=51728	# xvdb's number: a qdisk device without our marks
 
 PAT=$T/pat
 mkdir -p "$PAT"
-for p in A:4 C:1 D:1; do head -c $((${p#*:} * MiB)) /dev/urandom > "$PAT/${p%:*}"; done
+for p in A:4 C:1 D:1 R:8; do head -c $((${p#*:} * MiB)) /dev/urandom > "$PAT/${p%:*}"; done
 dpu() { dcall "$1" "{\"dbg\":\"t\",\"uri\":\"$2\",\"domain\":\"$3\"}"; }
 dp() { dpu "$1" "$URI" "$2"; }
 kinds() { jq -c '[.implementations[][0]]' <<<"$1" 2>/dev/null; }
@@ -53,6 +55,8 @@ srv_get() { "$NGDP_CTL" "$(jq -r .control "$SR/.sr/active/${2:-$K}.json")" get "
 # serving DEVICE RINGS: the server's status says blkif_device is DEVICE
 # (the backend directory it claimed, or null) and blkif_rings RINGS
 serving() { [ "$(srv_get blkif_device)/$(srv_get blkif_rings)" = "$1/$2" ]; }
+# streamed N: the guest's stream has completed at least N writes
+streamed() { [ "$(ctl_get 3)" -ge "$1" ] 2>/dev/null; }
 conf() { printf '# t-xen-handoff\nblkif-ring = %s\n' "$1" > "$T/datapath.conf"; }
 export XSNG_DATAPATH_CONF=$T/datapath.conf
 
@@ -64,7 +68,7 @@ K=$KEY
 URI=$(jqr '.uri[0]' <<<"$VOL")
 check "the volume is QCOW2" [ "$(vol_qemu_fmt "$K")" = qcow2 ]
 xen_domu_initrd "$T/initrd.cpio" "$VM_DIR/guest/domu-handoff-job.sh" "xvda xvdb" \
-	"$PAT"/A "$PAT"/C "$PAT"/D || { fail "building the guest's initrd"; finish; }
+	"$PAT"/A "$PAT"/C "$PAT"/D "$PAT"/R || { fail "building the guest's initrd"; finish; }
 truncate -s 1M "$T/ctl"
 CTL=$(losetup -f --show "$T/ctl") || { fail "control disk"; finish; }
 XEN_CFG_EXTRA="disk = [ 'phy:$CTL,xvdb,w,script=$XEN_HOTPLUG' ]"
@@ -235,9 +239,15 @@ if check "the guest wrote and read back A and C with O_DIRECT" wait_phase DATA-D
 	check "the same server claimed it and connected its ring (4/4)" \
 		wait_for 120 bash -c "[ \"\$(xenstore-read $BE/state)/\$(xenstore-read $FE/state)\" = 4/4 ]" &&
 	check "the guest wrote D (no flush) through it" wait_phase REPLUG-DONE &&
+	check "the guest is streaming R (8 of its writes completed)" \
+		wait_for 120 streamed 8 &&
 	{
 		dp Datapath.deactivate "$domid"
-		expect_ok "Datapath.deactivate while the ring is Connected"
+		expect_ok "Datapath.deactivate while the ring is Connected and busy"
+		check "the stream ended (a write failed, or R was all written)" wait_phase STREAM-DONE 120
+		NSTREAM=$(ctl_get 3)
+		check "the deactivation cut the stream ($NSTREAM of 512 writes completed)" \
+			[ "$NSTREAM" -lt 512 ]
 		check "the server (pid $SRV) exited" wait_for 30 test ! -e "/proc/$SRV"
 		check "it closed the device on its way out (backend state 6)" [ "$(xs $BE/state)" = 6 ]
 		check "blkfront saw it and closed (frontend state 5 or 6)" \
@@ -273,7 +283,17 @@ stamp "checking the image"
 IMG=$(vol_image "$K")
 truncate -s $VOL_SIZE "$T/ref"
 put_ref "$T/ref" A 0; put_ref "$T/ref" C 4; put_ref "$T/ref" D 8
+# the stream: the NSTREAM writes the guest saw complete; the one after
+# them may have been done before the device closed, or not at all
+n=${NSTREAM:-0}
+dd if="$PAT/R" of="$T/ref" bs=16k count="$n" seek=1024 conv=notrunc status=none
+qemu-img convert -f qcow2 -O raw "$IMG" "$T/img.raw"
+dd if="$T/img.raw" bs=16k skip=$((1024 + n)) count=1 status=none > "$T/next"
+if [ "$n" -lt 512 ] && dd if="$PAT/R" bs=16k skip="$n" count=1 status=none | cmp -s - "$T/next"; then
+	dd if="$T/next" of="$T/ref" bs=16k seek=$((1024 + n)) conv=notrunc status=none
+fi
+rm -f "$T/img.raw"
 check "qemu-img check of the image" qemu-img check -q -f qcow2 "$IMG"
-check "the image holds exactly the guest's data" qemu-img compare -q -f raw -F qcow2 "$T/ref" "$IMG"
+check "the image holds exactly the guest's data, with the $n stream writes it saw complete" qemu-img compare -q -f raw -F qcow2 "$T/ref" "$IMG"
 TEST_NAME=t-xen-handoff
 finish
