@@ -91,6 +91,13 @@ void server_set_loop_hook(struct server *srv, server_loop_hook_fn *fn,
 	srv->loop_hook_opaque = opaque;
 }
 
+void server_set_stop_hold(struct server *srv, server_stop_hold_fn *fn,
+			  void *opaque)
+{
+	srv->stop_hold = fn;
+	srv->stop_hold_opaque = opaque;
+}
+
 void server_epoll_del(struct server *srv, int fd)
 {
 	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, fd, NULL);
@@ -2189,6 +2196,8 @@ static void stop_progress(struct server *srv)
 	}
 	/* the remote of a synced mirror is flushed too */
 	if (!mirror_stop_step(srv->mirror, srv->stop_flush_err))
+		return;
+	if (srv->stop_hold && srv->stop_hold(srv->stop_hold_opaque))
 		return;
 	srv->quit = true;
 }

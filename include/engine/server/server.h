@@ -142,6 +142,13 @@ struct ev_tag {
  */
 typedef bool server_loop_hook_fn(void *opaque);
 
+/*
+ * Called while the server stops, once everything is drained and flushed,
+ * and again every loop turn (at least every 50 ms): true holds the exit
+ * back (a blkif ring closing with its frontend), false lets it go.
+ */
+typedef bool server_stop_hold_fn(void *opaque);
+
 /* Called when a suspend's flush is done (err: its result, 0 or -errno). */
 typedef void server_suspend_hook_fn(void *opaque, int err);
 
@@ -214,6 +221,8 @@ struct server {
 	struct ev_tag *hook_listen_tag[SERVER_HOOK_LISTENERS];
 	server_loop_hook_fn *loop_hook;	/* blkif/shm.c's, or NULL */
 	void *loop_hook_opaque;
+	server_stop_hold_fn *stop_hold;	/* blkif/xen.c's, or NULL */
+	void *stop_hold_opaque;
 	server_suspend_hook_fn *suspend_hook;
 	void *suspend_hook_opaque;
 
@@ -315,6 +324,9 @@ int server_epoll_mod(struct server *srv, int fd, uint32_t events, void *tag);
 void server_epoll_del(struct server *srv, int fd);
 /* One loop hook (fn NULL: none). */
 void server_set_loop_hook(struct server *srv, server_loop_hook_fn *fn,
+			  void *opaque);
+/* One stop hold (fn NULL: none). */
+void server_set_stop_hold(struct server *srv, server_stop_hold_fn *fn,
 			  void *opaque);
 /* accept(2) failed with err (not EAGAIN): back off, log rate-limited. */
 void server_accept_failed(struct server *srv, int err);

@@ -37,10 +37,11 @@
  * slot and publishing rsp_prod, a few instructions, would lose that one
  * request.)  Only a crash leaves the ring for a new server: an orderly
  * stop (Datapath.deactivate's "stop", SIGTERM) has drained and flushed
- * what the ring had taken, answers what the frontend queued since with
- * an error, then closes the device (state 6), so that a guest whose disk
- * is deactivated under it sees the disk fail instead of waiting for ever
- * (docs/blkif-handoff.md section 4.4).
+ * what the ring had taken, then closes the device as a toolstack does
+ * (stop_hold: Closing, errors for what the frontend still queues, until
+ * it closes) and writes Closed, so that a guest whose disk is deactivated
+ * under it sees the disk fail instead of waiting for ever
+ * (docs/blkif-handoff.md sections 4.4 and 4.6).
  *
  * A ring that cannot be connected (the frontend's keys are wrong, its
  * ring pages cannot be mapped, its port cannot be bound) fails the
@@ -99,6 +100,8 @@
  * half the cache, so that it always has room for the rest. */
 #define XEN_MAX_HELD(gc_max) ((gc_max) / 2)
 #define XEN_PATH_MAX 256
+/* An orderly stop waits this long for the frontend to close (below). */
+#define XEN_STOP_WAIT_MS 10000
 
 struct gcache_ent {
 	uint32_t gref;
@@ -145,6 +148,7 @@ struct blkif_xen {
 	evtchn_port_t port;		/* ours */
 	unsigned int gc_max;		/* persistent grants kept mapped */
 	const char *fail_mark;		/* --blkif-fail-mark, or NULL */
+	uint64_t stop_ms;		/* when the stop closed the device */
 };
 
 #define container_of(p, type, member) \
@@ -423,9 +427,18 @@ static const struct blkif_transport_ops once_ops = {
 
 static void disconnect(struct blkif_xen *x, const char *why)
 {
+	unsigned int n;
+
 	if (!x->be)
 		return;
 	log_info("%s: ring released: %s", x->name, why);
+	/* requests the frontend queued and nobody will take: answered with
+	 * an error, or a closing blkfront waits for them for ever (only
+	 * once nothing is in flight: answers go in ring order) */
+	n = blkif_backend_refuse_queued(x->be);
+	if (n)
+		log_info("%s: %u queued request(s) answered with an error", x->name,
+			 n);
 	/* the data pages are unmapped once the backend released them */
 	blkif_backend_detach(x->be);
 	x->be = NULL;
@@ -863,6 +876,43 @@ static bool loop_hook(void *opaque)
 	return r > 0;
 }
 
+/*
+ * The server stops (drained and flushed) with the ring connected: close
+ * the device the way a toolstack does, Closing (5) first, and keep
+ * answering with an error whatever the frontend still queues, until it
+ * closes (reconcile() then releases the ring) or XEN_STOP_WAIT_MS passed.
+ * Closed (6) at once would leave the requests blkfront queues before it
+ * sees it unanswered, and its teardown waiting for them.
+ */
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool stop_hold(void *opaque)
+{
+	struct blkif_xen *x = opaque;
+	uint64_t now = now_ms();
+
+	if (!x->be || x->gone)
+		return false;
+	if (!x->stop_ms) {
+		x->stop_ms = now;
+		log_info("%s: the server stops: closing the device, waiting up to "
+			 "%d s for the frontend", x->name, XEN_STOP_WAIT_MS / 1000);
+		set_state(x, XB_CLOSING);
+	}
+	blkif_backend_refuse_queued(x->be);
+	if (now - x->stop_ms < XEN_STOP_WAIT_MS)
+		return true;
+	log_warn("%s: the frontend did not close in %d s: closing the device "
+		 "under it", x->name, XEN_STOP_WAIT_MS / 1000);
+	return false;
+}
+
 /* ------------------------------------------------------------ lifecycle */
 
 /* The backend's keys: what we offer, and the disk. */
@@ -1054,6 +1104,7 @@ int blkif_xen_open(struct server *srv, const char *be_path,
 		return r;
 	}
 	server_set_loop_hook(srv, loop_hook, x);
+	server_set_stop_hold(srv, stop_hold, x);
 	srv->blkif_device = x->be_path;
 	log_info("%s: serving domain %u's %s", x->name, x->fe_domid,
 		 x->fe_path);
@@ -1081,6 +1132,7 @@ int blkif_xen_watch(struct server *srv, const struct xb_expect *e,
 		return r;
 	}
 	server_set_loop_hook(srv, loop_hook, x);
+	server_set_stop_hold(srv, stop_hold, x);
 	log_info("%s: waiting for domain %u's qdisk device of volume %s "
 		 "(%s)", x->name, e->domid, e->key, e->readonly ? "r" : "w");
 	*ret = x;
@@ -1092,17 +1144,13 @@ void blkif_xen_close(struct blkif_xen *x)
 	if (!x)
 		return;
 	server_set_loop_hook(x->srv, NULL, NULL);
+	server_set_stop_hold(x->srv, NULL, NULL);
 	x->srv->blkif_device = NULL;
 	/* An orderly stop: what the ring had taken is answered and flushed
 	 * (server_run drained it); close the device rather than leave a
 	 * guest waiting on a ring nobody serves.  (A crash leaves it
 	 * Connected, for the next server to re-adopt.) */
 	if ((x->claimed || !x->discover) && !x->gone) {
-		unsigned int n = x->be ? blkif_backend_refuse_queued(x->be) : 0;
-
-		if (n)
-			log_info("%s: %u request(s) queued after the stop began "
-				 "answered with an error", x->name, n);
 		disconnect(x, "the server is stopping");
 		if (set_state(x, XB_CLOSED) == 0)
 			log_info("%s: closed: the server stopped", x->name);
