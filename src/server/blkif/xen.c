@@ -425,17 +425,22 @@ static const struct blkif_transport_ops once_ops = {
 
 /* ------------------------------------------------------------ the ring */
 
-static void disconnect(struct blkif_xen *x, const char *why)
+/* Release the ring.  answer_queued: the frontend is closing, or we
+ * close the device under it; the requests it queued that nobody will
+ * take are answered with an error, or a closing blkfront waits for them
+ * for ever (only once nothing is in flight: answers go in ring order).
+ * Not for a frontend that starts over or broke the protocol: its ring
+ * pages may already hold a new ring, or garbage. */
+static void disconnect(struct blkif_xen *x, bool answer_queued,
+		       const char *why)
 {
-	unsigned int n;
+	unsigned int n = 0;
 
 	if (!x->be)
 		return;
 	log_info("%s: ring released: %s", x->name, why);
-	/* requests the frontend queued and nobody will take: answered with
-	 * an error, or a closing blkfront waits for them for ever (only
-	 * once nothing is in flight: answers go in ring order) */
-	n = blkif_backend_refuse_queued(x->be);
+	if (answer_queued)
+		n = blkif_backend_refuse_queued(x->be);
 	if (n)
 		log_info("%s: %u queued request(s) answered with an error", x->name,
 			 n);
@@ -452,7 +457,7 @@ static void disconnect(struct blkif_xen *x, const char *why)
 static void ring_poll(struct blkif_xen *x)
 {
 	if (x->be && blkif_backend_poll(x->be) < 0) {
-		disconnect(x, "the frontend broke the ring protocol");
+		disconnect(x, false, "the frontend broke the ring protocol");
 		set_state(x, XB_CLOSING);
 	}
 }
@@ -662,7 +667,7 @@ static void reconcile(struct blkif_xen *x)
 		char *d = xs_get(x, x->be_path, "frontend");
 
 		if (!d) {	/* the directory, not just the key */
-			disconnect(x, "the backend directory was removed");
+			disconnect(x, false, "the backend directory was removed");
 			x->gone = true;
 			log_info("%s: backend removed; serving no ring any "
 				 "more", x->name);
@@ -682,7 +687,7 @@ static void reconcile(struct blkif_xen *x)
 	case XB_INITIALISING:
 	case XB_INIT_WAIT:
 		/* a frontend that starts over: drop any old ring */
-		disconnect(x, "the frontend is initialising again");
+		disconnect(x, false, "the frontend is initialising again");
 		if (be_st != XB_INIT_WAIT)
 			set_state(x, XB_INIT_WAIT);
 		break;
@@ -701,12 +706,14 @@ static void reconcile(struct blkif_xen *x)
 		ring_poll(x);	/* requests queued before we connected */
 		break;
 	case XB_CLOSING:
-		disconnect(x, "the frontend is closing");
+		disconnect(x, true, "the frontend is closing");
 		set_state(x, XB_CLOSING);
 		break;
 	case XB_CLOSED:
-		disconnect(x, r == -ENOENT ? "the frontend is gone" :
-			      "the frontend closed");
+		/* answered when we close under it (stop_hold): blkfront
+		 * closes straight to 6 with what it queued last */
+		disconnect(x, x->stop_ms != 0, r == -ENOENT ?
+			   "the frontend is gone" : "the frontend closed");
 		set_state(x, XB_CLOSED);
 		break;
 	default:	/* reconfiguring: nothing for a vbd */
@@ -759,7 +766,7 @@ static bool release(struct blkif_xen *x)
 		    online == 1)
 			return false;	/* plugged: a frontend reconnect */
 	}
-	disconnect(x, "the device was unplugged");
+	disconnect(x, false, "the device was unplugged");
 	xs_unwatch(x->xs, x->fe_path, "fe");
 	log_info("%s: released (%s)", x->name, x->gone ? "removed" :
 		 "online=0");
@@ -869,7 +876,7 @@ static bool loop_hook(void *opaque)
 		return false;
 	r = blkif_backend_poll(x->be);
 	if (r < 0) {
-		disconnect(x, "the frontend broke the ring protocol");
+		disconnect(x, false, "the frontend broke the ring protocol");
 		set_state(x, XB_CLOSING);
 		return false;
 	}
@@ -1151,11 +1158,11 @@ void blkif_xen_close(struct blkif_xen *x)
 	 * guest waiting on a ring nobody serves.  (A crash leaves it
 	 * Connected, for the next server to re-adopt.) */
 	if ((x->claimed || !x->discover) && !x->gone) {
-		disconnect(x, "the server is stopping");
+		disconnect(x, true, "the server is stopping");
 		if (set_state(x, XB_CLOSED) == 0)
 			log_info("%s: closed: the server stopped", x->name);
 	}
-	disconnect(x, "the server is closing");
+	disconnect(x, false, "the server is closing");
 	server_epoll_del(x->srv, x->evtchn_fd);
 	server_epoll_del(x->srv, x->xs_fd);
 	xen_free(x);
