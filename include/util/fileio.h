@@ -18,6 +18,8 @@ int read_file_at(int dirfd, const char *name, size_t max, char **ret,
  */
 int write_file_atomic_at(int dirfd, const char *name, const void *buf,
 			 size_t len);
+/* The same for a path ("name" alone: the current directory). */
+int write_file_atomic(const char *path, const void *buf, size_t len);
 
 /*
  * Two-phase form, to publish several files with one directory fsync:

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,25 +169,11 @@ static json_object *mirror_object(const struct server_status *st)
 int control_write_mirror_state(const char *path,
 			       const struct server_status *st)
 {
-	char dir[PATH_MAX], base[PATH_MAX];
 	json_object *m = mirror_object(st);
 	const char *s = json_object_to_json_string_ext(m,
 						       JSON_C_TO_STRING_PLAIN);
-	int dfd, r;
+	int r = write_file_atomic(path, s, strlen(s));
 
-	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir) ||
-	    snprintf(base, sizeof(base), "%s", path) >= (int)sizeof(base)) {
-		json_object_put(m);
-		return -ENAMETOOLONG;
-	}
-	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		r = -errno;
-		json_object_put(m);
-		return r;
-	}
-	r = write_file_atomic_at(dfd, basename(base), s, strlen(s));
-	close(dfd);
 	json_object_put(m);
 	return r;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ctl-proto.h"
+#include "fileio.h"
 #include "log.h"
 #include "server/server.h"
 #include "control.h"
@@ -155,29 +156,10 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *ret)
 
 static int write_pidfile(const char *path)
 {
-	char tmp[PATH_MAX], buf[32];
-	int fd, n;
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%d\n", getpid());
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, getpid()) >=
-	    (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	n = snprintf(buf, sizeof(buf), "%d\n", getpid());
-	if (write(fd, buf, n) != n || fsync(fd) < 0 || close(fd) < 0) {
-		int r = -errno;
-
-		unlink(tmp);
-		return r ? r : -EIO;
-	}
-	if (rename(tmp, path) < 0) {
-		int r = -errno;
-
-		unlink(tmp);
-		return r;
-	}
-	return 0;
+	return write_file_atomic(path, buf, (size_t)n);
 }
 
 int main(int argc, char *argv[])

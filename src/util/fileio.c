@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,6 +167,27 @@ int write_file_atomic_at(int dirfd, const char *name, const void *buf,
 	if (r < 0)
 		return r;
 	return commit_staged_at(dirfd, &f, 1);
+}
+
+int write_file_atomic(const char *path, const void *buf, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[PATH_MAX];
+	int fd, r;
+
+	if (!slash)
+		return write_file_atomic_at(AT_FDCWD, path, buf, len);
+	if (!slash[1])
+		return -EISDIR;
+	if (snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path) >=
+	    (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	fd = open(slash == path ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = write_file_atomic_at(fd, slash + 1, buf, len);
+	close(fd);
+	return r;
 }
 
 int unlink_durable_at(int dirfd, const char *name)

@@ -86,6 +86,27 @@ static void test_atomic_replace(void **state)
 	assert_int_equal(count_entries(s->fd), 1);	/* no temp left */
 }
 
+/* by path: the directory is the path's own, never the current one */
+static void test_atomic_by_path(void **state)
+{
+	struct scratch *s = *state;
+	char path[128];
+	char *b;
+
+	snprintf(path, sizeof(path), "%s/mark", s->path);
+	assert_int_equal(write_file_atomic(path, "1 why\n", 6), 0);
+	assert_int_equal(write_file_atomic(path, "2 why\n", 6), 0);
+	b = slurp(s->fd, "mark");
+	assert_string_equal(b, "2 why\n");
+	free(b);
+	assert_int_equal(count_entries(s->fd), 1);
+	snprintf(path, sizeof(path), "%s/", s->path);
+	assert_int_equal(write_file_atomic(path, "x", 1), -EISDIR);
+	snprintf(path, sizeof(path), "%s/no-such-dir/mark", s->path);
+	assert_int_equal(write_file_atomic(path, "x", 1), -ENOENT);
+	assert_int_equal(count_entries(s->fd), 1);
+}
+
 static void test_staged_commit_in_order(void **state)
 {
 	struct scratch *s = *state;
@@ -134,6 +155,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_atomic_replace, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_atomic_by_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_staged_commit_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_and_stale_temps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_limit, setup, teardown),

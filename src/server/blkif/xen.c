@@ -73,7 +73,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -605,29 +604,19 @@ static void error_node_clear(struct blkif_xen *x)
  * atomically (the datapath plugin reads it at the next attach). */
 static void fail_mark_write(struct blkif_xen *x, const char *why)
 {
-	char text[1024], dir[PATH_MAX], *slash;
 	const char *devid = strrchr(x->be_path, '/');
-	int fd, n, r;
+	char text[1024];
+	int n, r;
 
 	if (!x->fail_mark)
 		return;
-	snprintf(dir, sizeof(dir), "%s", x->fail_mark);
-	slash = strrchr(dir, '/');
-	if (!slash || !slash[1])
-		return;
-	*slash = '\0';
 	n = snprintf(text, sizeof(text), "%lld domain %u device %s: %s\n",
 		     (long long)time(NULL), x->fe_domid,
 		     devid ? devid + 1 : "?", why);
 	if (n < 0)
 		return;
-	fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	r = fd < 0 ? -errno :
-	    write_file_atomic_at(fd, slash + 1, text,
-				 (size_t)n < sizeof(text) ? (size_t)n :
-				 sizeof(text) - 1);
-	if (fd >= 0)
-		close(fd);
+	r = write_file_atomic(x->fail_mark, text, (size_t)n < sizeof(text) ?
+			      (size_t)n : sizeof(text) - 1);
 	if (r < 0)
 		log_error("%s: cannot write the failure mark %s: %s", x->name,
 			  x->fail_mark, strerror(-r));
