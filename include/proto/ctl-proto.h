@@ -78,6 +78,27 @@
 #define CTL_ST_BLKIF_DEVICE	"blkif_device"
 /* Xen rings that could not be connected (the device was failed) */
 #define CTL_ST_BLKIF_FAILURES	"blkif_failures"
+/* where the Xen ring (--blkif-xen, --blkif-xen-domain) is; null: none */
+#define CTL_ST_BLKIF_RING	"blkif_ring"
+#define CTL_RING_WAITING	"waiting"	/* no device claimed yet */
+#define CTL_RING_CLAIMED	"claimed"	/* the handshake runs */
+#define CTL_RING_CONNECTED	"connected"
+#define CTL_RING_CLOSING	"closing"	/* shutdown-request */
+#define CTL_RING_CLOSED		"closed"	/* shutdown-done written */
+#define CTL_RING_RELEASING	"releasing"	/* blkif_release: closing */
+#define CTL_RING_RELEASED	"released"	/* closed; nothing claimed
+						 * again */
+
+/*
+ * request "blkif_release" {domain}: Datapath.deactivate of the ring's
+ * domain while the server stays for other domains.  The device is closed
+ * as at stop (requests taken are answered; Closing, errors for what the
+ * frontend still queues until it closes or 10 s pass; Closed) and no
+ * device is claimed again.  The reply comes at once; "blkif_ring" says
+ * "released" when it is done.
+ */
+#define CTL_OP_BLKIF_RELEASE	"blkif_release"
+#define CTL_KEY_DOMAIN		"domain"
 
 /*
  * status: the chain, and the live coalesce (issue 13).  "backing" is the

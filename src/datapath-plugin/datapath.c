@@ -877,6 +877,15 @@ static int deactivate_domain(struct call *c, struct sr *sr,
 	json_object_object_del(domains, t->domain);
 	if (json_object_object_length(domains) > 0 &&
 	    active_record_is_live(rec)) {
+		/* the server stays: close this domain's ring under it */
+		if (!strcmp(ring_domain_of(rec), t->domain)) {
+			r = dp_server_release_ring(c, rec, t->domain);
+			if (r < 0) {
+				json_object_put(rec);
+				return r;
+			}
+			json_object_object_del(rec, "ring");
+		}
 		r = active_save(sr, t->key, rec);
 		json_object_put(rec);
 		return r < 0 ? call_fail(c, r, "Datapath_error",

@@ -69,6 +69,10 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 /* The ngdp-server next to this program; 0 or -ENOENT. */
 int dp_server_program(char *out, size_t len);
 int dp_server_stop(struct call *c, json_object *rec);
+/* The ring's domain is deactivated while the server stays for others:
+ * close its ring (control op blkif_release) and wait until it is. */
+int dp_server_release_ring(struct call *c, json_object *rec,
+			   const char *domain);
 /* The image the server must open (the volume's leaf, or its overlay) and
  * its format as recorded ("raw", "qcow2", "vpc"). */
 int dp_volume_image(struct call *c, struct sr *sr, const char *key,

@@ -26,6 +26,10 @@
 
 #define READY_TIMEOUT_MS (60 * 1000)
 #define STOP_TIMEOUT_MS (120 * 1000)
+#define CTL_RELEASE_CALL_MS (10 * 1000)
+/* the server gives the frontend 10 s to close after what it had taken
+ * is answered */
+#define RING_RELEASE_TIMEOUT_MS (30 * 1000)
 
 void dp_overlay_path(struct sr *sr, const char *key, char *out, size_t len)
 {
@@ -153,7 +157,8 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 	char logp[PATH_MAX], confine[PATH_MAX], line[512], heartbeat[PATH_MAX];
 	char record[PATH_MAX], import[PATH_MAX];
 	const char *engine = getenv("XSNG_DATAPATH_ENGINE");
-	const char *argv[40];
+	const char *flush_ms = getenv("XSNG_DATAPATH_FLUSH_INTERVAL");
+	const char *argv[42];
 	int pipefd[2], argc = 0, r, status = 0;
 	json_object *rec;
 	pid_t pid;
@@ -230,6 +235,11 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 	if (engine && (!strcmp(engine, "aio") || !strcmp(engine, "uring"))) {
 		argv[argc++] = "--engine";
 		argv[argc++] = engine;
+	}
+	if (flush_ms && *flush_ms && strspn(flush_ms, "0123456789") ==
+	    strlen(flush_ms) && strlen(flush_ms) <= 7) {
+		argv[argc++] = "--flush-interval";
+		argv[argc++] = flush_ms;
 	}
 	argv[argc] = NULL;
 
@@ -350,4 +360,68 @@ int dp_server_stop(struct call *c, json_object *rec)
 	}
 	log_info("stopped datapath server pid %d", (int)pid);
 	return 0;
+}
+
+/* The server's "blkif_ring" status, or NULL (no ring, or no answer):
+ * the caller frees it. */
+static char *ring_status(json_object *rec)
+{
+	json_object *req = json_new_object(), *reply = NULL, *v;
+	char *st = NULL;
+
+	json_add_string(req, CTL_KEY_OP, CTL_OP_STATUS);
+	if (control_call(rec_str(rec, "control"), req, 5000, &reply) == 0 &&
+	    json_object_object_get_ex(reply, CTL_ST_BLKIF_RING, &v) &&
+	    json_object_is_type(v, json_type_string))
+		st = strdup(json_object_get_string(v));
+	json_object_put(req);
+	json_object_put(reply);
+	return st;
+}
+
+int dp_server_release_ring(struct call *c, json_object *rec,
+			   const char *domain)
+{
+	struct timespec nap = { 0, 50 * 1000 * 1000 };
+	json_object *req, *reply = NULL, *v;
+	int r, waited;
+
+	if (!active_record_is_live(rec))
+		return 0;
+	req = json_new_object();
+	json_add_string(req, CTL_KEY_OP, CTL_OP_BLKIF_RELEASE);
+	json_add(req, CTL_KEY_DOMAIN,
+		 json_object_new_int64(strtoll(domain, NULL, 10)));
+	r = control_call(rec_str(rec, "control"), req, CTL_RELEASE_CALL_MS,
+			 &reply);
+	json_object_put(req);
+	if (r < 0) {
+		/* a server older than the op, or one that does not serve
+		 * this ring: nothing of it to close */
+		log_warn("domain %s: the datapath server pid %d did not take "
+			 "blkif_release: %s", domain, (int)rec_int(rec, "pid"),
+			 r == -EREMOTEIO && reply &&
+			 json_object_object_get_ex(reply, CTL_KEY_ERROR, &v) ?
+			 json_object_get_string(v) : strerror(-r));
+		json_object_put(reply);
+		return 0;
+	}
+	json_object_put(reply);
+	for (waited = 0; waited < RING_RELEASE_TIMEOUT_MS; waited += 50) {
+		char *st = ring_status(rec);
+		bool done = !st || !strcmp(st, CTL_RING_RELEASED);
+
+		free(st);
+		if (done) {
+			log_info("domain %s: the blkif ring is closed; the "
+				 "server pid %d stays for the other domains",
+				 domain, (int)rec_int(rec, "pid"));
+			return 0;
+		}
+		nanosleep(&nap, NULL);
+	}
+	return call_fail(c, -ETIMEDOUT, "Datapath_error",
+			 "the blkif ring of domain %s was not closed in %d s: "
+			 "its guest may still use it", domain,
+			 RING_RELEASE_TIMEOUT_MS / 1000);
 }

@@ -218,6 +218,7 @@ static json_object *status(const struct server *srv)
 	add_u64(o, CTL_ST_BLKIF_RINGS, st.blkif_rings);
 	add_str(o, CTL_ST_BLKIF_DEVICE, st.blkif_device);
 	add_u64(o, CTL_ST_BLKIF_FAILURES, st.blkif_failures);
+	add_str(o, CTL_ST_BLKIF_RING, st.blkif_ring);
 	add_str(o, CTL_ST_BACKING, st.backing);
 	if (st.co_state) {
 		json_object *c = json_object_new_object();
@@ -353,6 +354,21 @@ static void ctl_handle(struct ctl_conn *cc, json_object *req)
 		r = id ? mirror_cancel(srv, id, &why) : -EINVAL;
 		ctl_send(cc, r < 0 ? reply_error(r, id ? why :
 			"mirror_cancel needs \"id\"") : status(srv));
+	} else if (!strcmp(op, CTL_OP_BLKIF_RELEASE)) {
+		const char *why = "bad domain";
+		int64_t d = -1;
+
+		if (json_object_object_get_ex(req, CTL_KEY_DOMAIN, &v) &&
+		    json_object_is_type(v, json_type_int))
+			d = json_object_get_int64(v);
+		if (d < 1 || d > 0x7fef)	/* DOMID_FIRST_RESERVED */
+			r = -EINVAL;
+		else if (!srv->ring_release)
+			r = -ENOENT, why = "this server serves no Xen ring";
+		else
+			r = srv->ring_release(srv->ring_opaque,
+					      (unsigned int)d, &why);
+		ctl_send(cc, r < 0 ? reply_error(r, why) : status(srv));
 	} else if (!strcmp(op, CTL_OP_STOP)) {
 		server_request_stop(srv);
 		ctl_send(cc, reply_ok());

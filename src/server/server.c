@@ -98,6 +98,15 @@ void server_set_stop_hold(struct server *srv, server_stop_hold_fn *fn,
 	srv->stop_hold_opaque = opaque;
 }
 
+void server_set_ring_control(struct server *srv,
+			     server_ring_release_fn *release,
+			     server_ring_state_fn *state, void *opaque)
+{
+	srv->ring_release = release;
+	srv->ring_state = state;
+	srv->ring_opaque = opaque;
+}
+
 void server_epoll_del(struct server *srv, int fd)
 {
 	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, fd, NULL);
@@ -221,6 +230,8 @@ void server_get_status(const struct server *srv, struct server_status *st)
 	st->blkif_failures = srv->n_blkif_failures;
 	st->blkif_rings = srv->n_blkif_rings;
 	st->blkif_device = srv->blkif_device;
+	st->blkif_ring = srv->ring_state ? srv->ring_state(srv->ring_opaque) :
+			 NULL;
 	st->bytes_read = srv->bytes_read;
 	st->bytes_written = srv->bytes_written;
 	st->backing = srv->img->backing ? srv->img->backing->path : NULL;

@@ -9,6 +9,16 @@ qemu-img create -q -f qcow2 "$T/old.qcow2" 64M
 start_server s --image "$T/old.qcow2" --control "$T/s.ctl" || fail "start"
 check "status" eval '"$CTL" "$T/s.ctl" "{\"op\":\"status\"}" | grep -q "\"engine\":\"$ENGINE\""'
 check "bad request rejected" eval '! "$CTL" "$T/s.ctl" "{\"op\":\"frobnicate\"}" >/dev/null'
+# blkif_release (Datapath.deactivate of a ring's domain): a server with no
+# Xen ring answers ENOENT (2), a domain that is not a domid EINVAL (22)
+release_errno() {
+	"$CTL" "$T/s.ctl" "{\"op\":\"blkif_release\",\"domain\":$1}" |
+		jq -e --argjson e "$2" '.ok == false and .errno == $e' >/dev/null
+}
+check "blkif_release without a Xen ring: ENOENT" release_errno 5 2
+check "blkif_release of domain 0: EINVAL" release_errno 0 22
+check "blkif_release of a domain that is not a number: EINVAL" release_errno '"5"' 22
+check "status: no Xen ring (blkif_ring null)" [ "$("$CTL" "$T/s.ctl" get blkif_ring)" = null ]
 qemu-io -f raw "$(uri s)" -c "write -P 1 0 1M" >/dev/null
 
 # a client that keeps writing pattern 2 to 4M..12M while we snapshot

@@ -129,6 +129,11 @@ bool blkif_backend_wants_poll(const struct blkif_backend *be);
  */
 void blkif_backend_detach(struct blkif_backend *be);
 
+/* The device is being closed while the server stays (its domain was
+ * deactivated): take no new request; those in flight finish and are
+ * answered. */
+void blkif_backend_stop_taking(struct blkif_backend *be);
+
 /* Requests taken and not yet answered. */
 unsigned int blkif_backend_in_flight(const struct blkif_backend *be);
 

@@ -149,6 +149,15 @@ typedef bool server_loop_hook_fn(void *opaque);
  */
 typedef bool server_stop_hold_fn(void *opaque);
 
+/*
+ * The Xen ring's control (blkif/xen.c): release closes the ring of domain
+ * domid without stopping the server (0, or -errno with *why); state names
+ * where the ring is (CTL_RING_*).
+ */
+typedef int server_ring_release_fn(void *opaque, unsigned int domid,
+				   const char **why);
+typedef const char *server_ring_state_fn(void *opaque);
+
 /* Called when a suspend's flush is done (err: its result, 0 or -errno). */
 typedef void server_suspend_hook_fn(void *opaque, int err);
 
@@ -165,6 +174,7 @@ struct server_status {
 		 grant_cache_evictions, direct_read_faults, blkif_failures;
 	unsigned int blkif_rings;	/* blkif rings connected now */
 	const char *blkif_device;	/* the Xen backend directory served */
+	const char *blkif_ring;		/* CTL_RING_*, NULL: no Xen ring */
 	const char *backing;		/* the top's backing file, or NULL */
 	/* the live coalesce: co_state NULL when none was accepted */
 	const char *co_state;		/* CTL_CO_RUNNING / _DONE / _FAILED */
@@ -223,6 +233,9 @@ struct server {
 	void *loop_hook_opaque;
 	server_stop_hold_fn *stop_hold;	/* blkif/xen.c's, or NULL */
 	void *stop_hold_opaque;
+	server_ring_release_fn *ring_release;	/* blkif/xen.c's, or NULL */
+	server_ring_state_fn *ring_state;
+	void *ring_opaque;
 	server_suspend_hook_fn *suspend_hook;
 	void *suspend_hook_opaque;
 
@@ -328,6 +341,10 @@ void server_set_loop_hook(struct server *srv, server_loop_hook_fn *fn,
 /* One stop hold (fn NULL: none). */
 void server_set_stop_hold(struct server *srv, server_stop_hold_fn *fn,
 			  void *opaque);
+/* The Xen ring's control (release NULL: none). */
+void server_set_ring_control(struct server *srv,
+			     server_ring_release_fn *release,
+			     server_ring_state_fn *state, void *opaque);
 /* accept(2) failed with err (not EAGAIN): back off, log rate-limited. */
 void server_accept_failed(struct server *srv, int err);
 /*

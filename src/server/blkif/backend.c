@@ -60,6 +60,7 @@ struct blkif_backend {
 	bool in_order;
 	bool detached;			/* the ring is not ours any more */
 	bool dead;			/* the frontend broke the protocol */
+	bool closing;			/* take no new request (being closed) */
 	bool want;			/* requests may wait on the ring */
 	size_t max_bytes, bytes;	/* buffers of requests in flight */
 	unsigned int max_held, held;	/* pages held by direct reads */
@@ -176,6 +177,11 @@ unsigned int blkif_backend_in_flight(const struct blkif_backend *be)
 	return be->in_flight;
 }
 
+void blkif_backend_stop_taking(struct blkif_backend *be)
+{
+	be->closing = true;
+}
+
 unsigned int blkif_backend_refuse_queued(struct blkif_backend *be)
 {
 	unsigned int n = 0, limit = 1U << 16;	/* a frontend that never stops */
@@ -206,7 +212,7 @@ unsigned int blkif_backend_refuse_queued(struct blkif_backend *be)
 
 static bool can_take(const struct blkif_backend *be)
 {
-	return !be->detached && !be->dead && !be->barrier &&
+	return !be->detached && !be->dead && !be->closing && !be->barrier &&
 	       be->bytes < be->max_bytes && !server_stopping(be->srv);
 }
 

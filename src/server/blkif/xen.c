@@ -85,6 +85,8 @@
 #include <xengnttab.h>
 #include <xenevtchn.h>
 
+#include "ctl-proto.h"
+#include "nbd-proto.h"
 #include "fileio.h"
 #include "log.h"
 #include "server/blkif-backend.h"
@@ -122,6 +124,15 @@ struct xen_pages {
 	uint64_t gc_evictions;
 };
 
+/* Why the device is being closed while the server stays. */
+enum xen_closing {
+	XC_NONE,
+	XC_RELEASE,		/* blkif_release: its domain was deactivated */
+	XC_SHUTDOWN,		/* shutdown-request = normal: once the
+				 * frontend closed */
+	XC_SHUTDOWN_FORCE,	/* shutdown-request = force: within 10 s */
+};
+
 struct blkif_xen {
 	struct ev_tag xs_tag, evtchn_tag;	/* EV_HOOK */
 	struct server *srv;
@@ -147,7 +158,16 @@ struct blkif_xen {
 	evtchn_port_t port;		/* ours */
 	unsigned int gc_max;		/* persistent grants kept mapped */
 	const char *fail_mark;		/* --blkif-fail-mark, or NULL */
-	uint64_t stop_ms;		/* when the stop closed the device */
+	uint64_t stop_ms;		/* when the stop (or the release)
+					 * closed the device */
+	/* closing the device while the server stays (closing_step) */
+	enum xen_closing closing;
+	enum { CLOSE_FLUSH_NONE, CLOSE_FLUSH_RUNNING, CLOSE_FLUSH_DONE }
+		close_flush;
+	bool shutdown_done;		/* shutdown-done written: the
+					 * toolstack removes the device */
+	bool shutdown_bad_logged;
+	bool released;			/* blkif_release done: no ring again */
 };
 
 #define container_of(p, type, member) \
@@ -195,13 +215,15 @@ static int xs_get_state(struct blkif_xen *x, const char *dir,
 }
 
 struct kv {
-	const char *key;
+	const char *key;	/* under the backend directory, or absolute */
 	char val[32];
+	const char *text;	/* a longer value, in place of val */
 };
 
-/* Write keys under the backend directory in one transaction, if the
- * directory is still there (its frontend key): -ENOENT if not.  xenstore
- * would create the missing parents, bringing a removed device back. */
+/* Write keys in one transaction, if the backend directory is still there
+ * (its frontend key): -ENOENT if not.  xenstore would create the missing
+ * parents, bringing a removed device back (or its error node after
+ * xenopsd's rm_device_state). */
 static int xs_put_all(struct blkif_xen *x, const struct kv *kv, size_t n)
 {
 	char path[XEN_PATH_MAX * 2];
@@ -220,10 +242,15 @@ static int xs_put_all(struct blkif_xen *x, const struct kv *kv, size_t n)
 			free(fe);
 		}
 		for (size_t i = 0; ok && i < n; i++) {
-			snprintf(path, sizeof(path), "%s/%s", x->be_path,
-				 kv[i].key);
-			ok = xs_write(x->xs, t, path, kv[i].val,
-				      (unsigned int)strlen(kv[i].val));
+			const char *v = kv[i].text ? kv[i].text : kv[i].val;
+
+			if (kv[i].key[0] == '/')
+				snprintf(path, sizeof(path), "%s", kv[i].key);
+			else
+				snprintf(path, sizeof(path), "%s/%s",
+					 x->be_path, kv[i].key);
+			ok = xs_write(x->xs, t, path, v,
+				      (unsigned int)strlen(v));
 		}
 		if (!ok) {
 			int err = gone ? ENOENT : errno ? errno : EIO;
@@ -636,12 +663,20 @@ static void ring_failed(struct blkif_xen *x, const char *why)
 		  x->fail_mark ? "; mark: " : "",
 		  x->fail_mark ? x->fail_mark : "");
 	snprintf(text, sizeof(text), "ngdp-server: %s", why);
-	if (error_node_path(x->be_path, path, sizeof(path)) == 0 &&
-	    !xs_write(x->xs, XBT_NULL, path, text, (unsigned int)strlen(text)))
-		log_warn("%s: cannot write %s: %m", x->name, path);
+	if (error_node_path(x->be_path, path, sizeof(path)) == 0) {
+		struct kv kv = { .key = path, .text = text };
+		int r = xs_put_all(x, &kv, 1);
+
+		if (r < 0)
+			log_warn("%s: cannot write %s: %s", x->name, path,
+				 r == -ENOENT ? "the device was removed" :
+				 strerror(-r));
+	}
 	fail_mark_write(x, why);
 	set_state(x, XB_CLOSED);
 }
+
+static void shutdown_request_check(struct blkif_xen *x);
 
 /* React to the states as they are now (called on every watch event). */
 static void reconcile(struct blkif_xen *x)
@@ -665,6 +700,7 @@ static void reconcile(struct blkif_xen *x)
 		free(d);
 		be_st = XB_UNKNOWN;
 	}
+	shutdown_request_check(x);
 	r = xs_get_state(x, x->fe_path, &fe_st);
 	if (r == -ENOENT)
 		fe_st = XB_CLOSED;	/* frontend gone */
@@ -677,12 +713,14 @@ static void reconcile(struct blkif_xen *x)
 	case XB_INIT_WAIT:
 		/* a frontend that starts over: drop any old ring */
 		disconnect(x, false, "the frontend is initialising again");
+		if (x->closing != XC_NONE || x->shutdown_done)
+			break;	/* closed for good: no new ring */
 		if (be_st != XB_INIT_WAIT)
 			set_state(x, XB_INIT_WAIT);
 		break;
 	case XB_INITIALISED:
 	case XB_CONNECTED:
-		if (x->be)
+		if (x->be || x->closing != XC_NONE || x->shutdown_done)
 			break;
 		if (be_st != XB_INIT_WAIT && be_st != XB_CONNECTED)
 			break;	/* closing: wait for the frontend's reset */
@@ -749,8 +787,8 @@ static bool release(struct blkif_xen *x)
 	unsigned long long online = 0;
 
 	if (!x->gone) {
-		if (x->be)
-			return false;
+		if (x->be || x->closing != XC_NONE)
+			return false;	/* shutdown-done comes first */
 		if (xs_get_uint(x, x->be_path, "online", 1, &online) == 0 &&
 		    online == 1)
 			return false;	/* plugged: a frontend reconnect */
@@ -762,6 +800,9 @@ static bool release(struct blkif_xen *x)
 	x->claimed = false;
 	x->srv->blkif_device = NULL;
 	x->gone = false;
+	x->closing = XC_NONE;
+	x->shutdown_done = x->shutdown_bad_logged = false;
+	x->stop_ms = 0;
 	snprintf(x->name, sizeof(x->name), "blkif-xen %s", x->dom_path);
 	return true;
 }
@@ -833,7 +874,7 @@ static void on_xs(struct ev_tag *tag, uint32_t events)
 		any = true;
 		free(w);
 	}
-	if (!any)
+	if (!any || x->released)
 		return;
 	if (x->claimed || !x->discover)
 		reconcile(x);
@@ -856,11 +897,15 @@ static void on_evtchn(struct ev_tag *tag, uint32_t events)
 		ring_poll(x);
 }
 
+static void closing_step(struct blkif_xen *x);
+
 static bool loop_hook(void *opaque)
 {
 	struct blkif_xen *x = opaque;
 	int r;
 
+	if (x->closing != XC_NONE)
+		closing_step(x);
 	if (!x->be || !blkif_backend_wants_poll(x->be))
 		return false;
 	r = blkif_backend_poll(x->be);
@@ -888,25 +933,229 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static bool stop_hold(void *opaque)
+/* true while the frontend is given time to close (call every turn once
+ * nothing is in flight; limit_ms 0: no limit); why: who closes, for the
+ * log */
+static bool close_hold(struct blkif_xen *x, const char *why,
+		       unsigned int limit_ms)
 {
-	struct blkif_xen *x = opaque;
 	uint64_t now = now_ms();
 
 	if (!x->be || x->gone)
 		return false;
 	if (!x->stop_ms) {
 		x->stop_ms = now;
-		log_info("%s: the server stops: closing the device, waiting up to "
-			 "%d s for the frontend", x->name, XEN_STOP_WAIT_MS / 1000);
+		if (limit_ms)
+			log_info("%s: %s: closing the device, waiting up to "
+				 "%u s for the frontend", x->name, why,
+				 limit_ms / 1000);
+		else
+			log_info("%s: %s: closing the device once the frontend "
+				 "closed", x->name, why);
 		set_state(x, XB_CLOSING);
 	}
 	blkif_backend_refuse_queued(x->be);
-	if (now - x->stop_ms < XEN_STOP_WAIT_MS)
+	if (!limit_ms || now - x->stop_ms < limit_ms)
 		return true;
-	log_warn("%s: the frontend did not close in %d s: closing the device "
-		 "under it", x->name, XEN_STOP_WAIT_MS / 1000);
+	log_warn("%s: the frontend did not close in %u s: closing the device "
+		 "under it", x->name, limit_ms / 1000);
 	return false;
+}
+
+static bool stop_hold(void *opaque)
+{
+	return close_hold(opaque, "the server stops", XEN_STOP_WAIT_MS);
+}
+
+/* The device is closed for good (server stop, release, shutdown-request):
+ * answer what the frontend still queues, release the ring, write Closed
+ * (6). */
+static void close_device(struct blkif_xen *x, const char *why)
+{
+	if ((x->claimed || !x->discover) && !x->gone) {
+		disconnect(x, true, why);
+		if (set_state(x, XB_CLOSED) == 0)
+			log_info("%s: closed: %s", x->name, why);
+	}
+	disconnect(x, false, why);
+}
+
+static const char *closing_why(const struct blkif_xen *x)
+{
+	switch (x->closing) {
+	case XC_RELEASE:
+		return "the domain was deactivated";
+	case XC_SHUTDOWN:
+		return "shutdown-request normal";
+	case XC_SHUTDOWN_FORCE:
+		return "shutdown-request force";
+	default:
+		return "closing";
+	}
+}
+
+static void closing_flush_done(struct req *req)
+{
+	struct blkif_xen *x = req->owner;
+
+	if (req->wire_err)
+		log_error("%s: the flush before closing the device failed "
+			  "(NBD error %u)", x->name, req->wire_err);
+	x->close_flush = CLOSE_FLUSH_DONE;
+	server_req_put(x->srv, req);
+}
+
+/* Every write the frontend saw complete is made stable before the device
+ * closes (shutdown-done says so to the toolstack), through the server's
+ * own queue: other clients' requests may be in flight. */
+static void closing_flush(struct blkif_xen *x)
+{
+	struct req *req;
+
+	if (x->readonly) {
+		x->close_flush = CLOSE_FLUSH_DONE;
+		return;
+	}
+	req = server_req_get(x->srv);
+	if (!req)
+		return;	/* none free: the next loop turn */
+	req->owner = x;
+	req->done = closing_flush_done;
+	req->readonly = false;
+	req->h = (struct nbd_request){
+		.magic = NBD_REQUEST_MAGIC, .type = NBD_CMD_FLUSH,
+	};
+	x->close_flush = CLOSE_FLUSH_RUNNING;
+	server_submit(x->srv, req);
+}
+
+/*
+ * Closing the device while the server stays, a step per loop turn: the
+ * requests taken are answered first (none is taken any more), the image
+ * is flushed, then the device is closed as at stop (for normal, once the
+ * frontend closed, however long it takes; otherwise within 10 s).  A release then claims nothing
+ * again; a shutdown-request ends with shutdown-done, and the toolstack
+ * removes the device.
+ */
+static void closing_step(struct blkif_xen *x)
+{
+	const char *why = closing_why(x);
+
+	if (x->be && blkif_backend_in_flight(x->be))
+		return;
+	if (x->close_flush != CLOSE_FLUSH_DONE) {
+		if (x->close_flush == CLOSE_FLUSH_NONE)
+			closing_flush(x);
+		return;
+	}
+	/* force too goes through Closing (5), answering what the frontend
+	 * still queues: Closed (6) at once leaves the requests blkfront
+	 * queued before it saw it unanswered, and its teardown hung (seen) */
+	if (close_hold(x, why, x->closing == XC_SHUTDOWN ? 0 : XEN_STOP_WAIT_MS))
+		return;
+	close_device(x, why);
+	if (x->closing == XC_RELEASE) {
+		if (x->claimed || !x->discover)
+			xs_unwatch(x->xs, x->fe_path, "fe");
+		if (x->discover)
+			xs_unwatch(x->xs, x->dom_path, "dom");
+		else
+			xs_unwatch(x->xs, x->be_path, "be");
+		x->claimed = false;
+		x->released = true;
+		x->srv->blkif_device = NULL;
+		log_info("%s: released: domain %u's ring is served no more",
+			 x->name, x->discover ? x->expect.domid : x->fe_domid);
+	} else if (!x->gone) {
+		struct kv kv = { .key = "shutdown-done", .val = "" };
+		int r = xs_put_all(x, &kv, 1);
+
+		if (r < 0)
+			log_error("%s: cannot write shutdown-done: %s", x->name,
+				  strerror(-r));
+		else
+			log_info("%s: shutdown-done", x->name);
+		x->shutdown_done = true;
+	}
+	x->closing = XC_NONE;
+}
+
+static void closing_start(struct blkif_xen *x, enum xen_closing why)
+{
+	x->closing = why;
+	if (x->close_flush == CLOSE_FLUSH_DONE)
+		x->close_flush = CLOSE_FLUSH_NONE;	/* an earlier one's */
+	if (x->be)
+		blkif_backend_stop_taking(x->be);
+	log_info("%s: %s: closing the device (%u request(s) in flight)",
+		 x->name, closing_why(x),
+		 x->be ? blkif_backend_in_flight(x->be) : 0);
+	closing_step(x);
+}
+
+/* xenopsd's ShutdownRequest mode (with control/feature-shutdown-request):
+ * it writes shutdown-request = normal (after online = 0) or force, and
+ * waits for shutdown-done. */
+static void shutdown_request_check(struct blkif_xen *x)
+{
+	enum xen_closing c = XC_NONE;
+	char *v;
+
+	if (x->shutdown_done || x->released || x->closing == XC_RELEASE ||
+	    x->closing == XC_SHUTDOWN_FORCE)
+		return;
+	v = xs_get(x, x->be_path, "shutdown-request");
+	if (!v)
+		return;
+	if (!strcmp(v, "force"))
+		c = XC_SHUTDOWN_FORCE;
+	else if (!strcmp(v, "normal"))
+		c = XC_SHUTDOWN;
+	if (c == XC_NONE && !x->shutdown_bad_logged) {
+		log_warn("%s: shutdown-request '%.40s' not understood (normal "
+			 "or force): ignored", x->name, v);
+		x->shutdown_bad_logged = true;
+	}
+	free(v);
+	if (c != XC_NONE && c != x->closing)
+		closing_start(x, c);
+}
+
+static int ring_release(void *opaque, unsigned int domid, const char **why)
+{
+	struct blkif_xen *x = opaque;
+	unsigned int ours = x->discover ? x->expect.domid : x->fe_domid;
+
+	if (domid != ours) {
+		*why = "the ring served is another domain's";
+		return -ESRCH;
+	}
+	if (x->released || x->closing == XC_RELEASE)
+		return 0;
+	if (server_stopping(x->srv)) {
+		*why = "the server is stopping";
+		return -ESHUTDOWN;
+	}
+	/* a shutdown-request under way becomes the release */
+	closing_start(x, XC_RELEASE);
+	return 0;
+}
+
+static const char *ring_state(void *opaque)
+{
+	const struct blkif_xen *x = opaque;
+
+	if (x->released)
+		return CTL_RING_RELEASED;
+	if (x->closing == XC_RELEASE)
+		return CTL_RING_RELEASING;
+	if (x->closing != XC_NONE)
+		return CTL_RING_CLOSING;
+	if (x->be)
+		return CTL_RING_CONNECTED;
+	if ((x->claimed || !x->discover) && !x->gone)
+		return x->shutdown_done ? CTL_RING_CLOSED : CTL_RING_CLAIMED;
+	return CTL_RING_WAITING;
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -918,7 +1167,7 @@ static int publish(struct blkif_xen *x)
 	size_t n = 0;
 	char *mode;
 
-#define KV(k, ...) do { kv[n].key = (k); \
+#define KV(k, ...) do { kv[n].key = (k); kv[n].text = NULL; \
 	snprintf(kv[n].val, sizeof(kv[n].val), __VA_ARGS__); n++; } while (0)
 	mode = xs_get(x, x->be_path, "mode");
 	if (mode && strcmp(mode, "r") && strcmp(mode, "w")) {
@@ -1101,6 +1350,7 @@ int blkif_xen_open(struct server *srv, const char *be_path,
 	}
 	server_set_loop_hook(srv, loop_hook, x);
 	server_set_stop_hold(srv, stop_hold, x);
+	server_set_ring_control(srv, ring_release, ring_state, x);
 	srv->blkif_device = x->be_path;
 	log_info("%s: serving domain %u's %s", x->name, x->fe_domid,
 		 x->fe_path);
@@ -1129,6 +1379,7 @@ int blkif_xen_watch(struct server *srv, const struct xb_expect *e,
 	}
 	server_set_loop_hook(srv, loop_hook, x);
 	server_set_stop_hold(srv, stop_hold, x);
+	server_set_ring_control(srv, ring_release, ring_state, x);
 	log_info("%s: waiting for domain %u's qdisk device of volume %s "
 		 "(%s)", x->name, e->domid, e->key, e->readonly ? "r" : "w");
 	*ret = x;
@@ -1141,17 +1392,14 @@ void blkif_xen_close(struct blkif_xen *x)
 		return;
 	server_set_loop_hook(x->srv, NULL, NULL);
 	server_set_stop_hold(x->srv, NULL, NULL);
+	server_set_ring_control(x->srv, NULL, NULL, NULL);
 	x->srv->blkif_device = NULL;
 	/* An orderly stop: what the ring had taken is answered and flushed
 	 * (server_run drained it); close the device rather than leave a
 	 * guest waiting on a ring nobody serves.  (A crash leaves it
 	 * Connected, for the next server to re-adopt.) */
-	if ((x->claimed || !x->discover) && !x->gone) {
-		disconnect(x, true, "the server is stopping");
-		if (set_state(x, XB_CLOSED) == 0)
-			log_info("%s: closed: the server stopped", x->name);
-	}
-	disconnect(x, false, "the server is closing");
+	if (!x->released)
+		close_device(x, "the server stopped");
 	server_epoll_del(x->srv, x->evtchn_fd);
 	server_epoll_del(x->srv, x->xs_fd);
 	xen_free(x);

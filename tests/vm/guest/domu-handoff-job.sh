@@ -9,7 +9,12 @@
 # with O_DIRECT and no flush, reads back; then the guest streams R (8 MiB)
 # in 16 KiB writes from 16 MiB on, O_DIRECT and no flush, one at a time,
 # recording in sector 3 how many completed; dom0 deactivates the volume
-# while it streams: a write then fails, and the disk must go away.
+# while it streams: a write then fails, and the disk must go away.  Then
+# the same again at 32 MiB (counted in sector 4), where dom0 deactivates
+# the ring's domain while the server stays for a dom0 user.  Before those,
+# between the unplug and the second plug, two more plugs each cut by a
+# shutdown-request (normal, then force) while the guest streams R at 48
+# and 56 MiB (counted in sectors 5 and 6).
 . /lib.sh
 # wait_answer TEXT: until dom0 writes TEXT in sector 1 (10 minutes)
 wait_answer() {
@@ -32,6 +37,19 @@ disk_is() {
 	return 1
 }
 
+# stream SEEK SECTOR: R in 16 KiB writes from block SEEK on, O_DIRECT and
+# no flush, one at a time, until a write fails (dom0 deactivates) or R is
+# all written, counting those that completed in control sector SECTOR
+stream() {
+	n=0
+	while [ $n -lt 512 ] &&
+	      $DD if=$P/R of=$X bs=16k skip=$n seek=$(($1 + n)) count=1 \
+		oflag=direct conv=notrunc status=none 2>/dev/null; do
+		n=$((n + 1))
+		mark $2 $n
+	done
+	echo "domU: $n writes of R completed, then $([ $n -lt 512 ] && echo "one failed" || echo "R was all written")"
+}
 [ -b $X ] || fail "no $X"
 echo "domU: xvda is $(($(cat /sys/block/xvda/size) / 2048)) MiB"
 put A 0
@@ -52,6 +70,18 @@ wait_answer UNPLUGGED
 disk_is absent 30 || fail "xvda is still there after the unplug"
 echo "domU: xvda went away with the unplug"
 mark 0 GONE
+# xenopsd's ShutdownRequest mode, normal then force: a stream each, cut by
+# dom0's shutdown-request
+for c in SRN:3072:5 SRF:3584:6; do
+	name=${c%%:*} c=${c#*:}
+	disk_is present 120 || fail "xvda did not come back for $name"
+	stream ${c%:*} ${c#*:}
+	mark 0 $name-DONE
+	wait_answer $name-CLOSED
+	disk_is absent 30 || fail "xvda is still there after $name"
+	echo "domU: xvda went away with $name"
+	mark 0 GONE-$name
+done
 disk_is present 120 || fail "xvda did not come back when dom0 plugged it again"
 # no flush: deactivate must flush what the guest saw completed
 $DD if=$P/D of=$X bs=1M seek=8 oflag=direct conv=notrunc status=none ||
@@ -59,17 +89,17 @@ $DD if=$P/D of=$X bs=1M seek=8 oflag=direct conv=notrunc status=none ||
 get_ok D 8 || fail "D does not read back after the second plug"
 echo "domU: xvda plugged again, D written (no flush) and read back"
 mark 0 REPLUG-DONE
-# the stream: until a write fails (the deactivation) or R is all written
-n=0
-while [ $n -lt 512 ] &&
-      $DD if=$P/R of=$X bs=16k skip=$n seek=$((1024 + n)) count=1 oflag=direct \
-	conv=notrunc status=none 2>/dev/null; do
-	n=$((n + 1))
-	mark 3 $n
-done
-echo "domU: $n writes of R completed, then $([ $n -lt 512 ] && echo "one failed" || echo "R was all written")"
+stream 1024 3
 mark 0 STREAM-DONE
 wait_answer DEACTIVATED
 disk_is absent 30 || fail "xvda is still there after dom0 deactivated it"
 echo "domU: xvda went away with the deactivation"
+mark 0 GONE2
+# the ring's domain deactivated while the server stays for another domain
+disk_is present 120 || fail "xvda did not come back for the release test"
+stream 2048 4
+mark 0 STREAM2-DONE
+wait_answer RELEASED
+disk_is absent 30 || fail "xvda is still there after its ring was released"
+echo "domU: xvda went away with the release of its ring"
 exit 0

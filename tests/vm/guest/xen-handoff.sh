@@ -19,12 +19,22 @@
 #  5. Classic clean unplug (online=0 and state=5 in one transaction, wait
 #     for Closed, remove the frontend and the backend); the server releases
 #     the device, the guest's xvda goes away.
+#  5b. Twice more plugged, the guest streaming, and unplugged in xenopsd's
+#     ShutdownRequest mode (shutdown-request normal after online=0, then
+#     force): the server flushes, closes the device (6) and writes
+#     shutdown-done; the stream is cut; the server stays and claims the
+#     next plug.
 #  6. The device plugged again: the same server claims it, the guest
 #     writes D with no flush, then streams R in 16 KiB writes (no flush),
 #     counting those that completed; Datapath.deactivate while it streams
 #     and the ring is Connected: the server drains, flushes and closes the
 #     device (state 6) before it exits; the guest's next write fails, its
 #     xvda goes away, and every write it saw complete is in the image.
+#  6b. The same again, with a dom0 user of the volume activated beside the
+#     ring (/dev/nbdN): Datapath.deactivate of the guest's domain closes
+#     its ring (control op blkif_release) and the server stays: the stream
+#     is cut, the status says "released", the record keeps the dom0 user
+#     alone, who still reads through the server; its deactivate stops it.
 #  7. Datapath.deactivate again (idempotent) + detach: no server, no ring
 #     mark, no run directory; the image holds exactly what the guest wrote.
 # Before the guest runs (1b): a second volume whose ring cannot be
@@ -55,10 +65,15 @@ srv_get() { "$NGDP_CTL" "$(jq -r .control "$SR/.sr/active/${2:-$K}.json")" get "
 # serving DEVICE RINGS: the server's status says blkif_device is DEVICE
 # (the backend directory it claimed, or null) and blkif_rings RINGS
 serving() { [ "$(srv_get blkif_device)/$(srv_get blkif_rings)" = "$1/$2" ]; }
-# streamed N: the guest's stream has completed at least N writes
-streamed() { [ "$(ctl_get 3)" -ge "$1" ] 2>/dev/null; }
+# xs_has PATH: the key exists in xenstore
+xs_has() { xenstore-read "$1" >/dev/null 2>&1; }
+# streamed_at SECTOR N: the guest's stream counting in control sector
+# SECTOR has completed at least N writes
+streamed_at() { [ "$(ctl_get "$1")" -ge "$2" ] 2>/dev/null; }
 conf() { printf '# t-xen-handoff\nblkif-ring = %s\n' "$1" > "$T/datapath.conf"; }
 export XSNG_DATAPATH_CONF=$T/datapath.conf
+# no flush of the server's own (every 5 s when written): 5b sees who flushed
+export XSNG_DATAPATH_FLUSH_INTERVAL=0
 
 mk_sr || { fail "SR.create/attach on a loop device"; finish; }
 SR_UUID=$(jq -r .uuid "$SR/.sr/sr.json")
@@ -182,9 +197,15 @@ check "an unmarked qdisk device of the same guest (not ours)" bash -c "
 		$DBE/frontend-id $domid $DBE/online 1 $DBE/state 1 $DBE/mode w \
 		$DBE/params x $DBE/sm-data/backend-kind qdisk"
 sock=${NBD#nbd:unix:}
-check "frontend and backend directories written from the XenDisk" \
+# plug: the VBD's frontend and backend, as xenopsd writes them from the
+# XenDisk (the backend gets the block script's keys too)
+plug() {
 	xen_qdisk_vbd "$domid" "$DEVID" "$NBD" qemu-params "$(jq -r .params <<<"$XD")" \
-	"${sm[@]}" physical-device-path "${sock%:exportname=*}" hotplug-status connected
+		"${sm[@]}" physical-device-path "${sock%:exportname=*}" hotplug-status connected
+}
+# ring_up: both sides Connected (4/4)
+ring_up() { [ "$(xs "$BE/state")/$(xs "$FE/state")" = 4/4 ]; }
+check "frontend and backend directories written from the XenDisk" plug
 check "the server claimed the device (backend state 2, InitWait)" \
 	wait_for 60 bash -c "[ \"\$(xenstore-read $BE/state)\" = 2 ]"
 check "the backend offers persistent grants, flush, indirect segments" \
@@ -231,16 +252,50 @@ if check "the guest wrote and read back A and C with O_DIRECT" wait_phase DATA-D
 		wait_for 30 serving null 0
 	check "the server still runs after the unplug" kill -0 "$SRV"
 	ctl_put 1 UNPLUGGED
+	# 5b. xenopsd's ShutdownRequest mode (device.ml request_shutdown):
+	#     normal (online=0, then shutdown-request), then force; the
+	#     server drains, flushes, closes the device and writes
+	#     shutdown-done, and stays for the next plug
+	prev=GONE
+	for c in SRN:normal:5 SRF:force:6; do
+		sr=${c%%:*} mode=${c#*:}; sector=${mode#*:} mode=${mode%:*}
+		check "$sr: the guest's xvda went away" wait_phase $prev 120 &&
+		check "$sr: the device written again as xenopsd plugs it" plug &&
+		check "$sr: the same server claimed it and connected its ring (4/4)" \
+			wait_for 120 ring_up &&
+		check "$sr: the guest is streaming R (8 of its writes completed)" \
+			wait_for 120 streamed_at "$sector" 8 || break
+		flushes=$(srv_get flushes)
+		if [ "$mode" = normal ]; then
+			xenstore-write "$BE/online" 0
+		fi
+		xenstore-write "$BE/shutdown-request" "$mode"
+		check "$sr: shutdown-request $mode answered: shutdown-done" \
+			wait_for 60 xs_has "$BE/shutdown-done"
+		check "$sr: the device is closed (backend state 6)" [ "$(xs $BE/state)" = 6 ]
+		check "$sr: the server flushed before shutdown-done ($flushes -> $(srv_get flushes) flushes, dirty: $(srv_get dirty))" \
+			[ "$(srv_get flushes)/$(srv_get dirty)" = "$((flushes + 1))/false" ]
+		check "$sr: the stream ended (a write failed, or R was all written)" \
+			wait_phase $sr-DONE 120
+		n=$(ctl_get $sector)
+		check "$sr: the shutdown cut the stream ($n of 512 writes completed)" [ "$n" -lt 512 ]
+		eval "N$sr=$n"
+		# the toolstack's rm_device_state
+		xenstore-rm "$FE"
+		xenstore-rm "$BE"
+		check "$sr: the server released the device and still runs" \
+			wait_for 30 serving null 0
+		ctl_put 1 $sr-CLOSED
+		prev=GONE-$sr
+	done
 	# 6. plugged again, then deactivated under the connected guest
-	check "the guest's xvda went away" wait_phase GONE 120 &&
-	check "the device written again as xenopsd plugs it" \
-		xen_qdisk_vbd "$domid" "$DEVID" "$NBD" qemu-params "$(jq -r .params <<<"$XD")" \
-		"${sm[@]}" physical-device-path "${sock%:exportname=*}" hotplug-status connected &&
+	check "the guest's xvda went away" wait_phase "$prev" 120 &&
+	check "the device written again as xenopsd plugs it" plug &&
 	check "the same server claimed it and connected its ring (4/4)" \
-		wait_for 120 bash -c "[ \"\$(xenstore-read $BE/state)/\$(xenstore-read $FE/state)\" = 4/4 ]" &&
+		wait_for 120 ring_up &&
 	check "the guest wrote D (no flush) through it" wait_phase REPLUG-DONE &&
 	check "the guest is streaming R (8 of its writes completed)" \
-		wait_for 120 streamed 8 &&
+		wait_for 120 streamed_at 3 8 &&
 	{
 		dp Datapath.deactivate "$domid"
 		expect_ok "Datapath.deactivate while the ring is Connected and busy"
@@ -256,6 +311,47 @@ if check "the guest wrote and read back A and C with O_DIRECT" wait_phase DATA-D
 		xenstore-rm "$FE"
 		xenstore-rm "$BE"
 		ctl_put 1 DEACTIVATED
+	} &&
+	# 6b. the ring's domain deactivated while the server stays for
+	#     another domain, a dom0 user of the volume (/dev/nbdN)
+	check "the guest's xvda went away" wait_phase GONE2 120 &&
+	{ dp Datapath.activate "$domid"; expect_ok "activate for domain $domid again"; } &&
+	SRV=$(jq -r .pid "$SR/.sr/active/$K.json") &&
+	{ dp Datapath.attach u0_handoff; expect_ok "attach for a dom0 user beside the ring"; } &&
+	UDEV=$(jq -r '.implementations[] | select(.[0] == "BlockDevice") | .[1].path' <<<"$OUT") &&
+	{ dp Datapath.activate u0_handoff; expect_ok "activate for the dom0 user ($UDEV)"; } &&
+	check "one server serves both (pid $SRV)" \
+		[ "$(jq -r .pid "$SR/.sr/active/$K.json")" = "$SRV" ] &&
+	check "the device written again as xenopsd plugs it" plug &&
+	check "the server claimed it and connected its ring (4/4)" \
+		wait_for 120 ring_up &&
+	check "the guest is streaming R at 32 MiB (8 of its writes completed)" \
+		wait_for 120 streamed_at 4 8 &&
+	{
+		dp Datapath.deactivate "$domid"
+		expect_ok "Datapath.deactivate of the ring's domain, the dom0 user staying"
+		check "the stream ended (a write failed, or R was all written)" wait_phase STREAM2-DONE 120
+		NSTREAM2=$(ctl_get 4)
+		check "the release cut the stream ($NSTREAM2 of 512 writes completed)" \
+			[ "$NSTREAM2" -lt 512 ]
+		check "the server (pid $SRV) still runs for the dom0 user" kill -0 "$SRV"
+		check "its status: ring released, no device, no ring connected ($(srv_get blkif_ring)/$(srv_get blkif_device)/$(srv_get blkif_rings))" \
+			[ "$(srv_get blkif_ring)/$(srv_get blkif_device)/$(srv_get blkif_rings)" = released/null/0 ]
+		check "it closed the device (backend state 6)" [ "$(xs $BE/state)" = 6 ]
+		check "blkfront saw it and closed (frontend state 5 or 6)" \
+			wait_for 60 bash -c "case \"\$(xenstore-read $FE/state)\" in 5|6) ;; *) false; esac"
+		check "the activation record: no ring, the dom0 user alone" \
+			jqt '(has("ring") | not) and (.domains | keys) == ["u0_handoff"]' "$SR/.sr/active/$K.json"
+		check "the dom0 user still reads D through $UDEV" \
+			bash -c "dd if=$UDEV bs=1M skip=8 count=1 iflag=direct status=none | cmp -s - $PAT/D"
+		xenstore-rm "$FE"
+		xenstore-rm "$BE"
+		ctl_put 1 RELEASED
+		dp Datapath.deactivate u0_handoff
+		expect_ok "Datapath.deactivate of the dom0 user (the last: the server stops)"
+		check "the server (pid $SRV) exited" wait_for 30 test ! -e "/proc/$SRV"
+		dp Datapath.detach u0_handoff
+		expect_ok "Datapath.detach of the dom0 user"
 	}
 fi
 xen_domu_result "$name"
@@ -283,17 +379,19 @@ stamp "checking the image"
 IMG=$(vol_image "$K")
 truncate -s $VOL_SIZE "$T/ref"
 put_ref "$T/ref" A 0; put_ref "$T/ref" C 4; put_ref "$T/ref" D 8
-# the stream: the NSTREAM writes the guest saw complete; the one after
-# them may have been done before the device closed, or not at all
-n=${NSTREAM:-0}
-dd if="$PAT/R" of="$T/ref" bs=16k count="$n" seek=1024 conv=notrunc status=none
+# each stream: the writes the guest saw complete; the one after them may
+# have been done before the device closed, or not at all
 qemu-img convert -f qcow2 -O raw "$IMG" "$T/img.raw"
-dd if="$T/img.raw" bs=16k skip=$((1024 + n)) count=1 status=none > "$T/next"
-if [ "$n" -lt 512 ] && dd if="$PAT/R" bs=16k skip="$n" count=1 status=none | cmp -s - "$T/next"; then
-	dd if="$T/next" of="$T/ref" bs=16k seek=$((1024 + n)) conv=notrunc status=none
-fi
+for s in 1024:${NSTREAM:-0} 2048:${NSTREAM2:-0} 3072:${NSRN:-0} 3584:${NSRF:-0}; do
+	at=${s%:*} n=${s#*:}
+	dd if="$PAT/R" of="$T/ref" bs=16k count="$n" seek="$at" conv=notrunc status=none
+	dd if="$T/img.raw" bs=16k skip=$((at + n)) count=1 status=none > "$T/next"
+	if [ "$n" -lt 512 ] && dd if="$PAT/R" bs=16k skip="$n" count=1 status=none | cmp -s - "$T/next"; then
+		dd if="$T/next" of="$T/ref" bs=16k seek=$((at + n)) conv=notrunc status=none
+	fi
+done
 rm -f "$T/img.raw"
 check "qemu-img check of the image" qemu-img check -q -f qcow2 "$IMG"
-check "the image holds exactly the guest's data, with the $n stream writes it saw complete" qemu-img compare -q -f raw -F qcow2 "$T/ref" "$IMG"
+check "the image holds exactly the guest's data, with the ${NSTREAM:-0} + ${NSTREAM2:-0} + ${NSRN:-0} + ${NSRF:-0} stream writes it saw complete" qemu-img compare -q -f raw -F qcow2 "$T/ref" "$IMG"
 TEST_NAME=t-xen-handoff
 finish
