@@ -297,12 +297,9 @@ int data_mirror(struct call *c, json_object **ret)
 static int server_mirror_status(json_object *rec, const char *id,
 				json_object **ret)
 {
-	json_object *req = json_new_object(), *reply = NULL, *m, *mid;
-	int r;
+	json_object *reply, *m, *mid;
+	int r = dp_server_status(rec, CTL_TIMEOUT_MS, &reply);
 
-	json_add_string(req, CTL_KEY_OP, CTL_OP_STATUS);
-	r = control_call(rec_str(rec, "control"), req, CTL_TIMEOUT_MS, &reply);
-	json_object_put(req);
 	if (r == 0 && json_object_object_get_ex(reply, CTL_ST_MIRROR, &m) &&
 	    json_object_is_type(m, json_type_object) &&
 	    json_object_object_get_ex(m, CTL_MI_ID, &mid) &&

@@ -69,6 +69,9 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 /* The ngdp-server next to this program; 0 or -ENOENT. */
 int dp_server_program(char *out, size_t len);
 int dp_server_stop(struct call *c, json_object *rec);
+/* The server's status from its control socket: 0 with *ret (the caller
+ * puts it), or -errno with *ret NULL. */
+int dp_server_status(json_object *rec, int timeout_ms, json_object **ret);
 /* The ring's domain is deactivated while the server stays for others:
  * close its ring (control op blkif_release) and wait until it is. */
 int dp_server_release_ring(struct call *c, json_object *rec,

@@ -148,6 +148,26 @@ static int wait_ready(int fd, pid_t pid, int *ret_status)
 	return -EIO;
 }
 
+/* XSNG_DATAPATH_FLUSH_INTERVAL (ms, a whole number up to a day), or NULL
+ * for the server's default; another value is said and ignored. */
+static const char *flush_interval_arg(void)
+{
+	const char *s = getenv("XSNG_DATAPATH_FLUSH_INTERVAL");
+	unsigned long long v;
+	char *end;
+
+	if (!s || !*s)
+		return NULL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || s[0] == '-' || v > 24ULL * 3600 * 1000) {
+		log_warn("XSNG_DATAPATH_FLUSH_INTERVAL='%.40s' is not a whole "
+			 "number of ms: the server's default is used", s);
+		return NULL;
+	}
+	return s;
+}
+
 int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 		    const char *image_path, const char *format, bool readonly,
 		    const struct dp_ring *ring, json_object **ret_rec)
@@ -157,7 +177,7 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 	char logp[PATH_MAX], confine[PATH_MAX], line[512], heartbeat[PATH_MAX];
 	char record[PATH_MAX], import[PATH_MAX];
 	const char *engine = getenv("XSNG_DATAPATH_ENGINE");
-	const char *flush_ms = getenv("XSNG_DATAPATH_FLUSH_INTERVAL");
+	const char *flush_ms = flush_interval_arg();
 	const char *argv[42];
 	int pipefd[2], argc = 0, r, status = 0;
 	json_object *rec;
@@ -236,8 +256,7 @@ int dp_server_start(struct call *c, struct sr *sr, const struct dp_target *t,
 		argv[argc++] = "--engine";
 		argv[argc++] = engine;
 	}
-	if (flush_ms && *flush_ms && strspn(flush_ms, "0123456789") ==
-	    strlen(flush_ms) && strlen(flush_ms) <= 7) {
+	if (flush_ms) {
 		argv[argc++] = "--flush-interval";
 		argv[argc++] = flush_ms;
 	}
@@ -362,21 +381,35 @@ int dp_server_stop(struct call *c, json_object *rec)
 	return 0;
 }
 
-/* The server's "blkif_ring" status, or NULL (no ring, or no answer):
- * the caller frees it. */
-static char *ring_status(json_object *rec)
+int dp_server_status(json_object *rec, int timeout_ms, json_object **ret)
 {
-	json_object *req = json_new_object(), *reply = NULL, *v;
-	char *st = NULL;
+	json_object *req = json_new_object();
+	int r;
 
+	*ret = NULL;
 	json_add_string(req, CTL_KEY_OP, CTL_OP_STATUS);
-	if (control_call(rec_str(rec, "control"), req, 5000, &reply) == 0 &&
-	    json_object_object_get_ex(reply, CTL_ST_BLKIF_RING, &v) &&
-	    json_object_is_type(v, json_type_string))
-		st = strdup(json_object_get_string(v));
+	r = control_call(rec_str(rec, "control"), req, timeout_ms, ret);
 	json_object_put(req);
-	json_object_put(reply);
-	return st;
+	if (r < 0) {
+		json_object_put(*ret);
+		*ret = NULL;
+	}
+	return r;
+}
+
+/* Is the server's ring released (or is there no ring, or no server)? */
+static bool ring_released(json_object *rec)
+{
+	json_object *st, *v;
+	bool done;
+
+	if (dp_server_status(rec, 5000, &st) < 0)
+		return true;	/* gone: nothing of it serves the ring */
+	done = !json_object_object_get_ex(st, CTL_ST_BLKIF_RING, &v) ||
+	       !json_object_is_type(v, json_type_string) ||
+	       !strcmp(json_object_get_string(v), CTL_RING_RELEASED);
+	json_object_put(st);
+	return done;
 }
 
 int dp_server_release_ring(struct call *c, json_object *rec,
@@ -408,11 +441,7 @@ int dp_server_release_ring(struct call *c, json_object *rec,
 	}
 	json_object_put(reply);
 	for (waited = 0; waited < RING_RELEASE_TIMEOUT_MS; waited += 50) {
-		char *st = ring_status(rec);
-		bool done = !st || !strcmp(st, CTL_RING_RELEASED);
-
-		free(st);
-		if (done) {
+		if (ring_released(rec)) {
 			log_info("domain %s: the blkif ring is closed; the "
 				 "server pid %d stays for the other domains",
 				 domain, (int)rec_int(rec, "pid"));

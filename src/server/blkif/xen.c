@@ -158,12 +158,13 @@ struct blkif_xen {
 	evtchn_port_t port;		/* ours */
 	unsigned int gc_max;		/* persistent grants kept mapped */
 	const char *fail_mark;		/* --blkif-fail-mark, or NULL */
-	uint64_t stop_ms;		/* when the stop (or the release)
-					 * closed the device */
-	/* closing the device while the server stays (closing_step) */
+	uint64_t stop_ms;		/* when the stop, release or
+					 * shutdown-request closed the device */
+	/* closing the device while the server stays (closing_step): its
+	 * flush is the first one sent from close_flush_want on (flushes
+	 * complete in order) */
 	enum xen_closing closing;
-	enum { CLOSE_FLUSH_NONE, CLOSE_FLUSH_RUNNING, CLOSE_FLUSH_DONE }
-		close_flush;
+	unsigned int close_flush_sent, close_flush_done, close_flush_want;
 	bool shutdown_done;		/* shutdown-done written: the
 					 * toolstack removes the device */
 	bool shutdown_bad_logged;
@@ -1001,7 +1002,7 @@ static void closing_flush_done(struct req *req)
 	if (req->wire_err)
 		log_error("%s: the flush before closing the device failed "
 			  "(NBD error %u)", x->name, req->wire_err);
-	x->close_flush = CLOSE_FLUSH_DONE;
+	x->close_flush_done++;
 	server_req_put(x->srv, req);
 }
 
@@ -1012,8 +1013,9 @@ static void closing_flush(struct blkif_xen *x)
 {
 	struct req *req;
 
-	if (x->readonly) {
-		x->close_flush = CLOSE_FLUSH_DONE;
+	if (x->readonly) {	/* nothing was written through the ring */
+		x->close_flush_sent++;
+		x->close_flush_done++;
 		return;
 	}
 	req = server_req_get(x->srv);
@@ -1025,7 +1027,7 @@ static void closing_flush(struct blkif_xen *x)
 	req->h = (struct nbd_request){
 		.magic = NBD_REQUEST_MAGIC, .type = NBD_CMD_FLUSH,
 	};
-	x->close_flush = CLOSE_FLUSH_RUNNING;
+	x->close_flush_sent++;
 	server_submit(x->srv, req);
 }
 
@@ -1033,9 +1035,9 @@ static void closing_flush(struct blkif_xen *x)
  * Closing the device while the server stays, a step per loop turn: the
  * requests taken are answered first (none is taken any more), the image
  * is flushed, then the device is closed as at stop (for normal, once the
- * frontend closed, however long it takes; otherwise within 10 s).  A release then claims nothing
- * again; a shutdown-request ends with shutdown-done, and the toolstack
- * removes the device.
+ * frontend closed, however long it takes; otherwise within 10 s).  A
+ * release then claims nothing again; a shutdown-request ends with
+ * shutdown-done, and the toolstack removes the device.
  */
 static void closing_step(struct blkif_xen *x)
 {
@@ -1043,8 +1045,8 @@ static void closing_step(struct blkif_xen *x)
 
 	if (x->be && blkif_backend_in_flight(x->be))
 		return;
-	if (x->close_flush != CLOSE_FLUSH_DONE) {
-		if (x->close_flush == CLOSE_FLUSH_NONE)
+	if (x->close_flush_done < x->close_flush_want) {
+		if (x->close_flush_sent < x->close_flush_want)
 			closing_flush(x);
 		return;
 	}
@@ -1083,8 +1085,8 @@ static void closing_step(struct blkif_xen *x)
 static void closing_start(struct blkif_xen *x, enum xen_closing why)
 {
 	x->closing = why;
-	if (x->close_flush == CLOSE_FLUSH_DONE)
-		x->close_flush = CLOSE_FLUSH_NONE;	/* an earlier one's */
+	/* a flush sent from now on: not one an earlier close sent */
+	x->close_flush_want = x->close_flush_sent + 1;
 	if (x->be)
 		blkif_backend_stop_taking(x->be);
 	log_info("%s: %s: closing the device (%u request(s) in flight)",
